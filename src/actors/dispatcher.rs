@@ -1,0 +1,449 @@
+//! `Dispatcher`: takes jobs from Redis and runs each in its own
+//! `ContainerRunner`, never more than the concurrency cap at once.
+//!
+//! It owns the process's BullMQ worker, whose concurrency is the cap: the
+//! worker claims a job only while fewer than `cap` are in flight, so jobs
+//! wait in Redis, never in this actor's (unbounded) mailbox. Each claimed
+//! job arrives as [`DispatcherMsg::Run`] with a reply port; the dispatcher
+//! spawns a linked runner and answers the port when the runner reports.
+//!
+//! When a runner fails (panics, or stops without reporting) the dispatcher
+//! removes the job's container by label, fails the job with
+//! `internal_error` (no retry: the job itself may be what broke it) and
+//! frees the slot. It also sweeps containers left behind: at start (its own,
+//! and those of workers whose heartbeat expired) and every minute.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio_util::sync::CancellationToken;
+
+use super::WorkerServices;
+use super::registry::RegistryMsg;
+use super::runner::{ContainerRunner, RunnerArgs};
+use crate::job::{JobSpec, now_ms};
+use crate::queue::heartbeat::{HEARTBEAT_INTERVAL, WorkerInfo};
+use crate::queue::worker::{ClaimedJob, JobOutcome, QueueWorker};
+
+/// With fault injection on, a job whose code contains this makes its runner
+/// panic while the program runs (tests only).
+pub const PANIC_RUNNER_MARKER: &str = "code-runner:fault:panic-runner";
+
+/// How often leftover containers are looked for.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// A container of this worker younger than this is never swept: its runner
+/// may be about to report it.
+const SWEEP_MIN_AGE_SECS: i64 = 60;
+
+pub enum DispatcherMsg {
+    /// A job claimed by the queue worker; answer `reply` when it ends.
+    Run {
+        job: ClaimedJob,
+        reply: RpcReplyPort<JobOutcome>,
+    },
+    /// A runner's outcome.
+    RunnerDone {
+        runner: ActorId,
+        outcome: JobOutcome,
+    },
+    /// A runner stopped (queued behind any `RunnerDone` it sent first).
+    RunnerExited { runner: ActorId, reason: String },
+    /// Look for leftover containers.
+    Sweep,
+    /// Stop taking jobs; after the shutdown grace, stop the running ones
+    /// (their jobs go back to the queue). Answers when none is left.
+    Drain(RpcReplyPort<()>),
+    /// The shutdown grace is over.
+    DrainDeadline,
+    /// Jobs in flight now.
+    Running(RpcReplyPort<usize>),
+    /// Test-only fault hook: fail the dispatcher.
+    InjectFault,
+}
+
+/// A job in flight.
+struct InFlight {
+    job_id: String,
+    reply: RpcReplyPort<JobOutcome>,
+    cancel: CancellationToken,
+}
+
+/// Aborts a background task when dropped (also when the owner panics).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub struct DispatcherState {
+    services: Arc<WorkerServices>,
+    /// Dropped with the state, even on panic: stops claiming jobs.
+    worker: QueueWorker,
+    running: HashMap<ActorId, InFlight>,
+    /// `running.len()`, for the heartbeat task.
+    running_count: Arc<AtomicUsize>,
+    _heartbeat: AbortOnDrop,
+    draining: Option<RpcReplyPort<()>>,
+}
+
+pub struct Dispatcher;
+
+impl Actor for Dispatcher {
+    type Msg = DispatcherMsg;
+    type State = DispatcherState;
+    type Arguments = Arc<WorkerServices>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        services: Arc<WorkerServices>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let worker_id = services.worker_settings.worker_id.clone();
+        // Whatever this worker's runners left (a restart means they are all
+        // gone) and whatever dead workers left on this engine.
+        sweep(&services, &HashSet::new(), true).await;
+        services.registry.tell(RegistryMsg::ForgetWorker {
+            worker_id: worker_id.clone(),
+        });
+
+        let running_count = Arc::new(AtomicUsize::new(0));
+        let heartbeat = tokio::spawn(heartbeat_loop(services.clone(), running_count.clone()));
+
+        let me = myself.clone();
+        let worker = QueueWorker::start(
+            &services.queue_settings,
+            &services.worker_settings,
+            move |job: ClaimedJob| {
+                let me = me.clone();
+                async move {
+                    match me
+                        .call(|reply| DispatcherMsg::Run { job, reply }, None)
+                        .await
+                    {
+                        Ok(ractor::rpc::CallResult::Success(outcome)) => outcome,
+                        _ => JobOutcome::Failed {
+                            reason: "the worker's dispatcher stopped while the job ran".into(),
+                            retryable: true,
+                        },
+                    }
+                }
+            },
+        )
+        .await?;
+        myself.send_interval(SWEEP_INTERVAL, || DispatcherMsg::Sweep);
+        tracing::info!(worker = %worker_id, cap = services.worker_settings.concurrency,
+            "dispatcher started");
+        Ok(DispatcherState {
+            services,
+            worker,
+            running: HashMap::new(),
+            running_count,
+            _heartbeat: AbortOnDrop(heartbeat),
+            draining: None,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.worker.close(Duration::from_secs(10)).await;
+        let worker_id = &state.services.worker_settings.worker_id;
+        if let Err(e) = state.services.queue.forget_worker(worker_id).await {
+            tracing::warn!(error = %e, "could not remove this worker's heartbeat");
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            DispatcherMsg::Run { job, reply } => start_job(&myself, state, job, reply).await,
+            DispatcherMsg::RunnerDone { runner, outcome } => {
+                if let Some(entry) = state.running.remove(&runner) {
+                    finish(state, entry, outcome);
+                }
+            }
+            DispatcherMsg::RunnerExited { runner, reason } => {
+                if let Some(entry) = state.running.remove(&runner) {
+                    runner_failed(state, entry, reason);
+                }
+            }
+            DispatcherMsg::Sweep => {
+                let services = state.services.clone();
+                let known: HashSet<String> =
+                    state.running.values().map(|e| e.job_id.clone()).collect();
+                tokio::spawn(async move { sweep(&services, &known, false).await });
+            }
+            DispatcherMsg::Drain(reply) => {
+                state.worker.pause();
+                state.draining = Some(reply);
+                let grace = state.services.shutdown_grace;
+                if grace.is_zero() {
+                    cancel_all(state);
+                } else {
+                    myself.send_after(grace, || DispatcherMsg::DrainDeadline);
+                }
+                answer_drain_if_done(state);
+            }
+            DispatcherMsg::DrainDeadline => cancel_all(state),
+            DispatcherMsg::Running(reply) => {
+                let _ = reply.send(state.running.len());
+            }
+            DispatcherMsg::InjectFault => {
+                return Err("fault injected into the dispatcher".into());
+            }
+        }
+        Ok(())
+    }
+
+    // Runners are short-lived children: one stopping or failing must never
+    // stop the dispatcher (ractor's default would).
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let (runner, reason) = match event {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell.get_id(), reason.unwrap_or_else(|| "stopped".into()))
+            }
+            SupervisionEvent::ActorFailed(cell, error) => {
+                (cell.get_id(), format!("panicked: {error}"))
+            }
+            _ => return Ok(()),
+        };
+        // Supervision events overtake ordinary messages; going through the
+        // mailbox puts this after any RunnerDone the runner sent first.
+        myself.cast(DispatcherMsg::RunnerExited { runner, reason })?;
+        Ok(())
+    }
+}
+
+async fn start_job(
+    myself: &ActorRef<DispatcherMsg>,
+    state: &mut DispatcherState,
+    job: ClaimedJob,
+    reply: RpcReplyPort<JobOutcome>,
+) {
+    let services = &state.services;
+    let spec: JobSpec = match serde_json::from_value(job.data.clone()) {
+        Ok(spec) => spec,
+        Err(e) => {
+            let _ = reply.send(JobOutcome::Failed {
+                reason: format!("the job's data is not a valid job: {e}"),
+                retryable: false,
+            });
+            return;
+        }
+    };
+    let Some(language) = services.languages.find(&spec.language).cloned() else {
+        let _ = reply.send(JobOutcome::Failed {
+            reason: format!("unknown language {:?}", spec.language),
+            retryable: false,
+        });
+        return;
+    };
+    if state.draining.is_some() {
+        let _ = reply.send(JobOutcome::Requeue);
+        return;
+    }
+    let limits = spec
+        .limits
+        .unwrap_or(services.limits)
+        .clamp_to(&services.limits);
+    let panic_when_running = services.fault_injection && spec.code.contains(PANIC_RUNNER_MARKER);
+    services.registry.tell(RegistryMsg::JobClaimed {
+        job_id: job.id.clone(),
+        language: language.id.clone(),
+        worker_id: services.worker_settings.worker_id.clone(),
+    });
+    let args = RunnerArgs {
+        job_id: job.id.clone(),
+        language,
+        code: spec.code,
+        stdin: spec.stdin,
+        limits,
+        sandbox: services.sandbox.clone(),
+        registry: services.registry.clone(),
+        dispatcher: myself.clone(),
+        cancel: job.cancel.clone(),
+        panic_when_running,
+    };
+    match Actor::spawn_linked(None, ContainerRunner, args, myself.get_cell()).await {
+        Ok((runner, _)) => {
+            state.running.insert(
+                runner.get_id(),
+                InFlight {
+                    job_id: job.id,
+                    reply,
+                    cancel: job.cancel,
+                },
+            );
+            state
+                .running_count
+                .store(state.running.len(), Ordering::Relaxed);
+        }
+        Err(e) => {
+            let outcome = JobOutcome::Failed {
+                reason: format!("could not start a runner: {e}"),
+                retryable: true,
+            };
+            services.registry.tell(RegistryMsg::JobFinished {
+                job_id: job.id,
+                status: None,
+                outcome: "failed: could not start a runner".into(),
+            });
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+fn finish(state: &mut DispatcherState, entry: InFlight, outcome: JobOutcome) {
+    let (status, summary) = match &outcome {
+        JobOutcome::Finished(result) => (Some(result.status), "completed".to_string()),
+        JobOutcome::Requeue => (None, "requeued".to_string()),
+        JobOutcome::Failed { reason, .. } => (None, format!("failed: {reason}")),
+    };
+    state.services.registry.tell(RegistryMsg::JobFinished {
+        job_id: entry.job_id,
+        status,
+        outcome: summary,
+    });
+    let _ = entry.reply.send(outcome);
+    state
+        .running_count
+        .store(state.running.len(), Ordering::Relaxed);
+    answer_drain_if_done(state);
+}
+
+/// A runner died without reporting: remove its container, then fail the job.
+fn runner_failed(state: &mut DispatcherState, entry: InFlight, reason: String) {
+    tracing::error!(job = %entry.job_id, %reason, "runner failed; failing its job");
+    let services = state.services.clone();
+    state.services.registry.tell(RegistryMsg::JobFinished {
+        job_id: entry.job_id.clone(),
+        status: None,
+        outcome: format!("failed: runner {reason}"),
+    });
+    tokio::spawn(async move {
+        for attempt in 0..5 {
+            match services.sandbox.remove_job_containers(&entry.job_id).await {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(job = %entry.job_id, error = %e, attempt,
+                        "could not remove a failed runner's container yet");
+                    tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+                }
+            }
+        }
+        let _ = entry.reply.send(JobOutcome::Failed {
+            reason: format!("internal_error: the job's runner failed ({reason})"),
+            retryable: false,
+        });
+    });
+    state
+        .running_count
+        .store(state.running.len(), Ordering::Relaxed);
+    answer_drain_if_done(state);
+}
+
+fn cancel_all(state: &mut DispatcherState) {
+    for entry in state.running.values() {
+        entry.cancel.cancel();
+    }
+}
+
+fn answer_drain_if_done(state: &mut DispatcherState) {
+    if state.running.is_empty()
+        && let Some(reply) = state.draining.take()
+    {
+        let _ = reply.send(());
+    }
+}
+
+/// Removes leftover containers: this worker's that no job in flight owns
+/// (all of them at start, when `at_start`), and any whose worker is dead.
+async fn sweep(services: &WorkerServices, in_flight: &HashSet<String>, at_start: bool) {
+    let own = &services.worker_settings.worker_id;
+    let containers = match services.sandbox.list_managed(None).await {
+        Ok(containers) => containers,
+        Err(e) => {
+            tracing::warn!(error = %e, "sweep: cannot list containers");
+            return;
+        }
+    };
+    let now = now_ms();
+    let mut alive: HashMap<String, bool> = HashMap::new();
+    let mut orphans = Vec::new();
+    for c in containers {
+        let orphan = if &c.worker_id == own {
+            at_start
+                || (!in_flight.contains(&c.job_id)
+                    && (now / 1000) as i64 - c.created > SWEEP_MIN_AGE_SECS)
+        } else {
+            let live = match alive.get(&c.worker_id) {
+                Some(&live) => live,
+                None => {
+                    // When Redis cannot tell, leave the container alone.
+                    let live = services
+                        .queue
+                        .is_worker_alive(&c.worker_id, now)
+                        .await
+                        .unwrap_or(true);
+                    alive.insert(c.worker_id.clone(), live);
+                    live
+                }
+            };
+            !live
+        };
+        if orphan {
+            orphans.push(c);
+        }
+    }
+    if !orphans.is_empty() {
+        let removed = services.sandbox.remove_all(&orphans).await;
+        tracing::info!(removed, "sweep removed leftover containers");
+    }
+}
+
+async fn heartbeat_loop(services: Arc<WorkerServices>, running: Arc<AtomicUsize>) {
+    let started_at_ms = now_ms();
+    let host = hostname();
+    let mut ticker = tokio::time::interval(HEARTBEAT_INTERVAL);
+    loop {
+        ticker.tick().await;
+        let info = WorkerInfo {
+            id: services.worker_settings.worker_id.clone(),
+            host: host.clone(),
+            concurrency: services.worker_settings.concurrency,
+            running: running.load(Ordering::Relaxed),
+            started_at_ms,
+            heartbeat_at_ms: now_ms(),
+        };
+        if let Err(e) = services.queue.heartbeat(&info).await {
+            tracing::warn!(error = %e, "heartbeat not recorded");
+        }
+    }
+}
+
+/// This machine's name, for the worker list.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -1,0 +1,44 @@
+//! The actor tree (ractor):
+//!
+//! ```text
+//! Supervisor                  restarts a failed child with backoff, counts it
+//! ├── JobRegistry             live view: jobs in flight, phases, recent results, restarts
+//! └── Dispatcher              (worker processes) claims jobs while running < cap
+//!     └── ContainerRunner ×N  one per job: drives its container, reports phases + result
+//! ```
+//!
+//! Only the runners (through [`crate::sandbox`]) touch Docker; only the
+//! dispatcher's queue worker and the HTTP handlers (through
+//! [`crate::queue`]) touch Redis.
+
+pub mod dispatcher;
+pub mod registry;
+pub mod runner;
+pub mod supervisor;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::job::Limits;
+use crate::language::LanguageTable;
+use crate::queue::worker::WorkerSettings;
+use crate::queue::{JobQueue, QueueSettings};
+use crate::sandbox::Sandbox;
+
+pub use registry::RegistryHandle;
+
+/// What a dispatcher (and its runners) need, shared read-only.
+pub struct WorkerServices {
+    pub queue: JobQueue,
+    pub queue_settings: QueueSettings,
+    pub worker_settings: WorkerSettings,
+    pub sandbox: Sandbox,
+    pub languages: Arc<LanguageTable>,
+    pub registry: RegistryHandle,
+    /// Default limits of a job, which are also the most a job may ask for.
+    pub limits: Limits,
+    /// How long a stopping worker lets running jobs finish.
+    pub shutdown_grace: Duration,
+    /// Test-only fault hooks enabled.
+    pub fault_injection: bool,
+}

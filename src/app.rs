@@ -1,0 +1,255 @@
+//! Wiring: builds the parts for one role and starts them.
+//!
+//! - `serve`: HTTP API + supervisor with registry and dispatcher (one machine).
+//! - `api`: HTTP API + supervisor with the registry only (stateless).
+//! - `worker`: supervisor with registry and dispatcher, no HTTP.
+//!
+//! [`App::start`] returns once everything is up and the HTTP listener is
+//! bound, exposing its address (tests bind port 0).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ractor::{Actor, ActorRef};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::actors::dispatcher::{DispatcherMsg, hostname};
+use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::actors::{RegistryHandle, WorkerServices};
+use crate::config::Config;
+use crate::http::{AppState, router};
+use crate::job::Limits;
+use crate::language::LanguageTable;
+use crate::queue::embedded::{EmbeddedRedis, ensure_default_redis};
+use crate::queue::worker::WorkerSettings;
+use crate::queue::{EnqueueOptions, JobQueue, QueueSettings};
+use crate::sandbox::{Sandbox, SandboxSettings};
+
+/// Which parts a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Serve,
+    Api,
+    Worker,
+}
+
+impl Role {
+    fn serves_http(self) -> bool {
+        matches!(self, Role::Serve | Role::Api)
+    }
+
+    fn runs_jobs(self) -> bool {
+        matches!(self, Role::Serve | Role::Worker)
+    }
+}
+
+/// A started service.
+pub struct App {
+    addr: Option<SocketAddr>,
+    supervisor: ActorRef<SupervisorMsg>,
+    supervisor_done: JoinHandle<()>,
+    server: Option<(oneshot::Sender<()>, JoinHandle<std::io::Result<()>>)>,
+    embedded_redis: Option<EmbeddedRedis>,
+    registry: RegistryHandle,
+    queue: JobQueue,
+    sandbox: Option<Sandbox>,
+    worker_id: Option<String>,
+}
+
+impl App {
+    pub async fn start(role: Role, config: Config) -> anyhow::Result<App> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        let languages = Arc::new(
+            LanguageTable::load(config.languages_file.as_deref())
+                .context("loading the language table")?,
+        );
+
+        let embedded_redis = if role == Role::Serve && config.redis_url.is_none() {
+            ensure_default_redis(&config.data_dir).await?
+        } else {
+            None
+        };
+        let queue_settings = QueueSettings::from_config(&config);
+        let queue = JobQueue::connect(queue_settings.clone()).await?;
+        let limits = Limits::from(&config);
+        let registry = RegistryHandle::default();
+
+        let (worker, sandbox, worker_id) = if role.runs_jobs() {
+            let worker_id = format!(
+                "{}-{}",
+                hostname(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            );
+            let sandbox = Sandbox::connect(SandboxSettings {
+                image_prefix: config.image_prefix.clone(),
+                runtime: config.runtime.clone(),
+                worker_id: worker_id.clone(),
+            })
+            .await?;
+            let engine = sandbox.engine_info().await?;
+            tracing::info!(version = %engine.version, api = %engine.api_version, "Docker engine");
+            for language in languages.all() {
+                match sandbox.has_image(&language.image).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(
+                        image = %sandbox.image_name(&language.image),
+                        "runner image missing: {} jobs will fail until it is built \
+                         (docker/build-images.sh)",
+                        language.id
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "cannot check runner images"),
+                }
+            }
+            let services = Arc::new(WorkerServices {
+                queue: queue.clone(),
+                queue_settings: queue_settings.clone(),
+                worker_settings: WorkerSettings::from_config(&config, worker_id.clone()),
+                sandbox: sandbox.clone(),
+                languages: languages.clone(),
+                registry: registry.clone(),
+                limits,
+                shutdown_grace: config.shutdown_grace(),
+                fault_injection: config.fault_injection,
+            });
+            (Some(services), Some(sandbox), Some(worker_id))
+        } else {
+            (None, None, None)
+        };
+
+        let (supervisor, supervisor_done) = Actor::spawn(
+            None,
+            Supervisor,
+            SupervisorArgs {
+                registry: registry.clone(),
+                worker,
+            },
+        )
+        .await
+        .context("starting the actor tree")?;
+
+        let (addr, server) = if role.serves_http() {
+            let state = AppState {
+                queue: queue.clone(),
+                registry: registry.clone(),
+                languages,
+                limits,
+                max_code_bytes: config.max_code_bytes as usize,
+                enqueue: EnqueueOptions {
+                    attempts: config.attempts,
+                },
+                sandbox: sandbox.clone(),
+                supervisor: Some(supervisor.clone()),
+            };
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("binding {}", config.listen))?;
+            let addr = listener.local_addr()?;
+            let (stop, stopped) = oneshot::channel::<()>();
+            let server = tokio::spawn(async move {
+                axum::serve(listener, router(state))
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+            });
+            tracing::info!(%addr, ?role, "listening");
+            (Some(addr), Some((stop, server)))
+        } else {
+            (None, None)
+        };
+
+        Ok(App {
+            addr,
+            supervisor,
+            supervisor_done,
+            server,
+            embedded_redis,
+            registry,
+            queue,
+            sandbox,
+            worker_id,
+        })
+    }
+
+    /// The HTTP listener's address (roles with HTTP).
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    pub fn registry(&self) -> &RegistryHandle {
+        &self.registry
+    }
+
+    pub fn queue(&self) -> &JobQueue {
+        &self.queue
+    }
+
+    pub fn sandbox(&self) -> Option<&Sandbox> {
+        self.sandbox.as_ref()
+    }
+
+    /// This process's worker id (roles that run jobs).
+    pub fn worker_id(&self) -> Option<&str> {
+        self.worker_id.as_deref()
+    }
+
+    pub fn supervisor(&self) -> &ActorRef<SupervisorMsg> {
+        &self.supervisor
+    }
+
+    /// The current dispatcher (it changes when the supervisor restarts it).
+    pub async fn dispatcher(&self) -> Option<ActorRef<DispatcherMsg>> {
+        match self
+            .supervisor
+            .call(
+                SupervisorMsg::Dispatcher,
+                Some(std::time::Duration::from_secs(5)),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(d)) => d,
+            _ => None,
+        }
+    }
+
+    /// Runs until SIGINT or SIGTERM (or the actor tree stops), then shuts
+    /// down gracefully.
+    pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = &mut self.supervisor_done => {
+                self.shutdown().await;
+                anyhow::bail!("the actor tree stopped unexpectedly");
+            }
+        }
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Stops taking requests and jobs; running jobs get the shutdown grace,
+    /// then their containers are killed and removed and the jobs go back to
+    /// the queue.
+    pub async fn shutdown(self) {
+        if let Some((stop, server)) = self.server {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), server).await;
+        }
+        let _ = self
+            .supervisor
+            .call(
+                SupervisorMsg::Shutdown,
+                Some(std::time::Duration::from_secs(120)),
+            )
+            .await;
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(30), self.supervisor_done).await;
+        if let Some(redis) = self.embedded_redis {
+            redis.stop().await;
+        }
+        tracing::info!("stopped");
+    }
+}

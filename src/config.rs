@@ -1,0 +1,199 @@
+//! The one configuration type, read once at start-up from command-line flags
+//! and `CODE_RUNNER_*` environment variables (a flag wins over its variable).
+//!
+//! Every default here is documented in the README's configuration table; keep
+//! the two in step.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Settings shared by every role (`serve`, `api`, `worker`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "CODE_RUNNER_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// Redis URL. When unset, `redis://127.0.0.1:6379` is used, and `serve`
+    /// starts a private `redis-server` there if nothing answers.
+    #[arg(long, env = "CODE_RUNNER_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Key prefix of every Redis key. The braces are a Redis Cluster hash tag
+    /// that keeps all of the queue's keys in one slot.
+    #[arg(
+        long,
+        env = "CODE_RUNNER_REDIS_PREFIX",
+        default_value = "{code-runner}"
+    )]
+    pub redis_prefix: String,
+
+    /// Name of the BullMQ queue the jobs go through.
+    #[arg(long, env = "CODE_RUNNER_QUEUE", default_value = "jobs")]
+    pub queue_name: String,
+
+    /// Where the embedded `redis-server` keeps its data (append-only file).
+    #[arg(long, env = "CODE_RUNNER_DATA_DIR", default_value = ".code-runner")]
+    pub data_dir: PathBuf,
+
+    /// Jobs run at once by one worker process (one container each).
+    #[arg(long, env = "CODE_RUNNER_CONCURRENCY", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+
+    /// Wall-clock limit of one run, in milliseconds, counted from container start.
+    #[arg(long, env = "CODE_RUNNER_WALL_TIME_LIMIT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub wall_time_limit_ms: u64,
+
+    /// Memory limit of one container in MiB (swap is disabled: memory+swap = memory).
+    #[arg(long, env = "CODE_RUNNER_MEMORY_LIMIT_MB", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(16..=65_536))]
+    pub memory_limit_mb: u64,
+
+    /// Maximum processes and threads in one container.
+    #[arg(long, env = "CODE_RUNNER_PIDS_LIMIT", default_value_t = 64,
+          value_parser = clap::value_parser!(i64).range(8..=32_768))]
+    pub pids_limit: i64,
+
+    /// CPUs one container may use (a CFS quota, fractions allowed).
+    #[arg(long, env = "CODE_RUNNER_CPUS", default_value_t = 1.0)]
+    pub cpus: f64,
+
+    /// Size of the writable tmpfs at /tmp in each container, in MiB.
+    #[arg(long, env = "CODE_RUNNER_TMPFS_MB", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub tmpfs_mb: u64,
+
+    /// Bytes kept of stdout, and separately of stderr; past this the run is
+    /// stopped with `output_limit`.
+    #[arg(long, env = "CODE_RUNNER_OUTPUT_LIMIT_BYTES", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    pub output_limit_bytes: u64,
+
+    /// Largest accepted source code, in bytes.
+    #[arg(long, env = "CODE_RUNNER_MAX_CODE_BYTES", default_value_t = 1_048_576,
+          value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    pub max_code_bytes: u64,
+
+    /// Prefix of the runner images' names (`<prefix>/<language>:latest`).
+    #[arg(long, env = "CODE_RUNNER_IMAGE_PREFIX", default_value = "code-runner")]
+    pub image_prefix: String,
+
+    /// A language table to use instead of the built-in `docker/languages.toml`.
+    #[arg(long, env = "CODE_RUNNER_LANGUAGES_FILE")]
+    pub languages_file: Option<PathBuf>,
+
+    /// OCI runtime for job containers (e.g. `runsc` for gVisor); the engine's
+    /// default when unset.
+    #[arg(long, env = "CODE_RUNNER_RUNTIME")]
+    pub runtime: Option<String>,
+
+    /// Attempts per job when a run fails for an infrastructure reason (the
+    /// engine unreachable, a worker stopped mid-job); user code is never retried.
+    #[arg(long, env = "CODE_RUNNER_ATTEMPTS", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub attempts: u32,
+
+    /// Age in seconds after which completed jobs are removed from Redis.
+    #[arg(
+        long,
+        env = "CODE_RUNNER_KEEP_COMPLETED_SECS",
+        default_value_t = 86_400
+    )]
+    pub keep_completed_secs: u64,
+
+    /// Most completed jobs kept in Redis.
+    #[arg(
+        long,
+        env = "CODE_RUNNER_KEEP_COMPLETED_COUNT",
+        default_value_t = 10_000
+    )]
+    pub keep_completed_count: usize,
+
+    /// Age in seconds after which failed jobs are removed from Redis.
+    #[arg(long, env = "CODE_RUNNER_KEEP_FAILED_SECS", default_value_t = 604_800)]
+    pub keep_failed_secs: u64,
+
+    /// Most failed jobs kept in Redis.
+    #[arg(long, env = "CODE_RUNNER_KEEP_FAILED_COUNT", default_value_t = 10_000)]
+    pub keep_failed_count: usize,
+
+    /// How long a worker's claim on a job lasts without renewal, in
+    /// milliseconds; a job whose worker died is taken over after this.
+    #[arg(long, env = "CODE_RUNNER_LOCK_DURATION_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
+    pub lock_duration_ms: u64,
+
+    /// How long a stopping worker lets running jobs finish before killing
+    /// their containers and putting the jobs back in the queue, in milliseconds.
+    #[arg(long, env = "CODE_RUNNER_SHUTDOWN_GRACE_MS", default_value_t = 0)]
+    pub shutdown_grace_ms: u64,
+
+    /// Log format: `text` for people, `json` for log pipelines.
+    #[arg(long, env = "CODE_RUNNER_LOG_FORMAT", default_value = "text",
+          value_parser = ["text", "json"])]
+    pub log_format: String,
+
+    /// Test-only fault hooks (a runner that panics on request, a dispatcher
+    /// that fails on request). Never enable in production.
+    #[arg(
+        long,
+        env = "CODE_RUNNER_FAULT_INJECTION",
+        hide = true,
+        default_value_t = false
+    )]
+    pub fault_injection: bool,
+}
+
+/// Parses only a [`Config`], for building one without a subcommand.
+#[derive(Parser)]
+struct ConfigOnly {
+    #[command(flatten)]
+    config: Config,
+}
+
+impl Config {
+    /// The defaults, overridden by `CODE_RUNNER_*` variables that are set.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        ConfigOnly::try_parse_from(["code-runner"]).map(|c| c.config)
+    }
+
+    /// Checks what clap's per-field parsers cannot (relations between fields).
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.cpus.is_finite() && self.cpus >= 0.01 && self.cpus <= 256.0) {
+            return Err(format!(
+                "CODE_RUNNER_CPUS must be between 0.01 and 256, got {}",
+                self.cpus
+            ));
+        }
+        if self.redis_prefix.is_empty() || self.redis_prefix.contains(':') {
+            return Err("CODE_RUNNER_REDIS_PREFIX must be non-empty and without ':'".into());
+        }
+        if self.queue_name.is_empty() || self.queue_name.contains(':') {
+            return Err("CODE_RUNNER_QUEUE must be non-empty and without ':'".into());
+        }
+        if self.image_prefix.is_empty() {
+            return Err("CODE_RUNNER_IMAGE_PREFIX must be non-empty".into());
+        }
+        Ok(())
+    }
+
+    /// The Redis URL to use, explicit or the default.
+    pub fn redis_url_or_default(&self) -> String {
+        self.redis_url
+            .clone()
+            .unwrap_or_else(|| crate::queue::DEFAULT_REDIS_URL.to_string())
+    }
+
+    pub fn wall_time_limit(&self) -> Duration {
+        Duration::from_millis(self.wall_time_limit_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}

@@ -1,0 +1,216 @@
+//! The proof of concept's API, kept valid:
+//!
+//! - `POST /run` with `{"language": "python", "code": "...", "stdin": "..."}`
+//!   (`stdin` optional) answers `{"jobId": "<uuid>"}`.
+//! - `GET /status/{jobId}` answers `{"jobId", "state", "result"}`; `state` is
+//!   `waiting`, `active`, `completed` or `failed`; `result` is present when
+//!   the job is completed (how the code ended) or failed (why the service
+//!   could not run it, with `status: "internal_error"`).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::job::{JobSpec, Phase, now_ms};
+use crate::queue::PublicState;
+
+/// How long a status read waits for the local `JobRegistry`.
+const REGISTRY_TIMEOUT: Duration = Duration::from_millis(250);
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunAccepted {
+    pub job_id: String,
+}
+
+/// `POST /run`
+pub async fn run(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<RunAccepted>, ApiError> {
+    require_json(&headers)?;
+    let body = read_body(body, max_body_bytes(&state)).await?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))?;
+    let Value::Object(fields) = value else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object",
+        ));
+    };
+    let language = required_string(&fields, "language")?;
+    let code = required_string(&fields, "code")?;
+    let stdin = optional_string(&fields, "stdin")?.unwrap_or_default();
+    let Some(language) = state.languages.find(&language) else {
+        return Err(ApiError::bad_field(
+            "language",
+            format!(
+                "unknown language {language:?}; available: {}",
+                state.languages.ids().join(", ")
+            ),
+        ));
+    };
+    for (field, text) in [("code", &code), ("stdin", &stdin)] {
+        if text.len() > state.max_code_bytes {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "{field} is {} bytes; the limit is {} bytes",
+                    text.len(),
+                    state.max_code_bytes
+                ),
+            )
+            .with_field(field));
+        }
+    }
+    let spec = JobSpec {
+        language: language.id.clone(),
+        code,
+        stdin,
+        limits: Some(state.limits),
+        submitted_at_ms: now_ms(),
+    };
+    let id = state.queue.enqueue(&spec, &state.enqueue).await?;
+    tracing::info!(job = %id, language = %spec.language, "job accepted");
+    Ok(Json(RunAccepted {
+        job_id: id.to_string(),
+    }))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusBody {
+    pub job_id: String,
+    pub state: PublicState,
+    /// For an active job running in this process: how far it got.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts_made: Option<u32>,
+}
+
+/// `GET /status/{jobId}`
+pub async fn status(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<StatusBody>, ApiError> {
+    let id = Uuid::parse_str(&job_id)
+        .map_err(|_| ApiError::bad_field("jobId", "jobId must be a job id (a UUID)"))?;
+    if let Some(live) = state.registry.job(&id.to_string(), REGISTRY_TIMEOUT).await {
+        return Ok(Json(StatusBody {
+            job_id: id.to_string(),
+            state: PublicState::Active,
+            phase: Some(live.phase),
+            result: None,
+            attempts_made: None,
+        }));
+    }
+    let Some(job) = state.queue.get(&id).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no job with id {id} (it may have been removed after its retention)"),
+        )
+        .with_field("jobId"));
+    };
+    let result = match job.state {
+        PublicState::Completed => job.result.as_ref().map(|r| {
+            let mut value = serde_json::to_value(r).unwrap_or(Value::Null);
+            // The proof of concept answered trimmed output ("Hello world",
+            // not "Hello world\n").
+            for stream in ["stdout", "stderr"] {
+                if let Some(Value::String(text)) = value.get_mut(stream) {
+                    let trimmed = text.trim_end().len();
+                    text.truncate(trimmed);
+                }
+            }
+            value
+        }),
+        PublicState::Failed => {
+            let mut value = serde_json::to_value(job.failure_result()).unwrap_or(Value::Null);
+            if let Value::Object(fields) = &mut value {
+                fields.insert(
+                    "error".into(),
+                    Value::String(job.failed_reason.clone().unwrap_or_default()),
+                );
+            }
+            Some(value)
+        }
+        _ => None,
+    };
+    Ok(Json(StatusBody {
+        job_id: job.id,
+        state: job.state,
+        phase: None,
+        result,
+        attempts_made: Some(job.attempts_made),
+    }))
+}
+
+fn max_body_bytes(state: &AppState) -> usize {
+    // JSON may spell one byte of code as six (\u00XX); stdin too.
+    state
+        .max_code_bytes
+        .saturating_mul(12)
+        .saturating_add(64 * 1024)
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    if mime.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be JSON, sent with Content-Type: application/json",
+        ))
+    }
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is over {limit} bytes (or was cut off)"),
+        )
+    })
+}
+
+fn required_string(fields: &Map<String, Value>, name: &'static str) -> Result<String, ApiError> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Err(ApiError::bad_field(name, format!("{name} is required"))),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(ApiError::bad_field(
+            name,
+            format!("{name} must be a string"),
+        )),
+    }
+}
+
+fn optional_string(
+    fields: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<String>, ApiError> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_field(
+            name,
+            format!("{name} must be a string"),
+        )),
+    }
+}

@@ -1,0 +1,57 @@
+//! The HTTP side (axum). [`router`] builds the whole application from an
+//! [`AppState`], separate from any socket, so tests can drive it directly.
+//!
+//! - [`api`]: the proof of concept's API, `POST /run` and `GET /status/{jobId}`.
+//! - [`health`]: `GET /healthz`, `GET /readyz`, `GET /v1/stats`.
+//! - [`error`]: the one error type, JSON bodies for every 4xx/5xx.
+//!
+//! **Invariant:** handlers never talk to Docker for a job and never hold job
+//! state: they enqueue into Redis and read back from Redis (or from the
+//! `JobRegistry` for a job in flight in this process).
+
+pub mod api;
+pub mod error;
+pub mod health;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use ractor::ActorRef;
+
+use crate::actors::RegistryHandle;
+use crate::actors::supervisor::SupervisorMsg;
+use crate::job::Limits;
+use crate::language::LanguageTable;
+use crate::queue::{EnqueueOptions, JobQueue};
+use crate::sandbox::Sandbox;
+
+/// What every handler may use. Cheap to clone (all shared handles).
+#[derive(Clone)]
+pub struct AppState {
+    pub queue: JobQueue,
+    pub registry: RegistryHandle,
+    pub languages: Arc<LanguageTable>,
+    /// Limits given to each job (the server's defaults and maxima).
+    pub limits: Limits,
+    /// Largest accepted `code`, in bytes.
+    pub max_code_bytes: usize,
+    pub enqueue: EnqueueOptions,
+    /// The engine, in processes that run jobs (for `/readyz`).
+    pub sandbox: Option<Sandbox>,
+    /// The actor tree's root, for restart counts in `/v1/stats`.
+    pub supervisor: Option<ActorRef<SupervisorMsg>>,
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/run", post(api::run))
+        .route("/status/{job_id}", get(api::status))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/v1/stats", get(health::stats))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state)
+}

@@ -1,0 +1,33 @@
+//! code-runner: runs untrusted code submitted over HTTP inside throwaway,
+//! hardened Docker containers.
+//!
+//! # Layout
+//!
+//! - [`config`]: the one [`Config`](config::Config) type, read from flags and
+//!   `CODE_RUNNER_*` environment variables.
+//! - [`job`]: the job model shared by every part: what a client submits
+//!   ([`JobSpec`](job::JobSpec)), the limits it runs under, and the
+//!   [`RunResult`](job::RunResult) with its verdict.
+//! - [`language`]: the language table (a data file, `docker/languages.toml`).
+//! - [`queue`]: the Redis side, and the only module that talks to Redis:
+//!   enqueue, job state and results, the BullMQ worker that claims jobs,
+//!   worker heartbeats, and the embedded `redis-server` fallback.
+//! - [`sandbox`]: the Docker side, and the only module that talks to the
+//!   engine: the hardened container spec, one container's run lifecycle,
+//!   and the sweep of orphaned containers.
+//! - [`actors`]: the ractor tree: `Supervisor` → `JobRegistry` and
+//!   `Dispatcher` → one `ContainerRunner` per job.
+//! - [`http`]: the axum routers (the proof of concept's API, health checks,
+//!   stats) and their one error type.
+//! - [`app`]: wires the parts together for the `serve`, `api` and `worker`
+//!   roles, and exposes the bound address so tests can start it on port 0.
+
+pub mod actors;
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod job;
+pub mod language;
+pub mod queue;
+pub mod sandbox;
+pub mod telemetry;

@@ -1,0 +1,60 @@
+//! `code-runner`: the service's command line.
+//!
+//! ```text
+//! code-runner serve    API + workers in one process (one machine)
+//! code-runner api      HTTP API only
+//! code-runner worker   dispatcher and container runners only
+//! ```
+
+use clap::{Parser, Subcommand};
+use code_runner::app::{App, Role};
+use code_runner::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "code-runner",
+    version,
+    about = "Runs untrusted code in throwaway, hardened Docker containers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// API and workers in one process: everything one machine needs.
+    Serve(RoleArgs),
+    /// The HTTP API only; jobs run on `worker` processes sharing its Redis.
+    Api(RoleArgs),
+    /// Takes jobs from Redis and runs them on this machine's Docker engine.
+    Worker(RoleArgs),
+}
+
+#[derive(clap::Args)]
+struct RoleArgs {
+    #[command(flatten)]
+    config: Config,
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let (role, config) = match cli.command {
+        Command::Serve(a) => (Role::Serve, a.config),
+        Command::Api(a) => (Role::Api, a.config),
+        Command::Worker(a) => (Role::Worker, a.config),
+    };
+    code_runner::telemetry::init(&config.log_format);
+    let app = match App::start(role, config).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("code-runner: cannot start: {e:#}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = app.run_until_signal().await {
+        eprintln!("code-runner: {e:#}");
+        std::process::exit(1);
+    }
+}

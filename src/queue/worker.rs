@@ -1,0 +1,192 @@
+//! The BullMQ worker a dispatcher owns.
+//!
+//! BullMQ's `Worker` claims a job only while fewer than `concurrency` are in
+//! flight, renews each claimed job's lock while it runs, and moves jobs whose
+//! worker died (lock expired) back to the queue. Its processor hands each
+//! job to the caller's handler (the dispatcher actor) and turns the
+//! [`JobOutcome`] into BullMQ's completed / failed / retried / re-queued.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bullmq::types::{KeepJobs, RemoveOnFinish};
+use bullmq::{Job, Worker, WorkerOptions};
+use tokio_util::sync::CancellationToken;
+
+use super::{QueueError, QueueSettings};
+use crate::job::RunResult;
+
+/// How a claimed job ended, as the dispatcher tells the queue.
+#[derive(Debug)]
+pub enum JobOutcome {
+    /// The code ran: the job is completed with this result.
+    Finished(RunResult),
+    /// Put the job back in the queue untouched (its run was stopped by a
+    /// shutdown); it does not count as an attempt.
+    Requeue,
+    /// The service could not run it. A `retryable` failure (infrastructure)
+    /// is retried with backoff while attempts remain; otherwise, or after
+    /// the last attempt, the job is failed with `reason`.
+    Failed { reason: String, retryable: bool },
+}
+
+/// A job claimed from the queue, handed to the dispatcher.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: String,
+    /// The job's data (a [`JobSpec`](crate::job::JobSpec), unless a foreign
+    /// producer wrote something else).
+    pub data: serde_json::Value,
+    /// Attempts made before this one.
+    pub attempts_made: u32,
+    /// Cancelled when the queue asks the job to stop.
+    pub cancel: CancellationToken,
+}
+
+/// Settings of a worker process's BullMQ worker.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub worker_id: String,
+    /// Jobs in flight at most (the concurrency cap).
+    pub concurrency: u32,
+    pub lock_duration: Duration,
+    pub keep_completed_secs: u64,
+    pub keep_completed_count: usize,
+    pub keep_failed_secs: u64,
+    pub keep_failed_count: usize,
+}
+
+impl WorkerSettings {
+    pub fn from_config(config: &crate::config::Config, worker_id: String) -> Self {
+        WorkerSettings {
+            worker_id,
+            concurrency: config.concurrency,
+            lock_duration: Duration::from_millis(config.lock_duration_ms),
+            keep_completed_secs: config.keep_completed_secs,
+            keep_completed_count: config.keep_completed_count,
+            keep_failed_secs: config.keep_failed_secs,
+            keep_failed_count: config.keep_failed_count,
+        }
+    }
+}
+
+/// A running BullMQ worker. Dropping it stops claiming jobs and closes it in
+/// the background, so an owner that dies (even by panic) takes no more jobs.
+pub struct QueueWorker {
+    worker: Arc<Worker>,
+}
+
+impl QueueWorker {
+    /// Starts claiming jobs; each goes to `handle`.
+    pub async fn start<F, Fut>(
+        queue: &QueueSettings,
+        settings: &WorkerSettings,
+        handle: F,
+    ) -> Result<Self, QueueError>
+    where
+        F: Fn(ClaimedJob) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = JobOutcome> + Send + 'static,
+    {
+        let keep = |age: u64, count: usize| {
+            RemoveOnFinish::Options(KeepJobs {
+                age: Some(age),
+                count: Some(count),
+                limit: None,
+            })
+        };
+        let options = WorkerOptions::new()
+            .connection(queue.connection())
+            .prefix(queue.prefix.clone())
+            .name(settings.worker_id.clone())
+            .concurrency(settings.concurrency as usize)
+            .lock_duration(settings.lock_duration)
+            .stalled_interval(settings.lock_duration)
+            .drain_delay(Duration::from_secs(5))
+            .run_retry_delay(Duration::from_secs(1))
+            .remove_on_complete(keep(
+                settings.keep_completed_secs,
+                settings.keep_completed_count,
+            ))
+            .remove_on_fail(keep(settings.keep_failed_secs, settings.keep_failed_count));
+        let handle = Arc::new(handle);
+        let processor = move |job: Job, token: bullmq::worker::CancellationToken| {
+            let handle = handle.clone();
+            async move {
+                let cancel = CancellationToken::new();
+                // Bridge BullMQ's token to ours for as long as the job runs.
+                let bridge = {
+                    let cancel = cancel.clone();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = token.cancelled() => cancel.cancel(),
+                            _ = cancel.cancelled() => {}
+                        }
+                    })
+                };
+                let claimed = ClaimedJob {
+                    id: job.id().to_string(),
+                    data: job.data().clone(),
+                    attempts_made: job.attempts_made(),
+                    cancel: cancel.clone(),
+                };
+                let outcome = handle(claimed).await;
+                bridge.abort();
+                match outcome {
+                    JobOutcome::Finished(result) => Ok(serde_json::to_value(&result)?),
+                    JobOutcome::Requeue => match job.move_to_wait(None).await {
+                        // Tells the worker the job was moved already.
+                        Ok(_) => Err(bullmq::Error::Delayed),
+                        Err(e) => Err(bullmq::Error::ProcessingError(format!(
+                            "could not re-queue after shutdown: {e}"
+                        ))),
+                    },
+                    JobOutcome::Failed {
+                        reason,
+                        retryable: true,
+                    } => Err(bullmq::Error::ProcessingError(reason)),
+                    JobOutcome::Failed {
+                        reason,
+                        retryable: false,
+                    } => Err(bullmq::Error::Unrecoverable(reason)),
+                }
+            }
+        };
+        let worker = Worker::with_options(&queue.queue_name, processor, options)
+            .await
+            .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+        Ok(QueueWorker {
+            worker: Arc::new(worker),
+        })
+    }
+
+    /// Stops claiming new jobs; jobs in flight go on.
+    pub fn pause(&self) {
+        self.worker.pause();
+    }
+
+    /// Jobs in flight.
+    pub async fn active_count(&self) -> usize {
+        self.worker.active_count().await
+    }
+
+    /// Stops the worker, waiting up to `timeout` for jobs in flight to be
+    /// recorded.
+    pub async fn close(&self, timeout: Duration) {
+        if let Err(e) = self.worker.close(timeout.as_millis() as u64).await {
+            tracing::warn!(error = %e, "closing the queue worker");
+        }
+    }
+}
+
+impl Drop for QueueWorker {
+    fn drop(&mut self) {
+        self.worker.pause();
+        let worker = self.worker.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = worker.close(10_000).await;
+            });
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The Docker side, and the only module that talks to the engine.
+//!
+//! - [`spec`]: the one function that builds a job's hardened container.
+//! - [`run`]: one job's container lifecycle: create → attach → start → feed
+//!   files and stdin → wait under the wall-clock deadline while counting
+//!   output → inspect → remove.
+//! - [`sweep`]: finds and removes containers this service left behind.
+//!
+//! **Invariant:** every container this service creates carries the
+//! [`LABEL_MANAGED`] label, the id of the worker that created it and the id
+//! of its job, so that a sweep can always find what a crash left behind.
+
+pub mod run;
+pub mod spec;
+pub mod sweep;
+
+use bollard::Docker;
+
+pub use run::{RunOutcome, RunRequest};
+
+/// Marks a container as created by code-runner.
+pub const LABEL_MANAGED: &str = "code-runner.managed";
+/// The id of the worker process that created the container.
+pub const LABEL_WORKER: &str = "code-runner.worker";
+/// The id of the job the container runs.
+pub const LABEL_JOB: &str = "code-runner.job";
+
+/// Errors from the Docker side. None of them is the user's fault: a job that
+/// meets one failed for an infrastructure reason.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("Docker engine unreachable: {0}")]
+    Unreachable(String),
+    #[error("image {image} is missing; build it with docker/build-images.sh")]
+    ImageMissing { image: String },
+    #[error("Docker refused to create the container safely: {0}")]
+    UnsafeCreate(String),
+    #[error("Docker error: {0}")]
+    Docker(#[from] bollard::errors::Error),
+}
+
+impl SandboxError {
+    /// True when the engine could not be reached at all (as opposed to an
+    /// error the engine answered with).
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            SandboxError::Unreachable(_) => true,
+            SandboxError::Docker(e) => is_connection_error(e),
+            _ => false,
+        }
+    }
+}
+
+fn is_connection_error(e: &bollard::errors::Error) -> bool {
+    use bollard::errors::Error as E;
+    matches!(
+        e,
+        E::HyperResponseError { .. }
+            | E::IOError { .. }
+            | E::RequestTimeoutError
+            | E::SocketNotFoundError(_)
+    )
+}
+
+/// Settings of the sandbox that do not change per job.
+#[derive(Debug, Clone)]
+pub struct SandboxSettings {
+    /// Images are `<image_prefix>/<language image>:latest`.
+    pub image_prefix: String,
+    /// OCI runtime for job containers (`runsc` for gVisor), or the engine's default.
+    pub runtime: Option<String>,
+    /// Id of this worker process, written on every container it creates.
+    pub worker_id: String,
+}
+
+/// A handle on the Docker engine plus the sandbox settings. Cheap to clone
+/// (the client is reference-counted); one per worker process.
+#[derive(Clone)]
+pub struct Sandbox {
+    docker: Docker,
+    settings: SandboxSettings,
+}
+
+/// What the engine says about itself, for logs and `/readyz`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EngineInfo {
+    pub version: String,
+    pub api_version: String,
+}
+
+impl Sandbox {
+    /// Connects to the engine named by `DOCKER_HOST`, or the local socket,
+    /// and agrees on an API version with it.
+    pub async fn connect(settings: SandboxSettings) -> Result<Self, SandboxError> {
+        let docker = Docker::connect_with_defaults()
+            .map_err(|e| SandboxError::Unreachable(format!("{e} (is DOCKER_HOST right?)")))?;
+        let docker = docker.negotiate_version().await.map_err(|e| {
+            SandboxError::Unreachable(format!(
+                "{e}; is the Docker engine running? (`make engine` starts it)"
+            ))
+        })?;
+        Ok(Sandbox { docker, settings })
+    }
+
+    pub fn settings(&self) -> &SandboxSettings {
+        &self.settings
+    }
+
+    /// The engine's version; fails when it does not answer.
+    pub async fn engine_info(&self) -> Result<EngineInfo, SandboxError> {
+        let v = self.docker.version().await?;
+        Ok(EngineInfo {
+            version: v.version.unwrap_or_default(),
+            api_version: v.api_version.unwrap_or_default(),
+        })
+    }
+
+    /// The full image name of a language image folder.
+    pub fn image_name(&self, image: &str) -> String {
+        format!("{}/{}:latest", self.settings.image_prefix, image)
+    }
+
+    /// True when the image is present on the engine.
+    pub async fn has_image(&self, image: &str) -> Result<bool, SandboxError> {
+        match self.docker.inspect_image(&self.image_name(image)).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(crate) fn docker(&self) -> &Docker {
+        &self.docker
+    }
+}

@@ -1,0 +1,77 @@
+//! Finding and removing the containers this service left behind: a runner
+//! that panicked or was killed, a worker process that crashed.
+
+use std::collections::HashMap;
+
+use bollard::query_parameters::ListContainersOptionsBuilder;
+
+use super::{LABEL_JOB, LABEL_MANAGED, LABEL_WORKER, Sandbox, SandboxError};
+
+/// A container carrying the service's labels.
+#[derive(Debug, Clone)]
+pub struct ManagedContainer {
+    pub id: String,
+    /// The worker process that created it.
+    pub worker_id: String,
+    /// The job it ran.
+    pub job_id: String,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: i64,
+}
+
+impl Sandbox {
+    /// Every container with the service's labels, running or not; only
+    /// those of `worker_id` when given.
+    pub async fn list_managed(
+        &self,
+        worker_id: Option<&str>,
+    ) -> Result<Vec<ManagedContainer>, SandboxError> {
+        let mut label_filters = vec![format!("{LABEL_MANAGED}=1")];
+        if let Some(worker_id) = worker_id {
+            label_filters.push(format!("{LABEL_WORKER}={worker_id}"));
+        }
+        let filters = HashMap::from([("label".to_string(), label_filters)]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self.docker().list_containers(Some(options)).await?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                Some(ManagedContainer {
+                    id: c.id?,
+                    worker_id: labels.get(LABEL_WORKER).cloned().unwrap_or_default(),
+                    job_id: labels.get(LABEL_JOB).cloned().unwrap_or_default(),
+                    created: c.created.unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    /// Removes the given containers; returns how many are gone.
+    pub async fn remove_all(&self, containers: &[ManagedContainer]) -> usize {
+        let mut removed = 0;
+        for c in containers {
+            if self.remove(&c.id).await {
+                tracing::info!(container = %c.id, job = %c.job_id, worker = %c.worker_id,
+                    "removed orphaned container");
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Removes the containers of one job (a runner that died mid-run).
+    pub async fn remove_job_containers(&self, job_id: &str) -> Result<usize, SandboxError> {
+        let own = self.settings().worker_id.clone();
+        let mine: Vec<_> = self
+            .list_managed(Some(&own))
+            .await?
+            .into_iter()
+            .filter(|c| c.job_id == job_id)
+            .collect();
+        Ok(self.remove_all(&mine).await)
+    }
+}
