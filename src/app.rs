@@ -86,6 +86,7 @@ impl App {
                 image_prefix: config.image_prefix.clone(),
                 runtime: config.runtime.clone(),
                 worker_id: worker_id.clone(),
+                queue: format!("{}:{}", queue_settings.prefix, queue_settings.queue_name),
             })
             .await?;
             let engine = sandbox.engine_info().await?;

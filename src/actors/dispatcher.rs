@@ -10,8 +10,8 @@
 //! When a runner fails (panics, or stops without reporting) the dispatcher
 //! removes the job's container by label, fails the job with
 //! `internal_error` (no retry: the job itself may be what broke it) and
-//! frees the slot. It also sweeps containers left behind: at start (its own,
-//! and those of workers whose heartbeat expired) and every minute.
+//! frees the slot. It also sweeps containers left behind (see [`sweep`]): at
+//! start and every 15 seconds.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -33,10 +33,10 @@ use crate::queue::worker::{ClaimedJob, JobOutcome, QueueWorker};
 pub const PANIC_RUNNER_MARKER: &str = "code-runner:fault:panic-runner";
 
 /// How often leftover containers are looked for.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
-/// A container of this worker younger than this is never swept: its runner
-/// may be about to report it.
-const SWEEP_MIN_AGE_SECS: i64 = 60;
+const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
+/// A container younger than this is swept only when its worker is dead: its
+/// runner may have just created it.
+const SWEEP_MIN_AGE_SECS: i64 = 30;
 
 pub enum DispatcherMsg {
     /// A job claimed by the queue worker; answer `reply` when it ends.
@@ -112,7 +112,18 @@ impl Actor for Dispatcher {
         });
 
         let running_count = Arc::new(AtomicUsize::new(0));
-        let heartbeat = tokio::spawn(heartbeat_loop(services.clone(), running_count.clone()));
+        // Alive before the first container exists, so that no other
+        // worker's sweep takes this one's containers for a dead worker's.
+        let started_at_ms = now_ms();
+        services
+            .queue
+            .heartbeat(&worker_info(&services, started_at_ms, 0))
+            .await?;
+        let heartbeat = tokio::spawn(heartbeat_loop(
+            services.clone(),
+            running_count.clone(),
+            started_at_ms,
+        ));
 
         let me = myself.clone();
         let worker = QueueWorker::start(
@@ -373,11 +384,18 @@ fn answer_drain_if_done(state: &mut DispatcherState) {
     }
 }
 
-/// Removes leftover containers: this worker's that no job in flight owns
-/// (all of them at start, when `at_start`), and any whose worker is dead.
+/// Removes leftover containers. A container is left over when:
+/// - it is this worker's and the dispatcher just started (its runners are
+///   all gone), or no job in flight here owns it;
+/// - its worker's heartbeat expired (that process is dead);
+/// - its job is no longer active in Redis (finished, or taken over by
+///   another worker after its own died).
+///
+/// Only containers older than [`SWEEP_MIN_AGE_SECS`] are judged by the last
+/// two rules of their own, so a runner's fresh container is never taken.
 async fn sweep(services: &WorkerServices, in_flight: &HashSet<String>, at_start: bool) {
     let own = &services.worker_settings.worker_id;
-    let containers = match services.sandbox.list_managed(None).await {
+    let containers = match services.sandbox.list_queue_containers().await {
         Ok(containers) => containers,
         Err(e) => {
             tracing::warn!(error = %e, "sweep: cannot list containers");
@@ -388,10 +406,9 @@ async fn sweep(services: &WorkerServices, in_flight: &HashSet<String>, at_start:
     let mut alive: HashMap<String, bool> = HashMap::new();
     let mut orphans = Vec::new();
     for c in containers {
+        let old = (now / 1000) as i64 - c.created > SWEEP_MIN_AGE_SECS;
         let orphan = if &c.worker_id == own {
-            at_start
-                || (!in_flight.contains(&c.job_id)
-                    && (now / 1000) as i64 - c.created > SWEEP_MIN_AGE_SECS)
+            at_start || (!in_flight.contains(&c.job_id) && old)
         } else {
             let live = match alive.get(&c.worker_id) {
                 Some(&live) => live,
@@ -406,7 +423,7 @@ async fn sweep(services: &WorkerServices, in_flight: &HashSet<String>, at_start:
                     live
                 }
             };
-            !live
+            !live || (old && !services.queue.is_active(&c.job_id).await.unwrap_or(true))
         };
         if orphan {
             orphans.push(c);
@@ -418,20 +435,26 @@ async fn sweep(services: &WorkerServices, in_flight: &HashSet<String>, at_start:
     }
 }
 
-async fn heartbeat_loop(services: Arc<WorkerServices>, running: Arc<AtomicUsize>) {
-    let started_at_ms = now_ms();
-    let host = hostname();
+fn worker_info(services: &WorkerServices, started_at_ms: u64, running: usize) -> WorkerInfo {
+    WorkerInfo {
+        id: services.worker_settings.worker_id.clone(),
+        host: hostname(),
+        concurrency: services.worker_settings.concurrency,
+        running,
+        started_at_ms,
+        heartbeat_at_ms: now_ms(),
+    }
+}
+
+async fn heartbeat_loop(
+    services: Arc<WorkerServices>,
+    running: Arc<AtomicUsize>,
+    started_at_ms: u64,
+) {
     let mut ticker = tokio::time::interval(HEARTBEAT_INTERVAL);
     loop {
         ticker.tick().await;
-        let info = WorkerInfo {
-            id: services.worker_settings.worker_id.clone(),
-            host: host.clone(),
-            concurrency: services.worker_settings.concurrency,
-            running: running.load(Ordering::Relaxed),
-            started_at_ms,
-            heartbeat_at_ms: now_ms(),
-        };
+        let info = worker_info(&services, started_at_ms, running.load(Ordering::Relaxed));
         if let Err(e) = services.queue.heartbeat(&info).await {
             tracing::warn!(error = %e, "heartbeat not recorded");
         }

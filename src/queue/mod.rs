@@ -227,6 +227,13 @@ impl JobQueue {
         }))
     }
 
+    /// True when the job is claimed by a worker (its lock may have expired
+    /// and the stalled check not yet run).
+    pub async fn is_active(&self, id: &str) -> Result<bool, QueueError> {
+        let state = with_timeout(self.queue.get_job_state(id)).await?;
+        Ok(state == JobState::Active)
+    }
+
     /// Jobs per state (BullMQ's names), for stats.
     pub async fn counts(&self) -> Result<std::collections::BTreeMap<String, u64>, QueueError> {
         let types = [

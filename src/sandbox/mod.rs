@@ -7,8 +7,9 @@
 //! - [`sweep`]: finds and removes containers this service left behind.
 //!
 //! **Invariant:** every container this service creates carries the
-//! [`LABEL_MANAGED`] label, the id of the worker that created it and the id
-//! of its job, so that a sweep can always find what a crash left behind.
+//! [`LABEL_MANAGED`] label, the id of the worker that created it, its queue
+//! and the id of its job, so that a sweep can always find what a crash left
+//! behind (and never takes another queue's).
 
 pub mod run;
 pub mod spec;
@@ -24,6 +25,9 @@ pub const LABEL_MANAGED: &str = "code-runner.managed";
 pub const LABEL_WORKER: &str = "code-runner.worker";
 /// The id of the job the container runs.
 pub const LABEL_JOB: &str = "code-runner.job";
+/// The queue (`<prefix>:<name>`) the job came from: workers of other queues
+/// sharing the engine leave the container alone.
+pub const LABEL_QUEUE: &str = "code-runner.queue";
 
 /// Errors from the Docker side. None of them is the user's fault: a job that
 /// meets one failed for an infrastructure reason.
@@ -71,6 +75,8 @@ pub struct SandboxSettings {
     pub runtime: Option<String>,
     /// Id of this worker process, written on every container it creates.
     pub worker_id: String,
+    /// The queue this worker serves (`<prefix>:<name>`), also written on them.
+    pub queue: String,
 }
 
 /// A handle on the Docker engine plus the sandbox settings. Cheap to clone

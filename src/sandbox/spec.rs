@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
 
-use super::{LABEL_JOB, LABEL_MANAGED, LABEL_WORKER, SandboxSettings};
+use super::{LABEL_JOB, LABEL_MANAGED, LABEL_QUEUE, LABEL_WORKER, SandboxSettings};
 use crate::job::Limits;
 use crate::language::Language;
 
@@ -40,6 +40,7 @@ pub fn container_spec(
         (LABEL_MANAGED.to_string(), "1".to_string()),
         (LABEL_WORKER.to_string(), settings.worker_id.clone()),
         (LABEL_JOB.to_string(), job_id.to_string()),
+        (LABEL_QUEUE.to_string(), settings.queue.clone()),
     ]);
     let memory = limits.memory_bytes as i64;
     let tmpfs_bytes = limits.tmpfs_bytes;
@@ -146,6 +147,7 @@ mod tests {
             image_prefix: "code-runner".into(),
             runtime: None,
             worker_id: "w1".into(),
+            queue: "q".into(),
         };
         let spec = container_spec(&settings, "img".into(), python, &limits(), "job-1");
         let host = spec.host_config.unwrap();

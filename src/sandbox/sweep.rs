@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use bollard::query_parameters::ListContainersOptionsBuilder;
 
-use super::{LABEL_JOB, LABEL_MANAGED, LABEL_WORKER, Sandbox, SandboxError};
+use super::{LABEL_JOB, LABEL_MANAGED, LABEL_QUEUE, LABEL_WORKER, Sandbox, SandboxError};
 
 /// A container carrying the service's labels.
 #[derive(Debug, Clone)]
@@ -30,6 +30,22 @@ impl Sandbox {
         if let Some(worker_id) = worker_id {
             label_filters.push(format!("{LABEL_WORKER}={worker_id}"));
         }
+        self.list_labelled(label_filters).await
+    }
+
+    /// Every container of this worker's queue (any worker's).
+    pub async fn list_queue_containers(&self) -> Result<Vec<ManagedContainer>, SandboxError> {
+        let label_filters = vec![
+            format!("{LABEL_MANAGED}=1"),
+            format!("{LABEL_QUEUE}={}", self.settings().queue),
+        ];
+        self.list_labelled(label_filters).await
+    }
+
+    async fn list_labelled(
+        &self,
+        label_filters: Vec<String>,
+    ) -> Result<Vec<ManagedContainer>, SandboxError> {
         let filters = HashMap::from([("label".to_string(), label_filters)]);
         let options = ListContainersOptionsBuilder::new()
             .all(true)

@@ -1,0 +1,37 @@
+# The two commands a new user needs (see README.md):
+#   make run    install what is missing, start the Docker engine, build the
+#               runner images, then run the service (API + workers) on :3000
+#   make test   the same set-up plus a test Redis, then the whole test suite
+# Both are quick when everything is already in place.
+
+CARGO ?= cargo
+
+.PHONY: run test setup setup-test images lint engine clean-containers
+
+run: setup
+	$(CARGO) run --release --bin code-runner -- serve
+
+test: setup-test
+	$(CARGO) test --workspace --all-targets
+	scripts/check-no-containers.sh
+
+setup:
+	scripts/setup.sh
+
+setup-test:
+	scripts/setup.sh --redis
+
+# Docker engine only.
+engine:
+	scripts/setup.sh
+
+images:
+	docker/build-images.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Remove every container the service created (all workers on this engine).
+clean-containers:
+	docker ps -aq --filter label=code-runner.managed=1 | xargs -r docker rm -f

@@ -1,0 +1,171 @@
+//! Starting a service for a test, talking to it, and checking it left no
+//! container behind.
+
+use std::time::{Duration, Instant};
+
+use code_runner::app::{App, Role};
+use code_runner::config::Config;
+use serde_json::Value;
+
+/// The Redis the tests use (`make test` starts one there).
+pub fn redis_url() -> String {
+    std::env::var("CODE_RUNNER_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+}
+
+/// A fresh queue name, so tests never see each other's jobs.
+pub fn unique_queue() -> String {
+    format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// The key prefix of every test queue.
+pub const TEST_PREFIX: &str = "{code-runner-test}";
+
+/// Defaults for a test service: its own queue, port 0, a short wall-clock
+/// limit, fault hooks on.
+pub fn test_config() -> Config {
+    let mut config = Config::from_env().expect("config from environment");
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.redis_url = Some(redis_url());
+    config.redis_prefix = TEST_PREFIX.to_string();
+    config.queue_name = unique_queue();
+    config.wall_time_limit_ms = 3_000;
+    config.fault_injection = true;
+    config
+}
+
+pub struct TestService {
+    app: Option<App>,
+    pub url: String,
+    pub client: reqwest::Client,
+    pub config: Config,
+}
+
+impl TestService {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        if std::env::var_os("RUST_LOG").is_some() {
+            code_runner::telemetry::init("text");
+        }
+        let mut config = test_config();
+        adjust(&mut config);
+        let app = App::start(Role::Serve, config.clone())
+            .await
+            .expect("service starts (is `make test`'s set-up done?)");
+        let url = format!("http://{}", app.addr().unwrap());
+        TestService {
+            app: Some(app),
+            url,
+            client: reqwest::Client::new(),
+            config,
+        }
+    }
+
+    pub fn app(&self) -> &App {
+        self.app.as_ref().unwrap()
+    }
+
+    pub fn worker_id(&self) -> String {
+        self.app().worker_id().unwrap().to_string()
+    }
+
+    /// `POST /run` with a raw body and content type.
+    pub async fn post_raw(
+        &self,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/run", self.url))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST /run");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Submits Python code; returns the job id.
+    pub async fn submit(&self, code: &str) -> String {
+        self.submit_body(serde_json::json!({ "language": "python", "code": code }))
+            .await
+    }
+
+    pub async fn submit_body(&self, body: Value) -> String {
+        let (status, answer) = self.post_raw("application/json", body.to_string()).await;
+        assert_eq!(status, 200, "POST /run answered {status}: {answer}");
+        answer["jobId"].as_str().expect("jobId").to_string()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn status(&self, id: &str) -> Value {
+        let (code, body) = self.get(&format!("/status/{id}")).await;
+        assert_eq!(code, 200, "GET /status/{id} answered {code}: {body}");
+        body
+    }
+
+    /// Polls until the job is completed or failed.
+    pub async fn wait_done(&self, id: &str, timeout: Duration) -> Value {
+        wait_done(&self.client, &self.url, id, timeout).await
+    }
+
+    /// Containers of this service's worker on the engine now.
+    pub async fn containers(&self) -> Vec<code_runner::sandbox::sweep::ManagedContainer> {
+        let worker = self.worker_id();
+        self.app()
+            .sandbox()
+            .unwrap()
+            .list_managed(Some(&worker))
+            .await
+            .expect("list containers")
+    }
+
+    /// Stops the service and checks that it left no container behind.
+    pub async fn stop(mut self) {
+        let app = self.app.take().unwrap();
+        let sandbox = app.sandbox().unwrap().clone();
+        let worker = app.worker_id().unwrap().to_string();
+        app.shutdown().await;
+        let left = sandbox.list_managed(Some(&worker)).await.unwrap();
+        assert!(left.is_empty(), "containers left behind: {left:?}");
+    }
+}
+
+/// Polls `GET /status/{id}` until the job is completed or failed.
+pub async fn wait_done(client: &reqwest::Client, url: &str, id: &str, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let response = client
+            .get(format!("{url}/status/{id}"))
+            .send()
+            .await
+            .expect("GET /status");
+        let code = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(code, 200, "GET /status/{id} answered {code}: {body}");
+        if body["state"] == "completed" || body["state"] == "failed" {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} not done within {timeout:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -1,0 +1,106 @@
+//! Every way a run can end: timeout, output limit, memory limit, error, and
+//! the container gone afterwards each time.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::TestService;
+
+#[tokio::test]
+async fn an_endless_loop_ends_as_timeout_and_its_container_is_gone() {
+    let service = TestService::start().await;
+    let started = Instant::now();
+    let id = service.submit("while True: pass").await;
+    let body = service.wait_done(&id, Duration::from_secs(60)).await;
+    assert_eq!(body["state"], "completed");
+    assert_eq!(body["result"]["status"], "timeout", "{body}");
+    assert!(body["result"]["exitCode"].is_null());
+    // The wall-clock limit is 3 s here; allow for a loaded machine.
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(service.containers().await.is_empty());
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn ten_megabytes_of_stdout_end_as_output_limit_with_output_truncated() {
+    let service = TestService::start().await;
+    let id = service
+        .submit("import sys\nsys.stdout.write('x' * 10_000_000)\nsys.stdout.flush()")
+        .await;
+    let body = service.wait_done(&id, Duration::from_secs(60)).await;
+    let result = &body["result"];
+    assert_eq!(
+        result["status"],
+        "output_limit",
+        "{}",
+        &body.to_string()[..300]
+    );
+    assert_eq!(result["stdoutTruncated"], true);
+    let cap = service.config.output_limit_bytes as usize;
+    assert_eq!(result["stdout"].as_str().unwrap().len(), cap);
+    assert!(service.containers().await.is_empty());
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_stderr_flood_is_capped_too() {
+    let service = TestService::start().await;
+    let id = service
+        .submit("import sys\nwhile True: sys.stderr.write('e' * 4096)")
+        .await;
+    let body = service.wait_done(&id, Duration::from_secs(60)).await;
+    assert_eq!(body["result"]["status"], "output_limit");
+    assert_eq!(body["result"]["stderrTruncated"], true);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn two_gigabytes_end_as_memory_limit() {
+    let service = TestService::start().await;
+    let id = service
+        .submit("x = bytearray(2 * 10**9)\nprint('allocated')")
+        .await;
+    let body = service.wait_done(&id, Duration::from_secs(60)).await;
+    assert_eq!(body["result"]["status"], "memory_limit", "{body}");
+    assert_eq!(body["result"]["stdout"], "");
+    assert!(service.containers().await.is_empty());
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_non_zero_exit_is_error_with_its_code_and_stderr() {
+    let service = TestService::start().await;
+    let id = service
+        .submit("import sys\nprint('partial')\nprint('it broke', file=sys.stderr)\nsys.exit(3)")
+        .await;
+    let body = service.wait_done(&id, Duration::from_secs(30)).await;
+    let result = &body["result"];
+    assert_eq!(body["state"], "completed");
+    assert_eq!(result["status"], "error");
+    assert_eq!(result["exitCode"], 3);
+    assert_eq!(result["stdout"], "partial");
+    assert_eq!(result["stderr"], "it broke");
+
+    let id = service.submit("raise ValueError('bad value')").await;
+    let body = service.wait_done(&id, Duration::from_secs(30)).await;
+    assert_eq!(body["result"]["status"], "error");
+    assert_eq!(body["result"]["exitCode"], 1);
+    assert!(
+        body["result"]["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("ValueError: bad value")
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_program_that_closes_its_output_and_sleeps_still_times_out() {
+    let service = TestService::start().await;
+    let id = service
+        .submit("import os, time\nos.close(1)\nos.close(2)\ntime.sleep(600)")
+        .await;
+    let body = service.wait_done(&id, Duration::from_secs(60)).await;
+    assert_eq!(body["result"]["status"], "timeout", "{body}");
+    assert!(service.containers().await.is_empty());
+    service.stop().await;
+}

@@ -1,0 +1,13 @@
+//! Integration tests: the real service against a real Redis and a real
+//! Docker engine, running real containers. `make test` provides both.
+//!
+//! One test binary (shared helpers, one compile); each test starts its own
+//! service on 127.0.0.1:0 with its own queue, so tests run in parallel.
+
+mod concurrency;
+mod faults;
+mod helpers;
+mod limits;
+mod poc;
+mod restart;
+mod retention;

@@ -1,0 +1,155 @@
+//! The service process stopped and started again: nothing is lost.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use code_runner::job::JobSpec;
+use code_runner::queue::{EnqueueOptions, JobQueue, QueueSettings};
+use code_runner::sandbox::{Sandbox, SandboxSettings};
+
+use crate::helpers::{TEST_PREFIX, redis_url, unique_queue, wait_done};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_service(queue: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_code-runner"))
+        .arg("serve")
+        .env("CODE_RUNNER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CODE_RUNNER_REDIS_URL", redis_url())
+        .env("CODE_RUNNER_REDIS_PREFIX", TEST_PREFIX)
+        .env("CODE_RUNNER_QUEUE", queue)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start code-runner serve")
+}
+
+async fn wait_ready(client: &reqwest::Client, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.get(format!("{url}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "service at {url} never got ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGTERM, then the exit status.
+fn terminate(mut child: Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the service did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn jobs_survive_a_restart_of_the_service_process() {
+    let queue_name = unique_queue();
+    let client = reqwest::Client::new();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+
+    let first = start_service(&queue_name, port);
+    wait_ready(&client, &url).await;
+    let running: serde_json::Value = client
+        .post(format!("{url}/run"))
+        .json(&serde_json::json!({
+            "language": "python",
+            "code": "import time\ntime.sleep(2)\nprint('survived')",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let running = running["jobId"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body: serde_json::Value = client
+            .get(format!("{url}/status/{running}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["phase"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never ran: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Stopped mid-run: exits cleanly, its container is gone.
+    let status = terminate(first);
+    assert!(status.success(), "exit status {status}");
+    let sandbox = Sandbox::connect(SandboxSettings {
+        image_prefix: "code-runner".into(),
+        runtime: None,
+        worker_id: "test-observer".into(),
+        queue: "none".into(),
+    })
+    .await
+    .unwrap();
+    let left: Vec<_> = sandbox
+        .list_managed(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.job_id == running)
+        .collect();
+    assert!(left.is_empty(), "containers left: {left:?}");
+
+    // A job enqueued while no service runs (as another API process would).
+    let queue = JobQueue::connect(QueueSettings {
+        redis_url: redis_url(),
+        prefix: TEST_PREFIX.into(),
+        queue_name: queue_name.clone(),
+    })
+    .await
+    .unwrap();
+    let spec: JobSpec =
+        serde_json::from_str(r#"{"language":"python","code":"print('queued while down')"}"#)
+            .unwrap();
+    let queued = queue
+        .enqueue(&spec, &EnqueueOptions { attempts: 3 })
+        .await
+        .unwrap()
+        .to_string();
+
+    // Started again: both jobs complete, and their status is readable.
+    let second = start_service(&queue_name, port);
+    wait_ready(&client, &url).await;
+    let body = wait_done(&client, &url, &running, Duration::from_secs(60)).await;
+    assert_eq!(body["state"], "completed", "{body}");
+    assert_eq!(body["result"]["stdout"], "survived");
+    let body = wait_done(&client, &url, &queued, Duration::from_secs(60)).await;
+    assert_eq!(body["result"]["stdout"], "queued while down");
+
+    let status = terminate(second);
+    assert!(status.success(), "exit status {status}");
+}
