@@ -20,6 +20,7 @@ setup:
 
 setup-test:
 	scripts/setup.sh --redis
+	cd tests/interop && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; }
 
 # Docker engine only.
 engine:

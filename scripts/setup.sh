@@ -26,6 +26,11 @@ missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+# The tests check interoperability with Node BullMQ.
+if [ "$want_redis" = 1 ]; then
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         log "missing packages: ${missing[*]}; run as root or: sudo apt-get install -y ${missing[*]}"

@@ -139,12 +139,12 @@ impl JobQueue {
             .prefix(settings.prefix.clone());
         let queue = with_timeout(Queue::with_options(&settings.queue_name, options))
             .await
-            .map_err(|e| match e {
-                QueueError::Queue(e) => QueueError::Unavailable(format!(
-                    "{e} (at {}; is Redis running?)",
+            .map_err(|e| {
+                QueueError::Unavailable(format!(
+                    "cannot reach Redis at {} ({e}); is it running? \
+                     (CODE_RUNNER_REDIS_URL names it)",
                     settings.redis_url
-                )),
-                other => other,
+                ))
             })?;
         Ok(JobQueue {
             queue: std::sync::Arc::new(queue),

@@ -7,7 +7,8 @@
 mod concurrency;
 mod faults;
 mod helpers;
+mod interop;
 mod limits;
 mod poc;
-mod restart;
+mod process;
 mod retention;

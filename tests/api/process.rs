@@ -1,4 +1,5 @@
-//! The service process stopped and started again: nothing is lost.
+//! The service as a process: stopped and started again it loses nothing;
+//! started without its dependencies it says what is missing.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,6 +46,35 @@ async fn wait_ready(client: &reqwest::Client, url: &str) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn an_unreachable_engine_or_redis_stops_start_up_with_a_clear_message() {
+    let output = Command::new(env!("CARGO_BIN_EXE_code-runner"))
+        .arg("worker")
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("CODE_RUNNER_REDIS_URL", redis_url())
+        .env("CODE_RUNNER_REDIS_PREFIX", TEST_PREFIX)
+        .env("CODE_RUNNER_QUEUE", unique_queue())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Docker engine unreachable"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_code-runner"))
+        .arg("api")
+        .env("CODE_RUNNER_REDIS_URL", "redis://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach Redis at redis://127.0.0.1:1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 /// SIGTERM, then the exit status.
