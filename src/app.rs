@@ -7,6 +7,7 @@
 //! [`App::start`] returns once everything is up and the HTTP listener is
 //! bound, exposing its address (tests bind port 0).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -18,11 +19,13 @@ use tokio::task::JoinHandle;
 use crate::actors::dispatcher::{DispatcherMsg, hostname};
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::actors::{RegistryHandle, WorkerServices};
+use crate::callback::CallbackSender;
 use crate::config::Config;
+use crate::execute::ExecutionSettings;
 use crate::http::{AppState, router};
-use crate::job::Limits;
 use crate::language::LanguageTable;
 use crate::queue::embedded::{EmbeddedRedis, ensure_default_redis};
+use crate::queue::events::JobEvents;
 use crate::queue::worker::WorkerSettings;
 use crate::queue::{EnqueueOptions, JobQueue, QueueSettings};
 use crate::sandbox::{Sandbox, SandboxSettings};
@@ -73,7 +76,8 @@ impl App {
         };
         let queue_settings = QueueSettings::from_config(&config);
         let queue = JobQueue::connect(queue_settings.clone()).await?;
-        let limits = Limits::from(&config);
+        let default_limits = config.default_limits();
+        let max_limits = config.max_limits();
         let registry = RegistryHandle::default();
 
         let (worker, sandbox, worker_id) = if role.runs_jobs() {
@@ -91,9 +95,14 @@ impl App {
             .await?;
             let engine = sandbox.engine_info().await?;
             tracing::info!(version = %engine.version, api = %engine.api_version, "Docker engine");
+            let mut versions = HashMap::new();
             for language in languages.all() {
                 match sandbox.has_image(&language.image).await {
-                    Ok(true) => {}
+                    Ok(true) => {
+                        if let Ok(Some(version)) = sandbox.image_version(&language.image).await {
+                            versions.insert(language.id.clone(), version);
+                        }
+                    }
                     Ok(false) => tracing::warn!(
                         image = %sandbox.image_name(&language.image),
                         "runner image missing: {} jobs will fail until it is built \
@@ -103,6 +112,20 @@ impl App {
                     Err(e) => tracing::warn!(error = %e, "cannot check runner images"),
                 }
             }
+            if let Err(e) = queue.publish_versions(&versions).await {
+                tracing::warn!(error = %e, "cannot publish language versions");
+            }
+            let callback_secret = match &config.callback_secret {
+                Some(secret) => secret.clone().into_bytes(),
+                None => {
+                    let secret = uuid::Uuid::new_v4().simple().to_string();
+                    tracing::warn!(
+                        "CODE_RUNNER_CALLBACK_SECRET is not set: webhooks are signed with a \
+                         random secret of this process, {secret}"
+                    );
+                    secret.into_bytes()
+                }
+            };
             let services = Arc::new(WorkerServices {
                 queue: queue.clone(),
                 queue_settings: queue_settings.clone(),
@@ -110,7 +133,14 @@ impl App {
                 sandbox: sandbox.clone(),
                 languages: languages.clone(),
                 registry: registry.clone(),
-                limits,
+                default_limits,
+                max_limits,
+                execution: ExecutionSettings {
+                    cpus: config.cpus,
+                    tmpfs_bytes: config.tmpfs_mb << 20,
+                },
+                versions,
+                callbacks: CallbackSender::new(&callback_secret, config.callback_attempts),
                 shutdown_grace: config.shutdown_grace(),
                 fault_injection: config.fault_injection,
             });
@@ -135,8 +165,13 @@ impl App {
                 queue: queue.clone(),
                 registry: registry.clone(),
                 languages,
-                limits,
+                default_limits,
+                max_limits,
                 max_code_bytes: config.max_code_bytes as usize,
+                max_test_cases: config.max_test_cases as usize,
+                max_batch: config.max_batch as usize,
+                max_wait: std::time::Duration::from_millis(config.max_wait_ms),
+                events: Arc::new(JobEvents::start(&queue_settings).await?),
                 enqueue: EnqueueOptions {
                     attempts: config.attempts,
                 },

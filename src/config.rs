@@ -44,20 +44,55 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
 
-    /// Wall-clock limit of one run, in milliseconds, counted from container start.
+    /// Default wall-clock limit of one run, in milliseconds.
     #[arg(long, env = "CODE_RUNNER_WALL_TIME_LIMIT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub wall_time_limit_ms: u64,
 
-    /// Memory limit of one container in MiB (swap is disabled: memory+swap = memory).
+    /// Most a job may ask for as its wall-clock limit, in milliseconds.
+    #[arg(long, env = "CODE_RUNNER_MAX_WALL_TIME_LIMIT_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub max_wall_time_limit_ms: u64,
+
+    /// Default CPU-time limit of one run (all its processes), in milliseconds.
+    #[arg(long, env = "CODE_RUNNER_CPU_TIME_LIMIT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub cpu_time_limit_ms: u64,
+
+    /// Most a job may ask for as its CPU-time limit, in milliseconds.
+    #[arg(long, env = "CODE_RUNNER_MAX_CPU_TIME_LIMIT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub max_cpu_time_limit_ms: u64,
+
+    /// Default memory of one run in MiB (swap is disabled: memory+swap = memory).
     #[arg(long, env = "CODE_RUNNER_MEMORY_LIMIT_MB", default_value_t = 256,
           value_parser = clap::value_parser!(u64).range(16..=65_536))]
     pub memory_limit_mb: u64,
 
-    /// Maximum processes and threads in one container.
+    /// Most memory a job may ask for, in MiB.
+    #[arg(long, env = "CODE_RUNNER_MAX_MEMORY_LIMIT_MB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(16..=65_536))]
+    pub max_memory_limit_mb: u64,
+
+    /// Default processes and threads of one run.
     #[arg(long, env = "CODE_RUNNER_PIDS_LIMIT", default_value_t = 64,
           value_parser = clap::value_parser!(i64).range(8..=32_768))]
     pub pids_limit: i64,
+
+    /// Most processes and threads a job may ask for.
+    #[arg(long, env = "CODE_RUNNER_MAX_PIDS_LIMIT", default_value_t = 256,
+          value_parser = clap::value_parser!(i64).range(8..=32_768))]
+    pub max_pids_limit: i64,
+
+    /// Default wall-clock limit of a compilation, in milliseconds.
+    #[arg(long, env = "CODE_RUNNER_COMPILE_WALL_TIME_LIMIT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub compile_wall_time_limit_ms: u64,
+
+    /// Most a job may ask for as its compilation's wall-clock limit, in ms.
+    #[arg(long, env = "CODE_RUNNER_MAX_COMPILE_WALL_TIME_LIMIT_MS", default_value_t = 120_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub max_compile_wall_time_limit_ms: u64,
 
     /// CPUs one container may use (a CFS quota, fractions allowed).
     #[arg(long, env = "CODE_RUNNER_CPUS", default_value_t = 1.0)]
@@ -68,11 +103,42 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub tmpfs_mb: u64,
 
-    /// Bytes kept of stdout, and separately of stderr; past this the run is
-    /// stopped with `output_limit`.
+    /// Default bytes kept of stdout, and separately of stderr; past this the
+    /// run is stopped with `output_limit_exceeded`.
     #[arg(long, env = "CODE_RUNNER_OUTPUT_LIMIT_BYTES", default_value_t = 65_536,
           value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
     pub output_limit_bytes: u64,
+
+    /// Most output bytes (per stream) a job may ask for.
+    #[arg(long, env = "CODE_RUNNER_MAX_OUTPUT_LIMIT_BYTES", default_value_t = 1_048_576,
+          value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    pub max_output_limit_bytes: u64,
+
+    /// Most test cases in one job.
+    #[arg(long, env = "CODE_RUNNER_MAX_TEST_CASES", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_test_cases: u64,
+
+    /// Most jobs in one `POST /v1/jobs/batch`.
+    #[arg(long, env = "CODE_RUNNER_MAX_BATCH", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_batch: u64,
+
+    /// Longest `?wait=true` holds a request before answering 202, in ms.
+    #[arg(long, env = "CODE_RUNNER_MAX_WAIT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub max_wait_ms: u64,
+
+    /// Secret of the HMAC-SHA256 signature on webhook calls
+    /// (`X-Code-Runner-Signature`). Unset: a random one per process, logged
+    /// at start-up.
+    #[arg(long, env = "CODE_RUNNER_CALLBACK_SECRET", hide_env_values = true)]
+    pub callback_secret: Option<String>,
+
+    /// Attempts to deliver a webhook (with exponential backoff from 1 s).
+    #[arg(long, env = "CODE_RUNNER_CALLBACK_ATTEMPTS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub callback_attempts: u32,
 
     /// Largest accepted source code, in bytes.
     #[arg(long, env = "CODE_RUNNER_MAX_CODE_BYTES", default_value_t = 1_048_576,
@@ -179,6 +245,45 @@ impl Config {
         if self.image_prefix.is_empty() {
             return Err("CODE_RUNNER_IMAGE_PREFIX must be non-empty".into());
         }
+        let pairs = [
+            (
+                "WALL_TIME_LIMIT_MS",
+                self.wall_time_limit_ms,
+                self.max_wall_time_limit_ms,
+            ),
+            (
+                "CPU_TIME_LIMIT_MS",
+                self.cpu_time_limit_ms,
+                self.max_cpu_time_limit_ms,
+            ),
+            (
+                "MEMORY_LIMIT_MB",
+                self.memory_limit_mb,
+                self.max_memory_limit_mb,
+            ),
+            (
+                "PIDS_LIMIT",
+                self.pids_limit as u64,
+                self.max_pids_limit as u64,
+            ),
+            (
+                "OUTPUT_LIMIT_BYTES",
+                self.output_limit_bytes,
+                self.max_output_limit_bytes,
+            ),
+            (
+                "COMPILE_WALL_TIME_LIMIT_MS",
+                self.compile_wall_time_limit_ms,
+                self.max_compile_wall_time_limit_ms,
+            ),
+        ];
+        for (name, default, max) in pairs {
+            if default > max {
+                return Err(format!(
+                    "CODE_RUNNER_{name} ({default}) is above CODE_RUNNER_MAX_{name} ({max})"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -189,8 +294,29 @@ impl Config {
             .unwrap_or_else(|| crate::queue::DEFAULT_REDIS_URL.to_string())
     }
 
-    pub fn wall_time_limit(&self) -> Duration {
-        Duration::from_millis(self.wall_time_limit_ms)
+    /// Limits a job gets when it asks for none (before its language's
+    /// overrides).
+    pub fn default_limits(&self) -> crate::job::Limits {
+        crate::job::Limits {
+            wall_time_ms: self.wall_time_limit_ms,
+            cpu_time_ms: self.cpu_time_limit_ms,
+            memory_bytes: self.memory_limit_mb << 20,
+            processes: self.pids_limit,
+            output_bytes: self.output_limit_bytes,
+            compile_wall_time_ms: self.compile_wall_time_limit_ms,
+        }
+    }
+
+    /// The most a job may ask for.
+    pub fn max_limits(&self) -> crate::job::Limits {
+        crate::job::Limits {
+            wall_time_ms: self.max_wall_time_limit_ms,
+            cpu_time_ms: self.max_cpu_time_limit_ms,
+            memory_bytes: self.max_memory_limit_mb << 20,
+            processes: self.max_pids_limit,
+            output_bytes: self.max_output_limit_bytes,
+            compile_wall_time_ms: self.max_compile_wall_time_limit_ms,
+        }
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -1,55 +1,140 @@
-//! The job model every part shares: what is stored in Redis as a job's data
-//! ([`JobSpec`]), the limits it runs under ([`Limits`]), and what a run
-//! produced ([`RunResult`]) with its verdict ([`RunStatus`]).
+//! The job model every part shares: a job's data in Redis ([`JobSpec`]),
+//! the limits it runs under ([`Limits`]), and what it produced
+//! ([`JobResult`]) with its [`Verdict`].
 //!
-//! These types are the wire format between API and worker processes (through
-//! Redis), so their serialized names are stable and camelCase, as the proof
-//! of concept's clients (and a Node BullMQ producer) expect.
+//! These types are the wire format between API and worker processes
+//! (through Redis), so their serialized names are stable. A Node BullMQ
+//! producer may enqueue just `{"language": "...", "code": "..."}`.
 
 use serde::{Deserialize, Serialize};
 
 /// The BullMQ job name given to every job (Bull Board shows it).
 pub const JOB_NAME: &str = "run";
 
-/// A job as stored in Redis: everything a worker needs to run it.
-///
-/// A Node BullMQ producer may enqueue `{"language": "...", "code": "..."}`
-/// directly; every other field has a default.
+/// A source file of a job.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+pub struct SourceFile {
+    pub name: String,
+    /// The content, as text, or base64 when the job's `base64` is set.
+    pub content: String,
+}
+
+/// One run of the compiled program: its stdin and, optionally, the output
+/// it must print.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TestCase {
+    #[serde(default)]
+    pub stdin: String,
+    #[serde(default)]
+    pub expected_output: Option<String>,
+}
+
+/// A job as stored in Redis: everything a worker needs to run it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct JobSpec {
     /// Language id or alias, as submitted (resolved by the worker's table).
     pub language: String,
-    /// The program's source.
-    pub code: String,
-    /// Bytes given to the program on standard input.
+    /// A version the client asked for (must match the table's, if given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The program, as one file (the language's default file name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The program as several files; the first is the entry point.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<SourceFile>,
+    /// Standard input of the single run (when there are no test cases).
     #[serde(default)]
     pub stdin: String,
-    /// Limits chosen when the job was accepted; a worker clamps them to its
-    /// own configured maxima, so a producer cannot raise them.
+    /// Arguments given to the program.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Limits the client asked for (the API checked them against its
+    /// maxima; a worker clamps them to its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limits: Option<Limits>,
+    pub limits: Option<RequestedLimits>,
+    /// Output the single run must print (compared after trimming trailing
+    /// white space of each line and trailing empty lines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_output: Option<String>,
+    /// Runs against one compilation, each with its own stdin and verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_cases: Vec<TestCase>,
+    /// Inputs (code, files, stdin, expected output) are base64, and outputs
+    /// are returned base64 (exact bytes).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub base64: bool,
+    /// Where the finished result is POSTed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
     /// When the API accepted the job (milliseconds since the Unix epoch).
-    #[serde(default)]
+    #[serde(default, alias = "submittedAtMs")]
     pub submitted_at_ms: u64,
 }
 
-/// Resource limits of one run.
+/// Limits a client asked for; what it leaves out takes the defaults (the
+/// server's, with its language's overrides).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct RequestedLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_time_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_time_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile_wall_time_ms: Option<u64>,
+}
+
+impl RequestedLimits {
+    /// The limits a job runs under: `defaults` with the language's
+    /// overrides, then the client's values, all clamped to `max`.
+    pub fn resolve(
+        &self,
+        defaults: &Limits,
+        language: &crate::language::LanguageLimits,
+        max: &Limits,
+    ) -> Limits {
+        Limits {
+            wall_time_ms: self.wall_time_ms.unwrap_or(defaults.wall_time_ms),
+            cpu_time_ms: self.cpu_time_ms.unwrap_or(defaults.cpu_time_ms),
+            memory_bytes: self
+                .memory_mb
+                .or(language.memory_mb)
+                .map_or(defaults.memory_bytes, |mb| mb << 20),
+            processes: self
+                .processes
+                .or(language.processes)
+                .unwrap_or(defaults.processes),
+            output_bytes: self.output_bytes.unwrap_or(defaults.output_bytes),
+            compile_wall_time_ms: self
+                .compile_wall_time_ms
+                .or(language.compile_wall_time_ms)
+                .unwrap_or(defaults.compile_wall_time_ms),
+        }
+        .clamp_to(max)
+    }
+}
+
+/// Limits of one job.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
 pub struct Limits {
-    /// Wall-clock limit in milliseconds, counted from container start.
+    /// Wall-clock limit of each run, in milliseconds.
     pub wall_time_ms: u64,
-    /// Memory limit in bytes (no swap).
+    /// CPU-time limit of each run (all its processes), in milliseconds.
+    pub cpu_time_ms: u64,
+    /// Memory limit of each run, in bytes (no swap).
     pub memory_bytes: u64,
-    /// Maximum processes and threads.
-    pub pids: i64,
-    /// CPUs (a CFS quota; fractions allowed).
-    pub cpus: f64,
-    /// Bytes kept of stdout, and separately of stderr.
+    /// Processes and threads at once.
+    pub processes: i64,
+    /// Bytes kept of stdout, and separately of stderr, per run.
     pub output_bytes: u64,
-    /// Size of the writable tmpfs, in bytes.
-    pub tmpfs_bytes: u64,
+    /// Wall-clock limit of the compilation, in milliseconds.
+    pub compile_wall_time_ms: u64,
 }
 
 impl Limits {
@@ -57,45 +142,64 @@ impl Limits {
     pub fn clamp_to(self, max: &Limits) -> Limits {
         Limits {
             wall_time_ms: self.wall_time_ms.min(max.wall_time_ms),
+            cpu_time_ms: self.cpu_time_ms.min(max.cpu_time_ms),
             memory_bytes: self.memory_bytes.min(max.memory_bytes),
-            pids: self.pids.min(max.pids),
-            cpus: self.cpus.min(max.cpus),
+            processes: self.processes.min(max.processes),
             output_bytes: self.output_bytes.min(max.output_bytes),
-            tmpfs_bytes: self.tmpfs_bytes.min(max.tmpfs_bytes),
+            compile_wall_time_ms: self.compile_wall_time_ms.min(max.compile_wall_time_ms),
         }
     }
 }
 
-impl From<&crate::config::Config> for Limits {
-    fn from(c: &crate::config::Config) -> Self {
-        Limits {
-            wall_time_ms: c.wall_time_limit_ms,
-            memory_bytes: c.memory_limit_mb * 1024 * 1024,
-            pids: c.pids_limit,
-            cpus: c.cpus,
-            output_bytes: c.output_limit_bytes,
-            tmpfs_bytes: c.tmpfs_mb * 1024 * 1024,
+/// A job's verdict.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Ran and exited 0 (and printed the expected output, if one was given).
+    Accepted,
+    /// Exited 0 but printed something other than the expected output.
+    WrongAnswer,
+    /// The compiler refused the program (or ran out of its limits).
+    CompilationError,
+    /// Exited non-zero or was killed by a signal.
+    RuntimeError,
+    /// Ran out of CPU time or wall-clock time (`time_limit` says which).
+    TimeLimitExceeded,
+    /// Killed by the kernel's OOM killer at the memory limit.
+    MemoryLimitExceeded,
+    /// stdout or stderr passed its cap.
+    OutputLimitExceeded,
+    /// Cancelled before it ended.
+    Cancelled,
+    /// The service could not run it.
+    InternalError,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Accepted => "accepted",
+            Verdict::WrongAnswer => "wrong_answer",
+            Verdict::CompilationError => "compilation_error",
+            Verdict::RuntimeError => "runtime_error",
+            Verdict::TimeLimitExceeded => "time_limit_exceeded",
+            Verdict::MemoryLimitExceeded => "memory_limit_exceeded",
+            Verdict::OutputLimitExceeded => "output_limit_exceeded",
+            Verdict::Cancelled => "cancelled",
+            Verdict::InternalError => "internal_error",
         }
     }
 }
 
-/// How a run ended. A job whose code ran is `completed` whatever the code
-/// did; this says how.
+/// The proof of concept's coarser `status`, kept for `GET /status`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
-    /// The program exited with status 0.
     Success,
-    /// The program exited with a non-zero status or was killed by a signal.
     Error,
-    /// The wall-clock limit was reached; the container was killed.
     Timeout,
-    /// The kernel's OOM killer stopped the program at the memory limit.
     MemoryLimit,
-    /// stdout or stderr passed its cap; the container was killed and the
-    /// output kept up to the cap.
     OutputLimit,
-    /// The service could not run the program (a `failed` job carries this).
     InternalError,
 }
 
@@ -112,46 +216,151 @@ impl RunStatus {
     }
 }
 
-/// What one run produced: the completed job's return value in Redis.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct RunResult {
-    pub status: RunStatus,
-    /// Standard output, up to the cap (invalid UTF-8 replaced by U+FFFD).
+/// Which time limit a run exceeded.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeLimit {
+    Cpu,
+    Wall,
+}
+
+/// What one run (the compilation, or one execution) did, as measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunFigures {
+    /// Standard output, up to the cap (base64 when the job asked for it).
     pub stdout: String,
-    /// Standard error, up to the cap.
     pub stderr: String,
-    /// The program's exit status (128 + n when killed by signal n); `None`
-    /// when the service stopped it before it exited on its own.
-    pub exit_code: Option<i64>,
-    /// True when stdout was cut at the cap.
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, by name (`SIGSEGV`, ...).
+    pub signal: Option<String>,
+    pub wall_time_ms: u64,
+    /// CPU time of all its processes (cgroup).
+    pub cpu_time_ms: u64,
+    /// The container's memory high-water mark (cgroup), in bytes.
+    pub memory_peak_bytes: u64,
     #[serde(default)]
     pub stdout_truncated: bool,
-    /// True when stderr was cut at the cap.
     #[serde(default)]
     pub stderr_truncated: bool,
-    /// Wall-clock time from container start to exit, in milliseconds.
-    pub wall_time_ms: u64,
-    /// The worker process that ran the job.
+}
+
+/// One test case's outcome.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CaseResult {
+    pub verdict: Verdict,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit: Option<TimeLimit>,
+    #[serde(flatten)]
+    pub figures: RunFigures,
+}
+
+/// What a job produced: the completed job's return value in Redis.
+///
+/// For a job without test cases, the run's figures are at the top level;
+/// with test cases, each case has its own and the top level repeats the
+/// first case that did not pass (or the last one).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobResult {
+    pub verdict: Verdict,
+    /// The proof of concept's status, derived from the verdict.
+    pub status: RunStatus,
+    /// Which limit, for `time_limit_exceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit: Option<TimeLimit>,
+    /// What went wrong, in words, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The compiler's output (stdout then stderr), for compiled languages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile_output: Option<String>,
+    /// The compilation's own figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile: Option<RunFigures>,
+    #[serde(flatten)]
+    pub figures: RunFigures,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_cases: Vec<CaseResult>,
+    /// `base64` when outputs are base64, else `utf8` (invalid bytes → U+FFFD).
+    pub encoding: String,
+    /// The language and version that ran it.
+    #[serde(default)]
+    pub language: String,
+    #[serde(default)]
+    pub version: String,
+    /// The worker process that ran it.
     #[serde(default)]
     pub worker_id: String,
-    /// The container the job ran in (removed by now).
-    #[serde(default)]
-    pub container_id: String,
+}
+
+impl JobResult {
+    /// A result that says what happened without any run.
+    pub fn without_run(verdict: Verdict, message: impl Into<String>) -> JobResult {
+        JobResult {
+            verdict,
+            status: status_of(verdict, None),
+            time_limit: None,
+            message: Some(message.into()),
+            compile_output: None,
+            compile: None,
+            figures: RunFigures::default(),
+            test_cases: Vec::new(),
+            encoding: "utf8".into(),
+            language: String::new(),
+            version: String::new(),
+            worker_id: String::new(),
+        }
+    }
+}
+
+/// The proof of concept's status for a verdict.
+pub fn status_of(verdict: Verdict, exit_code: Option<i32>) -> RunStatus {
+    match verdict {
+        Verdict::Accepted | Verdict::WrongAnswer if exit_code == Some(0) => RunStatus::Success,
+        Verdict::Accepted | Verdict::WrongAnswer => RunStatus::Error,
+        Verdict::CompilationError | Verdict::RuntimeError | Verdict::Cancelled => RunStatus::Error,
+        Verdict::TimeLimitExceeded => RunStatus::Timeout,
+        Verdict::MemoryLimitExceeded => RunStatus::MemoryLimit,
+        Verdict::OutputLimitExceeded => RunStatus::OutputLimit,
+        Verdict::InternalError => RunStatus::InternalError,
+    }
+}
+
+/// Compares program output with an expected output: trailing white space
+/// of each line and trailing empty lines are ignored; everything else
+/// (leading spaces, blank lines in between, case) must match.
+pub fn output_matches(actual: &[u8], expected: &[u8]) -> bool {
+    fn normalize(text: &[u8]) -> Vec<&[u8]> {
+        let mut lines: Vec<&[u8]> = text
+            .split(|&b| b == b'\n')
+            .map(|line| {
+                let end = line
+                    .iter()
+                    .rposition(|b| !b.is_ascii_whitespace())
+                    .map_or(0, |i| i + 1);
+                &line[..end]
+            })
+            .collect();
+        while lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        lines
+    }
+    normalize(actual) == normalize(expected)
 }
 
 /// Phases of a running job, as the `JobRegistry` reports them.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
-    /// Claimed from the queue; the container is being created.
+    /// Claimed from the queue; the first container is being created.
     Claimed,
-    /// The container exists (created, not yet started).
+    /// A container exists (created, not yet started).
     Created,
+    /// The compiler is running.
+    Compiling,
     /// The program is running.
     Running,
-    /// The program ended; exit status and OOM flag are being read, and the
-    /// container removed.
+    /// A run ended; its figures are being read and its container removed.
     Collecting,
 }
 
@@ -172,8 +381,9 @@ mod tests {
         let spec: JobSpec =
             serde_json::from_str(r#"{"language":"python","code":"print(1)"}"#).unwrap();
         assert_eq!(spec.language, "python");
+        assert_eq!(spec.code.as_deref(), Some("print(1)"));
         assert_eq!(spec.stdin, "");
-        assert!(spec.limits.is_none());
+        assert!(spec.limits.is_none() && spec.test_cases.is_empty());
     }
 
     #[test]
@@ -209,28 +419,38 @@ mod tests {
     }
 
     #[test]
+    fn output_comparison_ignores_only_trailing_white_space() {
+        assert!(output_matches(b"1 2\n3\n", b"1 2\n3"));
+        assert!(output_matches(b"1 2  \r\n3\n\n\n", b"1 2\n3\n"));
+        assert!(!output_matches(b" 1 2\n3", b"1 2\n3"));
+        assert!(!output_matches(b"1\n\n2", b"1\n2"));
+        assert!(!output_matches(b"abc", b"ABC"));
+        assert!(output_matches(b"", b"\n"));
+    }
+
+    #[test]
     fn clamping_keeps_the_stricter_limit() {
         let max = Limits {
             wall_time_ms: 10_000,
+            cpu_time_ms: 5_000,
             memory_bytes: 100,
-            pids: 64,
-            cpus: 1.0,
+            processes: 64,
             output_bytes: 10,
-            tmpfs_bytes: 10,
+            compile_wall_time_ms: 1,
         };
         let asked = Limits {
             wall_time_ms: 60_000,
+            cpu_time_ms: 1_000,
             memory_bytes: 50,
-            pids: 1000,
-            cpus: 0.5,
+            processes: 1000,
             output_bytes: 10,
-            tmpfs_bytes: 100,
+            compile_wall_time_ms: 100,
         };
         let got = asked.clamp_to(&max);
         assert_eq!(got.wall_time_ms, 10_000);
+        assert_eq!(got.cpu_time_ms, 1_000);
         assert_eq!(got.memory_bytes, 50);
-        assert_eq!(got.pids, 64);
-        assert_eq!(got.cpus, 0.5);
-        assert_eq!(got.tmpfs_bytes, 10);
+        assert_eq!(got.processes, 64);
+        assert_eq!(got.compile_wall_time_ms, 1);
     }
 }

@@ -1,6 +1,11 @@
-//! The language table: which languages can run, in which image, with which
-//! command. It is data (`docker/languages.toml`, built into the binary, or a
-//! file named by `CODE_RUNNER_LANGUAGES_FILE`), not code.
+//! The language table: which languages can run, in which image, compiled
+//! and run how. It is data (`docker/languages.toml`, built into the binary,
+//! or a file named by `CODE_RUNNER_LANGUAGES_FILE`), not code: adding a
+//! language is an entry there and a `docker/<image>/Dockerfile`.
+//!
+//! Commands are argument lists (no shell). In them, `{source}` is the entry
+//! file's name, `{stem}` that name without its extension, and `{sources}`
+//! expands to every submitted file with one of the language's extensions.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -9,6 +14,22 @@ use serde::Deserialize;
 
 /// The table built into the binary.
 const BUILT_IN: &str = include_str!("../docker/languages.toml");
+
+/// Per-language overrides of the server's default limits.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LanguageLimits {
+    /// Default memory of a run, in MiB.
+    pub memory_mb: Option<u64>,
+    /// Default processes of a run.
+    pub processes: Option<i64>,
+    /// Memory of the compilation, in MiB.
+    pub compile_memory_mb: Option<u64>,
+    /// Processes of the compilation.
+    pub compile_processes: Option<i64>,
+    /// Default wall-clock limit of the compilation, in milliseconds.
+    pub compile_wall_time_ms: Option<u64>,
+}
 
 /// One runnable language.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -21,18 +42,77 @@ pub struct Language {
     pub aliases: Vec<String>,
     /// Display name.
     pub name: String,
-    /// The version its image provides.
+    /// The version the image provides, as declared here.
     pub version: String,
     /// Image folder under `docker/` and image name.
     pub image: String,
-    /// File the submitted code is written to, in the job's work directory.
+    /// File name given to a job's `code` (the entry point).
     pub source_file: String,
-    /// Command that runs it, with no shell in between.
+    /// Extensions of the files `{sources}` takes (without the dot).
+    #[serde(default)]
+    pub extensions: Vec<String>,
+    /// Command that compiles the sources in the work directory, if any.
+    #[serde(default)]
+    pub compile: Option<Vec<String>>,
+    /// Command that runs the program; the job's `args` follow it.
     pub run: Vec<String>,
-    /// Environment variables the program needs (its whole environment is
+    /// Environment variables the programs need (their whole environment is
     /// these plus PATH, HOME, LANG and TMPDIR).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: LanguageLimits,
+}
+
+impl Language {
+    /// A command with its placeholders filled in for these files.
+    pub fn expand(&self, command: &[String], files: &[String]) -> Vec<String> {
+        let entry = files
+            .first()
+            .map(String::as_str)
+            .unwrap_or(&self.source_file);
+        let stem = entry.rsplit_once('.').map_or(entry, |(stem, _)| stem);
+        let mut out = Vec::with_capacity(command.len() + files.len());
+        for arg in command {
+            if arg == "{sources}" {
+                out.extend(
+                    files
+                        .iter()
+                        .filter(|f| {
+                            self.extensions.is_empty()
+                                || f.rsplit_once('.').is_some_and(|(_, ext)| {
+                                    self.extensions.iter().any(|e| e == ext)
+                                })
+                        })
+                        .cloned(),
+                );
+            } else {
+                out.push(arg.replace("{source}", entry).replace("{stem}", stem));
+            }
+        }
+        out
+    }
+
+    /// The environment of its programs, as the monitor sets it.
+    pub fn environment(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            (
+                "PATH".to_string(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            ),
+            ("HOME".to_string(), "/tmp/box".to_string()),
+            ("LANG".to_string(), "C.UTF-8".to_string()),
+            ("TMPDIR".to_string(), "/tmp".to_string()),
+        ];
+        for (name, value) in &self.env {
+            if let Some(existing) = env.iter_mut().find(|(n, _)| n == name) {
+                existing.1 = value.clone();
+            } else {
+                env.push((name.clone(), value.clone()));
+            }
+        }
+        env
+    }
 }
 
 #[derive(Deserialize)]
@@ -87,34 +167,26 @@ impl LanguageTable {
         let file: TableFile = toml::from_str(text)?;
         let mut by_name = HashMap::new();
         for (index, language) in file.language.iter().enumerate() {
-            if language.run.is_empty() {
-                return Err(LanguageTableError::Invalid(format!(
-                    "{}: run must name a command",
+            let invalid = |what: &str| {
+                Err(LanguageTableError::Invalid(format!(
+                    "{}: {what}",
                     language.id
-                )));
+                )))
+            };
+            if language.run.is_empty() || language.compile.as_ref().is_some_and(Vec::is_empty) {
+                return invalid("commands must not be empty");
             }
-            let file_name = &language.source_file;
-            if file_name.is_empty() || file_name.contains('/') || file_name.starts_with('.') {
-                return Err(LanguageTableError::Invalid(format!(
-                    "{}: source_file must be a plain file name",
-                    language.id
-                )));
+            if !monitor_protocol::valid_file_name(&language.source_file) {
+                return invalid("source_file must be a plain file name");
             }
             for (name, value) in &language.env {
-                let valid_name = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if !valid_name || value.contains('\n') {
-                    return Err(LanguageTableError::Invalid(format!(
-                        "{}: env {name} is not a valid variable",
-                        language.id
-                    )));
+                if !monitor_protocol::valid_env_name(name) || value.contains('\n') {
+                    return invalid(&format!("env {name} is not a valid variable"));
                 }
             }
             for name in std::iter::once(&language.id).chain(&language.aliases) {
                 if by_name.insert(name.to_ascii_lowercase(), index).is_some() {
-                    return Err(LanguageTableError::Invalid(format!(
-                        "{name} names two languages"
-                    )));
+                    return invalid(&format!("{name} names two languages"));
                 }
             }
         }
@@ -146,11 +218,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn python_is_found_by_id_and_alias() {
+    fn languages_are_found_by_id_and_alias() {
         let table = LanguageTable::built_in();
         assert_eq!(table.find("python").unwrap().id, "python");
         assert_eq!(table.find("Python3").unwrap().id, "python");
         assert!(table.find("cobol").is_none());
+        for id in [
+            "python",
+            "c",
+            "cpp",
+            "javascript",
+            "bash",
+            "go",
+            "rust",
+            "java",
+        ] {
+            assert!(table.find(id).is_some(), "{id} missing from the table");
+        }
+    }
+
+    #[test]
+    fn placeholders_expand() {
+        let table = LanguageTable::built_in();
+        let c = table.find("c").unwrap();
+        let files = vec![
+            "main.c".to_string(),
+            "util.c".to_string(),
+            "util.h".to_string(),
+        ];
+        let compile = c.expand(c.compile.as_ref().unwrap(), &files);
+        assert!(compile.contains(&"main.c".to_string()));
+        assert!(compile.contains(&"util.c".to_string()));
+        assert!(!compile.contains(&"util.h".to_string()));
+        let java = table.find("java").unwrap();
+        let run = java.expand(&java.run, &["Hello.java".to_string()]);
+        assert_eq!(run.last().unwrap(), "Hello");
     }
 
     #[test]

@@ -3,12 +3,14 @@
 //!
 //! # Layout
 //!
+//! - [`callback`]: webhooks (signed POSTs of finished jobs, retried).
 //! - [`config`]: the one [`Config`](config::Config) type, read from flags and
 //!   `CODE_RUNNER_*` environment variables.
 //! - [`job`]: the job model shared by every part: what a client submits
 //!   ([`JobSpec`](job::JobSpec)), the limits it runs under, and the
 //!   [`RunResult`](job::RunResult) with its verdict.
 //! - [`language`]: the language table (a data file, `docker/languages.toml`).
+//! - [`execute`]: one job's compile-then-run over the sandbox, and verdicts.
 //! - [`queue`]: the Redis side, and the only module that talks to Redis:
 //!   enqueue, job state and results, the BullMQ worker that claims jobs,
 //!   worker heartbeats, and the embedded `redis-server` fallback.
@@ -24,7 +26,9 @@
 
 pub mod actors;
 pub mod app;
+pub mod callback;
 pub mod config;
+pub mod execute;
 pub mod http;
 pub mod job;
 pub mod language;

@@ -24,7 +24,9 @@ use tokio_util::sync::CancellationToken;
 use super::WorkerServices;
 use super::registry::RegistryMsg;
 use super::runner::{ContainerRunner, RunnerArgs};
+use crate::execute::prepare;
 use crate::job::{JobSpec, now_ms};
+use crate::queue::cancel::watch_cancellations;
 use crate::queue::heartbeat::{HEARTBEAT_INTERVAL, WorkerInfo};
 use crate::queue::worker::{ClaimedJob, JobOutcome, QueueWorker};
 
@@ -51,6 +53,8 @@ pub enum DispatcherMsg {
     },
     /// A runner stopped (queued behind any `RunnerDone` it sent first).
     RunnerExited { runner: ActorId, reason: String },
+    /// A client cancelled this job; stop it if it runs here.
+    CancelJob(String),
     /// Look for leftover containers.
     Sweep,
     /// Stop taking jobs; after the shutdown grace, stop the running ones
@@ -68,7 +72,10 @@ pub enum DispatcherMsg {
 struct InFlight {
     job_id: String,
     reply: RpcReplyPort<JobOutcome>,
+    /// The client cancelled it.
     cancel: CancellationToken,
+    /// The worker is stopping.
+    shutdown: CancellationToken,
 }
 
 /// Aborts a background task when dropped (also when the owner panics).
@@ -88,6 +95,8 @@ pub struct DispatcherState {
     /// `running.len()`, for the heartbeat task.
     running_count: Arc<AtomicUsize>,
     _heartbeat: AbortOnDrop,
+    /// Listens for cancellations of running jobs.
+    _cancellations: AbortOnDrop,
     draining: Option<RpcReplyPort<()>>,
 }
 
@@ -127,8 +136,9 @@ impl Actor for Dispatcher {
 
         let me = myself.clone();
         let worker = QueueWorker::start(
-            &services.queue_settings,
+            &services.queue,
             &services.worker_settings,
+            services.callbacks.clone(),
             move |job: ClaimedJob| {
                 let me = me.clone();
                 async move {
@@ -147,6 +157,16 @@ impl Actor for Dispatcher {
         )
         .await?;
         myself.send_interval(SWEEP_INTERVAL, || DispatcherMsg::Sweep);
+        // Clients' cancellations of running jobs, from any API process.
+        let cancellations = {
+            let me = myself.clone();
+            tokio::spawn(watch_cancellations(
+                services.queue_settings.clone(),
+                move |job_id| {
+                    let _ = me.cast(DispatcherMsg::CancelJob(job_id));
+                },
+            ))
+        };
         tracing::info!(worker = %worker_id, cap = services.worker_settings.concurrency,
             "dispatcher started");
         Ok(DispatcherState {
@@ -155,6 +175,7 @@ impl Actor for Dispatcher {
             running: HashMap::new(),
             running_count,
             _heartbeat: AbortOnDrop(heartbeat),
+            _cancellations: AbortOnDrop(cancellations),
             draining: None,
         })
     }
@@ -188,6 +209,12 @@ impl Actor for Dispatcher {
             DispatcherMsg::RunnerExited { runner, reason } => {
                 if let Some(entry) = state.running.remove(&runner) {
                     runner_failed(state, entry, reason);
+                }
+            }
+            DispatcherMsg::CancelJob(job_id) => {
+                if let Some(entry) = state.running.values().find(|e| e.job_id == job_id) {
+                    tracing::info!(job = %job_id, "cancelling a running job");
+                    entry.cancel.cancel();
                 }
             }
             DispatcherMsg::Sweep => {
@@ -270,26 +297,46 @@ async fn start_job(
         let _ = reply.send(JobOutcome::Requeue);
         return;
     }
-    let limits = spec
-        .limits
-        .unwrap_or(services.limits)
-        .clamp_to(&services.limits);
-    let panic_when_running = services.fault_injection && spec.code.contains(PANIC_RUNNER_MARKER);
+    let limits = spec.limits.unwrap_or_default().resolve(
+        &services.default_limits,
+        &language.limits,
+        &services.max_limits,
+    );
+    let version = services
+        .versions
+        .get(&language.id)
+        .cloned()
+        .unwrap_or_else(|| language.version.clone());
+    let prepared = match prepare(&job.id, &spec, &language, &version, limits) {
+        Ok(prepared) => prepared,
+        Err(reason) => {
+            let _ = reply.send(JobOutcome::Failed {
+                reason,
+                retryable: false,
+            });
+            return;
+        }
+    };
+    let marker = PANIC_RUNNER_MARKER.as_bytes();
+    let panic_when_running = services.fault_injection
+        && prepared
+            .files
+            .iter()
+            .any(|f| f.content.windows(marker.len()).any(|w| w == marker));
     services.registry.tell(RegistryMsg::JobClaimed {
         job_id: job.id.clone(),
         language: language.id.clone(),
         worker_id: services.worker_settings.worker_id.clone(),
     });
+    let shutdown = CancellationToken::new();
     let args = RunnerArgs {
-        job_id: job.id.clone(),
-        language,
-        code: spec.code,
-        stdin: spec.stdin,
-        limits,
+        job: prepared,
+        settings: services.execution,
         sandbox: services.sandbox.clone(),
         registry: services.registry.clone(),
         dispatcher: myself.clone(),
         cancel: job.cancel.clone(),
+        shutdown: shutdown.clone(),
         panic_when_running,
     };
     match Actor::spawn_linked(None, ContainerRunner, args, myself.get_cell()).await {
@@ -300,6 +347,7 @@ async fn start_job(
                     job_id: job.id,
                     reply,
                     cancel: job.cancel,
+                    shutdown,
                 },
             );
             state
@@ -313,7 +361,7 @@ async fn start_job(
             };
             services.registry.tell(RegistryMsg::JobFinished {
                 job_id: job.id,
-                status: None,
+                verdict: None,
                 outcome: "failed: could not start a runner".into(),
             });
             let _ = reply.send(outcome);
@@ -322,14 +370,14 @@ async fn start_job(
 }
 
 fn finish(state: &mut DispatcherState, entry: InFlight, outcome: JobOutcome) {
-    let (status, summary) = match &outcome {
-        JobOutcome::Finished(result) => (Some(result.status), "completed".to_string()),
+    let (verdict, summary) = match &outcome {
+        JobOutcome::Finished(result) => (Some(result.verdict), "completed".to_string()),
         JobOutcome::Requeue => (None, "requeued".to_string()),
         JobOutcome::Failed { reason, .. } => (None, format!("failed: {reason}")),
     };
     state.services.registry.tell(RegistryMsg::JobFinished {
         job_id: entry.job_id,
-        status,
+        verdict,
         outcome: summary,
     });
     let _ = entry.reply.send(outcome);
@@ -345,7 +393,7 @@ fn runner_failed(state: &mut DispatcherState, entry: InFlight, reason: String) {
     let services = state.services.clone();
     state.services.registry.tell(RegistryMsg::JobFinished {
         job_id: entry.job_id.clone(),
-        status: None,
+        verdict: None,
         outcome: format!("failed: runner {reason}"),
     });
     tokio::spawn(async move {
@@ -370,9 +418,10 @@ fn runner_failed(state: &mut DispatcherState, entry: InFlight, reason: String) {
     answer_drain_if_done(state);
 }
 
+/// Stops every running job for a shutdown (they go back to the queue).
 fn cancel_all(state: &mut DispatcherState) {
     for entry in state.running.values() {
-        entry.cancel.cancel();
+        entry.shutdown.cancel();
     }
 }
 

@@ -19,6 +19,10 @@ pub mod supervisor;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
+use crate::callback::CallbackSender;
+use crate::execute::ExecutionSettings;
 use crate::job::Limits;
 use crate::language::LanguageTable;
 use crate::queue::worker::WorkerSettings;
@@ -35,8 +39,15 @@ pub struct WorkerServices {
     pub sandbox: Sandbox,
     pub languages: Arc<LanguageTable>,
     pub registry: RegistryHandle,
-    /// Default limits of a job, which are also the most a job may ask for.
-    pub limits: Limits,
+    /// Limits of a job that asks for none (before its language's overrides).
+    pub default_limits: Limits,
+    /// The most a job may have.
+    pub max_limits: Limits,
+    pub execution: ExecutionSettings,
+    /// Language id → the version this worker's image provides.
+    pub versions: HashMap<String, String>,
+    /// Sends webhooks of finished jobs.
+    pub callbacks: CallbackSender,
     /// How long a stopping worker lets running jobs finish.
     pub shutdown_grace: Duration,
     /// Test-only fault hooks enabled.

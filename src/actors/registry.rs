@@ -13,7 +13,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
-use crate::job::{Phase, RunStatus, now_ms};
+use crate::job::{Phase, Verdict, now_ms};
 
 /// Finished jobs kept for the live view.
 const RECENT_CAPACITY: usize = 200;
@@ -37,7 +37,7 @@ pub struct LiveJob {
 pub struct FinishedJob {
     pub job_id: String,
     /// The verdict, or `None` when the job failed or went back to the queue.
-    pub status: Option<RunStatus>,
+    pub verdict: Option<Verdict>,
     /// What became of the job (`completed`, `failed: …`, `requeued`).
     pub outcome: String,
     pub finished_at_ms: u64,
@@ -80,7 +80,7 @@ pub enum RegistryMsg {
     },
     JobFinished {
         job_id: String,
-        status: Option<RunStatus>,
+        verdict: Option<Verdict>,
         outcome: String,
     },
     /// A dispatcher (re)started: jobs it had in flight are no longer
@@ -160,12 +160,12 @@ impl Actor for JobRegistry {
             }
             RegistryMsg::JobFinished {
                 job_id,
-                status,
+                verdict,
                 outcome,
             } => {
                 let claimed = state.in_flight.remove(&job_id);
                 let now = now_ms();
-                let key = status.map_or_else(
+                let key = verdict.map_or_else(
                     || outcome.split(':').next().unwrap_or("failed").to_string(),
                     |s| s.as_str().to_string(),
                 );
@@ -175,7 +175,7 @@ impl Actor for JobRegistry {
                 }
                 state.recent.push_back(FinishedJob {
                     job_id,
-                    status,
+                    verdict,
                     outcome,
                     finished_at_ms: now,
                     run_ms: claimed.map_or(0, |c| now.saturating_sub(c.claimed_at_ms)),

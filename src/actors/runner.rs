@@ -1,36 +1,38 @@
-//! `ContainerRunner`: one per job, spawned linked to the dispatcher. It
-//! drives the job's container through the sandbox, reports each phase to
-//! the `JobRegistry`, sends the outcome to its dispatcher and stops.
+//! `ContainerRunner`: one per job, spawned linked to the dispatcher. It runs
+//! the job (compile once, then each run, each in its own container) through
+//! [`crate::execute`], reports each phase to the `JobRegistry`, sends the
+//! outcome to its dispatcher and stops.
 //!
-//! The run happens inside one handler, so this actor's mailbox is busy while
-//! it runs; it hears "stop" through the job's cancellation token instead.
+//! The job runs inside one handler, so this actor's mailbox is busy while it
+//! runs; it hears "stop" through two cancellation tokens instead: `cancel`
+//! (the client cancelled the job: it ends as `cancelled`) and `shutdown`
+//! (the worker is stopping: the job goes back to the queue).
 //!
 //! **Invariant:** a runner that panics or is killed never cleans up after
 //! itself (ractor runs no `post_stop` then): its dispatcher removes its
-//! container by label.
+//! containers by label.
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio_util::sync::CancellationToken;
 
 use super::registry::{RegistryHandle, RegistryMsg};
-use crate::job::{Limits, Phase};
-use crate::language::Language;
+use crate::execute::{Execution, ExecutionSettings, PreparedJob, execute};
+use crate::job::{JobResult, Phase, Verdict};
 use crate::queue::worker::JobOutcome;
-use crate::sandbox::{RunOutcome, RunRequest, Sandbox, SandboxError};
+use crate::sandbox::{Sandbox, SandboxError};
 
-/// Everything one run needs.
+/// Everything one job needs.
 pub struct RunnerArgs {
-    pub job_id: String,
-    pub language: Language,
-    pub code: String,
-    pub stdin: String,
-    pub limits: Limits,
+    pub job: PreparedJob,
+    pub settings: ExecutionSettings,
     pub sandbox: Sandbox,
     pub registry: RegistryHandle,
     /// Where the outcome goes.
     pub dispatcher: ActorRef<super::dispatcher::DispatcherMsg>,
-    /// Stops the run (shutdown, cancellation).
+    /// The client cancelled the job.
     pub cancel: CancellationToken,
+    /// The worker is stopping.
+    pub shutdown: CancellationToken,
     /// Test-only fault hook: panic once the program is running, leaving its
     /// container behind for the dispatcher to remove.
     pub panic_when_running: bool,
@@ -86,9 +88,10 @@ impl Actor for ContainerRunner {
 }
 
 async fn run(args: &RunnerArgs) -> JobOutcome {
+    let job_id = &args.job.job_id;
     let on_phase = |phase: Phase, container_id: &str| {
         args.registry.tell(RegistryMsg::JobPhase {
-            job_id: args.job_id.clone(),
+            job_id: job_id.clone(),
             phase,
             container_id: container_id.to_string(),
         });
@@ -96,16 +99,31 @@ async fn run(args: &RunnerArgs) -> JobOutcome {
             panic!("fault injection: runner panics while its program runs");
         }
     };
-    let request = RunRequest {
-        job_id: &args.job_id,
-        language: &args.language,
-        code: &args.code,
-        stdin: &args.stdin,
-        limits: args.limits,
+    // Either token stops the run; which one says what becomes of the job.
+    let stop = CancellationToken::new();
+    let relay = {
+        let (stop, cancel, shutdown) = (stop.clone(), args.cancel.clone(), args.shutdown.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => stop.cancel(),
+                _ = shutdown.cancelled() => stop.cancel(),
+                _ = stop.cancelled() => {}
+            }
+        })
     };
-    match args.sandbox.run(request, &args.cancel, &on_phase).await {
-        Ok(RunOutcome::Finished(result)) => JobOutcome::Finished(result),
-        Ok(RunOutcome::Cancelled) => JobOutcome::Requeue,
+    let outcome = execute(&args.sandbox, &args.job, &args.settings, &stop, &on_phase).await;
+    stop.cancel();
+    let _ = relay.await;
+    match outcome {
+        Ok(Execution::Finished(result)) => JobOutcome::Finished(result),
+        Ok(Execution::Cancelled) if args.cancel.is_cancelled() => {
+            let mut result = JobResult::without_run(Verdict::Cancelled, "cancelled while it ran");
+            result.language = args.job.language.id.clone();
+            result.version = args.job.version.clone();
+            result.worker_id = args.sandbox.settings().worker_id.clone();
+            JobOutcome::Finished(Box::new(result))
+        }
+        Ok(Execution::Cancelled) => JobOutcome::Requeue,
         Err(e @ SandboxError::UnsafeCreate(_)) => JobOutcome::Failed {
             reason: e.to_string(),
             retryable: false,
@@ -116,6 +134,3 @@ async fn run(args: &RunnerArgs) -> JobOutcome {
         },
     }
 }
-
-/// The id a dispatcher keys its runners by.
-pub type RunnerId = ActorId;

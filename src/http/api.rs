@@ -12,14 +12,15 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::AppState;
+use super::body::json_body;
 use super::error::ApiError;
-use crate::job::{JobSpec, Phase, now_ms};
+use crate::job::{JobResult, JobSpec, Phase, RunStatus, now_ms};
 use crate::queue::PublicState;
 
 /// How long a status read waits for the local `JobRegistry`.
@@ -37,10 +38,7 @@ pub async fn run(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<RunAccepted>, ApiError> {
-    require_json(&headers)?;
-    let body = read_body(body, max_body_bytes(&state)).await?;
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))?;
+    let value = json_body(&headers, body, max_body_bytes(&state)).await?;
     let Value::Object(fields) = value else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -74,10 +72,10 @@ pub async fn run(
     }
     let spec = JobSpec {
         language: language.id.clone(),
-        code,
+        code: Some(code),
         stdin,
-        limits: Some(state.limits),
         submitted_at_ms: now_ms(),
+        ..JobSpec::default()
     };
     let id = state.queue.enqueue(&spec, &state.enqueue).await?;
     tracing::info!(job = %id, language = %spec.language, "job accepted");
@@ -124,28 +122,14 @@ pub async fn status(
         .with_field("jobId"));
     };
     let result = match job.state {
-        PublicState::Completed => job.result.as_ref().map(|r| {
-            let mut value = serde_json::to_value(r).unwrap_or(Value::Null);
-            // The proof of concept answered trimmed output ("Hello world",
-            // not "Hello world\n").
-            for stream in ["stdout", "stderr"] {
-                if let Some(Value::String(text)) = value.get_mut(stream) {
-                    let trimmed = text.trim_end().len();
-                    text.truncate(trimmed);
-                }
-            }
-            value
-        }),
-        PublicState::Failed => {
-            let mut value = serde_json::to_value(job.failure_result()).unwrap_or(Value::Null);
-            if let Value::Object(fields) = &mut value {
-                fields.insert(
-                    "error".into(),
-                    Value::String(job.failed_reason.clone().unwrap_or_default()),
-                );
-            }
-            Some(value)
-        }
+        PublicState::Completed | PublicState::Cancelled => job.result.as_ref().map(poc_result),
+        PublicState::Failed => Some(json!({
+            "status": RunStatus::InternalError,
+            "stdout": "",
+            "stderr": "",
+            "exitCode": null,
+            "error": job.failed_reason.clone().unwrap_or_default(),
+        })),
         _ => None,
     };
     Ok(Json(StatusBody {
@@ -157,37 +141,42 @@ pub async fn status(
     }))
 }
 
-fn max_body_bytes(state: &AppState) -> usize {
-    // JSON may spell one byte of code as six (\u00XX); stdin too.
+/// A result in the proof of concept's shape (camelCase, `status`), plus the
+/// verdict and figures. The proof of concept answered trimmed output
+/// ("Hello world", not "Hello world\n").
+fn poc_result(result: &JobResult) -> Value {
+    let figures = &result.figures;
+    let trimmed = |text: &str| text.trim_end().to_string();
+    let mut value = json!({
+        "stdout": trimmed(&figures.stdout),
+        "stderr": trimmed(&figures.stderr),
+        "exitCode": figures.exit_code,
+        "status": result.status,
+        "verdict": result.verdict,
+        "signal": figures.signal,
+        "wallTimeMs": figures.wall_time_ms,
+        "cpuTimeMs": figures.cpu_time_ms,
+        "memoryPeakBytes": figures.memory_peak_bytes,
+        "stdoutTruncated": figures.stdout_truncated,
+        "stderrTruncated": figures.stderr_truncated,
+        "workerId": result.worker_id,
+    });
+    if let Some(output) = &result.compile_output {
+        value["compileOutput"] = Value::String(trimmed(output));
+    }
+    if let Some(message) = &result.message {
+        value["message"] = Value::String(message.clone());
+    }
+    value
+}
+
+/// The largest body worth reading: JSON may spell one byte of code as six
+/// (`\u00XX`), and stdin and expected outputs come on top.
+pub(super) fn max_body_bytes(state: &AppState) -> usize {
     state
         .max_code_bytes
         .saturating_mul(12)
         .saturating_add(64 * 1024)
-}
-
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = content_type.split(';').next().unwrap_or("").trim();
-    if mime.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the body must be JSON, sent with Content-Type: application/json",
-        ))
-    }
-}
-
-async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is over {limit} bytes (or was cut off)"),
-        )
-    })
 }
 
 fn required_string(fields: &Map<String, Value>, name: &'static str) -> Result<String, ApiError> {

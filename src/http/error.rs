@@ -13,14 +13,14 @@ use crate::queue::QueueError;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
-    pub field: Option<&'static str>,
+    pub field: Option<String>,
 }
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'static str>,
+    field: Option<&'a str>,
 }
 
 impl ApiError {
@@ -33,16 +33,16 @@ impl ApiError {
     }
 
     /// A 400 about one input field.
-    pub fn bad_field(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_field(field: impl Into<String>, message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
-            field: Some(field),
+            field: Some(field.into()),
         }
     }
 
-    pub fn with_field(mut self, field: &'static str) -> Self {
-        self.field = Some(field);
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
         self
     }
 }
@@ -51,7 +51,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: &self.message,
-            field: self.field,
+            field: self.field.as_deref(),
         };
         (self.status, Json(body)).into_response()
     }

@@ -2,6 +2,8 @@
 //! [`AppState`], separate from any socket, so tests can drive it directly.
 //!
 //! - [`api`]: the proof of concept's API, `POST /run` and `GET /status/{jobId}`.
+//! - [`v1`]: the versioned API (`/v1/jobs`, `/v1/languages`), its requests
+//!   checked in [`request`].
 //! - [`health`]: `GET /healthz`, `GET /readyz`, `GET /v1/stats`.
 //! - [`error`]: the one error type, JSON bodies for every 4xx/5xx.
 //!
@@ -10,8 +12,11 @@
 //! `JobRegistry` for a job in flight in this process).
 
 pub mod api;
+pub mod body;
 pub mod error;
 pub mod health;
+pub mod request;
+pub mod v1;
 
 use std::sync::Arc;
 
@@ -23,6 +28,7 @@ use crate::actors::RegistryHandle;
 use crate::actors::supervisor::SupervisorMsg;
 use crate::job::Limits;
 use crate::language::LanguageTable;
+use crate::queue::events::JobEvents;
 use crate::queue::{EnqueueOptions, JobQueue};
 use crate::sandbox::Sandbox;
 
@@ -32,10 +38,18 @@ pub struct AppState {
     pub queue: JobQueue,
     pub registry: RegistryHandle,
     pub languages: Arc<LanguageTable>,
-    /// Limits given to each job (the server's defaults and maxima).
-    pub limits: Limits,
+    /// Limits of a job that asks for none (before its language's overrides).
+    pub default_limits: Limits,
+    /// The most a job may ask for.
+    pub max_limits: Limits,
     /// Largest accepted `code`, in bytes.
     pub max_code_bytes: usize,
+    pub max_test_cases: usize,
+    pub max_batch: usize,
+    /// Longest `?wait=true` holds a request.
+    pub max_wait: std::time::Duration,
+    /// Wakes requests waiting for jobs to finish.
+    pub events: Arc<JobEvents>,
     pub enqueue: EnqueueOptions,
     /// The engine, in processes that run jobs (for `/readyz`).
     pub sandbox: Option<Sandbox>,
@@ -51,6 +65,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/stats", get(health::stats))
+        .route("/v1/jobs", post(v1::create_job))
+        .route("/v1/jobs/batch", post(v1::create_batch))
+        .route("/v1/jobs/{id}", get(v1::get_job).delete(v1::cancel_job))
+        .route("/v1/languages", get(v1::languages))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)

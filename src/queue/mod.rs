@@ -8,12 +8,16 @@
 //! - [`worker`]: the BullMQ `Worker` a dispatcher owns (claims jobs only
 //!   while it has a free slot, renews their locks, recovers stalled jobs).
 //! - [`heartbeat`]: live worker processes, for the orphan sweep and stats.
+//! - [`cancel`]: cancellation, idempotency keys, language versions.
+//! - [`events`]: waiting for jobs to finish, from the queue's event stream.
 //! - [`embedded`]: starts a private `redis-server` when none is configured.
 //!
 //! **Invariant:** all job state lives in Redis. A restarted process, or any
 //! other API process on the same Redis, answers for every job.
 
+pub mod cancel;
 pub mod embedded;
+pub mod events;
 pub mod heartbeat;
 pub mod worker;
 
@@ -23,7 +27,7 @@ use bullmq::{JobState, Queue, QueueOptions};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::job::{JOB_NAME, JobSpec, RunResult, RunStatus};
+use crate::job::{JOB_NAME, JobResult, JobSpec};
 
 /// Where Redis is expected when none is configured.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -50,6 +54,8 @@ pub struct QueueSettings {
     /// BullMQ key prefix (a hash tag, for Redis Cluster).
     pub prefix: String,
     pub queue_name: String,
+    /// How long a cancelled job that never ran stays readable, in seconds.
+    pub cancelled_retention_secs: u64,
 }
 
 impl QueueSettings {
@@ -58,6 +64,7 @@ impl QueueSettings {
             redis_url: config.redis_url_or_default(),
             prefix: config.redis_prefix.clone(),
             queue_name: config.queue_name.clone(),
+            cancelled_retention_secs: config.keep_failed_secs,
         }
     }
 
@@ -83,6 +90,8 @@ pub enum PublicState {
     Completed,
     /// The service could not run it.
     Failed,
+    /// Cancelled by a client: it never ran, or was stopped while it ran.
+    Cancelled,
 }
 
 /// A job as read back from Redis.
@@ -91,7 +100,7 @@ pub struct StoredJob {
     pub id: String,
     pub state: PublicState,
     /// The run's result: present when `state` is `Completed`.
-    pub result: Option<RunResult>,
+    pub result: Option<JobResult>,
     /// Why the service could not run it: present when `state` is `Failed`.
     pub failed_reason: Option<String>,
     /// Runs attempted so far (retries after infrastructure failures).
@@ -100,19 +109,39 @@ pub struct StoredJob {
     pub spec: Option<JobSpec>,
 }
 
+/// A job as the v1 API (and webhooks) present it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub id: String,
+    pub state: PublicState,
+    /// For an active job running in the answering process: how far it got.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<crate::job::Phase>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Runs attempted (retries after infrastructure failures).
+    pub attempts_made: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submitted_at_ms: Option<u64>,
+    /// What the job produced (completed, or cancelled while it ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<JobResult>,
+    /// Why the service could not run it (failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 impl StoredJob {
-    /// The result a failed job presents: no output, `internal_error`.
-    pub fn failure_result(&self) -> RunResult {
-        RunResult {
-            status: RunStatus::InternalError,
-            stdout: String::new(),
-            stderr: String::new(),
-            exit_code: None,
-            stdout_truncated: false,
-            stderr_truncated: false,
-            wall_time_ms: 0,
-            worker_id: String::new(),
-            container_id: String::new(),
+    pub fn view(&self) -> JobView {
+        JobView {
+            id: self.id.clone(),
+            state: self.state,
+            phase: None,
+            language: self.spec.as_ref().map(|s| s.language.clone()),
+            attempts_made: self.attempts_made,
+            submitted_at_ms: self.spec.as_ref().map(|s| s.submitted_at_ms),
+            result: self.result.clone(),
+            error: self.failed_reason.clone(),
         }
     }
 }
@@ -122,6 +151,19 @@ impl StoredJob {
 pub struct EnqueueOptions {
     /// Attempts for infrastructure failures (user code is never retried).
     pub attempts: u32,
+}
+
+impl EnqueueOptions {
+    fn job_options(&self, id: &Uuid, priority: u32) -> bullmq::JobOptions {
+        let mut options = bullmq::JobOptions::new()
+            .job_id(id.to_string())
+            .attempts(self.attempts)
+            .backoff(bullmq::types::BackoffStrategy::Exponential(1000));
+        if priority > 0 {
+            options = options.priority(priority);
+        }
+        options
+    }
 }
 
 /// The queue, for producers and readers. Cheap to clone.
@@ -162,15 +204,39 @@ impl JobQueue {
         spec: &JobSpec,
         options: &EnqueueOptions,
     ) -> Result<Uuid, QueueError> {
-        let id = Uuid::new_v4();
+        self.enqueue_with_id(Uuid::new_v4(), spec, 0, options).await
+    }
+
+    /// Adds a job under a given id (`priority` 0 runs first; larger later).
+    pub async fn enqueue_with_id(
+        &self,
+        id: Uuid,
+        spec: &JobSpec,
+        priority: u32,
+        options: &EnqueueOptions,
+    ) -> Result<Uuid, QueueError> {
         let add = self
             .queue
             .add(JOB_NAME, spec)
-            .job_id(id.to_string())
-            .attempts(options.attempts)
-            .backoff(bullmq::types::BackoffStrategy::Exponential(1000));
+            .options(options.job_options(&id, priority));
         with_timeout(add.into_future()).await?;
         Ok(id)
+    }
+
+    /// Adds several jobs at once (pipelined over one connection).
+    pub async fn enqueue_batch(
+        &self,
+        jobs: &[(Uuid, JobSpec, u32)],
+        options: &EnqueueOptions,
+    ) -> Result<(), QueueError> {
+        let bulk = jobs
+            .iter()
+            .map(|(id, spec, priority)| {
+                bullmq::BulkJob::with_options(JOB_NAME, spec, options.job_options(id, *priority))
+            })
+            .collect();
+        with_timeout(self.queue.add_bulk(bulk)).await?;
+        Ok(())
     }
 
     /// Reads a job's state, then its hash. A job's state only moves to
@@ -178,6 +244,10 @@ impl JobQueue {
     /// reading the state first means a `completed` job always has its
     /// result. `None` when the job does not exist (or retention removed it).
     pub async fn get(&self, id: &Uuid) -> Result<Option<StoredJob>, QueueError> {
+        self.get_raw(&id.to_string()).await
+    }
+
+    pub(crate) async fn get_raw(&self, id: &str) -> Result<Option<StoredJob>, QueueError> {
         let id = id.to_string();
         let state = with_timeout(self.queue.get_job_state(&id)).await?;
         let state = match state {
@@ -188,21 +258,26 @@ impl JobQueue {
             JobState::Active => PublicState::Active,
             JobState::Completed => PublicState::Completed,
             JobState::Failed => PublicState::Failed,
-            JobState::Unknown => return Ok(None),
+            JobState::Unknown => return self.cancelled_record(&id).await,
         };
         let Some(job) = with_timeout(self.queue.get_job(&id)).await? else {
             // Removed between the two reads (retention).
             return Ok(None);
         };
-        let result = match state {
+        let result: Option<JobResult> = match state {
             PublicState::Completed => serde_json::from_str(job.returnvalue()).ok(),
             _ => None,
+        };
+        // A job stopped while it ran completes with the `cancelled` verdict.
+        let state = match &result {
+            Some(r) if r.verdict == crate::job::Verdict::Cancelled => PublicState::Cancelled,
+            _ => state,
         };
         let failed_reason = match state {
             PublicState::Failed => Some(job.failed_reason().to_string()),
             _ => None,
         };
-        if state == PublicState::Completed && result.is_none() {
+        if matches!(state, PublicState::Completed) && result.is_none() {
             // Completed by something that is not this service: report the
             // job as failed rather than completed without a result.
             return Ok(Some(StoredJob {

@@ -14,14 +14,15 @@ use bullmq::types::{KeepJobs, RemoveOnFinish};
 use bullmq::{Job, Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
-use super::{QueueError, QueueSettings};
-use crate::job::RunResult;
+use super::{JobQueue, JobView, PublicState, QueueError};
+use crate::callback::CallbackSender;
+use crate::job::{JobResult, Verdict};
 
 /// How a claimed job ended, as the dispatcher tells the queue.
 #[derive(Debug)]
 pub enum JobOutcome {
     /// The code ran: the job is completed with this result.
-    Finished(RunResult),
+    Finished(Box<JobResult>),
     /// Put the job back in the queue untouched (its run was stopped by a
     /// shutdown); it does not count as an attempt.
     Requeue,
@@ -78,10 +79,13 @@ pub struct QueueWorker {
 }
 
 impl QueueWorker {
-    /// Starts claiming jobs; each goes to `handle`.
+    /// Starts claiming jobs; each goes to `handle`, unless a client
+    /// cancelled it before it was claimed. A finished job with a
+    /// `callback_url` is sent there by `callbacks`.
     pub async fn start<F, Fut>(
-        queue: &QueueSettings,
+        queue: &JobQueue,
         settings: &WorkerSettings,
+        callbacks: CallbackSender,
         handle: F,
     ) -> Result<Self, QueueError>
     where
@@ -95,9 +99,10 @@ impl QueueWorker {
                 limit: None,
             })
         };
+        let queue_settings = queue.settings().clone();
         let options = WorkerOptions::new()
-            .connection(queue.connection())
-            .prefix(queue.prefix.clone())
+            .connection(queue_settings.connection())
+            .prefix(queue_settings.prefix.clone())
             .name(settings.worker_id.clone())
             .concurrency(settings.concurrency as usize)
             .lock_duration(settings.lock_duration)
@@ -110,9 +115,50 @@ impl QueueWorker {
             ))
             .remove_on_fail(keep(settings.keep_failed_secs, settings.keep_failed_count));
         let handle = Arc::new(handle);
+        let reader = queue.clone();
         let processor = move |job: Job, token: bullmq::worker::CancellationToken| {
             let handle = handle.clone();
+            let queue = reader.clone();
+            let callbacks = callbacks.clone();
             async move {
+                let attempts = job.opts().attempts.unwrap_or(1).max(1);
+                let callback_url = job
+                    .data()
+                    .get("callback_url")
+                    .and_then(|u| u.as_str())
+                    .map(str::to_string);
+                let notify =
+                    |state: PublicState, result: Option<&JobResult>, error: Option<String>| {
+                        if let Some(url) = &callback_url {
+                            let view = JobView {
+                                id: job.id().to_string(),
+                                state,
+                                phase: None,
+                                language: job
+                                    .data()
+                                    .get("language")
+                                    .and_then(|l| l.as_str())
+                                    .map(str::to_string),
+                                attempts_made: job.attempts_made() + 1,
+                                submitted_at_ms: job
+                                    .data()
+                                    .get("submitted_at_ms")
+                                    .and_then(|t| t.as_u64()),
+                                result: result.cloned(),
+                                error,
+                            };
+                            if let Ok(body) = serde_json::to_vec(&view) {
+                                callbacks.send(job.id().to_string(), url.clone(), body);
+                            }
+                        }
+                    };
+                // Cancelled before it was claimed: it never runs.
+                if queue.is_cancel_requested(job.id()).await.unwrap_or(false) {
+                    let result =
+                        JobResult::without_run(Verdict::Cancelled, "cancelled before it ran");
+                    notify(PublicState::Cancelled, Some(&result), None);
+                    return Ok(serde_json::to_value(&result)?);
+                }
                 let cancel = CancellationToken::new();
                 // Bridge BullMQ's token to ours for as long as the job runs.
                 let bridge = {
@@ -132,6 +178,22 @@ impl QueueWorker {
                 };
                 let outcome = handle(claimed).await;
                 bridge.abort();
+                match &outcome {
+                    JobOutcome::Finished(result) => {
+                        let state = if result.verdict == Verdict::Cancelled {
+                            PublicState::Cancelled
+                        } else {
+                            PublicState::Completed
+                        };
+                        notify(state, Some(result), None);
+                    }
+                    JobOutcome::Failed { reason, retryable }
+                        if !retryable || job.attempts_made() + 1 >= attempts =>
+                    {
+                        notify(PublicState::Failed, None, Some(reason.clone()));
+                    }
+                    _ => {}
+                }
                 match outcome {
                     JobOutcome::Finished(result) => Ok(serde_json::to_value(&result)?),
                     JobOutcome::Requeue => match job.move_to_wait(None).await {
@@ -152,7 +214,7 @@ impl QueueWorker {
                 }
             }
         };
-        let worker = Worker::with_options(&queue.queue_name, processor, options)
+        let worker = Worker::with_options(&queue_settings.queue_name, processor, options)
             .await
             .map_err(|e| QueueError::Unavailable(e.to_string()))?;
         Ok(QueueWorker {

@@ -1,9 +1,8 @@
 //! The Docker side, and the only module that talks to the engine.
 //!
 //! - [`spec`]: the one function that builds a job's hardened container.
-//! - [`run`]: one job's container lifecycle: create → attach → start → feed
-//!   files and stdin → wait under the wall-clock deadline while counting
-//!   output → inspect → remove.
+//! - [`run`]: one container's lifecycle: create → attach → start → hand the
+//!   monitor its task → read its frames (output, artifacts, report) → remove.
 //! - [`sweep`]: finds and removes containers this service left behind.
 //!
 //! **Invariant:** every container this service creates carries the
@@ -17,7 +16,8 @@ pub mod sweep;
 
 use bollard::Docker;
 
-pub use run::{RunOutcome, RunRequest};
+pub use run::{TaskOutcome, TaskOutput, TaskRequest};
+pub use spec::ContainerLimits;
 
 /// Marks a container as created by code-runner.
 pub const LABEL_MANAGED: &str = "code-runner.managed";
@@ -39,6 +39,8 @@ pub enum SandboxError {
     ImageMissing { image: String },
     #[error("Docker refused to create the container safely: {0}")]
     UnsafeCreate(String),
+    #[error("the sandbox monitor failed: {0}")]
+    Monitor(String),
     #[error("Docker error: {0}")]
     Docker(#[from] bollard::errors::Error),
 }
@@ -133,6 +135,20 @@ impl Sandbox {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The version label `docker/build-images.sh` put on a language image.
+    pub async fn image_version(&self, image: &str) -> Result<Option<String>, SandboxError> {
+        match self.docker.inspect_image(&self.image_name(image)).await {
+            Ok(info) => Ok(info
+                .config
+                .and_then(|c| c.labels)
+                .and_then(|labels| labels.get("code-runner.version").cloned())),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }

@@ -1,13 +1,12 @@
-//! One job's container lifecycle.
+//! One container's lifecycle: create → attach → start → write the monitor's
+//! task on stdin → read its frames (output, artifacts, report) → remove.
 //!
-//! create → attach → start → write the shim's frame (files, then stdin) →
-//! read stdout/stderr while counting them, under the wall-clock deadline →
-//! wait for exit → inspect (exit code, OOM kill) → remove.
-//!
-//! The deadline is the service's own (a tokio timer, then SIGKILL), so it
-//! holds whatever the program does. The container is removed on every path
-//! this function returns through; if the future is dropped instead (its
-//! runner was killed), the dispatcher removes it by label.
+//! The monitor inside enforces the run's wall-clock, CPU and output limits
+//! and measures it; the service keeps a deadline of its own (the wall limit
+//! plus [`DEADLINE_GRACE`]) and kills the container past it, whatever
+//! happens inside. The container is removed on every path this function
+//! returns through; if the future is dropped instead (its runner was
+//! killed), the dispatcher removes it by label.
 
 use std::time::Duration;
 
@@ -17,96 +16,68 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
+use monitor_protocol::{FileSpec, Frame, FrameReader, LimitHit, Report, Task};
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::spec::{container_spec, stdin_frame};
+use super::spec::{ContainerLimits, container_spec};
 use super::{Sandbox, SandboxError};
-use crate::job::{Limits, Phase, RunResult, RunStatus};
-use crate::language::Language;
+use crate::job::Phase;
 
-/// What to run.
-pub struct RunRequest<'a> {
+/// How long past a run's wall-clock limit the service waits for the
+/// monitor's report before killing the container itself.
+pub const DEADLINE_GRACE: Duration = Duration::from_secs(3);
+
+/// Monitor diagnostics kept (the container's stderr).
+const DIAGNOSTICS_CAP: usize = 8 * 1024;
+
+/// One container's work.
+pub struct TaskRequest<'a> {
     pub job_id: &'a str,
-    pub language: &'a Language,
-    pub code: &'a str,
-    pub stdin: &'a str,
-    pub limits: Limits,
+    /// The language's image folder (`<prefix>/<image>:latest`).
+    pub image: &'a str,
+    pub limits: ContainerLimits,
+    /// What the monitor does.
+    pub task: Task,
+    /// The phase reported once the container started.
+    pub running_phase: Phase,
 }
 
-/// How a run ended, from the service's point of view.
+/// What one container produced.
+#[derive(Debug, Default)]
+pub struct TaskOutput {
+    pub report: Report,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Files sent back (the work directory after a compilation).
+    pub files: Vec<FileSpec>,
+    pub container_id: String,
+}
+
+/// How a container's work ended, from the service's point of view.
 #[derive(Debug)]
-pub enum RunOutcome {
-    /// The program ran; the result says how it ended.
-    Finished(RunResult),
-    /// The run was cancelled (its container killed and removed) before it
-    /// ended on its own; the caller decides what becomes of the job.
+pub enum TaskOutcome {
+    Done(TaskOutput),
+    /// Cancelled (its container killed and removed) before it ended.
     Cancelled,
-}
-
-/// Why the service stopped watching the program.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Ending {
-    Exited,
-    Timeout,
-    OutputLimit,
-    Cancelled,
-}
-
-/// Bytes of one output stream, kept up to a cap.
-struct Capture {
-    bytes: Vec<u8>,
-    cap: usize,
-    truncated: bool,
-}
-
-impl Capture {
-    fn new(cap: u64) -> Self {
-        let cap = usize::try_from(cap).unwrap_or(usize::MAX);
-        Capture {
-            bytes: Vec::with_capacity(cap.min(8192)),
-            cap,
-            truncated: false,
-        }
-    }
-
-    /// Keeps what fits; returns true once the stream passed its cap.
-    fn push(&mut self, chunk: &[u8]) -> bool {
-        let room = self.cap - self.bytes.len();
-        if chunk.len() > room {
-            self.bytes.extend_from_slice(&chunk[..room]);
-            self.truncated = true;
-        } else {
-            self.bytes.extend_from_slice(chunk);
-        }
-        self.truncated
-    }
-
-    fn into_string(self) -> String {
-        match String::from_utf8(self.bytes) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        }
-    }
 }
 
 impl Sandbox {
-    /// Runs one job in a fresh container and removes the container.
+    /// Runs one task in a fresh container and removes the container.
     ///
-    /// `on_phase` hears each phase with the container's id. `cancel` stops
-    /// the run at any point (the container is killed and removed).
-    pub async fn run(
+    /// `on_phase` hears each phase with the container's id; `cancel` stops
+    /// the run at any point.
+    pub async fn run_task(
         &self,
-        request: RunRequest<'_>,
+        request: TaskRequest<'_>,
         cancel: &CancellationToken,
         on_phase: &(dyn Fn(Phase, &str) + Send + Sync),
-    ) -> Result<RunOutcome, SandboxError> {
-        let image = self.image_name(&request.language.image);
+    ) -> Result<TaskOutcome, SandboxError> {
+        let image = self.image_name(request.image);
         let body = container_spec(
             self.settings(),
             image.clone(),
-            request.language,
             &request.limits,
             request.job_id,
         );
@@ -140,10 +111,10 @@ impl Sandbox {
     async fn drive(
         &self,
         id: &str,
-        request: &RunRequest<'_>,
+        request: &TaskRequest<'_>,
         cancel: &CancellationToken,
         on_phase: &(dyn Fn(Phase, &str) + Send + Sync),
-    ) -> Result<RunOutcome, SandboxError> {
+    ) -> Result<TaskOutcome, SandboxError> {
         let docker = self.docker();
         let attach = AttachContainerOptionsBuilder::new()
             .stdin(true)
@@ -154,45 +125,71 @@ impl Sandbox {
         let mut io = docker.attach_container(id, Some(attach)).await?;
         docker.start_container(id, None).await?;
         let started = Instant::now();
-        let deadline = started + Duration::from_millis(request.limits.wall_time_ms);
-        on_phase(Phase::Running, id);
+        let deadline = started + Duration::from_millis(request.task.wall_ms) + DEADLINE_GRACE;
+        on_phase(request.running_phase, id);
 
-        // Feed the frame from its own task, so a program that writes before
-        // it reads (or never reads) cannot stall the output loop.
-        let frame = stdin_frame(
-            request.language,
-            request.code.as_bytes(),
-            request.stdin.as_bytes(),
-        );
+        // Feed the task from its own task, so a slow reader inside cannot
+        // stall the output loop.
+        let input_bytes = request.task.encode();
         let mut input = io.input;
         let writer = tokio::spawn(async move {
-            // A program may exit without reading its stdin; a broken pipe
-            // here is normal.
-            if input.write_all(&frame).await.is_ok() {
+            if input.write_all(&input_bytes).await.is_ok() {
                 let _ = input.shutdown().await;
             }
         });
 
-        let mut stdout = Capture::new(request.limits.output_bytes);
-        let mut stderr = Capture::new(request.limits.output_bytes);
-        let mut ending = Ending::Exited;
-        loop {
+        // The monitor caps output; this bounds what the service holds even
+        // if a monitor misbehaved.
+        let output_cap = request.task.output_bytes as usize + 64 * 1024;
+        let files_cap = request.task.artifacts.unwrap_or(0) as usize + 64 * 1024;
+        let mut reader = FrameReader::default();
+        let mut output = TaskOutput {
+            container_id: id.to_string(),
+            ..TaskOutput::default()
+        };
+        let mut files_bytes = 0usize;
+        let mut report = None;
+        let mut diagnostics = Vec::new();
+        let mut cancelled = false;
+        let mut timed_out = false;
+        let mut stream_error = None;
+        'read: loop {
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => { ending = Ending::Cancelled; break; }
-                _ = tokio::time::sleep_until(deadline) => { ending = Ending::Timeout; break; }
+                _ = cancel.cancelled() => { cancelled = true; break; }
+                _ = tokio::time::sleep_until(deadline) => { timed_out = true; break; }
                 item = io.output.next() => match item {
                     Some(Ok(LogOutput::StdOut { message })) => {
-                        if stdout.push(&message) { ending = Ending::OutputLimit; break; }
+                        reader.push(&message);
+                        loop {
+                            match reader.next_frame() {
+                                Ok(Some(Frame::Stdout(b))) => output.stdout.extend_from_slice(&b),
+                                Ok(Some(Frame::Stderr(b))) => output.stderr.extend_from_slice(&b),
+                                Ok(Some(Frame::File(f))) => {
+                                    files_bytes += f.content.len();
+                                    output.files.push(f);
+                                }
+                                Ok(Some(Frame::Report(r))) => report = Some(r),
+                                Ok(None) => break,
+                                Err(e) => { stream_error = Some(e); break 'read; }
+                            }
+                        }
+                        if output.stdout.len() > output_cap
+                            || output.stderr.len() > output_cap
+                            || files_bytes > files_cap
+                            || reader.pending() > files_cap.max(output_cap) + 16
+                        {
+                            stream_error = Some("the container sent more than its caps".into());
+                            break;
+                        }
                     }
                     Some(Ok(LogOutput::StdErr { message })) => {
-                        if stderr.push(&message) { ending = Ending::OutputLimit; break; }
+                        let room = DIAGNOSTICS_CAP.saturating_sub(diagnostics.len());
+                        diagnostics.extend_from_slice(&message[..message.len().min(room)]);
                     }
                     Some(Ok(_)) => {}
-                    // The stream ends when the program's stdout and stderr
-                    // close, normally at exit; an error ends it too.
                     Some(Err(e)) => {
-                        tracing::debug!(container = id, error = %e, "output stream error");
+                        stream_error = Some(format!("output stream: {e}"));
                         break;
                     }
                     None => break,
@@ -200,56 +197,53 @@ impl Sandbox {
             }
         }
         drop(io.output);
-
-        if ending == Ending::Exited {
-            // The program may have closed its outputs and kept running.
-            let condition = WaitContainerOptionsBuilder::new()
-                .condition("not-running")
-                .build();
-            let mut wait = docker.wait_container(id, Some(condition));
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => ending = Ending::Cancelled,
-                _ = tokio::time::sleep_until(deadline) => ending = Ending::Timeout,
-                // bollard reports a non-zero exit as an error; the exit code
-                // is read from inspect below either way.
-                _ = wait.next() => {}
-            }
-        }
-        let wall_time_ms = started.elapsed().as_millis() as u64;
         writer.abort();
-        if ending != Ending::Exited {
+        if report.is_none() || cancelled || timed_out {
             self.kill(id).await;
         }
         on_phase(Phase::Collecting, id);
-        if ending == Ending::Cancelled {
-            return Ok(RunOutcome::Cancelled);
+        if cancelled {
+            return Ok(TaskOutcome::Cancelled);
         }
-
+        if let Some(report) = report {
+            output.report = report;
+            return Ok(TaskOutcome::Done(output));
+        }
+        // No report: find out why from the engine.
+        let condition = WaitContainerOptionsBuilder::new()
+            .condition("not-running")
+            .build();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            docker.wait_container(id, Some(condition)).next(),
+        )
+        .await;
         let state = docker.inspect_container(id, None).await?.state;
-        let (exit_code, oom_killed) = match (&state, ending) {
-            (Some(s), Ending::Exited) => (s.exit_code, s.oom_killed.unwrap_or(false)),
-            (Some(s), _) => (None, s.oom_killed.unwrap_or(false)),
-            (None, _) => (None, false),
-        };
-        let status = match ending {
-            Ending::OutputLimit => RunStatus::OutputLimit,
-            Ending::Timeout => RunStatus::Timeout,
-            _ if oom_killed => RunStatus::MemoryLimit,
-            _ if exit_code == Some(0) => RunStatus::Success,
-            _ => RunStatus::Error,
-        };
-        Ok(RunOutcome::Finished(RunResult {
-            status,
-            stdout_truncated: stdout.truncated,
-            stderr_truncated: stderr.truncated,
-            stdout: stdout.into_string(),
-            stderr: stderr.into_string(),
-            exit_code,
-            wall_time_ms,
-            worker_id: self.settings().worker_id.clone(),
-            container_id: id.to_string(),
-        }))
+        let oom_killed = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
+        if oom_killed || timed_out {
+            // The monitor itself was OOM-killed, or never answered in time:
+            // the run's own limit is what stopped it.
+            output.report = Report {
+                oom_killed,
+                limit: Some(if oom_killed {
+                    LimitHit::Memory
+                } else {
+                    LimitHit::Wall
+                }),
+                wall_ms: started.elapsed().as_millis() as u64,
+                ..Report::default()
+            };
+            return Ok(TaskOutcome::Done(output));
+        }
+        Err(SandboxError::Monitor(format!(
+            "the container ended without a report ({}){}",
+            stream_error.unwrap_or_else(|| "no frame error".into()),
+            if diagnostics.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", String::from_utf8_lossy(&diagnostics).trim())
+            }
+        )))
     }
 
     /// SIGKILLs a container; one that already stopped is fine.
@@ -276,27 +270,5 @@ impl Sandbox {
                 false
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Capture;
-
-    #[test]
-    fn capture_keeps_up_to_the_cap_and_flags_the_rest() {
-        let mut c = Capture::new(5);
-        assert!(!c.push(b"abc"));
-        assert!(!c.push(b"de"));
-        assert!(c.push(b"f"));
-        assert!(c.truncated);
-        assert_eq!(c.into_string(), "abcde");
-    }
-
-    #[test]
-    fn invalid_utf8_is_replaced_not_an_error() {
-        let mut c = Capture::new(10);
-        c.push(&[b'a', 0xff, b'b']);
-        assert_eq!(c.into_string(), "a\u{fffd}b");
     }
 }

@@ -159,6 +159,7 @@ async fn jobs_survive_a_restart_of_the_service_process() {
         redis_url: redis_url(),
         prefix: TEST_PREFIX.into(),
         queue_name: queue_name.clone(),
+        cancelled_retention_secs: 60,
     })
     .await
     .unwrap();

@@ -1,0 +1,426 @@
+//! The protocol between the service and the monitor inside a job container.
+//!
+//! **In** (the container's stdin, written once by the service):
+//!
+//! ```text
+//! CODE-RUNNER/2\n
+//! wall_ms <n>\n               wall-clock limit of the command
+//! cpu_ms <n>\n                CPU-time limit (all processes, from the cgroup)
+//! output_bytes <n>\n          cap of stdout, and separately of stderr
+//! artifacts <max bytes>\n     (optional) send back the work dir's files after
+//! env <NAME>=<value>\n        (repeated) the command's whole environment
+//! file <size> <mode> <name>\n<size bytes>     (repeated) written to the work dir
+//! arg <len>\n<len bytes>      (repeated) the command, argv[0] first
+//! stdin <size>\n<size bytes>  the command's standard input
+//! go\n
+//! ```
+//!
+//! **Out** (the container's stdout, written only by the monitor): frames of
+//! `[kind: u8][length: u32 big-endian][payload]`: [`FRAME_STDOUT`] and
+//! [`FRAME_STDERR`] chunks of the command's output, [`FRAME_FILE`] artifacts,
+//! and one final [`FRAME_REPORT`] (JSON [`Report`]). The command never holds
+//! the container's stdout (its output goes through pipes the monitor reads),
+//! and the monitor is non-dumpable PID 1, so the command can neither forge a
+//! frame nor kill the monitor.
+
+use serde::{Deserialize, Serialize};
+
+pub const MAGIC: &str = "CODE-RUNNER/2";
+/// The work directory, on the container's tmpfs.
+pub const WORK_DIR: &str = "/tmp/box";
+
+pub const FRAME_STDOUT: u8 = b'O';
+pub const FRAME_STDERR: u8 = b'E';
+/// Payload: `[name length: u16][name][mode: u32][bytes]`.
+pub const FRAME_FILE: u8 = b'F';
+pub const FRAME_REPORT: u8 = b'R';
+/// Largest frame payload the monitor writes.
+pub const MAX_CHUNK: usize = 64 * 1024;
+
+/// Which limit stopped the command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitHit {
+    Wall,
+    Cpu,
+    Memory,
+    Output,
+}
+
+/// What the monitor measured, sent last.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Exit status, when the command exited.
+    pub exit_code: Option<i32>,
+    /// The signal that ended the command, when one did.
+    pub signal: Option<i32>,
+    /// From fork to exit.
+    pub wall_ms: u64,
+    /// CPU time of every process of the run (the container's cgroup).
+    pub cpu_ms: u64,
+    /// The container's memory high-water mark (cgroup), or the largest
+    /// resident set when the cgroup cannot be read.
+    pub memory_peak_bytes: u64,
+    /// The kernel's OOM killer killed a process of the run.
+    pub oom_killed: bool,
+    pub limit: Option<LimitHit>,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    /// The command could not be started, or the monitor failed.
+    pub error: Option<String>,
+    /// Artifacts were asked for but their total passed the cap.
+    #[serde(default)]
+    pub artifacts_truncated: bool,
+}
+
+/// A file to write into the work directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSpec {
+    pub name: String,
+    pub mode: u32,
+    pub content: Vec<u8>,
+}
+
+/// Everything one container does.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Task {
+    pub wall_ms: u64,
+    pub cpu_ms: u64,
+    pub output_bytes: u64,
+    /// Send back the work dir's regular files, up to this many bytes in all.
+    pub artifacts: Option<u64>,
+    pub env: Vec<(String, String)>,
+    pub files: Vec<FileSpec>,
+    pub argv: Vec<Vec<u8>>,
+    pub stdin: Vec<u8>,
+}
+
+/// True for a plain file name: no directory part, not hidden-special.
+pub fn valid_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.contains('\0')
+        && !name.contains('\n')
+        && name.len() <= 255
+}
+
+/// True for a POSIX environment variable name.
+pub fn valid_env_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Task {
+    /// The bytes the monitor reads on stdin.
+    pub fn encode(&self) -> Vec<u8> {
+        let size = self.files.iter().map(|f| f.content.len()).sum::<usize>()
+            + self.stdin.len()
+            + self.argv.iter().map(Vec::len).sum::<usize>()
+            + 512;
+        let mut out = Vec::with_capacity(size);
+        let line = |out: &mut Vec<u8>, text: String| {
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'\n');
+        };
+        line(&mut out, MAGIC.to_string());
+        line(&mut out, format!("wall_ms {}", self.wall_ms));
+        line(&mut out, format!("cpu_ms {}", self.cpu_ms));
+        line(&mut out, format!("output_bytes {}", self.output_bytes));
+        if let Some(max) = self.artifacts {
+            line(&mut out, format!("artifacts {max}"));
+        }
+        for (name, value) in &self.env {
+            line(&mut out, format!("env {name}={value}"));
+        }
+        for file in &self.files {
+            line(
+                &mut out,
+                format!("file {} {:o} {}", file.content.len(), file.mode, file.name),
+            );
+            out.extend_from_slice(&file.content);
+        }
+        for arg in &self.argv {
+            line(&mut out, format!("arg {}", arg.len()));
+            out.extend_from_slice(arg);
+        }
+        line(&mut out, format!("stdin {}", self.stdin.len()));
+        out.extend_from_slice(&self.stdin);
+        line(&mut out, "go".to_string());
+        out
+    }
+
+    /// Reads a task from `input` (the monitor's side).
+    pub fn decode(input: &mut impl std::io::BufRead) -> Result<Task, String> {
+        let mut task = Task::default();
+        let magic = read_line(input)?;
+        if magic != MAGIC {
+            return Err(format!("bad header {magic:?}"));
+        }
+        loop {
+            let line = read_line(input)?;
+            let (key, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+            match key {
+                "wall_ms" => task.wall_ms = number(rest)?,
+                "cpu_ms" => task.cpu_ms = number(rest)?,
+                "output_bytes" => task.output_bytes = number(rest)?,
+                "artifacts" => task.artifacts = Some(number(rest)?),
+                "env" => {
+                    let (name, value) = rest.split_once('=').ok_or("bad env line")?;
+                    if !valid_env_name(name) {
+                        return Err(format!("bad env name {name:?}"));
+                    }
+                    task.env.push((name.to_string(), value.to_string()));
+                }
+                "file" => {
+                    let mut parts = rest.splitn(3, ' ');
+                    let size: usize = number(parts.next().unwrap_or(""))?;
+                    let mode = u32::from_str_radix(parts.next().unwrap_or(""), 8)
+                        .map_err(|_| "bad file mode")?;
+                    let name = parts.next().unwrap_or("").to_string();
+                    if !valid_file_name(&name) {
+                        return Err(format!("bad file name {name:?}"));
+                    }
+                    task.files.push(FileSpec {
+                        name,
+                        mode: mode & 0o777,
+                        content: read_exact(input, size)?,
+                    });
+                }
+                "arg" => {
+                    let len: usize = number(rest)?;
+                    task.argv.push(read_exact(input, len)?);
+                }
+                "stdin" => {
+                    let size: usize = number(rest)?;
+                    task.stdin = read_exact(input, size)?;
+                }
+                "go" => break,
+                other => return Err(format!("unknown line {other:?}")),
+            }
+        }
+        if task.argv.is_empty() {
+            return Err("no command".into());
+        }
+        Ok(task)
+    }
+}
+
+fn read_line(input: &mut impl std::io::BufRead) -> Result<String, String> {
+    let mut line = Vec::new();
+    let n = input
+        .read_until(b'\n', &mut line)
+        .map_err(|e| e.to_string())?;
+    if n == 0 || line.last() != Some(&b'\n') {
+        return Err("input ended early".into());
+    }
+    line.pop();
+    String::from_utf8(line).map_err(|_| "a header line is not UTF-8".to_string())
+}
+
+fn read_exact(input: &mut impl std::io::BufRead, size: usize) -> Result<Vec<u8>, String> {
+    let mut buf = vec![0; size];
+    input
+        .read_exact(&mut buf)
+        .map_err(|e| format!("input ended early: {e}"))?;
+    Ok(buf)
+}
+
+fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("bad number {text:?}"))
+}
+
+/// One decoded output frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    File(FileSpec),
+    Report(Report),
+}
+
+/// Encodes one frame (the monitor's side).
+pub fn encode_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 5);
+    out.push(kind);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Encodes a file frame's payload.
+pub fn encode_file_payload(name: &str, mode: u32, content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + name.len() + 6);
+    out.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(&mode.to_be_bytes());
+    out.extend_from_slice(content);
+    out
+}
+
+/// Splits frames off the front of a stream buffer (the service's side).
+#[derive(Default)]
+pub struct FrameReader {
+    buffer: Vec<u8>,
+}
+
+impl FrameReader {
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// Bytes received but not yet a whole frame.
+    pub fn pending(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// The next whole frame, if one has arrived.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, String> {
+        if self.buffer.len() < 5 {
+            return Ok(None);
+        }
+        let kind = self.buffer[0];
+        let len = u32::from_be_bytes([
+            self.buffer[1],
+            self.buffer[2],
+            self.buffer[3],
+            self.buffer[4],
+        ]) as usize;
+        if self.buffer.len() < 5 + len {
+            return Ok(None);
+        }
+        let payload: Vec<u8> = self.buffer[5..5 + len].to_vec();
+        self.buffer.drain(..5 + len);
+        let frame = match kind {
+            FRAME_STDOUT => Frame::Stdout(payload),
+            FRAME_STDERR => Frame::Stderr(payload),
+            FRAME_REPORT => Frame::Report(
+                serde_json::from_slice(&payload).map_err(|e| format!("bad report: {e}"))?,
+            ),
+            FRAME_FILE => {
+                if payload.len() < 6 {
+                    return Err("short file frame".into());
+                }
+                let name_len = u16::from_be_bytes([payload[0], payload[1]]) as usize;
+                if payload.len() < 2 + name_len + 4 {
+                    return Err("short file frame".into());
+                }
+                let name = String::from_utf8(payload[2..2 + name_len].to_vec())
+                    .map_err(|_| "file name is not UTF-8")?;
+                let m = &payload[2 + name_len..6 + name_len];
+                let mode = u32::from_be_bytes([m[0], m[1], m[2], m[3]]);
+                Frame::File(FileSpec {
+                    name,
+                    mode,
+                    content: payload[6 + name_len..].to_vec(),
+                })
+            }
+            other => return Err(format!("unknown frame kind {other}")),
+        };
+        Ok(Some(frame))
+    }
+}
+
+/// The name of a signal number (SIGSEGV, ...).
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        16 => "SIGSTKFLT",
+        17 => "SIGCHLD",
+        18 => "SIGCONT",
+        19 => "SIGSTOP",
+        20 => "SIGTSTP",
+        21 => "SIGTTIN",
+        22 => "SIGTTOU",
+        23 => "SIGURG",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        26 => "SIGVTALRM",
+        27 => "SIGPROF",
+        28 => "SIGWINCH",
+        29 => "SIGIO",
+        30 => "SIGPWR",
+        31 => "SIGSYS",
+        n => return format!("SIG{n}"),
+    };
+    name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_round_trips() {
+        let task = Task {
+            wall_ms: 1000,
+            cpu_ms: 500,
+            output_bytes: 10,
+            artifacts: Some(99),
+            env: vec![("A".into(), "b c".into())],
+            files: vec![FileSpec {
+                name: "main.c".into(),
+                mode: 0o644,
+                content: b"int main(){}\n\x00\xff".to_vec(),
+            }],
+            argv: vec![b"gcc".to_vec(), b"a b\nc".to_vec()],
+            stdin: b"line\nmore".to_vec(),
+        };
+        let bytes = task.encode();
+        let decoded = Task::decode(&mut std::io::Cursor::new(bytes)).unwrap();
+        assert_eq!(decoded, task);
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        for name in ["", ".", "..", "a/b", "/etc/passwd"] {
+            assert!(!valid_file_name(name), "{name}");
+        }
+        assert!(valid_file_name("Main.java"));
+    }
+
+    #[test]
+    fn frames_round_trip_across_split_reads() {
+        let mut stream = encode_frame(FRAME_STDOUT, b"hello");
+        stream.extend(encode_frame(
+            FRAME_FILE,
+            &encode_file_payload("main", 0o755, b"\x7fELF"),
+        ));
+        let report = Report {
+            exit_code: Some(0),
+            ..Report::default()
+        };
+        stream.extend(encode_frame(
+            FRAME_REPORT,
+            &serde_json::to_vec(&report).unwrap(),
+        ));
+        let mut reader = FrameReader::default();
+        let mut frames = Vec::new();
+        for byte in stream {
+            reader.push(&[byte]);
+            while let Some(frame) = reader.next_frame().unwrap() {
+                frames.push(frame);
+            }
+        }
+        assert_eq!(frames[0], Frame::Stdout(b"hello".to_vec()));
+        assert!(matches!(&frames[1], Frame::File(f) if f.name == "main" && f.mode == 0o755));
+        assert_eq!(frames[2], Frame::Report(report));
+    }
+}

@@ -1,0 +1,442 @@
+//! Running one job: compile once (for compiled languages), then one run per
+//! test case (or the single run), each in its own fresh container, and the
+//! verdicts.
+//!
+//! The compilation happens in the same hardened sandbox as the runs (it is
+//! hostile input too), with its own limits; the work directory it leaves
+//! (the binary, class files, ...) is sent back by the monitor and handed to
+//! every run. Each run's figures come from its own container's cgroup.
+
+use base64::Engine;
+use monitor_protocol::{FileSpec, LimitHit, Report, Task, signal_name};
+use tokio_util::sync::CancellationToken;
+
+use crate::job::{
+    CaseResult, JobResult, JobSpec, Limits, Phase, RunFigures, TimeLimit, Verdict, output_matches,
+    status_of,
+};
+use crate::language::Language;
+use crate::sandbox::{
+    ContainerLimits, Sandbox, SandboxError, TaskOutcome, TaskOutput, TaskRequest,
+};
+
+/// Server-side settings of every run.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecutionSettings {
+    /// CPUs of each container (a CFS quota).
+    pub cpus: f64,
+    /// The writable tmpfs of each container, in bytes; also the cap on what
+    /// a compilation may leave for the runs.
+    pub tmpfs_bytes: u64,
+}
+
+/// A job made ready to run: inputs decoded, limits resolved.
+#[derive(Debug, Clone)]
+pub struct PreparedJob {
+    pub job_id: String,
+    pub language: Language,
+    /// The language's version as this worker's image provides it.
+    pub version: String,
+    pub files: Vec<FileSpec>,
+    pub args: Vec<String>,
+    pub cases: Vec<PreparedCase>,
+    /// Whether the client gave test cases (the result then lists them).
+    pub has_test_cases: bool,
+    pub limits: Limits,
+    pub base64: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct PreparedCase {
+    pub stdin: Vec<u8>,
+    pub expected: Option<Vec<u8>>,
+}
+
+/// How a job's execution ended.
+#[derive(Debug)]
+pub enum Execution {
+    Finished(Box<JobResult>),
+    /// Stopped by its cancellation token before it ended.
+    Cancelled,
+}
+
+/// Decodes a job's inputs. Errors are the job's fault (bad base64, a bad
+/// file name, no code) and end it as `internal_error` without a run: the API
+/// refuses such jobs, so only a foreign producer can send them.
+pub fn prepare(
+    job_id: &str,
+    spec: &JobSpec,
+    language: &Language,
+    version: &str,
+    limits: Limits,
+) -> Result<PreparedJob, String> {
+    let decode = |field: &str, text: &str| -> Result<Vec<u8>, String> {
+        if spec.base64 {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| format!("{field} is not valid base64: {e}"))
+        } else {
+            Ok(text.as_bytes().to_vec())
+        }
+    };
+    let mut files = Vec::new();
+    if let Some(code) = &spec.code {
+        files.push(FileSpec {
+            name: language.source_file.clone(),
+            mode: 0o644,
+            content: decode("code", code)?,
+        });
+    }
+    for (i, file) in spec.files.iter().enumerate() {
+        if !monitor_protocol::valid_file_name(&file.name) {
+            return Err(format!("files[{i}].name is not a plain file name"));
+        }
+        if files.iter().any(|f: &FileSpec| f.name == file.name) {
+            return Err(format!("files[{i}].name is used twice"));
+        }
+        files.push(FileSpec {
+            name: file.name.clone(),
+            mode: 0o644,
+            content: decode(&format!("files[{i}].content"), &file.content)?,
+        });
+    }
+    if files.is_empty() {
+        return Err("the job has neither code nor files".into());
+    }
+    let cases = if spec.test_cases.is_empty() {
+        vec![PreparedCase {
+            stdin: decode("stdin", &spec.stdin)?,
+            expected: spec
+                .expected_output
+                .as_deref()
+                .map(|e| decode("expected_output", e))
+                .transpose()?,
+        }]
+    } else {
+        spec.test_cases
+            .iter()
+            .enumerate()
+            .map(|(i, case)| {
+                Ok(PreparedCase {
+                    stdin: decode(&format!("test_cases[{i}].stdin"), &case.stdin)?,
+                    expected: case
+                        .expected_output
+                        .as_deref()
+                        .map(|e| decode(&format!("test_cases[{i}].expected_output"), e))
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<_, String>>()?
+    };
+    Ok(PreparedJob {
+        job_id: job_id.to_string(),
+        language: language.clone(),
+        version: version.to_string(),
+        files,
+        args: spec.args.clone(),
+        cases,
+        has_test_cases: !spec.test_cases.is_empty(),
+        limits,
+        base64: spec.base64,
+    })
+}
+
+/// Compiles (if needed) and runs every case.
+pub async fn execute(
+    sandbox: &Sandbox,
+    job: &PreparedJob,
+    settings: &ExecutionSettings,
+    cancel: &CancellationToken,
+    on_phase: &(dyn Fn(Phase, &str) + Send + Sync),
+) -> Result<Execution, SandboxError> {
+    let language = &job.language;
+    let names: Vec<String> = job.files.iter().map(|f| f.name.clone()).collect();
+    let env = language.environment();
+    let limits = &job.limits;
+    let mut result = JobResult {
+        verdict: Verdict::Accepted,
+        status: status_of(Verdict::Accepted, Some(0)),
+        time_limit: None,
+        message: None,
+        compile_output: None,
+        compile: None,
+        figures: RunFigures::default(),
+        test_cases: Vec::new(),
+        encoding: if job.base64 { "base64" } else { "utf8" }.to_string(),
+        language: language.id.clone(),
+        version: job.version.clone(),
+        worker_id: sandbox.settings().worker_id.clone(),
+    };
+
+    let mut run_files = job.files.clone();
+    if let Some(compile) = &language.compile {
+        let task = Task {
+            wall_ms: limits.compile_wall_time_ms,
+            cpu_ms: limits.compile_wall_time_ms,
+            output_bytes: limits.output_bytes,
+            artifacts: Some(settings.tmpfs_bytes),
+            env: env.clone(),
+            files: job.files.clone(),
+            argv: language
+                .expand(compile, &names)
+                .into_iter()
+                .map(String::into_bytes)
+                .collect(),
+            stdin: Vec::new(),
+        };
+        let container = ContainerLimits {
+            memory_bytes: language
+                .limits
+                .compile_memory_mb
+                .map_or(limits.memory_bytes, |mb| {
+                    (mb << 20).max(limits.memory_bytes)
+                }),
+            processes: language
+                .limits
+                .compile_processes
+                .unwrap_or(limits.processes)
+                .max(limits.processes),
+            cpus: settings.cpus,
+            tmpfs_bytes: settings.tmpfs_bytes,
+        };
+        let request = TaskRequest {
+            job_id: &job.job_id,
+            image: &language.image,
+            limits: container,
+            task,
+            running_phase: Phase::Compiling,
+        };
+        let output = match sandbox.run_task(request, cancel, on_phase).await? {
+            TaskOutcome::Cancelled => return Ok(Execution::Cancelled),
+            TaskOutcome::Done(output) => output,
+        };
+        let report = &output.report;
+        let mut compile_output = output.stdout.clone();
+        compile_output.extend_from_slice(&output.stderr);
+        result.compile_output = Some(encode(&compile_output, job.base64));
+        result.compile = Some(figures(&output, job.base64));
+        let failure = if let Some(error) = &report.error {
+            return Ok(Execution::Finished(finish(
+                result,
+                Verdict::InternalError,
+                None,
+                Some(format!("the compiler could not run: {error}")),
+            )));
+        } else if let Some(limit) = report.limit {
+            Some(match limit {
+                LimitHit::Wall | LimitHit::Cpu => "the compilation ran out of time".to_string(),
+                LimitHit::Memory => "the compilation ran out of memory".to_string(),
+                LimitHit::Output => "the compiler's output passed its cap".to_string(),
+            })
+        } else if report.oom_killed {
+            Some("the compilation ran out of memory".to_string())
+        } else if let Some(signal) = report.signal {
+            Some(format!(
+                "the compiler was killed by {}",
+                signal_name(signal)
+            ))
+        } else if report.exit_code != Some(0) {
+            Some(format!(
+                "the compiler exited with status {}",
+                report.exit_code.unwrap_or(-1)
+            ))
+        } else if report.artifacts_truncated {
+            Some("the compilation left more than the sandbox can carry".to_string())
+        } else {
+            None
+        };
+        if let Some(message) = failure {
+            return Ok(Execution::Finished(finish(
+                result,
+                Verdict::CompilationError,
+                None,
+                Some(message),
+            )));
+        }
+        run_files = output.files;
+    }
+
+    let mut argv: Vec<Vec<u8>> = language
+        .expand(&language.run, &names)
+        .into_iter()
+        .map(String::into_bytes)
+        .collect();
+    argv.extend(job.args.iter().map(|a| a.clone().into_bytes()));
+    let container = ContainerLimits {
+        memory_bytes: limits.memory_bytes,
+        processes: limits.processes,
+        cpus: settings.cpus,
+        tmpfs_bytes: settings.tmpfs_bytes,
+    };
+    let mut cases = Vec::with_capacity(job.cases.len());
+    for case in &job.cases {
+        let task = Task {
+            wall_ms: limits.wall_time_ms,
+            cpu_ms: limits.cpu_time_ms,
+            output_bytes: limits.output_bytes,
+            artifacts: None,
+            env: env.clone(),
+            files: run_files.clone(),
+            argv: argv.clone(),
+            stdin: case.stdin.clone(),
+        };
+        let request = TaskRequest {
+            job_id: &job.job_id,
+            image: &language.image,
+            limits: container,
+            task,
+            running_phase: Phase::Running,
+        };
+        let output = match sandbox.run_task(request, cancel, on_phase).await? {
+            TaskOutcome::Cancelled => return Ok(Execution::Cancelled),
+            TaskOutcome::Done(output) => output,
+        };
+        let (verdict, time_limit, message) = judge(&output, case.expected.as_deref());
+        if verdict == Verdict::InternalError {
+            return Ok(Execution::Finished(finish(result, verdict, None, message)));
+        }
+        cases.push((
+            CaseResult {
+                verdict,
+                time_limit,
+                figures: figures(&output, job.base64),
+            },
+            message,
+        ));
+    }
+
+    // The job's verdict is its first case that did not pass, else accepted.
+    let (headline, message) = cases
+        .iter()
+        .find(|(c, _)| c.verdict != Verdict::Accepted)
+        .or(cases.last())
+        .map(|(c, m)| (c.clone(), m.clone()))
+        .expect("at least one case");
+    result.figures = headline.figures.clone();
+    if job.has_test_cases {
+        result.test_cases = cases.into_iter().map(|(c, _)| c).collect();
+    }
+    Ok(Execution::Finished(finish(
+        result,
+        headline.verdict,
+        headline.time_limit,
+        message,
+    )))
+}
+
+fn finish(
+    mut result: JobResult,
+    verdict: Verdict,
+    time_limit: Option<TimeLimit>,
+    message: Option<String>,
+) -> Box<JobResult> {
+    result.verdict = verdict;
+    result.status = status_of(verdict, result.figures.exit_code);
+    result.time_limit = time_limit;
+    result.message = message;
+    Box::new(result)
+}
+
+/// A run's verdict from what the monitor measured.
+fn judge(
+    output: &TaskOutput,
+    expected: Option<&[u8]>,
+) -> (Verdict, Option<TimeLimit>, Option<String>) {
+    let report: &Report = &output.report;
+    if let Some(error) = &report.error {
+        return (Verdict::InternalError, None, Some(error.clone()));
+    }
+    match report.limit {
+        Some(LimitHit::Wall) => {
+            return (
+                Verdict::TimeLimitExceeded,
+                Some(TimeLimit::Wall),
+                Some("wall-clock time limit exceeded".into()),
+            );
+        }
+        Some(LimitHit::Cpu) => {
+            return (
+                Verdict::TimeLimitExceeded,
+                Some(TimeLimit::Cpu),
+                Some("CPU time limit exceeded".into()),
+            );
+        }
+        Some(LimitHit::Memory) => {
+            return (
+                Verdict::MemoryLimitExceeded,
+                None,
+                Some("killed by the OOM killer at the memory limit".into()),
+            );
+        }
+        Some(LimitHit::Output) => {
+            return (
+                Verdict::OutputLimitExceeded,
+                None,
+                Some("output passed its cap".into()),
+            );
+        }
+        None => {}
+    }
+    if report.oom_killed {
+        return (
+            Verdict::MemoryLimitExceeded,
+            None,
+            Some("killed by the OOM killer at the memory limit".into()),
+        );
+    }
+    if let Some(signal) = report.signal {
+        return (
+            Verdict::RuntimeError,
+            None,
+            Some(format!("killed by {}", signal_name(signal))),
+        );
+    }
+    match report.exit_code {
+        Some(0) => {}
+        Some(code) => {
+            return (
+                Verdict::RuntimeError,
+                None,
+                Some(format!("exited with status {code}")),
+            );
+        }
+        None => {
+            return (
+                Verdict::InternalError,
+                None,
+                Some("the run ended without an exit status".into()),
+            );
+        }
+    }
+    match expected {
+        Some(expected) if !output_matches(&output.stdout, expected) => (
+            Verdict::WrongAnswer,
+            None,
+            Some("the output differs from the expected output".into()),
+        ),
+        _ => (Verdict::Accepted, None, None),
+    }
+}
+
+fn figures(output: &TaskOutput, base64: bool) -> RunFigures {
+    let report = &output.report;
+    RunFigures {
+        stdout: encode(&output.stdout, base64),
+        stderr: encode(&output.stderr, base64),
+        exit_code: report.exit_code,
+        signal: report.signal.map(signal_name),
+        wall_time_ms: report.wall_ms,
+        cpu_time_ms: report.cpu_ms,
+        memory_peak_bytes: report.memory_peak_bytes,
+        stdout_truncated: report.stdout_truncated,
+        stderr_truncated: report.stderr_truncated,
+    }
+}
+
+fn encode(bytes: &[u8], base64: bool) -> String {
+    if base64 {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    } else {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+}

@@ -1,0 +1,386 @@
+//! `POST /v1/jobs` request bodies: parsing with the path of every bad
+//! field, and checking each value against the server's limits.
+
+use base64::Engine;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use crate::job::{JobSpec, Limits, RequestedLimits, SourceFile, TestCase, now_ms};
+use crate::language::LanguageTable;
+
+/// Most files in one job.
+pub const MAX_FILES: usize = 64;
+/// Most arguments, and the longest one.
+pub const MAX_ARGS: usize = 64;
+pub const MAX_ARG_BYTES: usize = 4096;
+/// Highest priority number (BullMQ: 0 runs first, larger numbers later).
+pub const MAX_PRIORITY: u32 = 1_000;
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    pub language: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub files: Option<Vec<FileRequest>>,
+    #[serde(default)]
+    pub stdin: Option<String>,
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+    #[serde(default)]
+    pub limits: Option<LimitsRequest>,
+    #[serde(default)]
+    pub expected_output: Option<String>,
+    #[serde(default)]
+    pub test_cases: Option<Vec<TestCaseRequest>>,
+    #[serde(default)]
+    pub base64: Option<bool>,
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    #[serde(default)]
+    pub priority: Option<u32>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRequest {
+    pub name: String,
+    pub content: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsRequest {
+    pub wall_time_ms: Option<u64>,
+    pub cpu_time_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub processes: Option<i64>,
+    pub output_bytes: Option<u64>,
+    pub compile_wall_time_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestCaseRequest {
+    #[serde(default)]
+    pub stdin: Option<String>,
+    #[serde(default)]
+    pub expected_output: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub jobs: Vec<serde_json::Value>,
+}
+
+/// What the checks need from the server.
+pub struct RequestRules<'a> {
+    pub languages: &'a LanguageTable,
+    /// Versions the workers' images report, per language id.
+    pub versions: &'a std::collections::HashMap<String, Vec<String>>,
+    pub max_limits: &'a Limits,
+    pub max_code_bytes: usize,
+    pub max_test_cases: usize,
+}
+
+/// A checked job, ready to enqueue.
+pub struct AcceptedJob {
+    pub spec: JobSpec,
+    pub priority: u32,
+    pub idempotency_key: Option<String>,
+}
+
+/// Parses JSON into `T`, naming the offending field on error (`prefix`
+/// goes in front of every field, e.g. `jobs[2].`).
+pub fn parse<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+    prefix: &str,
+) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.inner().to_string();
+        // serde names missing and unknown fields in its message, one level
+        // below the path it reports.
+        let named = ["missing field `", "unknown field `"]
+            .iter()
+            .find_map(|start| inner.strip_prefix(start))
+            .and_then(|rest| rest.split('`').next());
+        let base = if path == "." { String::new() } else { path };
+        let field = match named {
+            Some(name) if base.is_empty() => name.to_string(),
+            Some(name) => format!("{base}.{name}"),
+            None => base,
+        };
+        let message = inner
+            .split(" at line ")
+            .next()
+            .unwrap_or(&inner)
+            .to_string();
+        let field = format!("{prefix}{field}");
+        ApiError::bad_field(field.clone(), format!("{field}: {message}"))
+    })
+}
+
+/// Checks one job request; `prefix` names its place in a batch.
+pub fn check(
+    request: JobRequest,
+    rules: &RequestRules,
+    prefix: &str,
+) -> Result<AcceptedJob, ApiError> {
+    let field = |name: &str| format!("{prefix}{name}");
+    let bad = |name: &str, message: String| ApiError::bad_field(field(name), message);
+    let too_large = |name: &str, len: usize, max: usize| {
+        ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{} is {len} bytes; the limit is {max} bytes", field(name)),
+        )
+        .with_field(field(name))
+    };
+
+    let Some(language) = rules.languages.find(&request.language) else {
+        return Err(bad(
+            "language",
+            format!(
+                "unknown language {:?}; available: {}",
+                request.language,
+                rules.languages.ids().join(", ")
+            ),
+        ));
+    };
+    if let Some(version) = &request.version {
+        let mut known = vec![language.version.clone()];
+        known.extend(
+            rules
+                .versions
+                .get(&language.id)
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let matches = known
+            .iter()
+            .any(|v| v == version || v.starts_with(&format!("{version}.")));
+        if !matches {
+            return Err(bad(
+                "version",
+                format!(
+                    "{} {version:?} is not available; available: {}",
+                    language.id,
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    let base64 = request.base64.unwrap_or(false);
+    let decoded_len = |name: &str, text: &str| -> Result<usize, ApiError> {
+        if base64 {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map(|b| b.len())
+                .map_err(|e| bad(name, format!("{}: not valid base64 ({e})", field(name))))
+        } else {
+            Ok(text.len())
+        }
+    };
+
+    match (&request.code, &request.files) {
+        (Some(_), Some(_)) => {
+            return Err(bad("files", "give either code or files, not both".into()));
+        }
+        (None, None) => return Err(bad("code", "code (or files) is required".into())),
+        _ => {}
+    }
+    let mut source_bytes = 0;
+    if let Some(code) = &request.code {
+        source_bytes += decoded_len("code", code)?;
+        if source_bytes > rules.max_code_bytes {
+            return Err(too_large("code", source_bytes, rules.max_code_bytes));
+        }
+    }
+    let mut files = Vec::new();
+    if let Some(requested) = &request.files {
+        if requested.is_empty() {
+            return Err(bad("files", "files must not be empty".into()));
+        }
+        if requested.len() > MAX_FILES {
+            return Err(bad("files", format!("at most {MAX_FILES} files")));
+        }
+        for (i, file) in requested.iter().enumerate() {
+            let name = format!("files[{i}].name");
+            if !monitor_protocol::valid_file_name(&file.name) {
+                return Err(bad(
+                    &name,
+                    format!("{}: a plain file name is needed", field(&name)),
+                ));
+            }
+            if requested[..i].iter().any(|f| f.name == file.name) {
+                return Err(bad(
+                    &name,
+                    format!("{}: {:?} is used twice", field(&name), file.name),
+                ));
+            }
+            source_bytes += decoded_len(&format!("files[{i}].content"), &file.content)?;
+            if source_bytes > rules.max_code_bytes {
+                return Err(too_large("files", source_bytes, rules.max_code_bytes));
+            }
+            files.push(SourceFile {
+                name: file.name.clone(),
+                content: file.content.clone(),
+            });
+        }
+    }
+
+    let test_cases = request.test_cases.unwrap_or_default();
+    if !test_cases.is_empty() {
+        if request.stdin.is_some() {
+            return Err(bad(
+                "stdin",
+                "with test_cases, give each case its own stdin".into(),
+            ));
+        }
+        if request.expected_output.is_some() {
+            return Err(bad(
+                "expected_output",
+                "with test_cases, give each case its own expected_output".into(),
+            ));
+        }
+        if test_cases.len() > rules.max_test_cases {
+            return Err(bad(
+                "test_cases",
+                format!("at most {} test cases", rules.max_test_cases),
+            ));
+        }
+    }
+    let mut input_bytes = 0;
+    let mut count_input = |name: &str, text: &Option<String>| -> Result<(), ApiError> {
+        if let Some(text) = text {
+            input_bytes += decoded_len(name, text)?;
+            if input_bytes > rules.max_code_bytes {
+                return Err(too_large(name, input_bytes, rules.max_code_bytes));
+            }
+        }
+        Ok(())
+    };
+    count_input("stdin", &request.stdin)?;
+    count_input("expected_output", &request.expected_output)?;
+    for (i, case) in test_cases.iter().enumerate() {
+        count_input(&format!("test_cases[{i}].stdin"), &case.stdin)?;
+        count_input(
+            &format!("test_cases[{i}].expected_output"),
+            &case.expected_output,
+        )?;
+    }
+
+    let args = request.args.unwrap_or_default();
+    if args.len() > MAX_ARGS {
+        return Err(bad("args", format!("at most {MAX_ARGS} arguments")));
+    }
+    for (i, arg) in args.iter().enumerate() {
+        if arg.len() > MAX_ARG_BYTES || arg.contains('\0') {
+            let name = format!("args[{i}]");
+            return Err(bad(
+                &name,
+                format!("{}: at most {MAX_ARG_BYTES} bytes, no NUL", field(&name)),
+            ));
+        }
+    }
+
+    let limits = check_limits(request.limits.unwrap_or_default(), rules.max_limits, &bad)?;
+
+    if let Some(url) = &request.callback_url {
+        let ok = reqwest::Url::parse(url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !ok || url.len() > 2048 {
+            return Err(bad(
+                "callback_url",
+                "callback_url must be an http(s) URL with a host".into(),
+            ));
+        }
+    }
+    let priority = request.priority.unwrap_or(0);
+    if priority > MAX_PRIORITY {
+        return Err(bad(
+            "priority",
+            format!("priority must be 0 (first, the default) to {MAX_PRIORITY} (last)"),
+        ));
+    }
+    if let Some(key) = &request.idempotency_key
+        && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control))
+    {
+        return Err(bad(
+            "idempotency_key",
+            format!("idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"),
+        ));
+    }
+
+    Ok(AcceptedJob {
+        spec: JobSpec {
+            language: language.id.clone(),
+            version: request.version,
+            code: request.code,
+            files,
+            stdin: request.stdin.unwrap_or_default(),
+            args,
+            limits,
+            expected_output: request.expected_output,
+            test_cases: test_cases
+                .into_iter()
+                .map(|c| TestCase {
+                    stdin: c.stdin.unwrap_or_default(),
+                    expected_output: c.expected_output,
+                })
+                .collect(),
+            base64,
+            callback_url: request.callback_url,
+            submitted_at_ms: now_ms(),
+        },
+        priority,
+        idempotency_key: request.idempotency_key,
+    })
+}
+
+fn check_limits(
+    limits: LimitsRequest,
+    max: &Limits,
+    bad: &dyn Fn(&str, String) -> ApiError,
+) -> Result<Option<RequestedLimits>, ApiError> {
+    let within = |name: &str, value: Option<u64>, min: u64, max: u64| match value {
+        Some(v) if v < min || v > max => {
+            let field = format!("limits.{name}");
+            Err(bad(
+                &field,
+                format!("{field} must be between {min} and {max}"),
+            ))
+        }
+        other => Ok(other),
+    };
+    let processes = match limits.processes {
+        Some(p) if p < 1 || p > max.processes => {
+            return Err(bad(
+                "limits.processes",
+                format!("limits.processes must be between 1 and {}", max.processes),
+            ));
+        }
+        other => other,
+    };
+    let requested = RequestedLimits {
+        wall_time_ms: within("wall_time_ms", limits.wall_time_ms, 1, max.wall_time_ms)?,
+        cpu_time_ms: within("cpu_time_ms", limits.cpu_time_ms, 1, max.cpu_time_ms)?,
+        memory_mb: within("memory_mb", limits.memory_mb, 16, max.memory_bytes >> 20)?,
+        processes,
+        output_bytes: within("output_bytes", limits.output_bytes, 1, max.output_bytes)?,
+        compile_wall_time_ms: within(
+            "compile_wall_time_ms",
+            limits.compile_wall_time_ms,
+            1,
+            max.compile_wall_time_ms,
+        )?,
+    };
+    Ok((requested != RequestedLimits::default()).then_some(requested))
+}

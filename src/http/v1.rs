@@ -1,0 +1,275 @@
+//! The versioned API:
+//!
+//! - `POST /v1/jobs[?wait=true]`: submit one job (see [`super::request`]);
+//! - `POST /v1/jobs/batch`: submit several at once;
+//! - `GET /v1/jobs/{id}`: the whole job and its result;
+//! - `DELETE /v1/jobs/{id}`: cancel it;
+//! - `GET /v1/languages`: what can run, with versions.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::AppState;
+use super::body::json_body;
+use super::error::ApiError;
+use super::request::{AcceptedJob, BatchRequest, JobRequest, RequestRules, check, parse};
+use crate::queue::cancel::CancelOutcome;
+use crate::queue::{JobView, PublicState};
+
+/// How long a status read waits for the local `JobRegistry`.
+const REGISTRY_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long `DELETE` waits for a running job's worker to stop it.
+const CANCEL_WAIT: Duration = Duration::from_secs(15);
+
+/// `POST /v1/jobs`
+pub async fn create_job(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let wait = wait_flag(&query)?;
+    let value = json_body(&headers, body, super::api::max_body_bytes(&state)).await?;
+    let request: JobRequest = parse(value, "")?;
+    let versions = if request.version.is_some() {
+        state.queue.language_versions().await?
+    } else {
+        HashMap::new()
+    };
+    let accepted = check(request, &rules(&state, &versions), "")?;
+    let (id, replayed) = enqueue(&state, &accepted).await?;
+    if wait && !replayed {
+        let timeout = state.max_wait;
+        if let Some(job) = state
+            .queue
+            .wait_finished(&state.events, &id, timeout)
+            .await?
+            && matches!(
+                job.state,
+                PublicState::Completed | PublicState::Failed | PublicState::Cancelled
+            )
+        {
+            return Ok((StatusCode::OK, Json(job.view())).into_response());
+        }
+        return Ok(accepted_response(StatusCode::ACCEPTED, &id));
+    }
+    if replayed {
+        // The same key within a day names the same job.
+        let view = view_of(&state, &id).await?;
+        return Ok((StatusCode::OK, Json(view)).into_response());
+    }
+    Ok(accepted_response(StatusCode::CREATED, &id))
+}
+
+/// `POST /v1/jobs/batch`
+pub async fn create_batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let limit = super::api::max_body_bytes(&state).saturating_mul(state.max_batch.min(64));
+    let value = json_body(&headers, body, limit).await?;
+    let batch: BatchRequest = parse(value, "")?;
+    if batch.jobs.is_empty() || batch.jobs.len() > state.max_batch {
+        return Err(ApiError::bad_field(
+            "jobs",
+            format!("jobs must hold 1 to {} jobs", state.max_batch),
+        ));
+    }
+    let versions = state.queue.language_versions().await?;
+    let rules = rules(&state, &versions);
+    let mut jobs = Vec::with_capacity(batch.jobs.len());
+    for (i, value) in batch.jobs.into_iter().enumerate() {
+        let prefix = format!("jobs[{i}].");
+        let request: JobRequest = parse(value, &prefix)?;
+        let accepted = check(request, &rules, &prefix)?;
+        if accepted.idempotency_key.is_some() {
+            return Err(ApiError::bad_field(
+                format!("{prefix}idempotency_key"),
+                "idempotency keys are for single jobs (POST /v1/jobs)",
+            ));
+        }
+        jobs.push((Uuid::new_v4(), accepted.spec, accepted.priority));
+    }
+    state.queue.enqueue_batch(&jobs, &state.enqueue).await?;
+    let created: Vec<_> = jobs
+        .iter()
+        .map(|(id, _, _)| json!({ "id": id, "state": PublicState::Waiting }))
+        .collect();
+    Ok((StatusCode::CREATED, Json(json!({ "jobs": created }))).into_response())
+}
+
+/// `GET /v1/jobs/{id}`
+pub async fn get_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = job_id(&id)?;
+    Ok(Json(view_of(&state, &id).await?))
+}
+
+/// `DELETE /v1/jobs/{id}`
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = job_id(&id)?;
+    match state.queue.cancel(&id).await? {
+        CancelOutcome::NotFound => Err(not_found(&id)),
+        CancelOutcome::Finished(finished) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job {id} already ended ({})", state_name(finished)),
+        )
+        .with_field("id")),
+        CancelOutcome::Removed => Ok(Json(view_of(&state, &id).await?)),
+        CancelOutcome::Signalled => {
+            let job = state
+                .queue
+                .wait_finished(&state.events, &id, CANCEL_WAIT)
+                .await?;
+            match job {
+                Some(job) => Ok(Json(job.view())),
+                None => Err(not_found(&id)),
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct LanguageView<'a> {
+    id: &'a str,
+    name: &'a str,
+    /// The version the table declares.
+    version: &'a str,
+    /// Versions the workers' images report.
+    versions: Vec<String>,
+    aliases: &'a [String],
+    compiled: bool,
+    source_file: &'a str,
+    extensions: &'a [String],
+}
+
+/// `GET /v1/languages`
+pub async fn languages(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let mut reported = state.queue.language_versions().await?;
+    let list: Vec<LanguageView> = state
+        .languages
+        .all()
+        .iter()
+        .map(|l| LanguageView {
+            id: &l.id,
+            name: &l.name,
+            version: &l.version,
+            versions: reported.remove(&l.id).unwrap_or_default(),
+            aliases: &l.aliases,
+            compiled: l.compile.is_some(),
+            source_file: &l.source_file,
+            extensions: &l.extensions,
+        })
+        .collect();
+    Ok(Json(json!({ "languages": list })).into_response())
+}
+
+fn rules<'a>(state: &'a AppState, versions: &'a HashMap<String, Vec<String>>) -> RequestRules<'a> {
+    RequestRules {
+        languages: &state.languages,
+        versions,
+        max_limits: &state.max_limits,
+        max_code_bytes: state.max_code_bytes,
+        max_test_cases: state.max_test_cases,
+    }
+}
+
+/// Enqueues a checked job; `true` when its idempotency key named an
+/// existing job instead.
+async fn enqueue(state: &AppState, accepted: &AcceptedJob) -> Result<(Uuid, bool), ApiError> {
+    let id = Uuid::new_v4();
+    if let Some(key) = &accepted.idempotency_key
+        && let Some(existing) = state.queue.remember_idempotency_key(key, &id).await?
+    {
+        return Ok((existing, true));
+    }
+    let queued = state
+        .queue
+        .enqueue_with_id(id, &accepted.spec, accepted.priority, &state.enqueue)
+        .await;
+    if let Err(e) = queued {
+        if let Some(key) = &accepted.idempotency_key {
+            let _ = state.queue.forget_idempotency_key(key).await;
+        }
+        return Err(e.into());
+    }
+    tracing::info!(job = %id, language = %accepted.spec.language, "job accepted");
+    Ok((id, false))
+}
+
+async fn view_of(state: &AppState, id: &Uuid) -> Result<JobView, ApiError> {
+    let live = state.registry.job(&id.to_string(), REGISTRY_TIMEOUT).await;
+    let Some(job) = state.queue.get(id).await? else {
+        return Err(not_found(id));
+    };
+    let mut view = job.view();
+    if view.state == PublicState::Active {
+        view.phase = live.map(|l| l.phase);
+    }
+    Ok(view)
+}
+
+fn accepted_response(status: StatusCode, id: &Uuid) -> Response {
+    (
+        status,
+        [(header::LOCATION, format!("/v1/jobs/{id}"))],
+        Json(json!({ "id": id, "state": PublicState::Waiting })),
+    )
+        .into_response()
+}
+
+fn wait_flag(query: &HashMap<String, String>) -> Result<bool, ApiError> {
+    for key in query.keys() {
+        if key != "wait" {
+            return Err(ApiError::bad_field(
+                key.clone(),
+                format!("unknown query parameter {key:?}"),
+            ));
+        }
+    }
+    match query.get("wait").map(String::as_str) {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") | Some("") => Ok(true),
+        Some(other) => Err(ApiError::bad_field(
+            "wait",
+            format!("wait must be true or false, not {other:?}"),
+        )),
+    }
+}
+
+fn job_id(text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text).map_err(|_| ApiError::bad_field("id", "id must be a job id (a UUID)"))
+}
+
+fn not_found(id: &Uuid) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no job with id {id} (it may have been removed after its retention)"),
+    )
+    .with_field("id")
+}
+
+fn state_name(state: PublicState) -> &'static str {
+    match state {
+        PublicState::Waiting => "waiting",
+        PublicState::Active => "active",
+        PublicState::Completed => "completed",
+        PublicState::Failed => "failed",
+        PublicState::Cancelled => "cancelled",
+    }
+}

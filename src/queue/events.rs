@@ -1,0 +1,115 @@
+//! Waiting for jobs to finish without polling: one listener per process on
+//! the queue's BullMQ event stream wakes the requests waiting for a job.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bullmq::{QueueEvent, QueueEvents, QueueEventsOptions};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::{JobQueue, PublicState, QueueError, QueueSettings, StoredJob};
+
+type Waiters = Arc<Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>>;
+
+/// The process's listener on the queue's event stream.
+pub struct JobEvents {
+    waiters: Waiters,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for JobEvents {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl JobEvents {
+    /// Starts listening from now on.
+    pub async fn start(settings: &QueueSettings) -> Result<JobEvents, QueueError> {
+        let options = QueueEventsOptions {
+            connection: settings.connection(),
+            prefix: settings.prefix.clone(),
+            ..QueueEventsOptions::default()
+        };
+        let events = QueueEvents::with_options(&settings.queue_name, options)
+            .await
+            .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+        let waiters: Waiters = Arc::default();
+        let task = {
+            let waiters = waiters.clone();
+            tokio::spawn(async move {
+                while let Some(entry) = events.next_event().await {
+                    let job_id = match &entry.event {
+                        QueueEvent::Completed { job_id, .. }
+                        | QueueEvent::Failed { job_id, .. }
+                        | QueueEvent::Removed { job_id, .. } => job_id.clone(),
+                        _ => continue,
+                    };
+                    let woken = waiters
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&job_id);
+                    for waiter in woken.into_iter().flatten() {
+                        let _ = waiter.send(());
+                    }
+                }
+            })
+        };
+        Ok(JobEvents { waiters, task })
+    }
+
+    fn subscribe(&self, id: &str) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.to_string())
+            .or_default()
+            .push(tx);
+        rx
+    }
+
+    fn forget_closed(&self, id: &str) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = waiters.get_mut(id) {
+            list.retain(|w| !w.is_closed());
+            if list.is_empty() {
+                waiters.remove(id);
+            }
+        }
+    }
+}
+
+impl JobQueue {
+    /// The job once it is completed, failed or cancelled, or as it is when
+    /// `timeout` passes first.
+    pub async fn wait_finished(
+        &self,
+        events: &JobEvents,
+        id: &Uuid,
+        timeout: Duration,
+    ) -> Result<Option<StoredJob>, QueueError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let key = id.to_string();
+        loop {
+            // Subscribe before reading, so a finish in between is not missed.
+            let woken = events.subscribe(&key);
+            let job = self.get(id).await?;
+            let finished = job.as_ref().is_none_or(|j| {
+                matches!(
+                    j.state,
+                    PublicState::Completed | PublicState::Failed | PublicState::Cancelled
+                )
+            });
+            if finished || tokio::time::Instant::now() >= deadline {
+                events.forget_closed(&key);
+                return Ok(job);
+            }
+            // A failed attempt that will be retried also wakes us: look again.
+            let _ = tokio::time::timeout_at(deadline, woken).await;
+            events.forget_closed(&key);
+        }
+    }
+}
