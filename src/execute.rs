@@ -205,6 +205,7 @@ pub async fn execute(
             limits: container,
             task,
             running_phase: Phase::Compiling,
+            step: "compile".to_string(),
         };
         let output = match sandbox.run_task(request, cancel, on_phase).await? {
             TaskOutcome::Cancelled => return Ok(Execution::Cancelled),
@@ -269,7 +270,7 @@ pub async fn execute(
         tmpfs_bytes: settings.tmpfs_bytes,
     };
     let mut cases = Vec::with_capacity(job.cases.len());
-    for case in &job.cases {
+    for (index, case) in job.cases.iter().enumerate() {
         let task = Task {
             wall_ms: limits.wall_time_ms,
             cpu_ms: limits.cpu_time_ms,
@@ -286,6 +287,7 @@ pub async fn execute(
             limits: container,
             task,
             running_phase: Phase::Running,
+            step: format!("run-{index}"),
         };
         let output = match sandbox.run_task(request, cancel, on_phase).await? {
             TaskOutcome::Cancelled => return Ok(Execution::Cancelled),

@@ -115,6 +115,8 @@ pub fn parse<T: serde::de::DeserializeOwned>(
         let base = if path == "." { String::new() } else { path };
         let field = match named {
             Some(name) if base.is_empty() => name.to_string(),
+            // Unknown fields are in the path already; missing ones are not.
+            Some(name) if base == name || base.ends_with(&format!(".{name}")) => base,
             Some(name) => format!("{base}.{name}"),
             None => base,
         };

@@ -155,6 +155,8 @@ impl JobQueue {
                 failed_reason: None,
                 attempts_made: 0,
                 spec: record.spec,
+                started_at_ms: None,
+                finished_at_ms: Some(record.cancelled_at_ms),
             }))
     }
 

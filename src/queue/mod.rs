@@ -107,6 +107,10 @@ pub struct StoredJob {
     pub attempts_made: u32,
     /// The job's data as submitted.
     pub spec: Option<JobSpec>,
+    /// When a worker last started it (ms since the Unix epoch).
+    pub started_at_ms: Option<u64>,
+    /// When it ended.
+    pub finished_at_ms: Option<u64>,
 }
 
 /// A job as the v1 API (and webhooks) present it.
@@ -123,6 +127,10 @@ pub struct JobView {
     pub attempts_made: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub submitted_at_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<u64>,
     /// What the job produced (completed, or cancelled while it ran).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<JobResult>,
@@ -140,6 +148,8 @@ impl StoredJob {
             language: self.spec.as_ref().map(|s| s.language.clone()),
             attempts_made: self.attempts_made,
             submitted_at_ms: self.spec.as_ref().map(|s| s.submitted_at_ms),
+            started_at_ms: self.started_at_ms,
+            finished_at_ms: self.finished_at_ms,
             result: self.result.clone(),
             error: self.failed_reason.clone(),
         }
@@ -290,6 +300,8 @@ impl JobQueue {
                 )),
                 attempts_made: job.attempts_made(),
                 spec: serde_json::from_value(job.data().clone()).ok(),
+                started_at_ms: job.processed_on(),
+                finished_at_ms: job.finished_on(),
             }));
         }
         Ok(Some(StoredJob {
@@ -299,6 +311,8 @@ impl JobQueue {
             failed_reason,
             attempts_made: job.attempts_made(),
             spec: serde_json::from_value(job.data().clone()).ok(),
+            started_at_ms: job.processed_on(),
+            finished_at_ms: job.finished_on(),
         }))
     }
 

@@ -144,6 +144,8 @@ impl QueueWorker {
                                     .data()
                                     .get("submitted_at_ms")
                                     .and_then(|t| t.as_u64()),
+                                started_at_ms: job.processed_on(),
+                                finished_at_ms: Some(crate::job::now_ms()),
                                 result: result.cloned(),
                                 error,
                             };

@@ -28,6 +28,8 @@ pub const LABEL_JOB: &str = "code-runner.job";
 /// The queue (`<prefix>:<name>`) the job came from: workers of other queues
 /// sharing the engine leave the container alone.
 pub const LABEL_QUEUE: &str = "code-runner.queue";
+/// Which step of its job the container runs: `compile`, or `run-<n>`.
+pub const LABEL_STEP: &str = "code-runner.step";
 
 /// Errors from the Docker side. None of them is the user's fault: a job that
 /// meets one failed for an infrastructure reason.

@@ -42,6 +42,8 @@ pub struct TaskRequest<'a> {
     pub task: Task,
     /// The phase reported once the container started.
     pub running_phase: Phase,
+    /// Which step of the job this is (`compile`, `run-<n>`), as a label.
+    pub step: String,
 }
 
 /// What one container produced.
@@ -80,6 +82,7 @@ impl Sandbox {
             image.clone(),
             &request.limits,
             request.job_id,
+            &request.step,
         );
         let name = format!(
             "code-runner-{}-{}",

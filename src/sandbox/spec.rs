@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
 
-use super::{LABEL_JOB, LABEL_MANAGED, LABEL_QUEUE, LABEL_WORKER, SandboxSettings};
+use super::{LABEL_JOB, LABEL_MANAGED, LABEL_QUEUE, LABEL_STEP, LABEL_WORKER, SandboxSettings};
 
 /// The monitor baked into every runner image: the container's PID 1.
 pub const MONITOR: &str = "/usr/local/bin/code-runner-monitor";
@@ -46,12 +46,14 @@ pub fn container_spec(
     image: String,
     limits: &ContainerLimits,
     job_id: &str,
+    step: &str,
 ) -> ContainerCreateBody {
     let labels = HashMap::from([
         (LABEL_MANAGED.to_string(), "1".to_string()),
         (LABEL_WORKER.to_string(), settings.worker_id.clone()),
         (LABEL_JOB.to_string(), job_id.to_string()),
         (LABEL_QUEUE.to_string(), settings.queue.clone()),
+        (LABEL_STEP.to_string(), step.to_string()),
     ]);
     let memory = limits.memory_bytes as i64;
     let tmpfs_bytes = limits.tmpfs_bytes;
@@ -135,7 +137,7 @@ mod tests {
             cpus: 0.5,
             tmpfs_bytes: 8 << 20,
         };
-        let spec = container_spec(&settings, "img".into(), &limits, "job-1");
+        let spec = container_spec(&settings, "img".into(), &limits, "job-1", "run-0");
         let host = spec.host_config.unwrap();
         assert_eq!(host.network_mode.as_deref(), Some("none"));
         assert_eq!(host.memory, host.memory_swap);

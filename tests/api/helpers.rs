@@ -169,3 +169,66 @@ pub async fn wait_done(client: &reqwest::Client, url: &str, id: &str, timeout: D
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+impl TestService {
+    /// Any request with a JSON body; answers status and JSON.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST /v1/jobs?wait=true`, expecting the finished job.
+    pub async fn run_v1(&self, body: Value) -> Value {
+        let (status, view) = self
+            .send(reqwest::Method::POST, "/v1/jobs?wait=true", Some(body))
+            .await;
+        assert_eq!(
+            status, 200,
+            "POST /v1/jobs?wait=true answered {status}: {view}"
+        );
+        view
+    }
+
+    /// `POST /v1/jobs`, expecting 201; the job id.
+    pub async fn submit_v1(&self, body: Value) -> String {
+        let (status, answer) = self
+            .send(reqwest::Method::POST, "/v1/jobs", Some(body))
+            .await;
+        assert_eq!(status, 201, "POST /v1/jobs answered {status}: {answer}");
+        answer["id"].as_str().expect("id").to_string()
+    }
+
+    /// Polls `GET /v1/jobs/{id}` until its state is one of `states`.
+    pub async fn wait_v1(&self, id: &str, states: &[&str], timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, view) = self.get(&format!("/v1/jobs/{id}")).await;
+            assert_eq!(status, 200, "GET /v1/jobs/{id} answered {status}: {view}");
+            if states.iter().any(|s| view["state"] == *s) {
+                return view;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} not {states:?} in {timeout:?}: {view}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The label value of this service's queue on its containers.
+    pub fn queue_label(&self) -> String {
+        format!("{}:{}", self.config.redis_prefix, self.config.queue_name)
+    }
+}

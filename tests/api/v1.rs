@@ -1,0 +1,350 @@
+//! The versioned API: wait, batch, cancel, idempotency, priority, and a
+//! 400 naming the field for every bad value.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::TestService;
+
+#[tokio::test]
+async fn wait_answers_the_finished_job_or_202_after_the_bounded_wait() {
+    let service = TestService::start_with(|c| c.max_wait_ms = 1_000).await;
+    let view = service
+        .run_v1(json!({ "language": "python", "code": "print('waited')" }))
+        .await;
+    assert_eq!(view["state"], "completed");
+    assert_eq!(view["result"]["stdout"], "waited\n");
+
+    let started = Instant::now();
+    let (status, body) = service
+        .send(
+            Method::POST,
+            "/v1/jobs?wait=true",
+            Some(json!({ "language": "python", "code": "import time\ntime.sleep(2.5)\nprint('late')" })),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let id = body["id"].as_str().unwrap();
+    let view = service
+        .wait_v1(id, &["completed"], Duration::from_secs(60))
+        .await;
+    assert_eq!(view["result"]["stdout"], "late\n");
+    assert!(view["started_at_ms"].as_u64().unwrap() <= view["finished_at_ms"].as_u64().unwrap());
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_is_accepted_whole_or_refused_whole() {
+    let service = TestService::start_with(|c| c.max_batch = 5).await;
+    let jobs: Vec<Value> = (0..5)
+        .map(|i| json!({ "language": "python", "code": format!("print({i} * {i})") }))
+        .collect();
+    let (status, body) = service
+        .send(
+            Method::POST,
+            "/v1/jobs/batch",
+            Some(json!({ "jobs": jobs })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let created = body["jobs"].as_array().unwrap();
+    assert_eq!(created.len(), 5);
+    for (i, job) in created.iter().enumerate() {
+        let view = service
+            .wait_v1(
+                job["id"].as_str().unwrap(),
+                &["completed"],
+                Duration::from_secs(60),
+            )
+            .await;
+        assert_eq!(view["result"]["stdout"], format!("{}\n", i * i));
+    }
+
+    let (status, body) = service
+        .send(
+            Method::POST,
+            "/v1/jobs/batch",
+            Some(json!({ "jobs": [
+                { "language": "python", "code": "print(1)" },
+                { "language": "klingon", "code": "print(2)" },
+            ] })),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["field"], "jobs[1].language", "{body}");
+
+    let six: Vec<Value> = (0..6)
+        .map(|_| json!({ "language": "python", "code": "print(1)" }))
+        .collect();
+    let (status, body) = service
+        .send(Method::POST, "/v1/jobs/batch", Some(json!({ "jobs": six })))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["field"], "jobs");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn cancelling_a_waiting_job_means_it_never_runs_and_a_running_one_is_killed() {
+    let service = TestService::start_with(|c| {
+        c.concurrency = 1;
+        c.wall_time_limit_ms = 30_000;
+    })
+    .await;
+    let running = service
+        .submit_v1(json!({ "language": "python", "code": "import time\ntime.sleep(25)\nprint('not cancelled')" }))
+        .await;
+    service
+        .wait_v1(&running, &["active"], Duration::from_secs(30))
+        .await;
+    let waiting = service
+        .submit_v1(json!({ "language": "python", "code": "print('should never run')" }))
+        .await;
+    let (status, view) = service.get(&format!("/v1/jobs/{waiting}")).await;
+    assert_eq!(
+        (status, view["state"].as_str()),
+        (200, Some("waiting")),
+        "{view}"
+    );
+
+    let (status, view) = service
+        .send(Method::DELETE, &format!("/v1/jobs/{waiting}"), None)
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["state"], "cancelled", "{view}");
+    assert!(view["result"].is_null(), "it never ran: {view}");
+
+    // The running one: its container is killed, its state says cancelled.
+    let started = Instant::now();
+    let (status, view) = service
+        .send(Method::DELETE, &format!("/v1/jobs/{running}"), None)
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["state"], "cancelled", "{view}");
+    assert_eq!(view["result"]["verdict"], "cancelled", "{view}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(
+        !service
+            .containers()
+            .await
+            .iter()
+            .any(|c| c.job_id == running),
+        "the cancelled job's container is still there"
+    );
+
+    // Cancelled stays cancelled; the waiting job never ran.
+    let (status, body) = service
+        .send(Method::DELETE, &format!("/v1/jobs/{running}"), None)
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let next = service
+        .run_v1(json!({ "language": "python", "code": "print('after')" }))
+        .await;
+    assert_eq!(next["result"]["stdout"], "after\n");
+    let (_, view) = service.get(&format!("/v1/jobs/{waiting}")).await;
+    assert_eq!(view["state"], "cancelled", "{view}");
+    let (_, poc) = service.get(&format!("/status/{waiting}")).await;
+    assert_eq!(poc["state"], "cancelled", "{poc}");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_names_one_job() {
+    let service = TestService::start().await;
+    let key = format!("order-{}", uuid::Uuid::new_v4());
+    let body = json!({ "language": "python", "code": "print('once')", "idempotency_key": key });
+    let first = service.submit_v1(body.clone()).await;
+    let (status, again) = service.send(Method::POST, "/v1/jobs", Some(body)).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["id"], first.as_str());
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn jobs_without_priority_run_before_deprioritized_ones() {
+    let service = TestService::start_with(|c| c.concurrency = 1).await;
+    let blocker = service
+        .submit_v1(json!({ "language": "python", "code": "import time\ntime.sleep(2)" }))
+        .await;
+    service
+        .wait_v1(&blocker, &["active"], Duration::from_secs(30))
+        .await;
+    let later = service
+        .submit_v1(json!({ "language": "python", "code": "print('later')", "priority": 100 }))
+        .await;
+    let first = service
+        .submit_v1(json!({ "language": "python", "code": "print('first')" }))
+        .await;
+    let later = service
+        .wait_v1(&later, &["completed"], Duration::from_secs(60))
+        .await;
+    let first = service
+        .wait_v1(&first, &["completed"], Duration::from_secs(60))
+        .await;
+    assert!(
+        first["started_at_ms"].as_u64() < later["started_at_ms"].as_u64(),
+        "first {first}\nlater {later}"
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn every_bad_field_value_gets_a_400_naming_it() {
+    let service = TestService::start_with(|c| {
+        c.max_code_bytes = 10_000;
+        c.max_test_cases = 3;
+    })
+    .await;
+    let ok = || json!({ "language": "python", "code": "print(1)" });
+    let with = |key: &str, value: Value| {
+        let mut body = ok();
+        body[key] = value;
+        body
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({ "code": "print(1)" }), "language"),
+        (with("language", json!(5)), "language"),
+        (with("language", json!("klingon")), "language"),
+        (with("version", json!("0.1")), "version"),
+        (with("version", json!(3)), "version"),
+        (json!({ "language": "python" }), "code"),
+        (with("code", json!(42)), "code"),
+        (
+            with("files", json!([{ "name": "a.py", "content": "" }])),
+            "files",
+        ),
+        (json!({ "language": "python", "files": [] }), "files"),
+        (
+            json!({ "language": "python", "files": [{ "name": "../x.py", "content": "" }] }),
+            "files[0].name",
+        ),
+        (
+            json!({ "language": "python", "files": [{ "name": "a.py", "content": "" }, { "name": "a.py", "content": "" }] }),
+            "files[1].name",
+        ),
+        (
+            json!({ "language": "python", "files": [{ "name": "a.py", "content": 1 }] }),
+            "files[0].content",
+        ),
+        (
+            json!({ "language": "python", "files": [{ "name": "a.py" }] }),
+            "files[0].content",
+        ),
+        (with("stdin", json!(["x"])), "stdin"),
+        (with("args", json!("a b")), "args"),
+        (with("args", json!(["ok", "nul\u{0}"])), "args[1]"),
+        (
+            with("limits", json!({ "wall_time_ms": 0 })),
+            "limits.wall_time_ms",
+        ),
+        (
+            with("limits", json!({ "wall_time_ms": 10_000_000 })),
+            "limits.wall_time_ms",
+        ),
+        (
+            with("limits", json!({ "wall_time_ms": "10" })),
+            "limits.wall_time_ms",
+        ),
+        (
+            with("limits", json!({ "cpu_time_ms": 999_999_999 })),
+            "limits.cpu_time_ms",
+        ),
+        (
+            with("limits", json!({ "memory_mb": 1 << 20 })),
+            "limits.memory_mb",
+        ),
+        (
+            with("limits", json!({ "memory_mb": 1 })),
+            "limits.memory_mb",
+        ),
+        (
+            with("limits", json!({ "processes": 0 })),
+            "limits.processes",
+        ),
+        (
+            with("limits", json!({ "output_bytes": -5 })),
+            "limits.output_bytes",
+        ),
+        (
+            with("limits", json!({ "compile_wall_time_ms": 0 })),
+            "limits.compile_wall_time_ms",
+        ),
+        (with("limits", json!({ "disk_mb": 5 })), "limits.disk_mb"),
+        (with("limits", json!(7)), "limits"),
+        (with("expected_output", json!(1)), "expected_output"),
+        (with("test_cases", json!("x")), "test_cases"),
+        (with("test_cases", json!([{}, {}, {}, {}])), "test_cases"),
+        (
+            with("test_cases", json!([{ "stdin": 1 }])),
+            "test_cases[0].stdin",
+        ),
+        (
+            with("test_cases", json!([{ "input": "1" }])),
+            "test_cases[0].input",
+        ),
+        (
+            json!({ "language": "python", "code": "print(1)", "stdin": "x", "test_cases": [{}] }),
+            "stdin",
+        ),
+        (with("base64", json!("yes")), "base64"),
+        (
+            json!({ "language": "python", "code": "not base64!", "base64": true }),
+            "code",
+        ),
+        (
+            with("callback_url", json!("ftp://example.test/hook")),
+            "callback_url",
+        ),
+        (with("callback_url", json!("not a url")), "callback_url"),
+        (with("priority", json!(-1)), "priority"),
+        (with("priority", json!(5000)), "priority"),
+        (with("priority", json!("high")), "priority"),
+        (with("idempotency_key", json!("")), "idempotency_key"),
+        (with("colour", json!("blue")), "colour"),
+    ];
+    for (body, field) in cases {
+        let (status, answer) = service
+            .send(Method::POST, "/v1/jobs", Some(body.clone()))
+            .await;
+        assert_eq!(status, 400, "{field}: {body} → {answer}");
+        assert_eq!(answer["field"], field, "{body} → {answer}");
+        assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+
+    let big = "#".repeat(10_001);
+    let (status, answer) = service
+        .send(Method::POST, "/v1/jobs", Some(with("code", json!(big))))
+        .await;
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(answer["field"], "code");
+
+    let (status, answer) = service
+        .send(Method::POST, "/v1/jobs?wait=maybe", Some(ok()))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["field"], "wait");
+    let (status, answer) = service.get("/v1/jobs/not-a-uuid").await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["field"], "id");
+    let (status, answer) = service
+        .get(&format!("/v1/jobs/{}", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(answer["field"], "id");
+    let (status, _) = service
+        .send(
+            Method::DELETE,
+            &format!("/v1/jobs/{}", uuid::Uuid::new_v4()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // Still serving.
+    let view = service.run_v1(ok()).await;
+    assert_eq!(view["result"]["stdout"], "1\n");
+    service.stop().await;
+}

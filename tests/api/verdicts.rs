@@ -1,0 +1,294 @@
+//! Verdicts and figures: compilation errors, signals, exceptions, expected
+//! outputs, test cases against one compilation, time (CPU vs wall), memory,
+//! output, and exact bytes through base64.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use base64::Engine;
+use bollard::query_parameters::EventsOptionsBuilder;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use crate::helpers::TestService;
+
+#[tokio::test]
+async fn a_c_compile_error_is_compilation_error_with_gccs_message() {
+    let service = TestService::start().await;
+    let view = service
+        .run_v1(json!({
+            "language": "c",
+            "code": "int main(void) { return undefined_name; }",
+        }))
+        .await;
+    let result = &view["result"];
+    assert_eq!(view["state"], "completed");
+    assert_eq!(result["verdict"], "compilation_error", "{view}");
+    let output = result["compile_output"].as_str().unwrap();
+    assert!(output.contains("undefined_name"), "{output}");
+    assert!(output.contains("error"), "{output}");
+    assert_ne!(result["compile"]["exit_code"], 0);
+    // Nothing ran.
+    assert!(result["exit_code"].is_null());
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn signals_are_runtime_errors_with_their_names() {
+    let service = TestService::start().await;
+    let programs = [
+        (
+            "SIGSEGV",
+            "#include <stdio.h>\nint main(void) { volatile int *p = 0; printf(\"%d\", *p); return 0; }",
+        ),
+        (
+            "SIGFPE",
+            "#include <stdio.h>\nint main(void) { int zero; scanf(\"%d\", &zero); printf(\"%d\", 100 / zero); return 0; }",
+        ),
+        (
+            "SIGABRT",
+            "#include <stdlib.h>\nint main(void) { abort(); }",
+        ),
+    ];
+    for (signal, code) in programs {
+        let view = service
+            .run_v1(json!({ "language": "c", "code": code, "stdin": "0" }))
+            .await;
+        let result = &view["result"];
+        assert_eq!(result["verdict"], "runtime_error", "{signal}: {view}");
+        assert_eq!(result["signal"], signal, "{view}");
+        assert!(result["exit_code"].is_null());
+        assert!(result["message"].as_str().unwrap().contains(signal));
+    }
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_python_exception_is_runtime_error_with_its_traceback() {
+    let service = TestService::start().await;
+    let view = service
+        .run_v1(json!({
+            "language": "python",
+            "code": "def f():\n    raise KeyError('missing')\nf()",
+        }))
+        .await;
+    let result = &view["result"];
+    assert_eq!(result["verdict"], "runtime_error", "{view}");
+    assert_eq!(result["exit_code"], 1);
+    assert!(result["signal"].is_null());
+    let stderr = result["stderr"].as_str().unwrap();
+    assert!(
+        stderr.contains("Traceback (most recent call last)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("KeyError: 'missing'"), "{stderr}");
+    // The proof of concept's view says the same in its words.
+    let (_, poc) = service
+        .get(&format!("/status/{}", view["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(poc["result"]["status"], "error");
+    assert_eq!(poc["result"]["exitCode"], 1);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn expected_output_is_compared_after_trailing_white_space() {
+    let service = TestService::start().await;
+    let code = "print('1 2  ')\nprint('3')\nprint()";
+    let view = service
+        .run_v1(json!({ "language": "python", "code": code, "expected_output": "1 2\n3" }))
+        .await;
+    assert_eq!(view["result"]["verdict"], "accepted", "{view}");
+    let view = service
+        .run_v1(json!({ "language": "python", "code": code, "expected_output": "1 2\n4\n" }))
+        .await;
+    assert_eq!(view["result"]["verdict"], "wrong_answer", "{view}");
+    assert_eq!(view["result"]["exit_code"], 0);
+    assert_eq!(view["result"]["status"], "success");
+    service.stop().await;
+}
+
+/// Containers created for one job, per step label, seen in the engine's
+/// own event stream while `run` runs.
+async fn containers_per_step<F>(queue_label: &str, run: F) -> (Value, HashMap<String, usize>)
+where
+    F: std::future::Future<Output = Value>,
+{
+    let docker = bollard::Docker::connect_with_defaults().unwrap();
+    let filters = HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        ("event".to_string(), vec!["create".to_string()]),
+        (
+            "label".to_string(),
+            vec![format!("code-runner.queue={queue_label}")],
+        ),
+    ]);
+    // The stream sends its request when first polled: poll it from now on.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let collector = tokio::spawn(async move {
+        let mut events = docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
+        while let Some(Ok(event)) = events.next().await {
+            let attributes = event.actor.and_then(|a| a.attributes).unwrap_or_default();
+            let _ = tx.send(attributes);
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let view = run.await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    collector.abort();
+    let job_id = view["id"].as_str().unwrap().to_string();
+    let mut steps = HashMap::new();
+    while let Ok(attributes) = rx.try_recv() {
+        if attributes.get("code-runner.job") == Some(&job_id) {
+            let step = attributes
+                .get("code-runner.step")
+                .cloned()
+                .unwrap_or_default();
+            *steps.entry(step).or_default() += 1;
+        }
+    }
+    (view, steps)
+}
+
+#[tokio::test]
+async fn three_test_cases_run_against_one_compilation() {
+    let service = TestService::start().await;
+    let code = "#include <stdio.h>\nint main(void) { int a, b; scanf(\"%d %d\", &a, &b); printf(\"%d\\n\", a + b); return 0; }";
+    let body = json!({
+        "language": "c",
+        "code": code,
+        "test_cases": [
+            { "stdin": "1 2", "expected_output": "3" },
+            { "stdin": "10 20", "expected_output": "30" },
+            { "stdin": "2 2", "expected_output": "5" },
+        ],
+    });
+    let (view, steps) = containers_per_step(&service.queue_label(), service.run_v1(body)).await;
+    let result = &view["result"];
+    let cases = result["test_cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3, "{view}");
+    assert_eq!(cases[0]["verdict"], "accepted");
+    assert_eq!(cases[0]["stdout"], "3\n");
+    assert_eq!(cases[1]["verdict"], "accepted");
+    assert_eq!(cases[1]["stdout"], "30\n");
+    assert_eq!(cases[2]["verdict"], "wrong_answer");
+    assert_eq!(cases[2]["stdout"], "4\n");
+    for case in cases {
+        assert!(case["wall_time_ms"].is_u64() && case["memory_peak_bytes"].as_u64().unwrap() > 0);
+    }
+    // The job's verdict is its first case that did not pass.
+    assert_eq!(result["verdict"], "wrong_answer");
+    // The compiler ran once; each case ran in its own container.
+    assert_eq!(steps.get("compile"), Some(&1), "{steps:?}");
+    for i in 0..3 {
+        assert_eq!(steps.get(&format!("run-{i}")), Some(&1), "{steps:?}");
+    }
+    assert_eq!(steps.len(), 4, "{steps:?}");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn cpu_time_and_wall_time_limits_each_give_their_verdict() {
+    let service = TestService::start().await;
+    let view = service
+        .run_v1(json!({
+            "language": "python",
+            "code": "while True: pass",
+            "limits": { "cpu_time_ms": 500, "wall_time_ms": 5000 },
+        }))
+        .await;
+    let result = &view["result"];
+    assert_eq!(result["verdict"], "time_limit_exceeded", "{view}");
+    assert_eq!(result["time_limit"], "cpu", "{view}");
+    assert!(result["cpu_time_ms"].as_u64().unwrap() >= 500, "{view}");
+    assert!(result["wall_time_ms"].as_u64().unwrap() < 5000, "{view}");
+
+    let view = service
+        .run_v1(json!({
+            "language": "python",
+            "code": "import time\ntime.sleep(30)",
+            "limits": { "cpu_time_ms": 5000, "wall_time_ms": 1000 },
+        }))
+        .await;
+    let result = &view["result"];
+    assert_eq!(result["verdict"], "time_limit_exceeded", "{view}");
+    assert_eq!(result["time_limit"], "wall", "{view}");
+    assert!(result["wall_time_ms"].as_u64().unwrap() >= 1000, "{view}");
+    assert!(result["cpu_time_ms"].as_u64().unwrap() < 1000, "{view}");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn the_memory_limit_gives_memory_limit_exceeded() {
+    let service = TestService::start().await;
+    let view = service
+        .run_v1(json!({
+            "language": "python",
+            "code": "chunks = []\nwhile True:\n    chunks.append(bytearray(10 * 1024 * 1024))",
+            "limits": { "memory_mb": 64 },
+        }))
+        .await;
+    let result = &view["result"];
+    assert_eq!(result["verdict"], "memory_limit_exceeded", "{view}");
+    assert!(
+        result["memory_peak_bytes"].as_u64().unwrap() >= 60 << 20,
+        "{view}"
+    );
+    assert_eq!(result["status"], "memory_limit");
+    let view = service
+        .run_v1(json!({
+            "language": "c",
+            "code": "#include <stdlib.h>\n#include <string.h>\nint main(void) { for (;;) { char *p = malloc(1 << 20); memset(p, 1, 1 << 20); } }",
+            "limits": { "memory_mb": 32 },
+        }))
+        .await;
+    assert_eq!(view["result"]["verdict"], "memory_limit_exceeded", "{view}");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn output_over_its_cap_is_output_limit_exceeded() {
+    let service = TestService::start().await;
+    let view = service
+        .run_v1(json!({
+            "language": "bash",
+            "code": "yes hello",
+            "limits": { "output_bytes": 1000 },
+        }))
+        .await;
+    let result = &view["result"];
+    assert_eq!(result["verdict"], "output_limit_exceeded", "{view}");
+    assert_eq!(result["stdout"].as_str().unwrap().len(), 1000);
+    assert_eq!(result["stdout_truncated"], true);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn base64_carries_exact_bytes_both_ways() {
+    let service = TestService::start().await;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let code = "import sys\ndata = sys.stdin.buffer.read()\nsys.stdout.buffer.write(bytes([0xff, 0xfe, 0x00]) + data)\nsys.stderr.buffer.write(b'\\x80err')";
+    let view = service
+        .run_v1(json!({
+            "language": "python",
+            "code": b64.encode(code),
+            "stdin": b64.encode([0xc3, 0x28, b'A']),
+            "base64": true,
+        }))
+        .await;
+    let result = &view["result"];
+    assert_eq!(result["encoding"], "base64", "{view}");
+    let stdout = b64.decode(result["stdout"].as_str().unwrap()).unwrap();
+    assert_eq!(stdout, [0xff, 0xfe, 0x00, 0xc3, 0x28, b'A']);
+    let stderr = b64.decode(result["stderr"].as_str().unwrap()).unwrap();
+    assert_eq!(stderr, b"\x80err");
+    // Without base64, invalid bytes arrive replaced, not as an error.
+    let view = service
+        .run_v1(json!({
+            "language": "python",
+            "code": "import sys\nsys.stdout.buffer.write(b'a\\xffb')",
+        }))
+        .await;
+    assert_eq!(view["result"]["stdout"], "a\u{fffd}b");
+    service.stop().await;
+}
