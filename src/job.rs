@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub const JOB_NAME: &str = "run";
 
 /// A source file of a job.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SourceFile {
     pub name: String,
     /// The content, as text, or base64 when the job's `base64` is set.
@@ -21,7 +21,7 @@ pub struct SourceFile {
 
 /// One run of the compiled program: its stdin and, optionally, the output
 /// it must print.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct TestCase {
     #[serde(default)]
     pub stdin: String,
@@ -152,7 +152,7 @@ impl Limits {
 }
 
 /// A job's verdict.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Ran and exited 0 (and printed the expected output, if one was given).
@@ -192,7 +192,7 @@ impl Verdict {
 }
 
 /// The proof of concept's coarser `status`, kept for `GET /status`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Success,
@@ -217,7 +217,7 @@ impl RunStatus {
 }
 
 /// Which time limit a run exceeded.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum TimeLimit {
     Cpu,
@@ -225,7 +225,7 @@ pub enum TimeLimit {
 }
 
 /// What one run (the compilation, or one execution) did, as measured.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RunFigures {
     /// Standard output, up to the cap (base64 when the job asked for it).
     pub stdout: String,
@@ -245,7 +245,7 @@ pub struct RunFigures {
 }
 
 /// One test case's outcome.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CaseResult {
     pub verdict: Verdict,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -259,7 +259,7 @@ pub struct CaseResult {
 /// For a job without test cases, the run's figures are at the top level;
 /// with test cases, each case has its own and the top level repeats the
 /// first case that did not pass (or the last one).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JobResult {
     pub verdict: Verdict,
     /// The proof of concept's status, derived from the verdict.
@@ -349,7 +349,7 @@ pub fn output_matches(actual: &[u8], expected: &[u8]) -> bool {
 }
 
 /// Phases of a running job, as the `JobRegistry` reports them.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Claimed from the queue; the first container is being created.

@@ -19,20 +19,41 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::body::json_body;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::job::{JobResult, JobSpec, Phase, RunStatus, now_ms};
 use crate::queue::PublicState;
 
 /// How long a status read waits for the local `JobRegistry`.
 const REGISTRY_TIMEOUT: Duration = Duration::from_millis(250);
 
-#[derive(Serialize)]
+/// `POST /run`'s body (the proof of concept's).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct RunRequest {
+    /// A language id or alias (`python`, ...).
+    language: String,
+    /// The program.
+    code: String,
+    /// Standard input.
+    stdin: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunAccepted {
     pub job_id: String,
 }
 
-/// `POST /run`
+/// Submit code (the proof of concept's API).
+#[utoipa::path(post, path = "/run", tag = "proof of concept",
+    request_body = RunRequest,
+    responses(
+        (status = 200, description = "Queued", body = RunAccepted),
+        (status = 400, description = "A field is missing, of the wrong type, or unknown", body = ErrorBody),
+        (status = 413, description = "code or stdin over the size limit", body = ErrorBody),
+        (status = 415, description = "Not sent as application/json", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    ))]
 pub async fn run(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -84,7 +105,7 @@ pub async fn run(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusBody {
     pub job_id: String,
@@ -92,13 +113,24 @@ pub struct StatusBody {
     /// For an active job running in this process: how far it got.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
+    /// `{stdout, stderr, exitCode, status, ...}` when completed;
+    /// `{status: "internal_error", error}` when failed.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts_made: Option<u32>,
 }
 
-/// `GET /status/{jobId}`
+/// A job's state and result (the proof of concept's API).
+#[utoipa::path(get, path = "/status/{jobId}", tag = "proof of concept",
+    params(("jobId" = String, Path, description = "The id POST /run answered")),
+    responses(
+        (status = 200, description = "The job", body = StatusBody),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 404, description = "No such job (or removed after its retention)", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    ))]
 pub async fn status(
     State(state): State<AppState>,
     Path(job_id): Path<String>,

@@ -17,13 +17,20 @@ use crate::job::now_ms;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `GET /healthz`
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`")))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 when every dependency answers, 503 naming the one
-/// that does not.
+/// Ready: Redis answers (and the Docker engine, in a process that runs
+/// jobs); 503 names the one that does not.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "`{status, redis: {ok}, docker: {ok, version}}`"),
+        (status = 503, description = "A dependency does not answer"),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let redis = match state.queue.ping().await {
         Ok(()) => json!({ "ok": true }),
@@ -51,7 +58,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `GET /v1/stats`
+/// Queue counts per state, live workers, this process's jobs in flight and
+/// recent results, actor restarts.
+#[utoipa::path(get, path = "/v1/stats", tag = "operations",
+    responses((status = 200, description = "`{queue, workers, registry, restarts}`")))]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let counts = state.queue.counts().await?;
     let workers = state.queue.live_workers(now_ms()).await?;

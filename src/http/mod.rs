@@ -6,6 +6,7 @@
 //!   checked in [`request`].
 //! - [`health`]: `GET /healthz`, `GET /readyz`, `GET /v1/stats`.
 //! - [`error`]: the one error type, JSON bodies for every 4xx/5xx.
+//! - [`openapi`]: the OpenAPI document, generated from these types.
 //!
 //! **Invariant:** handlers never talk to Docker for a job and never hold job
 //! state: they enqueue into Redis and read back from Redis (or from the
@@ -15,6 +16,7 @@ pub mod api;
 pub mod body;
 pub mod error;
 pub mod health;
+pub mod openapi;
 pub mod request;
 pub mod v1;
 
@@ -69,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/batch", post(v1::create_batch))
         .route("/v1/jobs/{id}", get(v1::get_job).delete(v1::cancel_job))
         .route("/v1/languages", get(v1::languages))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)

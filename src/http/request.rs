@@ -17,66 +17,96 @@ pub const MAX_ARG_BYTES: usize = 4096;
 pub const MAX_PRIORITY: u32 = 1_000;
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
+    /// A language id or alias (see `GET /v1/languages`).
     pub language: String,
+    /// A version the job needs (`3`, `3.11`, ...); 400 when no worker has it.
     #[serde(default)]
     pub version: Option<String>,
+    /// The program, written to the language's `source_file`. Give `code` or
+    /// `files`.
     #[serde(default)]
     pub code: Option<String>,
+    /// The program as several files; the first is the entry point.
     #[serde(default)]
     pub files: Option<Vec<FileRequest>>,
+    /// Standard input of the run (without `test_cases`).
     #[serde(default)]
     pub stdin: Option<String>,
+    /// Arguments given to the program (up to 64, 4096 bytes each).
     #[serde(default)]
     pub args: Option<Vec<String>>,
+    /// Limits of each run; each at most the server's maximum.
     #[serde(default)]
     pub limits: Option<LimitsRequest>,
+    /// What the run must print: `wrong_answer` otherwise (compared after
+    /// trimming trailing white space of each line and trailing empty lines).
     #[serde(default)]
     pub expected_output: Option<String>,
+    /// Runs against one compilation, each with its own stdin, expected
+    /// output, verdict and figures.
     #[serde(default)]
     pub test_cases: Option<Vec<TestCaseRequest>>,
+    /// `code`, file contents, stdin and expected outputs are base64, and so
+    /// are the outputs in the result (exact bytes).
     #[serde(default)]
     pub base64: Option<bool>,
+    /// The finished job is POSTed here, signed (`X-Code-Runner-Signature`).
     #[serde(default)]
     pub callback_url: Option<String>,
+    /// 0 (the default) runs first; larger numbers run later (up to 1000).
     #[serde(default)]
     pub priority: Option<u32>,
+    /// The same key within a day answers the same job instead of a new one.
     #[serde(default)]
     pub idempotency_key: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileRequest {
+    /// A plain file name (no directory).
     pub name: String,
+    /// The content (base64 when the job's `base64` is set).
     pub content: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsRequest {
+    /// Wall-clock time of each run, in milliseconds.
     pub wall_time_ms: Option<u64>,
+    /// CPU time of each run (all its processes), in milliseconds.
     pub cpu_time_ms: Option<u64>,
+    /// Memory of each run, in MiB (no swap).
     pub memory_mb: Option<u64>,
+    /// Processes and threads at once.
     pub processes: Option<i64>,
+    /// Bytes kept of stdout, and of stderr; past this the run stops with
+    /// `output_limit_exceeded`.
     pub output_bytes: Option<u64>,
+    /// Wall-clock time of the compilation, in milliseconds.
     pub compile_wall_time_ms: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestCaseRequest {
+    /// Standard input of this run.
     #[serde(default)]
     pub stdin: Option<String>,
+    /// What this run must print.
     #[serde(default)]
     pub expected_output: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
+    /// Each one as `POST /v1/jobs` takes it (without `idempotency_key`).
+    #[schema(value_type = Vec<JobRequest>)]
     pub jobs: Vec<serde_json::Value>,
 }
 

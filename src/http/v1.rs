@@ -15,12 +15,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::AppState;
 use super::body::json_body;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::request::{AcceptedJob, BatchRequest, JobRequest, RequestRules, check, parse};
 use crate::queue::cancel::CancelOutcome;
 use crate::queue::{JobView, PublicState};
@@ -30,7 +29,24 @@ const REGISTRY_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long `DELETE` waits for a running job's worker to stop it.
 const CANCEL_WAIT: Duration = Duration::from_secs(15);
 
-/// `POST /v1/jobs`
+/// Submit a job.
+///
+/// Without `wait`: 201 with the job's id. With `?wait=true`: 200 with the
+/// finished job, or 202 with its id when it is not done within the server's
+/// bounded wait. A repeated `idempotency_key` (within a day) answers 200
+/// with the job it named first.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    request_body = JobRequest,
+    params(("wait" = Option<bool>, Query, description = "Answer when the job is done (bounded)")),
+    responses(
+        (status = 201, description = "Queued", body = Created),
+        (status = 200, description = "Finished (wait=true), or the job an idempotency key named", body = JobView),
+        (status = 202, description = "Not finished within the bounded wait", body = Created),
+        (status = 400, description = "A bad field; `field` names it", body = ErrorBody),
+        (status = 413, description = "Sources or inputs over the size limit", body = ErrorBody),
+        (status = 415, description = "Not sent as application/json", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    ))]
 pub async fn create_job(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
@@ -70,7 +86,15 @@ pub async fn create_job(
     Ok(accepted_response(StatusCode::CREATED, &id))
 }
 
-/// `POST /v1/jobs/batch`
+/// Submit several jobs at once: all are queued, or none (400 naming the
+/// first bad field, e.g. `jobs[2].language`).
+#[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs",
+    request_body = BatchRequest,
+    responses(
+        (status = 201, description = "All queued", body = BatchCreated),
+        (status = 400, description = "A bad field; nothing was queued", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    ))]
 pub async fn create_batch(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -101,14 +125,24 @@ pub async fn create_batch(
         jobs.push((Uuid::new_v4(), accepted.spec, accepted.priority));
     }
     state.queue.enqueue_batch(&jobs, &state.enqueue).await?;
-    let created: Vec<_> = jobs
+    let jobs = jobs
         .iter()
-        .map(|(id, _, _)| json!({ "id": id, "state": PublicState::Waiting }))
+        .map(|(id, _, _)| Created {
+            id: *id,
+            state: PublicState::Waiting,
+        })
         .collect();
-    Ok((StatusCode::CREATED, Json(json!({ "jobs": created }))).into_response())
+    Ok((StatusCode::CREATED, Json(BatchCreated { jobs })).into_response())
 }
 
-/// `GET /v1/jobs/{id}`
+/// A job, with its whole result once it has one.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 404, description = "No such job (or removed after its retention)", body = ErrorBody),
+    ))]
 pub async fn get_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -117,7 +151,16 @@ pub async fn get_job(
     Ok(Json(view_of(&state, &id).await?))
 }
 
-/// `DELETE /v1/jobs/{id}`
+/// Cancel a job: a waiting job never runs; a running job's container is
+/// killed. The job's state becomes `cancelled`.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "Cancelled", body = JobView),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job had already ended", body = ErrorBody),
+    ))]
 pub async fn cancel_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -144,39 +187,62 @@ pub async fn cancel_job(
     }
 }
 
-#[derive(Serialize)]
-struct LanguageView<'a> {
-    id: &'a str,
-    name: &'a str,
-    /// The version the table declares.
-    version: &'a str,
-    /// Versions the workers' images report.
-    versions: Vec<String>,
-    aliases: &'a [String],
-    compiled: bool,
-    source_file: &'a str,
-    extensions: &'a [String],
+/// A job just queued.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Created {
+    pub id: Uuid,
+    pub state: PublicState,
 }
 
-/// `GET /v1/languages`
-pub async fn languages(State(state): State<AppState>) -> Result<Response, ApiError> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BatchCreated {
+    pub jobs: Vec<Created>,
+}
+
+/// One runnable language.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LanguageView {
+    pub id: String,
+    pub name: String,
+    /// The version the language table declares.
+    pub version: String,
+    /// Versions the workers' images report.
+    pub versions: Vec<String>,
+    pub aliases: Vec<String>,
+    /// Compiled once per job before its runs.
+    pub compiled: bool,
+    /// The file a job's `code` is written to.
+    pub source_file: String,
+    /// Extensions of the files compiled together.
+    pub extensions: Vec<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Languages {
+    pub languages: Vec<LanguageView>,
+}
+
+/// The languages that can run, with their versions.
+#[utoipa::path(get, path = "/v1/languages", tag = "languages",
+    responses((status = 200, description = "Every language", body = Languages)))]
+pub async fn languages(State(state): State<AppState>) -> Result<Json<Languages>, ApiError> {
     let mut reported = state.queue.language_versions().await?;
-    let list: Vec<LanguageView> = state
+    let languages = state
         .languages
         .all()
         .iter()
         .map(|l| LanguageView {
-            id: &l.id,
-            name: &l.name,
-            version: &l.version,
+            id: l.id.clone(),
+            name: l.name.clone(),
+            version: l.version.clone(),
             versions: reported.remove(&l.id).unwrap_or_default(),
-            aliases: &l.aliases,
+            aliases: l.aliases.clone(),
             compiled: l.compile.is_some(),
-            source_file: &l.source_file,
-            extensions: &l.extensions,
+            source_file: l.source_file.clone(),
+            extensions: l.extensions.clone(),
         })
         .collect();
-    Ok(Json(json!({ "languages": list })).into_response())
+    Ok(Json(Languages { languages }))
 }
 
 fn rules<'a>(state: &'a AppState, versions: &'a HashMap<String, Vec<String>>) -> RequestRules<'a> {
@@ -228,7 +294,10 @@ fn accepted_response(status: StatusCode, id: &Uuid) -> Response {
     (
         status,
         [(header::LOCATION, format!("/v1/jobs/{id}"))],
-        Json(json!({ "id": id, "state": PublicState::Waiting })),
+        Json(Created {
+            id: *id,
+            state: PublicState::Waiting,
+        }),
     )
         .into_response()
 }

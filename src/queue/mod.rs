@@ -79,7 +79,7 @@ impl QueueSettings {
 }
 
 /// A job's state as clients see it.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PublicState {
     /// In the queue (waiting, delayed for a retry, or prioritized).
@@ -114,7 +114,7 @@ pub struct StoredJob {
 }
 
 /// A job as the v1 API (and webhooks) present it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: String,
     pub state: PublicState,

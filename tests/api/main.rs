@@ -10,6 +10,7 @@ mod helpers;
 mod interop;
 mod languages;
 mod limits;
+mod openapi;
 mod poc;
 mod process;
 mod retention;
