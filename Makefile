@@ -2,17 +2,24 @@
 #   make run    install what is missing, start the Docker engine, build the
 #               runner images, then run the service (API + workers) on :3000
 #   make test   the same set-up plus a test Redis, then the whole test suite
+#               (integration tests and the hostile-program suite, under runc)
 # Both are quick when everything is already in place.
 
 CARGO ?= cargo
 
-.PHONY: run test setup setup-test images lint engine clean-containers
+.PHONY: run test test-gvisor setup setup-test images lint engine clean-containers
 
 run: setup
 	$(CARGO) run --release --bin code-runner -- serve
 
 test: setup-test
 	$(CARGO) test --workspace --all-targets
+	scripts/check-no-containers.sh
+
+# The hostile-program suite again, with every job under gVisor (runsc).
+test-gvisor: setup-test
+	scripts/setup.sh --gvisor
+	CODE_RUNNER_TEST_RUNTIME=runsc $(CARGO) test --test hostile
 	scripts/check-no-containers.sh
 
 setup:

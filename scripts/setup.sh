@@ -6,6 +6,8 @@
 #   scripts/setup.sh --redis    ... and a Redis answering on 127.0.0.1:6379
 #                               (the tests need one; `code-runner serve`
 #                               starts its own when none answers)
+#   scripts/setup.sh --gvisor   ... and gVisor (runsc) registered with the
+#                               engine as the runtime `runsc`
 #
 # Installing needs root (apt-get); everything else works as any user that
 # may use the Docker socket.
@@ -13,10 +15,12 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 want_redis=0
+want_gvisor=0
 for arg in "$@"; do
     case "$arg" in
         --redis) want_redis=1 ;;
-        *) echo "usage: $0 [--redis]" >&2; exit 2 ;;
+        --gvisor) want_gvisor=1 ;;
+        *) echo "usage: $0 [--redis] [--gvisor]" >&2; exit 2 ;;
     esac
 done
 
@@ -26,6 +30,7 @@ missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+[ "$want_gvisor" = 1 ] && { command -v runsc >/dev/null || missing+=(runsc); }
 # The tests check interoperability with Node BullMQ.
 if [ "$want_redis" = 1 ]; then
     command -v node >/dev/null || missing+=(nodejs)
@@ -64,6 +69,26 @@ if ! docker info >/dev/null 2>&1; then
         sleep 0.5
     done
     docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/dockerd.log"; tail -20 /var/log/dockerd.log >&2; exit 1; }
+fi
+
+# gVisor: the runtime `runsc`, with no network of its own.
+if [ "$want_gvisor" = 1 ] && ! docker info 2>/dev/null | grep -q 'Runtimes:.*runsc'; then
+    [ "$(id -u)" = 0 ] || { log "registering runsc with the engine needs root"; exit 1; }
+    mkdir -p /etc/docker
+    python3 - /etc/docker/daemon.json "$(command -v runsc)" <<'PY'
+import json, os, sys
+path, runsc = sys.argv[1], sys.argv[2]
+config = json.load(open(path)) if os.path.exists(path) and os.path.getsize(path) else {}
+config.setdefault("runtimes", {})["runsc"] = {"path": runsc, "runtimeArgs": ["--network=none"]}
+json.dump(config, open(path, "w"), indent=2)
+PY
+    log "registered runsc in /etc/docker/daemon.json; reloading dockerd"
+    kill -HUP "$(cat /var/run/docker.pid)"
+    for _ in $(seq 1 50); do
+        docker info 2>/dev/null | grep -q 'Runtimes:.*runsc' && break
+        sleep 0.2
+    done
+    docker info 2>/dev/null | grep -q 'Runtimes:.*runsc' || { log "dockerd did not pick up runsc"; exit 1; }
 fi
 
 # Redis for the tests.

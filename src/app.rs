@@ -28,6 +28,7 @@ use crate::queue::embedded::{EmbeddedRedis, ensure_default_redis};
 use crate::queue::events::JobEvents;
 use crate::queue::worker::WorkerSettings;
 use crate::queue::{EnqueueOptions, JobQueue, QueueSettings};
+use crate::sandbox::overrides::parse_overrides;
 use crate::sandbox::{Sandbox, SandboxSettings};
 
 /// Which parts a process runs.
@@ -48,8 +49,52 @@ impl Role {
     }
 }
 
+/// This worker's id: the one recorded in the data directory, so that a
+/// worker started again after a crash knows the containers it left as its
+/// own (and removes them at once). A second worker on the same data
+/// directory (the file is locked) gets a fresh id.
+fn worker_identity(data_dir: &std::path::Path) -> (String, Option<std::fs::File>) {
+    let fresh = || {
+        format!(
+            "{}-{}",
+            hostname(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        )
+    };
+    let recorded = || -> std::io::Result<(String, std::fs::File)> {
+        std::fs::create_dir_all(data_dir)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(data_dir.join("worker-id.lock"))?;
+        lock.try_lock()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let path = data_dir.join("worker-id");
+        let id = match std::fs::read_to_string(&path) {
+            Ok(id) if !id.trim().is_empty() => id.trim().to_string(),
+            _ => {
+                let id = fresh();
+                std::fs::write(&path, &id)?;
+                id
+            }
+        };
+        Ok((id, lock))
+    };
+    match recorded() {
+        Ok((id, lock)) => (id, Some(lock)),
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %data_dir.display(),
+                "cannot use the data directory's worker id; using a fresh one");
+            (fresh(), None)
+        }
+    }
+}
+
 /// A started service.
 pub struct App {
+    /// Held while this process is the worker named in the data directory.
+    _identity_lock: Option<std::fs::File>,
     addr: Option<SocketAddr>,
     supervisor: ActorRef<SupervisorMsg>,
     supervisor_done: JoinHandle<()>,
@@ -80,17 +125,19 @@ impl App {
         let max_limits = config.max_limits();
         let registry = RegistryHandle::default();
 
+        let mut identity_lock = None;
         let (worker, sandbox, worker_id) = if role.runs_jobs() {
-            let worker_id = format!(
-                "{}-{}",
-                hostname(),
-                &uuid::Uuid::new_v4().simple().to_string()[..8]
-            );
+            let (worker_id, lock) = worker_identity(&config.data_dir);
+            identity_lock = lock;
             let sandbox = Sandbox::connect(SandboxSettings {
                 image_prefix: config.image_prefix.clone(),
                 runtime: config.runtime.clone(),
                 worker_id: worker_id.clone(),
                 queue: format!("{}:{}", queue_settings.prefix, queue_settings.queue_name),
+                overrides: match &config.container_overrides {
+                    Some(json) => parse_overrides(json).map_err(anyhow::Error::msg)?,
+                    None => serde_json::Map::new(),
+                },
             })
             .await?;
             let engine = sandbox.engine_info().await?;
@@ -197,6 +244,7 @@ impl App {
         };
 
         Ok(App {
+            _identity_lock: identity_lock,
             addr,
             supervisor,
             supervisor_done,

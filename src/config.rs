@@ -154,9 +154,16 @@ pub struct Config {
     pub languages_file: Option<PathBuf>,
 
     /// OCI runtime for job containers (e.g. `runsc` for gVisor); the engine's
-    /// default when unset.
+    /// default when unset. A language may set its own in the table.
     #[arg(long, env = "CODE_RUNNER_RUNTIME")]
     pub runtime: Option<String>,
+
+    /// Host settings of job containers an operator adds, as a JSON object in
+    /// the Engine API's names (`{"CpusetCpus": "1"}`). Only settings that
+    /// cannot weaken the sandbox are accepted; the service refuses to start
+    /// with any other and says why.
+    #[arg(long, env = "CODE_RUNNER_CONTAINER_OVERRIDES")]
+    pub container_overrides: Option<String>,
 
     /// Attempts per job when a run fails for an infrastructure reason (the
     /// engine unreachable, a worker stopped mid-job); user code is never retried.
@@ -244,6 +251,9 @@ impl Config {
         }
         if self.image_prefix.is_empty() {
             return Err("CODE_RUNNER_IMAGE_PREFIX must be non-empty".into());
+        }
+        if let Some(json) = &self.container_overrides {
+            crate::sandbox::overrides::parse_overrides(json)?;
         }
         let pairs = [
             (

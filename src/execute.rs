@@ -171,6 +171,7 @@ pub async fn execute(
     let mut run_files = job.files.clone();
     if let Some(compile) = &language.compile {
         let task = Task {
+            nonce: [0; 16], // set per container by the sandbox
             wall_ms: limits.compile_wall_time_ms,
             cpu_ms: limits.compile_wall_time_ms,
             output_bytes: limits.output_bytes,
@@ -198,6 +199,7 @@ pub async fn execute(
                 .max(limits.processes),
             cpus: settings.cpus,
             tmpfs_bytes: settings.tmpfs_bytes,
+            runtime: language.runtime.clone(),
         };
         let request = TaskRequest {
             job_id: &job.job_id,
@@ -212,6 +214,14 @@ pub async fn execute(
             TaskOutcome::Done(output) => output,
         };
         let report = &output.report;
+        if let Some(lost) = &output.lost {
+            return Ok(Execution::Finished(finish(
+                result,
+                Verdict::CompilationError,
+                None,
+                Some(lost.clone()),
+            )));
+        }
         let mut compile_output = output.stdout.clone();
         compile_output.extend_from_slice(&output.stderr);
         result.compile_output = Some(encode(&compile_output, job.base64));
@@ -268,10 +278,12 @@ pub async fn execute(
         processes: limits.processes,
         cpus: settings.cpus,
         tmpfs_bytes: settings.tmpfs_bytes,
+        runtime: language.runtime.clone(),
     };
     let mut cases = Vec::with_capacity(job.cases.len());
     for (index, case) in job.cases.iter().enumerate() {
         let task = Task {
+            nonce: [0; 16], // set per container by the sandbox
             wall_ms: limits.wall_time_ms,
             cpu_ms: limits.cpu_time_ms,
             output_bytes: limits.output_bytes,
@@ -284,7 +296,7 @@ pub async fn execute(
         let request = TaskRequest {
             job_id: &job.job_id,
             image: &language.image,
-            limits: container,
+            limits: container.clone(),
             task,
             running_phase: Phase::Running,
             step: format!("run-{index}"),
@@ -345,6 +357,9 @@ fn judge(
     expected: Option<&[u8]>,
 ) -> (Verdict, Option<TimeLimit>, Option<String>) {
     let report: &Report = &output.report;
+    if let Some(lost) = &output.lost {
+        return (Verdict::RuntimeError, None, Some(lost.clone()));
+    }
     if let Some(error) = &report.error {
         return (Verdict::InternalError, None, Some(error.clone()));
     }

@@ -62,6 +62,10 @@ pub struct Language {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub limits: LanguageLimits,
+    /// OCI runtime for this language's containers (`runsc` for gVisor),
+    /// instead of the server's `CODE_RUNNER_RUNTIME`.
+    #[serde(default)]
+    pub runtime: Option<String>,
 }
 
 impl Language {

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! CODE-RUNNER/2\n
+//! nonce <32 hex digits>\n    a secret of this task, in every frame out
 //! wall_ms <n>\n               wall-clock limit of the command
 //! cpu_ms <n>\n                CPU-time limit (all processes, from the cgroup)
 //! output_bytes <n>\n          cap of stdout, and separately of stderr
@@ -16,12 +17,14 @@
 //! ```
 //!
 //! **Out** (the container's stdout, written only by the monitor): frames of
-//! `[kind: u8][length: u32 big-endian][payload]`: [`FRAME_STDOUT`] and
+//! `[nonce: 16 bytes][kind: u8][length: u32 big-endian][payload]`: [`FRAME_STDOUT`] and
 //! [`FRAME_STDERR`] chunks of the command's output, [`FRAME_FILE`] artifacts,
 //! and one final [`FRAME_REPORT`] (JSON [`Report`]). The command never holds
 //! the container's stdout (its output goes through pipes the monitor reads),
 //! and the monitor is non-dumpable PID 1, so the command can neither forge a
-//! frame nor kill the monitor.
+//! frame nor kill the monitor. Where a runtime does not keep those promises
+//! (gVisor lets a process write to PID 1's descriptors), the nonce, which the
+//! command never sees, makes anything it injects a detectable error.
 
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +87,8 @@ pub struct FileSpec {
 /// Everything one container does.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Task {
+    /// Secret of this task, carried by every frame out.
+    pub nonce: [u8; 16],
     pub wall_ms: u64,
     pub cpu_ms: u64,
     pub output_bytes: u64,
@@ -125,6 +130,8 @@ impl Task {
             out.push(b'\n');
         };
         line(&mut out, MAGIC.to_string());
+        let nonce: String = self.nonce.iter().map(|b| format!("{b:02x}")).collect();
+        line(&mut out, format!("nonce {nonce}"));
         line(&mut out, format!("wall_ms {}", self.wall_ms));
         line(&mut out, format!("cpu_ms {}", self.cpu_ms));
         line(&mut out, format!("output_bytes {}", self.output_bytes));
@@ -162,6 +169,15 @@ impl Task {
             let line = read_line(input)?;
             let (key, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
             match key {
+                "nonce" => {
+                    if rest.len() != 32 {
+                        return Err("bad nonce".into());
+                    }
+                    for (i, byte) in task.nonce.iter_mut().enumerate() {
+                        *byte = u8::from_str_radix(&rest[2 * i..2 * i + 2], 16)
+                            .map_err(|_| "bad nonce")?;
+                    }
+                }
                 "wall_ms" => task.wall_ms = number(rest)?,
                 "cpu_ms" => task.cpu_ms = number(rest)?,
                 "output_bytes" => task.output_bytes = number(rest)?,
@@ -242,9 +258,13 @@ pub enum Frame {
     Report(Report),
 }
 
+/// Bytes before a frame's payload.
+pub const FRAME_HEADER: usize = 16 + 1 + 4;
+
 /// Encodes one frame (the monitor's side).
-pub fn encode_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 5);
+pub fn encode_frame(nonce: &[u8; 16], kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + FRAME_HEADER);
+    out.extend_from_slice(nonce);
     out.push(kind);
     out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     out.extend_from_slice(payload);
@@ -262,12 +282,20 @@ pub fn encode_file_payload(name: &str, mode: u32, content: &[u8]) -> Vec<u8> {
 }
 
 /// Splits frames off the front of a stream buffer (the service's side).
-#[derive(Default)]
 pub struct FrameReader {
+    nonce: [u8; 16],
     buffer: Vec<u8>,
 }
 
 impl FrameReader {
+    /// A reader accepting only frames that carry `nonce`.
+    pub fn new(nonce: [u8; 16]) -> FrameReader {
+        FrameReader {
+            nonce,
+            buffer: Vec::new(),
+        }
+    }
+
     pub fn push(&mut self, bytes: &[u8]) {
         self.buffer.extend_from_slice(bytes);
     }
@@ -279,21 +307,25 @@ impl FrameReader {
 
     /// The next whole frame, if one has arrived.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, String> {
-        if self.buffer.len() < 5 {
+        let seen = self.buffer.len().min(16);
+        if self.buffer[..seen] != self.nonce[..seen] {
+            return Err("a frame without this task's nonce (the stream was tampered with)".into());
+        }
+        if self.buffer.len() < FRAME_HEADER {
             return Ok(None);
         }
-        let kind = self.buffer[0];
+        let kind = self.buffer[16];
         let len = u32::from_be_bytes([
-            self.buffer[1],
-            self.buffer[2],
-            self.buffer[3],
-            self.buffer[4],
+            self.buffer[17],
+            self.buffer[18],
+            self.buffer[19],
+            self.buffer[20],
         ]) as usize;
-        if self.buffer.len() < 5 + len {
+        if self.buffer.len() < FRAME_HEADER + len {
             return Ok(None);
         }
-        let payload: Vec<u8> = self.buffer[5..5 + len].to_vec();
-        self.buffer.drain(..5 + len);
+        let payload: Vec<u8> = self.buffer[FRAME_HEADER..FRAME_HEADER + len].to_vec();
+        self.buffer.drain(..FRAME_HEADER + len);
         let frame = match kind {
             FRAME_STDOUT => Frame::Stdout(payload),
             FRAME_STDERR => Frame::Stderr(payload),
@@ -370,6 +402,7 @@ mod tests {
     #[test]
     fn a_task_round_trips() {
         let task = Task {
+            nonce: [7; 16],
             wall_ms: 1000,
             cpu_ms: 500,
             output_bytes: 10,
@@ -398,8 +431,10 @@ mod tests {
 
     #[test]
     fn frames_round_trip_across_split_reads() {
-        let mut stream = encode_frame(FRAME_STDOUT, b"hello");
+        let nonce = [9; 16];
+        let mut stream = encode_frame(&nonce, FRAME_STDOUT, b"hello");
         stream.extend(encode_frame(
+            &nonce,
             FRAME_FILE,
             &encode_file_payload("main", 0o755, b"\x7fELF"),
         ));
@@ -408,10 +443,11 @@ mod tests {
             ..Report::default()
         };
         stream.extend(encode_frame(
+            &nonce,
             FRAME_REPORT,
             &serde_json::to_vec(&report).unwrap(),
         ));
-        let mut reader = FrameReader::default();
+        let mut reader = FrameReader::new(nonce);
         let mut frames = Vec::new();
         for byte in stream {
             reader.push(&[byte]);
@@ -422,5 +458,19 @@ mod tests {
         assert_eq!(frames[0], Frame::Stdout(b"hello".to_vec()));
         assert!(matches!(&frames[1], Frame::File(f) if f.name == "main" && f.mode == 0o755));
         assert_eq!(frames[2], Frame::Report(report));
+    }
+
+    #[test]
+    fn injected_bytes_are_caught() {
+        let nonce = [9; 16];
+        let mut reader = FrameReader::new(nonce);
+        reader.push(&encode_frame(&nonce, FRAME_STDOUT, b"real"));
+        reader.push(b"forged bytes");
+        assert!(matches!(reader.next_frame(), Ok(Some(Frame::Stdout(_)))));
+        assert!(reader.next_frame().is_err());
+        // Even a whole frame is caught without the nonce.
+        let mut reader = FrameReader::new(nonce);
+        reader.push(&encode_frame(&[0; 16], FRAME_REPORT, b"{}"));
+        assert!(reader.next_frame().is_err());
     }
 }

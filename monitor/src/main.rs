@@ -37,12 +37,18 @@ fn main() {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         libc::umask(0o022);
     }
-    let mut out = Output { fd: 1 };
+    let mut out = Output {
+        fd: 1,
+        nonce: [0; 16],
+    };
     let task = {
         let stdin = std::io::stdin();
         let mut input = BufReader::with_capacity(1 << 16, stdin.lock());
         Task::decode(&mut input)
     };
+    if let Ok(task) = &task {
+        out.nonce = task.nonce;
+    }
     let report = match task {
         Err(e) => failure(format!("bad task: {e}")),
         Ok(task) => match write_files(&task) {
@@ -73,11 +79,12 @@ fn failure(error: String) -> Report {
 /// The container's stdout, written only by the monitor.
 struct Output {
     fd: RawFd,
+    nonce: [u8; 16],
 }
 
 impl Output {
     fn frame(&mut self, kind: u8, payload: &[u8]) {
-        let bytes = encode_frame(kind, payload);
+        let bytes = encode_frame(&self.nonce, kind, payload);
         let mut written = 0;
         while written < bytes.len() {
             // SAFETY: writing from a live buffer to our own descriptor.
@@ -195,7 +202,8 @@ enum CpuFormat {
 
 impl Cgroup {
     fn detect() -> Cgroup {
-        let exists = |p: &str| std::path::Path::new(p).exists();
+        // Readable, not just present: gVisor shows paths it cannot read.
+        let exists = |p: &str| std::fs::read_to_string(p).is_ok_and(|text| !text.trim().is_empty());
         let cpu_usage = [
             "/sys/fs/cgroup/cpuacct/cpuacct.usage",
             "/sys/fs/cgroup/cpu,cpuacct/cpuacct.usage",
@@ -231,9 +239,13 @@ impl Cgroup {
         }
     }
 
-    /// CPU time used by the whole container so far, in nanoseconds.
+    /// CPU time used by the whole container so far, in nanoseconds: from
+    /// the cgroup, or (where no cgroup is visible, as under gVisor) the sum
+    /// over every live process and every process reaped so far.
     fn cpu_ns(&self) -> Option<u64> {
-        let (path, format) = self.cpu_usage.as_ref()?;
+        let Some((path, format)) = self.cpu_usage.as_ref() else {
+            return Some(processes_cpu_ns());
+        };
         let text = std::fs::read_to_string(path).ok()?;
         match format {
             CpuFormat::Nanos => text.trim().parse().ok(),
@@ -250,6 +262,42 @@ impl Cgroup {
         let (path, key) = self.oom.as_ref()?;
         keyed(&std::fs::read_to_string(path).ok()?, key)
     }
+}
+
+/// CPU time of every other process, live (from /proc) or reaped by the
+/// monitor (its children's rusage), in nanoseconds.
+fn processes_cpu_ns() -> u64 {
+    // SAFETY: sysconf and getrusage write only to locals.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let mut total = rusage_ms(&usage) * 1_000_000;
+    let me = std::process::id().to_string();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str() else { continue };
+            if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // Fields after the command name, which may hold spaces.
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let time = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| f.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            total += (time(11) + time(12)) * 1_000_000_000 / ticks;
+        }
+    }
+    total
 }
 
 fn keyed(text: &str, key: &str) -> Option<u64> {

@@ -10,6 +10,7 @@
 //! and the id of its job, so that a sweep can always find what a crash left
 //! behind (and never takes another queue's).
 
+pub mod overrides;
 pub mod run;
 pub mod spec;
 pub mod sweep;
@@ -81,6 +82,9 @@ pub struct SandboxSettings {
     pub worker_id: String,
     /// The queue this worker serves (`<prefix>:<name>`), also written on them.
     pub queue: String,
+    /// Operator overrides of host settings, already checked to be harmless
+    /// ([`overrides::parse_overrides`]).
+    pub overrides: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A handle on the Docker engine plus the sandbox settings. Cheap to clone

@@ -55,6 +55,10 @@ pub struct TaskOutput {
     /// Files sent back (the work directory after a compilation).
     pub files: Vec<FileSpec>,
     pub container_id: String,
+    /// Set when the monitor could not report because of what ran inside:
+    /// the program corrupted the report stream, or stopped the monitor
+    /// (which only a runtime weaker than runc's PID namespace allows).
+    pub lost: Option<String>,
 }
 
 /// How a container's work ended, from the service's point of view.
@@ -72,10 +76,12 @@ impl Sandbox {
     /// the run at any point.
     pub async fn run_task(
         &self,
-        request: TaskRequest<'_>,
+        mut request: TaskRequest<'_>,
         cancel: &CancellationToken,
         on_phase: &(dyn Fn(Phase, &str) + Send + Sync),
     ) -> Result<TaskOutcome, SandboxError> {
+        // A secret of this container's run: every frame must carry it.
+        request.task.nonce = *uuid::Uuid::new_v4().as_bytes();
         let image = self.image_name(request.image);
         let body = container_spec(
             self.settings(),
@@ -145,7 +151,7 @@ impl Sandbox {
         // if a monitor misbehaved.
         let output_cap = request.task.output_bytes as usize + 64 * 1024;
         let files_cap = request.task.artifacts.unwrap_or(0) as usize + 64 * 1024;
-        let mut reader = FrameReader::default();
+        let mut reader = FrameReader::new(request.task.nonce);
         let mut output = TaskOutput {
             container_id: id.to_string(),
             ..TaskOutput::default()
@@ -156,6 +162,7 @@ impl Sandbox {
         let mut cancelled = false;
         let mut timed_out = false;
         let mut stream_error = None;
+        let mut tampered = None;
         'read: loop {
             tokio::select! {
                 biased;
@@ -174,7 +181,7 @@ impl Sandbox {
                                 }
                                 Ok(Some(Frame::Report(r))) => report = Some(r),
                                 Ok(None) => break,
-                                Err(e) => { stream_error = Some(e); break 'read; }
+                                Err(e) => { tampered = Some(e); break 'read; }
                             }
                         }
                         if output.stdout.len() > output_cap
@@ -182,7 +189,7 @@ impl Sandbox {
                             || files_bytes > files_cap
                             || reader.pending() > files_cap.max(output_cap) + 16
                         {
-                            stream_error = Some("the container sent more than its caps".into());
+                            tampered = Some("the container sent more than its caps".into());
                             break;
                         }
                     }
@@ -208,6 +215,12 @@ impl Sandbox {
         if cancelled {
             return Ok(TaskOutcome::Cancelled);
         }
+        if let Some(tampered) = tampered {
+            output.lost = Some(format!(
+                "the program wrote into the sandbox's report stream: {tampered}"
+            ));
+            return Ok(TaskOutcome::Done(output));
+        }
         if let Some(report) = report {
             output.report = report;
             return Ok(TaskOutcome::Done(output));
@@ -223,6 +236,7 @@ impl Sandbox {
         .await;
         let state = docker.inspect_container(id, None).await?.state;
         let oom_killed = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
+        let exited = state.as_ref().and_then(|s| s.running) == Some(false);
         if oom_killed || timed_out {
             // The monitor itself was OOM-killed, or never answered in time:
             // the run's own limit is what stopped it.
@@ -236,6 +250,21 @@ impl Sandbox {
                 wall_ms: started.elapsed().as_millis() as u64,
                 ..Report::default()
             };
+            return Ok(TaskOutcome::Done(output));
+        }
+        if exited && stream_error.is_none() {
+            // The stream ended cleanly and the container stopped, but the
+            // monitor never reported: something inside stopped it.
+            let code = state.as_ref().and_then(|s| s.exit_code).unwrap_or(-1);
+            output.lost = Some(format!(
+                "the sandbox's monitor stopped before reporting (exit status {code}): \
+                 the program killed it or exhausted the sandbox{}",
+                if diagnostics.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", String::from_utf8_lossy(&diagnostics).trim())
+                }
+            ));
             return Ok(TaskOutcome::Done(output));
         }
         Err(SandboxError::Monitor(format!(

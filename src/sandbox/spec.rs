@@ -17,7 +17,7 @@ pub const RUN_AS_USER: &str = "65534:65534";
 const NOFILE_LIMIT: i64 = 256;
 
 /// The resources of one container.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ContainerLimits {
     /// Memory, in bytes; swap is off (memory+swap = memory).
     pub memory_bytes: u64,
@@ -25,9 +25,23 @@ pub struct ContainerLimits {
     pub processes: i64,
     /// CPUs (a CFS quota; fractions allowed).
     pub cpus: f64,
-    /// Size of the writable tmpfs at /tmp, in bytes (also the largest file).
+    /// Size of the writable tmpfs at /tmp, in bytes.
     pub tmpfs_bytes: u64,
+    /// OCI runtime (`runsc` for gVisor), or the engine's default.
+    pub runtime: Option<String>,
 }
+
+/// Files and directories on the tmpfs at most (a million small files end
+/// here, not in kernel memory).
+const TMPFS_INODES: u64 = 16_384;
+/// Size of /dev/shm (counted in the memory limit).
+const SHM_BYTES: i64 = 16 << 20;
+
+/// Host processes and threads gVisor's own sandbox needs besides the
+/// program's: under `runsc` the pids cgroup counts the sandbox's kernel
+/// (its Go threads, one stub process per guest process), so the job's
+/// processes limit is approximate there.
+pub const GVISOR_PIDS_ALLOWANCE: i64 = 256;
 
 /// Builds the container for one run.
 ///
@@ -56,6 +70,11 @@ pub fn container_spec(
         (LABEL_STEP.to_string(), step.to_string()),
     ]);
     let memory = limits.memory_bytes as i64;
+    let runtime = limits.runtime.clone().or_else(|| settings.runtime.clone());
+    let pids = match runtime.as_deref() {
+        Some("runsc") => limits.processes + GVISOR_PIDS_ALLOWANCE,
+        _ => limits.processes,
+    };
     let tmpfs_bytes = limits.tmpfs_bytes;
     let ulimit = |name: &str, value: i64| ResourcesUlimits {
         name: Some(name.to_string()),
@@ -67,11 +86,11 @@ pub fn container_spec(
         memory: Some(memory),
         memory_swap: Some(memory),
         nano_cpus: Some((limits.cpus * 1e9) as i64),
-        pids_limit: Some(limits.processes),
+        pids_limit: Some(pids),
         readonly_rootfs: Some(true),
         tmpfs: Some(HashMap::from([(
             "/tmp".to_string(),
-            format!("rw,exec,nosuid,nodev,size={tmpfs_bytes},mode=1777"),
+            format!("rw,exec,nosuid,nodev,size={tmpfs_bytes},nr_inodes={TMPFS_INODES},mode=1777"),
         )])),
         cap_drop: Some(vec!["ALL".to_string()]),
         security_opt: Some(vec!["no-new-privileges".to_string()]),
@@ -82,7 +101,8 @@ pub fn container_spec(
         ipc_mode: Some("private".to_string()),
         ulimits: Some(vec![
             ulimit("nofile", NOFILE_LIMIT),
-            ulimit("fsize", tmpfs_bytes as i64),
+            // One file may take half the tmpfs: a huge file meets SIGXFSZ.
+            ulimit("fsize", (tmpfs_bytes / 2) as i64),
             ulimit("core", 0),
         ]),
         log_config: Some(HostConfigLogConfig {
@@ -93,12 +113,14 @@ pub fn container_spec(
             ])),
         }),
         oom_kill_disable: Some(false),
+        shm_size: Some(SHM_BYTES),
         auto_remove: Some(false),
         binds: None,
         mounts: None,
-        runtime: settings.runtime.clone(),
+        runtime,
         ..Default::default()
     };
+    let host_config = with_overrides(host_config, &settings.overrides);
     ContainerCreateBody {
         image: Some(image),
         entrypoint: Some(vec![MONITOR.to_string()]),
@@ -119,6 +141,23 @@ pub fn container_spec(
     }
 }
 
+/// Applies the operator's (checked) overrides.
+fn with_overrides(
+    host_config: HostConfig,
+    overrides: &serde_json::Map<String, serde_json::Value>,
+) -> HostConfig {
+    if overrides.is_empty() {
+        return host_config;
+    }
+    let mut value = serde_json::to_value(&host_config).unwrap_or_default();
+    if let serde_json::Value::Object(fields) = &mut value {
+        for (key, setting) in overrides {
+            fields.insert(key.clone(), setting.clone());
+        }
+    }
+    serde_json::from_value(value).unwrap_or(host_config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,12 +169,14 @@ mod tests {
             runtime: None,
             worker_id: "w1".into(),
             queue: "q".into(),
+            overrides: serde_json::Map::new(),
         };
         let limits = ContainerLimits {
             memory_bytes: 128 << 20,
             processes: 32,
             cpus: 0.5,
             tmpfs_bytes: 8 << 20,
+            runtime: None,
         };
         let spec = container_spec(&settings, "img".into(), &limits, "job-1", "run-0");
         let host = spec.host_config.unwrap();

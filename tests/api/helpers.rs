@@ -1,6 +1,7 @@
 //! Starting a service for a test, talking to it, and checking it left no
 //! container behind.
 
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use code_runner::app::{App, Role};
@@ -29,9 +30,26 @@ pub fn test_config() -> Config {
     config.redis_url = Some(redis_url());
     config.redis_prefix = TEST_PREFIX.to_string();
     config.queue_name = unique_queue();
+    config.data_dir = std::env::temp_dir().join(format!("code-runner-{}", config.queue_name));
     config.wall_time_limit_ms = 3_000;
     config.fault_injection = true;
+    // `make test-gvisor` runs the suites under gVisor.
+    config.runtime = runtime();
     config
+}
+
+/// The OCI runtime the tests run jobs under (`CODE_RUNNER_TEST_RUNTIME`),
+/// or the engine's default.
+pub fn runtime() -> Option<String> {
+    std::env::var("CODE_RUNNER_TEST_RUNTIME")
+        .ok()
+        .filter(|r| !r.is_empty() && r != "runc")
+}
+
+/// True when the tests run jobs under gVisor.
+#[allow(dead_code)]
+pub fn under_gvisor() -> bool {
+    runtime().as_deref() == Some("runsc")
 }
 
 pub struct TestService {
@@ -230,5 +248,73 @@ impl TestService {
     /// The label value of this service's queue on its containers.
     pub fn queue_label(&self) -> String {
         format!("{}:{}", self.config.redis_prefix, self.config.queue_name)
+    }
+}
+
+// Running the service as a process (the real binary).
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn start_service(queue: &str, port: u16, extra_env: &[(&str, String)]) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_code-runner"));
+    command
+        .arg("serve")
+        .env("CODE_RUNNER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CODE_RUNNER_REDIS_URL", redis_url())
+        .env("CODE_RUNNER_REDIS_PREFIX", TEST_PREFIX)
+        .env("CODE_RUNNER_QUEUE", queue)
+        .env(
+            "CODE_RUNNER_DATA_DIR",
+            std::env::temp_dir().join(format!("code-runner-{queue}")),
+        )
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    if let Some(runtime) = runtime() {
+        command.env("CODE_RUNNER_RUNTIME", runtime);
+    }
+    for (name, value) in extra_env {
+        command.env(name, value);
+    }
+    command.spawn().expect("start code-runner serve")
+}
+
+pub async fn wait_ready(client: &reqwest::Client, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.get(format!("{url}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "service at {url} never got ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGTERM, then the exit status.
+pub fn terminate(mut child: Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the service did not stop");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

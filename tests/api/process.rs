@@ -1,52 +1,17 @@
 //! The service as a process: stopped and started again it loses nothing;
 //! started without its dependencies it says what is missing.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use code_runner::job::JobSpec;
 use code_runner::queue::{EnqueueOptions, JobQueue, QueueSettings};
 use code_runner::sandbox::{Sandbox, SandboxSettings};
 
-use crate::helpers::{TEST_PREFIX, redis_url, unique_queue, wait_done};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_service(queue: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_code-runner"))
-        .arg("serve")
-        .env("CODE_RUNNER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CODE_RUNNER_REDIS_URL", redis_url())
-        .env("CODE_RUNNER_REDIS_PREFIX", TEST_PREFIX)
-        .env("CODE_RUNNER_QUEUE", queue)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start code-runner serve")
-}
-
-async fn wait_ready(client: &reqwest::Client, url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = client.get(format!("{url}/readyz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "service at {url} never got ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use crate::helpers::{
+    TEST_PREFIX, free_port, redis_url, start_service, terminate, unique_queue, wait_done,
+    wait_ready,
+};
 
 #[tokio::test]
 async fn an_unreachable_engine_or_redis_stops_start_up_with_a_clear_message() {
@@ -77,24 +42,6 @@ async fn an_unreachable_engine_or_redis_stops_start_up_with_a_clear_message() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-/// SIGTERM, then the exit status.
-fn terminate(mut child: Child) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "the service did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test]
 async fn jobs_survive_a_restart_of_the_service_process() {
     let queue_name = unique_queue();
@@ -102,7 +49,7 @@ async fn jobs_survive_a_restart_of_the_service_process() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
 
-    let first = start_service(&queue_name, port);
+    let first = start_service(&queue_name, port, &[]);
     wait_ready(&client, &url).await;
     let running: serde_json::Value = client
         .post(format!("{url}/run"))
@@ -142,6 +89,7 @@ async fn jobs_survive_a_restart_of_the_service_process() {
         runtime: None,
         worker_id: "test-observer".into(),
         queue: "none".into(),
+        overrides: serde_json::Map::new(),
     })
     .await
     .unwrap();
@@ -173,7 +121,7 @@ async fn jobs_survive_a_restart_of_the_service_process() {
         .to_string();
 
     // Started again: both jobs complete, and their status is readable.
-    let second = start_service(&queue_name, port);
+    let second = start_service(&queue_name, port, &[]);
     wait_ready(&client, &url).await;
     let body = wait_done(&client, &url, &running, Duration::from_secs(60)).await;
     assert_eq!(body["state"], "completed", "{body}");

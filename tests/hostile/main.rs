@@ -1,0 +1,684 @@
+//! The hostile-program suite: programs that attack the sandbox, each with
+//! its expected safe outcome asserted: the verdict, then that the host and
+//! the next job are unaffected (the engine answers, the next job on the same
+//! worker finds nothing of this one in /tmp or /dev/shm, a host file the
+//! attack aimed at is untouched, no container is left).
+//!
+//! `make test` runs it under the engine's default runtime (runc);
+//! `make test-gvisor` runs it again under gVisor (`runsc`). Where the two
+//! differ in how a program is stopped, the expectation says so.
+//!
+//! No test sends a packet anywhere but the container's own loopback.
+
+#[path = "../api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use helpers::{TestService, under_gvisor};
+
+/// A host file that symlink attacks aim at; it must never change.
+const SENTINEL: &str = "/tmp/code-runner-hostile-sentinel";
+const SENTINEL_TEXT: &str = "untouched by any job\n";
+
+/// Runs the next job on the same worker: it must find nothing of the
+/// previous one.
+const CANARY: &str = "import os\nleft = [f for f in os.listdir('/tmp') if f != 'box']\nleft += [f for f in os.listdir('/tmp/box') if f != 'main.py']\nleft += os.listdir('/dev/shm')\nprint('clean' if not left else left)";
+
+/// Runs one hostile job and checks that nothing outlived it.
+async fn contained(language: &str, code: &str, extra: Value) -> Value {
+    std::fs::write(SENTINEL, SENTINEL_TEXT).ok();
+    let service = TestService::start_with(|c| {
+        c.wall_time_limit_ms = 3_000;
+        c.cpu_time_limit_ms = 2_000;
+    })
+    .await;
+    let mut body = json!({ "language": language, "code": code });
+    if let Value::Object(fields) = extra {
+        for (k, v) in fields {
+            body[k] = v;
+        }
+    }
+    let view = service.run_v1(body).await;
+    assert_eq!(view["state"], "completed", "{view}");
+
+    // The host: the engine answers, the sentinel is intact.
+    service
+        .app()
+        .sandbox()
+        .unwrap()
+        .engine_info()
+        .await
+        .expect("the Docker engine still answers");
+    assert_eq!(
+        std::fs::read_to_string(SENTINEL).unwrap_or_default(),
+        SENTINEL_TEXT,
+        "a host file changed"
+    );
+    // The next job on the same worker.
+    let next = service
+        .run_v1(json!({ "language": "python", "code": CANARY }))
+        .await;
+    assert_eq!(next["result"]["verdict"], "accepted", "next job: {next}");
+    assert_eq!(next["result"]["stdout"], "clean\n", "next job: {next}");
+    service.stop().await;
+    view
+}
+
+fn verdict(view: &Value) -> &str {
+    view["result"]["verdict"].as_str().unwrap_or("")
+}
+
+fn stdout(view: &Value) -> &str {
+    view["result"]["stdout"].as_str().unwrap_or("")
+}
+
+/// Under gVisor a program can exhaust or stop the sandbox itself (its pids
+/// limit counts gVisor's own threads; kill(-1) reaches PID 1): the job then
+/// ends as `runtime_error` saying so, which is also safe.
+fn sandbox_stopped(view: &Value) -> bool {
+    under_gvisor()
+        && verdict(view) == "runtime_error"
+        && view["result"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("monitor stopped") || m.contains("report stream"))
+}
+
+fn assert_verdict_in(view: &Value, allowed: &[&str]) {
+    if sandbox_stopped(view) {
+        return;
+    }
+    assert!(
+        allowed.contains(&verdict(view)),
+        "verdict {} not in {allowed:?}: {view}",
+        verdict(view)
+    );
+}
+
+/// A C program that prints what a syscall answered.
+fn c_syscall(body: &str) -> String {
+    format!(
+        "#define _GNU_SOURCE\n#include <errno.h>\n#include <stdio.h>\n#include <string.h>\n#include <unistd.h>\n#include <sched.h>\n#include <sys/mount.h>\n#include <sys/ptrace.h>\n#include <sys/syscall.h>\nint main(void) {{\n{body}\nreturn 0;\n}}\n"
+    )
+}
+
+// ---- processes and threads ----
+
+#[tokio::test]
+async fn python_fork_bomb() {
+    let view = contained(
+        "python",
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+        json!({}),
+    )
+    .await;
+    assert_verdict_in(&view, &["time_limit_exceeded", "memory_limit_exceeded"]);
+}
+
+#[tokio::test]
+async fn bash_fork_bomb() {
+    let view = contained("bash", ":(){ :|:& };:\nsleep 30", json!({})).await;
+    assert_verdict_in(&view, &["time_limit_exceeded", "memory_limit_exceeded"]);
+}
+
+#[tokio::test]
+async fn python_thread_bomb() {
+    let view = contained(
+        "python",
+        "import threading, time\nn = 0\ntry:\n    while True:\n        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n        n += 1\nexcept RuntimeError:\n    print('stopped at', n)",
+        json!({}),
+    )
+    .await;
+    if under_gvisor() {
+        // gVisor counts the sandbox's host threads, not the guest's: the
+        // bomb ends at the memory or time limit, or stops the sandbox.
+        assert_verdict_in(
+            &view,
+            &["accepted", "time_limit_exceeded", "memory_limit_exceeded"],
+        );
+    } else {
+        assert_eq!(verdict(&view), "accepted", "{view}");
+        let n: u32 = stdout(&view)
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(n < 64, "{n} threads with a limit of 64 processes");
+    }
+}
+
+#[tokio::test]
+async fn c_thread_bomb() {
+    let code = "#include <pthread.h>\n#include <stdio.h>\n#include <unistd.h>\nstatic void *sleeper(void *a) { sleep(60); return a; }\nint main(void) { int n = 0; pthread_t t; while (pthread_create(&t, 0, sleeper, 0) == 0) n++; printf(\"stopped at %d\\n\", n); return 0; }";
+    let view = contained("c", code, json!({})).await;
+    if under_gvisor() {
+        assert_verdict_in(
+            &view,
+            &["accepted", "time_limit_exceeded", "memory_limit_exceeded"],
+        );
+    } else {
+        assert_eq!(verdict(&view), "accepted", "{view}");
+        assert!(stdout(&view).starts_with("stopped at "), "{view}");
+    }
+}
+
+#[tokio::test]
+async fn killing_every_visible_process_and_the_parent() {
+    let view = contained(
+        "bash",
+        "sleep 100 &\nkill -9 -1 2>/dev/null\nkill -9 1 2>/dev/null\nkill -9 $PPID 2>/dev/null\nkill -STOP 1 2>/dev/null\necho still here",
+        json!({}),
+    )
+    .await;
+    if sandbox_stopped(&view) {
+        // gVisor delivers kill(-1) to PID 1 too: the job ends, nothing leaks.
+        return;
+    }
+    // The monitor (PID 1, the parent) survived and reported.
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    assert_eq!(stdout(&view), "still here\n");
+}
+
+#[tokio::test]
+async fn other_jobs_processes_and_files_are_invisible() {
+    let view = contained(
+        "python",
+        "import os\npids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\nprint(len(pids), pids[0], os.getpid() in pids)\nprint(sorted(os.listdir('/tmp')), sorted(os.listdir('/tmp/box')))",
+        json!({}),
+    )
+    .await;
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    // The monitor (1) and the program itself: nothing of any other job.
+    assert_eq!(stdout(&view), "2 1 True\n['box'] ['main.py']\n", "{view}");
+}
+
+// ---- memory, CPU, time ----
+
+#[tokio::test]
+async fn python_memory_bomb() {
+    let view = contained(
+        "python",
+        "blocks = []\nwhile True:\n    blocks.append(bytearray(16 * 1024 * 1024))",
+        json!({}),
+    )
+    .await;
+    assert_eq!(verdict(&view), "memory_limit_exceeded", "{view}");
+}
+
+#[tokio::test]
+async fn c_memory_bomb() {
+    let view = contained(
+        "c",
+        "#include <stdlib.h>\n#include <string.h>\nint main(void) { for (;;) { char *p = malloc(1 << 22); if (p) memset(p, 7, 1 << 22); } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(verdict(&view), "memory_limit_exceeded", "{view}");
+}
+
+#[tokio::test]
+async fn cpu_burn() {
+    let view = contained("python", "x = 0\nwhile True:\n    x += 1", json!({})).await;
+    assert_eq!(verdict(&view), "time_limit_exceeded", "{view}");
+    assert_eq!(view["result"]["time_limit"], "cpu", "{view}");
+}
+
+#[tokio::test]
+async fn sleep_forever() {
+    let view = contained(
+        "c",
+        "#include <unistd.h>\nint main(void) { for (;;) pause(); }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(verdict(&view), "time_limit_exceeded", "{view}");
+    assert_eq!(view["result"]["time_limit"], "wall", "{view}");
+}
+
+#[tokio::test]
+async fn busy_wait_on_the_clock() {
+    let view = contained(
+        "python",
+        "import time\nstart = time.monotonic()\nwhile time.monotonic() - start < 100:\n    pass",
+        json!({}),
+    )
+    .await;
+    assert_eq!(verdict(&view), "time_limit_exceeded", "{view}");
+}
+
+// ---- disk and files ----
+
+#[tokio::test]
+async fn filling_the_tmpfs_stops_at_its_size() {
+    let view = contained(
+        "python",
+        "import errno, os\nchunk = b'x' * (1 << 20)\ni = 0\ntry:\n    while True:\n        with open(f'/tmp/fill{i}', 'wb') as f:\n            for _ in range(8):\n                f.write(chunk)\n        i += 1\nexcept OSError as e:\n    print(errno.errorcode[e.errno], i * 8 < 80)",
+        json!({}),
+    )
+    .await;
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    assert_eq!(stdout(&view), "ENOSPC True\n", "{view}");
+}
+
+#[tokio::test]
+async fn one_huge_file_meets_the_file_size_limit() {
+    let view = contained(
+        "c",
+        "#include <stdio.h>\nint main(void) { static char block[1 << 20]; FILE *f = fopen(\"/tmp/huge\", \"w\"); for (;;) { if (fwrite(block, 1, sizeof block, f) != sizeof block) return 3; fflush(f); } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(verdict(&view), "runtime_error", "{view}");
+    assert_eq!(view["result"]["signal"], "SIGXFSZ", "{view}");
+}
+
+#[tokio::test]
+async fn a_million_small_files_run_out_of_inodes() {
+    let view = contained(
+        "python",
+        "import errno, os\nn = 0\ntry:\n    while n < 1_000_000:\n        open(f'/tmp/f{n}', 'w').close()\n        n += 1\nexcept OSError as e:\n    print(errno.errorcode[e.errno], n <= 16384)",
+        json!({}),
+    )
+    .await;
+    if under_gvisor() {
+        // gVisor's own tmpfs has no inode limit: the files cost memory and
+        // time, which end the job.
+        assert_verdict_in(&view, &["time_limit_exceeded", "memory_limit_exceeded"]);
+        return;
+    }
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    assert_eq!(stdout(&view), "ENOSPC True\n", "{view}");
+}
+
+#[tokio::test]
+async fn file_descriptor_exhaustion() {
+    let view = contained(
+        "python",
+        "import errno\nfiles = []\ntry:\n    while True:\n        files.append(open('/dev/null'))\nexcept OSError as e:\n    print(errno.errorcode[e.errno], len(files) < 256)",
+        json!({}),
+    )
+    .await;
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    assert_eq!(stdout(&view), "EMFILE True\n", "{view}");
+}
+
+#[tokio::test]
+async fn files_left_in_tmp_and_dev_shm_are_gone_for_the_next_job() {
+    let view = contained(
+        "bash",
+        "echo secret > /tmp/left-behind\necho secret > /tmp/box/left-behind\necho secret > /dev/shm/left-behind\necho /tmp/* /dev/shm/*",
+        json!({}),
+    )
+    .await;
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    assert!(stdout(&view).contains("left-behind"), "{view}");
+    // `contained` ran the next job: it found /tmp and /dev/shm clean.
+}
+
+#[tokio::test]
+async fn a_segfault_leaves_no_core_file() {
+    let code = "#include <stdio.h>\n#include <dirent.h>\n#include <string.h>\n#include <sys/wait.h>\n#include <unistd.h>\nint main(void) {\n  pid_t p = fork();\n  if (p == 0) { volatile int *x = 0; return *x; }\n  int s; waitpid(p, &s, 0);\n  int cores = 0; DIR *d = opendir(\".\"); struct dirent *e;\n  while ((e = readdir(d))) if (strncmp(e->d_name, \"core\", 4) == 0) cores++;\n  printf(\"signal %d dumped %d cores %d\\n\", WTERMSIG(s), WCOREDUMP(s) ? 1 : 0, cores);\n  fflush(stdout);\n  volatile int *y = 0; return *y;\n}";
+    let view = contained("c", code, json!({})).await;
+    assert_eq!(verdict(&view), "runtime_error", "{view}");
+    assert_eq!(view["result"]["signal"], "SIGSEGV", "{view}");
+    assert_eq!(stdout(&view), "signal 11 dumped 0 cores 0\n", "{view}");
+}
+
+// ---- output ----
+
+#[tokio::test]
+async fn a_stdout_flood_is_cut_at_the_cap() {
+    let view = contained(
+        "c",
+        "#include <stdio.h>\nint main(void) { for (;;) fputs(\"flood flood flood flood\\n\", stdout); }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(verdict(&view), "output_limit_exceeded", "{view}");
+    assert_eq!(stdout(&view).len(), 65_536);
+}
+
+#[tokio::test]
+async fn invalid_utf8_on_stdout_and_stderr() {
+    let view = contained(
+        "python",
+        "import sys\nsys.stdout.buffer.write(b'ok \\xff\\xfe \\xc3\\x28 end')\nsys.stderr.buffer.write(b'\\x80\\x81')",
+        json!({}),
+    )
+    .await;
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    assert_eq!(stdout(&view), "ok \u{fffd}\u{fffd} \u{fffd}( end");
+    assert_eq!(view["result"]["stderr"], "\u{fffd}\u{fffd}");
+}
+
+// ---- network, engine, environment, /proc ----
+
+#[tokio::test]
+async fn no_network_but_loopback() {
+    // Only the container's own interfaces are looked at; the one connection
+    // tried is to the container's own loopback.
+    let view = contained(
+        "python",
+        "import socket\nnames = sorted(n for _, n in socket.if_nameindex())\nroutes = open('/proc/net/route').read().splitlines()[1:]\ns = socket.socket()\ntry:\n    s.connect(('127.0.0.1', 9))\n    loop = 'open'\nexcept OSError:\n    loop = 'refused'\nprint(names, len(routes), loop)",
+        json!({}),
+    )
+    .await;
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    assert_eq!(stdout(&view), "['lo'] 0 refused\n", "{view}");
+}
+
+#[tokio::test]
+async fn the_docker_socket_and_engine_state_are_absent() {
+    let view = contained(
+        "python",
+        "import os\npaths = ['/var/run/docker.sock', '/run/docker.sock', '/var/lib/docker', '/run/containerd', '/var/run/docker', '/var/lib/containerd', '/etc/docker']\nprint([p for p in paths if os.path.exists(p)])",
+        json!({}),
+    )
+    .await;
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    assert_eq!(stdout(&view), "[]\n", "{view}");
+}
+
+#[tokio::test]
+async fn the_environment_holds_nothing_of_the_service() {
+    let view = contained("python", "import os\nprint(sorted(os.environ))", json!({})).await;
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    assert_eq!(
+        stdout(&view),
+        "['HOME', 'LANG', 'PATH', 'PYTHONDONTWRITEBYTECODE', 'PYTHONUNBUFFERED', 'TMPDIR']\n",
+        "{view}"
+    );
+}
+
+#[tokio::test]
+async fn proc_1_environ_and_the_monitors_memory_are_closed() {
+    let view = contained(
+        "python",
+        "out = []\nfor path in ['/proc/1/mem', '/proc/1/fd/1']:\n    try:\n        open(path, 'rb').read(1)\n        out.append('read')\n    except OSError as e:\n        out.append('refused')\ntry:\n    env = open('/proc/1/environ', 'rb').read().split(b'\\0')\n    out.append(sorted(v.split(b'=')[0].decode() for v in env if v))\nexcept OSError:\n    out.append('refused')\nprint(out)",
+        json!({}),
+    )
+    .await;
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    let out = stdout(&view);
+    // The monitor's memory and descriptors are closed to the program.
+    assert!(out.starts_with("['refused', 'refused', "), "{view}");
+    if under_gvisor() {
+        // gVisor shows PID 1's environment: the engine's, with no secret.
+        assert!(
+            !out.contains("CODE_RUNNER") && !out.contains("SECRET"),
+            "{view}"
+        );
+    } else {
+        // runc: the non-dumpable monitor's environment is closed too.
+        assert_eq!(out, "['refused', 'refused', 'refused']\n", "{view}");
+    }
+}
+
+#[tokio::test]
+async fn proc_kcore_and_proc_keys_give_nothing() {
+    let view = contained(
+        "python",
+        "out = []\nfor path in ['/proc/kcore', '/proc/keys', '/proc/sysrq-trigger', '/proc/timer_list']:\n    try:\n        data = open(path, 'rb').read(4096)\n        out.append(len(data))\n    except OSError as e:\n        out.append(type(e).__name__)\nprint(out)",
+        json!({}),
+    )
+    .await;
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    let out = stdout(&view);
+    // Each is masked (empty), absent or refused; never kernel memory or keys.
+    for part in out.trim().trim_matches(['[', ']']).split(", ") {
+        assert!(
+            part == "0" || part.ends_with("Error'") || part.ends_with("Error"),
+            "{part} in {out}"
+        );
+    }
+}
+
+// ---- syscalls and privileges ----
+
+#[tokio::test]
+async fn mount_is_refused() {
+    let code = c_syscall(
+        "mkdir(\"/tmp/m\", 0700);\nint r = mount(\"none\", \"/tmp/m\", \"tmpfs\", 0, 0);\nprintf(\"%d %s\\n\", r, strerror(errno));",
+    )
+    .replace("#include <sched.h>", "#include <sched.h>\n#include <sys/stat.h>");
+    let view = contained("c", &code, json!({})).await;
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    assert!(stdout(&view).starts_with("-1 "), "{view}");
+}
+
+#[tokio::test]
+async fn unshare_gains_nothing() {
+    let code = c_syscall(
+        "int r = unshare(CLONE_NEWNS);\nprintf(\"ns %d %s\\n\", r, r ? strerror(errno) : \"\");\nint u = unshare(CLONE_NEWUSER);\nprintf(\"user %d uid %d\\n\", u, (int)getuid());",
+    );
+    let view = contained("c", &code, json!({})).await;
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    let out = stdout(&view);
+    if under_gvisor() {
+        // gVisor's own kernel allows new namespaces; they live inside the
+        // sandbox and grant nothing outside it. The user stays nobody.
+        assert!(out.ends_with("uid 65534\n"), "{view}");
+    } else {
+        // Docker's seccomp profile refuses both.
+        assert!(
+            out.starts_with("ns -1 ") && out.contains("user -1"),
+            "{view}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ptrace_of_the_monitor_is_refused() {
+    let code = c_syscall(
+        "long r = ptrace(PTRACE_ATTACH, 1, 0, 0);\nprintf(\"%ld %s\\n\", r, strerror(errno));",
+    );
+    let view = contained("c", &code, json!({})).await;
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    assert!(stdout(&view).starts_with("-1 "), "{view}");
+}
+
+#[tokio::test]
+async fn keyctl_and_bpf_are_refused() {
+    let code = c_syscall(
+        "long k = syscall(SYS_keyctl, 0, 0, 0, 0, 0);\nint ek = errno;\nlong b = syscall(SYS_bpf, 0, 0, 0);\nint eb = errno;\nprintf(\"%ld %s / %ld %s\\n\", k, strerror(ek), b, strerror(eb));",
+    );
+    let view = contained("c", &code, json!({})).await;
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    let out = stdout(&view);
+    assert!(out.starts_with("-1 ") && out.contains("/ -1 "), "{view}");
+}
+
+#[tokio::test]
+async fn setuid_gains_nothing() {
+    let code = c_syscall(
+        "int r = setuid(0);\nprintf(\"setuid %d uid %d euid %d\\n\", r, (int)getuid(), (int)geteuid());",
+    );
+    let view = contained("c", &code, json!({})).await;
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    assert_eq!(stdout(&view), "setuid -1 uid 65534 euid 65534\n", "{view}");
+}
+
+#[tokio::test]
+async fn setuid_binaries_gain_nothing() {
+    // no-new-privileges: a setuid-root binary runs as the job's user.
+    let view = contained(
+        "bash",
+        "for b in $(find / -xdev -perm -4000 -type f 2>/dev/null); do\n  \"$b\" --version >/dev/null 2>&1 < /dev/null\ndone\nmount -t tmpfs none /tmp 2>/dev/null && echo mounted\nsu -c 'id -u' root < /dev/null 2>/dev/null && echo became-root\nid -u",
+        json!({}),
+    )
+    .await;
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    assert_eq!(stdout(&view), "65534\n", "{view}");
+}
+
+// ---- symlinks (the Judge0 escapes) ----
+
+#[tokio::test]
+async fn symlinks_planted_in_the_work_dir_lead_nowhere_on_the_host() {
+    let view = contained(
+        "bash",
+        &format!(
+            "cd /tmp/box\nln -s /etc/shadow shadow\nln -s {SENTINEL} sentinel\nln -s /var/run/docker.sock docker.sock\nln -s / root\nln -s /proc/1/fd/1 monitor-stdout\necho overwritten > sentinel 2>/dev/null\necho forged > monitor-stdout 2>/dev/null\ncat shadow 2>/dev/null || echo no-shadow"
+        ),
+        json!({}),
+    )
+    .await;
+    // The host sentinel is untouched (checked in `contained`). Under runc
+    // the write to the monitor's stdout is refused; under gVisor it lands
+    // in the stream, where it cannot carry the task's nonce: the service
+    // sees the tampering and the job ends as a runtime error.
+    if sandbox_stopped(&view) {
+        return;
+    }
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    assert_eq!(stdout(&view), "no-shadow\n", "{view}");
+}
+
+#[tokio::test]
+async fn symlinks_left_by_a_compilation_are_not_carried_into_the_run() {
+    // A language whose "compiler" is a shell script the job controls: the
+    // files it leaves are what the monitor sends back for the runs.
+    let table = std::env::temp_dir().join(format!("hostile-languages-{}.toml", std::process::id()));
+    std::fs::write(
+        &table,
+        format!(
+            "{}\n[[language]]\nid = \"bash-build\"\nname = \"Bash, compiled\"\nversion = \"5\"\nimage = \"bash\"\nsource_file = \"build.sh\"\nextensions = [\"sh\"]\ncompile = [\"bash\", \"build.sh\"]\nrun = [\"bash\", \"run.sh\"]\n",
+            include_str!("../../docker/languages.toml")
+        ),
+    )
+    .unwrap();
+    let service = TestService::start_with(|c| c.languages_file = Some(table.clone())).await;
+    let view = service
+        .run_v1(json!({
+            "language": "bash-build",
+            "files": [
+                { "name": "build.sh", "content": format!("ln -s /etc/shadow shadow\nln -s {SENTINEL} sentinel\nln -s / root\necho built > artifact") },
+                { "name": "run.sh", "content": "cd /tmp/box\necho *\nfind . -type l | wc -l" },
+            ],
+        }))
+        .await;
+    assert_eq!(view["result"]["verdict"], "accepted", "{view}");
+    assert_eq!(
+        view["result"]["stdout"], "artifact build.sh run.sh\n0\n",
+        "{view}"
+    );
+    service.stop().await;
+    let _ = std::fs::remove_file(table);
+}
+
+// ---- compile-time attacks ----
+
+#[tokio::test]
+async fn including_etc_shadow_is_a_compilation_error_that_leaks_nothing() {
+    let view = contained(
+        "c",
+        "#include \"/etc/shadow\"\nint main(void) { return 0; }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(verdict(&view), "compilation_error", "{view}");
+    let output = view["result"]["compile_output"].as_str().unwrap();
+    assert!(!output.contains("root:"), "{output}");
+}
+
+#[tokio::test]
+async fn including_dev_urandom_ends_as_a_compilation_error() {
+    let view = contained(
+        "c",
+        "#include </dev/urandom>\nint main(void) { return 0; }",
+        json!({ "limits": { "compile_wall_time_ms": 3000 } }),
+    )
+    .await;
+    assert_eq!(verdict(&view), "compilation_error", "{view}");
+}
+
+#[tokio::test]
+async fn a_compilation_that_never_ends_is_stopped() {
+    let bomb = "#define A x x x x x x x x x x\n#define B A A A A A A A A A A\n#define C B B B B B B B B B B\n#define D C C C C C C C C C C\n#define E D D D D D D D D D D\n#define F E E E E E E E E E E\n#define G F F F F F F F F F F\n#define H G G G G G G G G G G\nint main(void) { H H H H H H H H H H; return 0; }";
+    let started = std::time::Instant::now();
+    let view = contained(
+        "c",
+        bomb,
+        json!({ "limits": { "compile_wall_time_ms": 3000 } }),
+    )
+    .await;
+    assert_eq!(verdict(&view), "compilation_error", "{view}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+// ---- the service itself ----
+
+#[tokio::test]
+async fn a_job_outliving_a_killed_service_has_its_container_reaped_on_restart() {
+    let queue = helpers::unique_queue();
+    let client = reqwest::Client::new();
+    let port = helpers::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let env = [("CODE_RUNNER_LOCK_DURATION_MS", "3000".to_string())];
+    let mut first = helpers::start_service(&queue, port, &env);
+    helpers::wait_ready(&client, &url).await;
+    let created: Value = client
+        .post(format!("{url}/v1/jobs"))
+        .json(&json!({ "language": "python", "code": "import time\ntime.sleep(4)\nprint('ran to the end')" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let sandbox = code_runner::sandbox::Sandbox::connect(code_runner::sandbox::SandboxSettings {
+        image_prefix: "code-runner".into(),
+        runtime: None,
+        worker_id: "observer".into(),
+        queue: "none".into(),
+        overrides: serde_json::Map::new(),
+    })
+    .await
+    .unwrap();
+    let job_containers = || async {
+        sandbox
+            .list_managed(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.job_id == id)
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while job_containers().await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SIGKILL: the service gets no chance to clean up.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(
+        job_containers().await,
+        1,
+        "the job's container outlived the service"
+    );
+
+    let second = helpers::start_service(&queue, port, &env);
+    helpers::wait_ready(&client, &url).await;
+    // The restarted worker (same data directory, same id) removed it at start.
+    assert_eq!(
+        job_containers().await,
+        0,
+        "the orphan was not reaped on restart"
+    );
+    // The job itself is taken over once its lock expires, and completes.
+    let view = helpers::wait_done(&client, &url, &id, Duration::from_secs(90)).await;
+    assert_eq!(view["state"], "completed", "{view}");
+    assert_eq!(view["result"]["stdout"], "ran to the end");
+    let status = helpers::terminate(second);
+    assert!(status.success());
+}
