@@ -6,6 +6,7 @@
 
 mod concurrency;
 mod faults;
+mod hardening;
 mod helpers;
 mod interop;
 mod languages;

@@ -1,0 +1,160 @@
+//! The hardening, verified on the engine rather than assumed: every setting
+//! of a job's container as Docker reports it; a create warning fails the
+//! job; settings that would weaken the sandbox stop the service at start.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+use serde_json::json;
+
+use crate::helpers::{TestService, unique_queue};
+
+#[tokio::test]
+async fn a_running_jobs_container_has_every_hardening_setting() {
+    let service = TestService::start_with(|c| c.wall_time_limit_ms = 20_000).await;
+    let id = service
+        .submit_v1(json!({ "language": "python", "code": "import time\ntime.sleep(8)" }))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let container = loop {
+        if let Some(c) = service.containers().await.into_iter().find(|c| c.job_id == id) {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "the job's container never appeared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let docker = bollard::Docker::connect_with_defaults().unwrap();
+    let info = docker.inspect_container(&container.id, None).await.unwrap();
+    let config = info.config.unwrap();
+    let host = info.host_config.unwrap();
+
+    assert_eq!(host.network_mode.as_deref(), Some("none"));
+    assert_eq!(config.network_disabled, Some(true));
+    let networks = info.network_settings.unwrap().networks.unwrap_or_default();
+    assert!(
+        networks.keys().all(|n| n == "none"),
+        "attached to a network: {networks:?}"
+    );
+    assert_eq!(host.memory, Some(256 << 20));
+    assert_eq!(host.memory_swap, host.memory, "swap must be off");
+    assert_eq!(host.pids_limit, Some(64));
+    assert_eq!(host.nano_cpus, Some(1_000_000_000));
+    assert_eq!(host.readonly_rootfs, Some(true));
+    let tmpfs = host.tmpfs.unwrap();
+    let tmp = &tmpfs["/tmp"];
+    for option in ["size=67108864", "nr_inodes=", "nosuid", "nodev"] {
+        assert!(tmp.contains(option), "/tmp tmpfs lacks {option}: {tmp}");
+    }
+    assert_eq!(tmpfs.len(), 1, "only /tmp is writable: {tmpfs:?}");
+    assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+    assert!(host.cap_add.unwrap_or_default().is_empty());
+    assert!(
+        host.security_opt
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o == "no-new-privileges")
+    );
+    assert_ne!(host.privileged, Some(true));
+    assert_eq!(config.user.as_deref(), Some("65534:65534"));
+    assert_eq!(
+        config.entrypoint,
+        Some(vec!["/usr/local/bin/code-runner-monitor".to_string()])
+    );
+    let ulimits: HashMap<String, (i64, i64)> = host
+        .ulimits
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.name.unwrap(), (u.soft.unwrap(), u.hard.unwrap())))
+        .collect();
+    assert_eq!(ulimits["core"], (0, 0));
+    assert_eq!(ulimits["nofile"], (256, 256));
+    assert_eq!(ulimits["fsize"], (32 << 20, 32 << 20));
+    let log = host.log_config.unwrap();
+    assert_eq!(log.typ.as_deref(), Some("json-file"));
+    assert!(log.config.unwrap().contains_key("max-size"));
+    assert_eq!(host.ipc_mode.as_deref(), Some("private"));
+    assert!(host.pid_mode.unwrap_or_default().is_empty(), "own PID namespace");
+    assert!(host.binds.unwrap_or_default().is_empty(), "no host mounts");
+    assert!(info.mounts.unwrap_or_default().is_empty(), "no mounts at all");
+    assert!(host.devices.unwrap_or_default().is_empty(), "no host devices");
+    let labels = config.labels.unwrap();
+    assert_eq!(labels["code-runner.managed"], "1");
+    assert_eq!(labels["code-runner.job"], id);
+    assert_eq!(labels["code-runner.worker"], service.worker_id());
+    assert_eq!(labels["code-runner.queue"], service.queue_label());
+    assert_eq!(labels["code-runner.step"], "run-0");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_create_warning_fails_the_job_instead_of_running_it() {
+    // The engine warns (and drops the setting) when the kernel cannot
+    // enforce a block I/O weight, as on this machine kind's kernel.
+    let docker = bollard::Docker::connect_with_defaults().unwrap();
+    let probe = docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::new().build()),
+            ContainerCreateBody {
+                image: Some("code-runner/bash:latest".into()),
+                host_config: Some(bollard::models::HostConfig {
+                    blkio_weight: Some(500),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    docker
+        .remove_container(
+            &probe.id,
+            Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !probe.warnings.is_empty(),
+        "this kernel enforces block I/O weights, so this test has no warning to provoke"
+    );
+
+    let service = TestService::start_with(|c| {
+        c.container_overrides = Some(r#"{"BlkioWeight": 500}"#.into());
+        c.attempts = 1;
+    })
+    .await;
+    let view = service
+        .run_v1(json!({ "language": "python", "code": "print('must not run')" }))
+        .await;
+    assert_eq!(view["state"], "failed", "{view}");
+    let error = view["error"].as_str().unwrap();
+    assert!(error.contains("refused to create the container safely"), "{error}");
+    assert!(service.containers().await.is_empty());
+    service.stop().await;
+}
+
+#[test]
+fn settings_that_weaken_the_sandbox_stop_the_service_at_start() {
+    for (overrides, reason) in [
+        (r#"{"Privileged": true}"#, "every capability"),
+        (r#"{"NetworkMode": "host"}"#, "no network"),
+        (
+            r#"{"Binds": ["/var/run/docker.sock:/var/run/docker.sock"]}"#,
+            "Docker socket",
+        ),
+        (r#"{"CapAdd": ["SYS_ADMIN"]}"#, "capability"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_code-runner"))
+            .arg("serve")
+            .env("CODE_RUNNER_CONTAINER_OVERRIDES", overrides)
+            .env("CODE_RUNNER_QUEUE", unique_queue())
+            .env("CODE_RUNNER_LISTEN", "127.0.0.1:0")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{overrides}: {stderr}");
+        assert!(stderr.contains(reason), "{overrides}: {stderr}");
+    }
+}
