@@ -7,13 +7,18 @@
 
 CARGO ?= cargo
 
-.PHONY: run test test-gvisor setup setup-test images lint engine clean-containers
+.PHONY: run test test-gvisor fuzz setup setup-test images lint engine clean-containers
 
 run: setup
 	$(CARGO) run --release --bin code-runner -- serve
 
 test: setup-test
 	$(CARGO) test --workspace --all-targets
+	scripts/check-no-containers.sh
+
+# Fuzz the API from its OpenAPI document (schemathesis, bounded examples).
+fuzz: setup-test
+	scripts/fuzz.sh
 	scripts/check-no-containers.sh
 
 # The hostile-program suite again, with every job under gVisor (runsc).

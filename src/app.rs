@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use ractor::{Actor, ActorRef};
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::actors::dispatcher::{DispatcherMsg, hostname};
@@ -22,6 +21,8 @@ use crate::actors::{RegistryHandle, WorkerServices};
 use crate::callback::CallbackSender;
 use crate::config::Config;
 use crate::execute::ExecutionSettings;
+use crate::http::admin::admin_router;
+use crate::http::auth::{AccessPolicy, ApiKeys};
 use crate::http::{AppState, router};
 use crate::language::LanguageTable;
 use crate::queue::embedded::{EmbeddedRedis, ensure_default_redis};
@@ -47,6 +48,41 @@ impl Role {
     fn runs_jobs(self) -> bool {
         matches!(self, Role::Serve | Role::Worker)
     }
+}
+
+/// The job API's guard from the configuration: keys when configured, and
+/// never an open listener beyond loopback unless explicitly asked for.
+fn access_policy(config: &Config) -> anyhow::Result<AccessPolicy> {
+    let mut entries = config.api_keys.clone().unwrap_or_default();
+    if let Some(path) = &config.api_keys_file {
+        let file = std::fs::read_to_string(path)
+            .with_context(|| format!("reading CODE_RUNNER_API_KEYS_FILE {}", path.display()))?;
+        entries.push('\n');
+        entries.push_str(&file);
+    }
+    let keys = ApiKeys::parse(&entries).map_err(anyhow::Error::msg)?;
+    let keys = if config.auth == "off" {
+        if !keys.is_empty() {
+            tracing::warn!("CODE_RUNNER_AUTH=off: the configured API keys are not checked");
+        }
+        None
+    } else if keys.is_empty() {
+        if !config.listen.ip().is_loopback() {
+            anyhow::bail!(
+                "refusing to serve the job API on {} without API keys: set \
+                 CODE_RUNNER_API_KEYS (`code-runner new-key <name>` makes one), or \
+                 CODE_RUNNER_AUTH=off behind a gateway that authenticates",
+                config.listen
+            );
+        }
+        None
+    } else {
+        Some(Arc::new(keys))
+    };
+    Ok(AccessPolicy {
+        keys,
+        rate_per_minute: config.rate_limit_per_minute,
+    })
 }
 
 /// This worker's id: the one recorded in the data directory, so that a
@@ -96,9 +132,13 @@ pub struct App {
     /// Held while this process is the worker named in the data directory.
     _identity_lock: Option<std::fs::File>,
     addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     supervisor: ActorRef<SupervisorMsg>,
     supervisor_done: JoinHandle<()>,
-    server: Option<(oneshot::Sender<()>, JoinHandle<std::io::Result<()>>)>,
+    server: Option<(
+        tokio::sync::watch::Sender<bool>,
+        JoinHandle<std::io::Result<()>>,
+    )>,
     embedded_redis: Option<EmbeddedRedis>,
     registry: RegistryHandle,
     queue: JobQueue,
@@ -165,12 +205,11 @@ impl App {
             let callback_secret = match &config.callback_secret {
                 Some(secret) => secret.clone().into_bytes(),
                 None => {
-                    let secret = uuid::Uuid::new_v4().simple().to_string();
                     tracing::warn!(
                         "CODE_RUNNER_CALLBACK_SECRET is not set: webhooks are signed with a \
-                         random secret of this process, {secret}"
+                         random secret of this process, which receivers cannot verify"
                     );
-                    secret.into_bytes()
+                    uuid::Uuid::new_v4().simple().to_string().into_bytes()
                 }
             };
             let services = Arc::new(WorkerServices {
@@ -207,7 +246,26 @@ impl App {
         .await
         .context("starting the actor tree")?;
 
-        let (addr, server) = if role.serves_http() {
+        let access = if role.serves_http() {
+            access_policy(&config)?
+        } else {
+            AccessPolicy {
+                keys: None,
+                rate_per_minute: 0,
+            }
+        };
+        if role.serves_http()
+            && !config.admin_listen.ip().is_loopback()
+            && config.admin_token.is_none()
+        {
+            anyhow::bail!(
+                "refusing to serve the admin listener on {} without CODE_RUNNER_ADMIN_TOKEN \
+                 (or bind CODE_RUNNER_ADMIN_LISTEN to 127.0.0.1)",
+                config.admin_listen
+            );
+        }
+
+        let (addr, admin_addr, server) = if role.serves_http() {
             let state = AppState {
                 queue: queue.clone(),
                 registry: registry.clone(),
@@ -219,6 +277,8 @@ impl App {
                 max_batch: config.max_batch as usize,
                 max_wait: std::time::Duration::from_millis(config.max_wait_ms),
                 events: Arc::new(JobEvents::start(&queue_settings).await?),
+                access,
+                max_queue_depth: config.max_queue_depth,
                 enqueue: EnqueueOptions {
                     attempts: config.attempts,
                 },
@@ -228,24 +288,34 @@ impl App {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("binding {}", config.listen))?;
+            let admin_listener = tokio::net::TcpListener::bind(config.admin_listen)
+                .await
+                .with_context(|| format!("binding the admin listener {}", config.admin_listen))?;
             let addr = listener.local_addr()?;
-            let (stop, stopped) = oneshot::channel::<()>();
+            let admin_addr = admin_listener.local_addr()?;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let admin = admin_router(state.clone(), config.admin_token.as_deref());
             let server = tokio::spawn(async move {
-                axum::serve(listener, router(state))
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await
+                let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                };
+                let public = axum::serve(listener, router(state))
+                    .with_graceful_shutdown(until_stopped(stopped.clone()));
+                let admin = axum::serve(admin_listener, admin)
+                    .with_graceful_shutdown(until_stopped(stopped));
+                let (public, admin) = tokio::join!(public, admin);
+                public.and(admin)
             });
-            tracing::info!(%addr, ?role, "listening");
-            (Some(addr), Some((stop, server)))
+            tracing::info!(%addr, %admin_addr, ?role, "listening");
+            (Some(addr), Some(admin_addr), Some((stop, server)))
         } else {
-            (None, None)
+            (None, None, None)
         };
 
         Ok(App {
             _identity_lock: identity_lock,
             addr,
+            admin_addr,
             supervisor,
             supervisor_done,
             server,
@@ -260,6 +330,11 @@ impl App {
     /// The HTTP listener's address (roles with HTTP).
     pub fn addr(&self) -> Option<SocketAddr> {
         self.addr
+    }
+
+    /// The admin listener's address (roles with HTTP).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     pub fn registry(&self) -> &RegistryHandle {
@@ -319,7 +394,7 @@ impl App {
     /// the queue.
     pub async fn shutdown(self) {
         if let Some((stop, server)) = self.server {
-            let _ = stop.send(());
+            let _ = stop.send(true);
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), server).await;
         }
         let _ = self

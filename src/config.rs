@@ -17,6 +17,43 @@ pub struct Config {
     #[arg(long, env = "CODE_RUNNER_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
 
+    /// Address of the admin listener (stats, dashboard).
+    #[arg(
+        long,
+        env = "CODE_RUNNER_ADMIN_LISTEN",
+        default_value = "127.0.0.1:3001"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Bearer token the admin listener requires; it must be set when the
+    /// admin listener is not on loopback.
+    #[arg(long, env = "CODE_RUNNER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// API keys, `name:sha256:<hex>` separated by commas (the SHA-256 of
+    /// each key; `code-runner new-key <name>` makes one).
+    #[arg(long, env = "CODE_RUNNER_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+
+    /// A file of API keys, one `name:sha256:<hex>` per line.
+    #[arg(long, env = "CODE_RUNNER_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// `auto`: keys are required when configured, and a listener beyond
+    /// loopback needs them; `off`: no keys even beyond loopback (say so only
+    /// behind a gateway that authenticates).
+    #[arg(long, env = "CODE_RUNNER_AUTH", default_value = "auto", value_parser = ["auto", "off"])]
+    pub auth: String,
+
+    /// Requests a minute per API key (all anonymous callers share one
+    /// budget when keys are off); 0 for no limit.
+    #[arg(long, env = "CODE_RUNNER_RATE_LIMIT_PER_MINUTE", default_value_t = 600)]
+    pub rate_limit_per_minute: u64,
+
+    /// Most jobs waiting in the queue; past it submissions get 429.
+    #[arg(long, env = "CODE_RUNNER_MAX_QUEUE_DEPTH", default_value_t = 10_000)]
+    pub max_queue_depth: u64,
+
     /// Redis URL. When unset, `redis://127.0.0.1:6379` is used, and `serve`
     /// starts a private `redis-server` there if nothing answers.
     #[arg(long, env = "CODE_RUNNER_REDIS_URL")]

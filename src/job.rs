@@ -70,6 +70,9 @@ pub struct JobSpec {
     /// When the API accepted the job (milliseconds since the Unix epoch).
     #[serde(default, alias = "submittedAtMs")]
     pub submitted_at_ms: u64,
+    /// The name of the API key that submitted it; only that key sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// Limits a client asked for; what it leaves out takes the defaults (the

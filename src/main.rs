@@ -29,6 +29,12 @@ enum Command {
     Api(RoleArgs),
     /// Takes jobs from Redis and runs them on this machine's Docker engine.
     Worker(RoleArgs),
+    /// Makes an API key: prints the key (give it to the client; it is not
+    /// stored anywhere) and the entry to add to CODE_RUNNER_API_KEYS.
+    NewKey {
+        /// The key's name (letters, digits, `-`, `_`, `.`): jobs belong to it.
+        name: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -44,6 +50,16 @@ async fn main() {
         Command::Serve(a) => (Role::Serve, a.config),
         Command::Api(a) => (Role::Api, a.config),
         Command::Worker(a) => (Role::Worker, a.config),
+        Command::NewKey { name } => {
+            let (key, entry) = code_runner::http::auth::new_key(&name);
+            if code_runner::http::auth::ApiKeys::parse(&entry).is_err() {
+                eprintln!("code-runner: a key name is letters, digits, '-', '_' and '.'");
+                std::process::exit(2);
+            }
+            println!("key:   {key}");
+            println!("entry: {entry}");
+            return;
+        }
     };
     code_runner::telemetry::init(&config.log_format);
     let app = match App::start(role, config).await {

@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::AppState;
+use super::auth::Caller;
 use super::body::json_body;
 use super::error::{ApiError, ErrorBody};
 use crate::job::{JobResult, JobSpec, Phase, RunStatus, now_ms};
@@ -50,12 +51,15 @@ pub struct RunAccepted {
     responses(
         (status = 200, description = "Queued", body = RunAccepted),
         (status = 400, description = "A field is missing, of the wrong type, or unknown", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 413, description = "code or stdin over the size limit", body = ErrorBody),
+        (status = 429, description = "Over the key's rate, or the queue is full", body = ErrorBody),
         (status = 415, description = "Not sent as application/json", body = ErrorBody),
         (status = 503, description = "Redis unavailable", body = ErrorBody),
     ))]
 pub async fn run(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<RunAccepted>, ApiError> {
@@ -96,8 +100,10 @@ pub async fn run(
         code: Some(code),
         stdin,
         submitted_at_ms: now_ms(),
+        owner: caller.key.clone(),
         ..JobSpec::default()
     };
+    check_queue_depth(&state, 1).await?;
     let id = state.queue.enqueue(&spec, &state.enqueue).await?;
     tracing::info!(job = %id, language = %spec.language, "job accepted");
     Ok(Json(RunAccepted {
@@ -128,31 +134,44 @@ pub struct StatusBody {
     responses(
         (status = 200, description = "The job", body = StatusBody),
         (status = 400, description = "Not a job id", body = ErrorBody),
-        (status = 404, description = "No such job (or removed after its retention)", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such job (or another key's, or removed after its retention)", body = ErrorBody),
+        (status = 429, description = "Over the key's rate", body = ErrorBody),
         (status = 503, description = "Redis unavailable", body = ErrorBody),
     ))]
 pub async fn status(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(job_id): Path<String>,
 ) -> Result<Json<StatusBody>, ApiError> {
     let id = Uuid::parse_str(&job_id)
         .map_err(|_| ApiError::bad_field("jobId", "jobId must be a job id (a UUID)"))?;
-    if let Some(live) = state.registry.job(&id.to_string(), REGISTRY_TIMEOUT).await {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no job with id {id} (it may have been removed after its retention)"),
+        )
+        .with_field("jobId")
+    };
+    let live = state.registry.job(&id.to_string(), REGISTRY_TIMEOUT).await;
+    let Some(job) = state.queue.get(&id).await? else {
+        return Err(not_found());
+    };
+    // Another key's job does not exist for this caller.
+    if !caller.may_see(job.spec.as_ref().and_then(|s| s.owner.as_deref())) {
+        return Err(not_found());
+    }
+    if let Some(live) = live
+        && job.state == PublicState::Active
+    {
         return Ok(Json(StatusBody {
             job_id: id.to_string(),
             state: PublicState::Active,
             phase: Some(live.phase),
             result: None,
-            attempts_made: None,
+            attempts_made: Some(job.attempts_made),
         }));
     }
-    let Some(job) = state.queue.get(&id).await? else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no job with id {id} (it may have been removed after its retention)"),
-        )
-        .with_field("jobId"));
-    };
     let result = match job.state {
         PublicState::Completed | PublicState::Cancelled => job.result.as_ref().map(poc_result),
         PublicState::Failed => Some(json!({
@@ -200,6 +219,23 @@ fn poc_result(result: &JobResult) -> Value {
         value["message"] = Value::String(message.clone());
     }
     value
+}
+
+/// 429 when the queue cannot take `adding` more jobs; nothing is enqueued.
+pub(super) async fn check_queue_depth(state: &AppState, adding: u64) -> Result<(), ApiError> {
+    let waiting = state.queue.waiting_count().await?;
+    if waiting + adding > state.max_queue_depth {
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "the queue is full ({waiting} jobs waiting, at most {}); retry later",
+                state.max_queue_depth
+            ),
+        );
+        error.retry_after = Some(5);
+        return Err(error);
+    }
+    Ok(())
 }
 
 /// The largest body worth reading: JSON may spell one byte of code as six

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub field: Option<String>,
+    /// Seconds for a `Retry-After` header (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 /// Every error's body.
@@ -32,6 +34,7 @@ impl ApiError {
             status,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -41,6 +44,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             field: Some(field.into()),
+            retry_after: None,
         }
     }
 
@@ -56,17 +60,26 @@ impl IntoResponse for ApiError {
             error: &self.message,
             field: self.field.as_deref(),
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
+        response
     }
 }
 
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
         tracing::warn!(error = %e, "queue unavailable for a request");
-        ApiError::new(
+        let mut error = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the job queue is unavailable, try again shortly ({e})"),
-        )
+        );
+        error.retry_after = Some(2);
+        error
     }
 }
 

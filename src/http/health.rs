@@ -60,8 +60,6 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Queue counts per state, live workers, this process's jobs in flight and
 /// recent results, actor restarts.
-#[utoipa::path(get, path = "/v1/stats", tag = "operations",
-    responses((status = 200, description = "`{queue, workers, registry, restarts}`")))]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let counts = state.queue.counts().await?;
     let workers = state.queue.live_workers(now_ms()).await?;

@@ -5,6 +5,8 @@
 //! - [`v1`]: the versioned API (`/v1/jobs`, `/v1/languages`), its requests
 //!   checked in [`request`].
 //! - [`health`]: `GET /healthz`, `GET /readyz`, `GET /v1/stats`.
+//! - [`auth`]: API keys, job ownership, per-key rate limits.
+//! - [`admin`]: the admin listener (stats, the dashboard), loopback by default.
 //! - [`error`]: the one error type, JSON bodies for every 4xx/5xx.
 //! - [`openapi`]: the OpenAPI document, generated from these types.
 //!
@@ -12,7 +14,9 @@
 //! state: they enqueue into Redis and read back from Redis (or from the
 //! `JobRegistry` for a job in flight in this process).
 
+pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod body;
 pub mod error;
 pub mod health;
@@ -52,6 +56,10 @@ pub struct AppState {
     pub max_wait: std::time::Duration,
     /// Wakes requests waiting for jobs to finish.
     pub events: Arc<JobEvents>,
+    /// Who may use the job API, and how much.
+    pub access: auth::AccessPolicy,
+    /// Most jobs waiting before submissions get 429.
+    pub max_queue_depth: u64,
     pub enqueue: EnqueueOptions,
     /// The engine, in processes that run jobs (for `/readyz`).
     pub sandbox: Option<Sandbox>,
@@ -59,17 +67,23 @@ pub struct AppState {
     pub supervisor: Option<ActorRef<SupervisorMsg>>,
 }
 
-/// The whole HTTP application.
+/// The public listener: the job API (behind keys and rate limits when
+/// configured), languages, health and the OpenAPI document.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let jobs = Router::new()
         .route("/run", post(api::run))
         .route("/status/{job_id}", get(api::status))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/v1/stats", get(health::stats))
         .route("/v1/jobs", post(v1::create_job))
         .route("/v1/jobs/batch", post(v1::create_batch))
         .route("/v1/jobs/{id}", get(v1::get_job).delete(v1::cancel_job))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard,
+        ));
+    Router::new()
+        .merge(jobs)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/v1/languages", get(v1::languages))
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(error::not_found)

@@ -9,7 +9,10 @@ use utoipa::OpenApi;
     info(
         title = "code-runner",
         description = "Runs untrusted code in throwaway, hardened Docker containers. \
-                       Every error answers `{\"error\", \"field\"}`.",
+                       Every error answers `{\"error\", \"field\"}`. The job endpoints \
+                       take `Authorization: Bearer <API key>` when keys are configured \
+                       (401 without one, 404 for another key's job, 429 past the key's \
+                       rate or when the queue is full).",
     ),
     paths(
         super::v1::create_job,
@@ -21,7 +24,6 @@ use utoipa::OpenApi;
         super::api::status,
         super::health::healthz,
         super::health::readyz,
-        super::health::stats,
         openapi_json,
     ),
     tags(

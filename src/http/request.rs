@@ -58,9 +58,11 @@ pub struct JobRequest {
     pub callback_url: Option<String>,
     /// 0 (the default) runs first; larger numbers run later (up to 1000).
     #[serde(default)]
+    #[schema(maximum = 1000)]
     pub priority: Option<u32>,
     /// The same key within a day answers the same job instead of a new one.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: Option<String>,
 }
 
@@ -106,7 +108,7 @@ pub struct TestCaseRequest {
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// Each one as `POST /v1/jobs` takes it (without `idempotency_key`).
-    #[schema(value_type = Vec<JobRequest>)]
+    #[schema(value_type = Vec<JobRequest>, min_items = 1)]
     pub jobs: Vec<serde_json::Value>,
 }
 
@@ -371,6 +373,8 @@ pub fn check(
             base64,
             callback_url: request.callback_url,
             submitted_at_ms: now_ms(),
+            // Set by the handler from the caller.
+            owner: None,
         },
         priority,
         idempotency_key: request.idempotency_key,

@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::AppState;
+use super::auth::Caller;
 use super::body::json_body;
 use super::error::{ApiError, ErrorBody};
 use super::request::{AcceptedJob, BatchRequest, JobRequest, RequestRules, check, parse};
@@ -43,12 +44,15 @@ const CANCEL_WAIT: Duration = Duration::from_secs(15);
         (status = 200, description = "Finished (wait=true), or the job an idempotency key named", body = JobView),
         (status = 202, description = "Not finished within the bounded wait", body = Created),
         (status = 400, description = "A bad field; `field` names it", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 413, description = "Sources or inputs over the size limit", body = ErrorBody),
+        (status = 429, description = "Over the key's rate, or the queue is full", body = ErrorBody),
         (status = 415, description = "Not sent as application/json", body = ErrorBody),
         (status = 503, description = "Redis unavailable", body = ErrorBody),
     ))]
 pub async fn create_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
@@ -61,7 +65,8 @@ pub async fn create_job(
     } else {
         HashMap::new()
     };
-    let accepted = check(request, &rules(&state, &versions), "")?;
+    let mut accepted = check(request, &rules(&state, &versions), "")?;
+    accepted.spec.owner = caller.key.clone();
     let (id, replayed) = enqueue(&state, &accepted).await?;
     if wait && !replayed {
         let timeout = state.max_wait;
@@ -80,7 +85,7 @@ pub async fn create_job(
     }
     if replayed {
         // The same key within a day names the same job.
-        let view = view_of(&state, &id).await?;
+        let view = view_of(&state, &caller, &id).await?;
         return Ok((StatusCode::OK, Json(view)).into_response());
     }
     Ok(accepted_response(StatusCode::CREATED, &id))
@@ -93,10 +98,15 @@ pub async fn create_job(
     responses(
         (status = 201, description = "All queued", body = BatchCreated),
         (status = 400, description = "A bad field; nothing was queued", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "Not sent as application/json", body = ErrorBody),
+        (status = 429, description = "Over the key's rate, or the queue is full", body = ErrorBody),
         (status = 503, description = "Redis unavailable", body = ErrorBody),
     ))]
 pub async fn create_batch(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -115,7 +125,8 @@ pub async fn create_batch(
     for (i, value) in batch.jobs.into_iter().enumerate() {
         let prefix = format!("jobs[{i}].");
         let request: JobRequest = parse(value, &prefix)?;
-        let accepted = check(request, &rules, &prefix)?;
+        let mut accepted = check(request, &rules, &prefix)?;
+        accepted.spec.owner = caller.key.clone();
         if accepted.idempotency_key.is_some() {
             return Err(ApiError::bad_field(
                 format!("{prefix}idempotency_key"),
@@ -124,6 +135,7 @@ pub async fn create_batch(
         }
         jobs.push((Uuid::new_v4(), accepted.spec, accepted.priority));
     }
+    super::api::check_queue_depth(&state, jobs.len() as u64).await?;
     state.queue.enqueue_batch(&jobs, &state.enqueue).await?;
     let jobs = jobs
         .iter()
@@ -141,14 +153,18 @@ pub async fn create_batch(
     responses(
         (status = 200, description = "The job", body = JobView),
         (status = 400, description = "Not a job id", body = ErrorBody),
-        (status = 404, description = "No such job (or removed after its retention)", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such job (or another key's, or removed after its retention)", body = ErrorBody),
+        (status = 429, description = "Over the key's rate", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
     ))]
 pub async fn get_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = job_id(&id)?;
-    Ok(Json(view_of(&state, &id).await?))
+    Ok(Json(view_of(&state, &caller, &id).await?))
 }
 
 /// Cancel a job: a waiting job never runs; a running job's container is
@@ -158,14 +174,20 @@ pub async fn get_job(
     responses(
         (status = 200, description = "Cancelled", body = JobView),
         (status = 400, description = "Not a job id", body = ErrorBody),
-        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such job (or another key's)", body = ErrorBody),
         (status = 409, description = "The job had already ended", body = ErrorBody),
+        (status = 429, description = "Over the key's rate", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
     ))]
 pub async fn cancel_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = job_id(&id)?;
+    // Another key's job does not exist for this caller.
+    view_of(&state, &caller, &id).await?;
     match state.queue.cancel(&id).await? {
         CancelOutcome::NotFound => Err(not_found(&id)),
         CancelOutcome::Finished(finished) => Err(ApiError::new(
@@ -173,7 +195,7 @@ pub async fn cancel_job(
             format!("job {id} already ended ({})", state_name(finished)),
         )
         .with_field("id")),
-        CancelOutcome::Removed => Ok(Json(view_of(&state, &id).await?)),
+        CancelOutcome::Removed => Ok(Json(view_of(&state, &caller, &id).await?)),
         CancelOutcome::Signalled => {
             let job = state
                 .queue
@@ -224,7 +246,10 @@ pub struct Languages {
 
 /// The languages that can run, with their versions.
 #[utoipa::path(get, path = "/v1/languages", tag = "languages",
-    responses((status = 200, description = "Every language", body = Languages)))]
+    responses(
+        (status = 200, description = "Every language", body = Languages),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    ))]
 pub async fn languages(State(state): State<AppState>) -> Result<Json<Languages>, ApiError> {
     let mut reported = state.queue.language_versions().await?;
     let languages = state
@@ -258,8 +283,14 @@ fn rules<'a>(state: &'a AppState, versions: &'a HashMap<String, Vec<String>>) ->
 /// Enqueues a checked job; `true` when its idempotency key named an
 /// existing job instead.
 async fn enqueue(state: &AppState, accepted: &AcceptedJob) -> Result<(Uuid, bool), ApiError> {
+    super::api::check_queue_depth(state, 1).await?;
     let id = Uuid::new_v4();
-    if let Some(key) = &accepted.idempotency_key
+    // Keys are per caller: one key's idempotency key never names another's job.
+    let idempotency = accepted
+        .idempotency_key
+        .as_ref()
+        .map(|key| format!("{}\u{0}{key}", accepted.spec.owner.as_deref().unwrap_or("")));
+    if let Some(key) = &idempotency
         && let Some(existing) = state.queue.remember_idempotency_key(key, &id).await?
     {
         return Ok((existing, true));
@@ -269,7 +300,7 @@ async fn enqueue(state: &AppState, accepted: &AcceptedJob) -> Result<(Uuid, bool
         .enqueue_with_id(id, &accepted.spec, accepted.priority, &state.enqueue)
         .await;
     if let Err(e) = queued {
-        if let Some(key) = &accepted.idempotency_key {
+        if let Some(key) = &idempotency {
             let _ = state.queue.forget_idempotency_key(key).await;
         }
         return Err(e.into());
@@ -278,11 +309,14 @@ async fn enqueue(state: &AppState, accepted: &AcceptedJob) -> Result<(Uuid, bool
     Ok((id, false))
 }
 
-async fn view_of(state: &AppState, id: &Uuid) -> Result<JobView, ApiError> {
+async fn view_of(state: &AppState, caller: &Caller, id: &Uuid) -> Result<JobView, ApiError> {
     let live = state.registry.job(&id.to_string(), REGISTRY_TIMEOUT).await;
     let Some(job) = state.queue.get(id).await? else {
         return Err(not_found(id));
     };
+    if !caller.may_see(job.spec.as_ref().and_then(|s| s.owner.as_deref())) {
+        return Err(not_found(id));
+    }
     let mut view = job.view();
     if view.state == PublicState::Active {
         view.phase = live.map(|l| l.phase);

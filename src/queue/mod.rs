@@ -323,6 +323,27 @@ impl JobQueue {
         Ok(state == JobState::Active)
     }
 
+    /// Counts one request of `bucket` in this minute. `Some(seconds)` to
+    /// wait when the bucket is over `limit`.
+    pub async fn take_rate(&self, bucket: &str, limit: u64) -> Result<Option<u64>, QueueError> {
+        let now = crate::job::now_ms() / 1000;
+        let minute = now / 60;
+        let key = self.settings.own_key(&format!("rate:{bucket}:{minute}"));
+        let mut pipe = redis::pipe();
+        pipe.atomic().incr(&key, 1).expire(&key, 61).ignore();
+        let (count,): (u64,) = with_timeout(self.connection().pipe(&pipe)).await?;
+        Ok((count > limit).then(|| 60 - now % 60))
+    }
+
+    /// Jobs not yet claimed (waiting, prioritized, delayed).
+    pub async fn waiting_count(&self) -> Result<u64, QueueError> {
+        with_timeout(
+            self.queue
+                .get_job_count_by_types(&["waiting", "prioritized", "delayed"]),
+        )
+        .await
+    }
+
     /// Jobs per state (BullMQ's names), for stats.
     pub async fn counts(&self) -> Result<std::collections::BTreeMap<String, u64>, QueueError> {
         let types = [

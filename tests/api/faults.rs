@@ -13,7 +13,7 @@ use crate::helpers::TestService;
 async fn wait_restarts(service: &TestService, child: &str, count: u64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (_, stats) = service.get("/v1/stats").await;
+        let (_, stats) = service.admin_get("/v1/stats").await;
         if stats["restarts"][child]["count"].as_u64() == Some(count) {
             return stats;
         }
@@ -122,7 +122,7 @@ async fn a_failed_registry_is_restarted_and_counted_and_status_still_answers() {
     let id = service.submit("print('registry back')").await;
     let body = service.wait_done(&id, Duration::from_secs(30)).await;
     assert_eq!(body["result"]["stdout"], "registry back");
-    let (_, stats) = service.get("/v1/stats").await;
+    let (_, stats) = service.admin_get("/v1/stats").await;
     assert_eq!(
         stats["registry"]["restarts"]["registry"]["count"], 1,
         "{stats}"

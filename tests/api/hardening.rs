@@ -20,10 +20,18 @@ async fn a_running_jobs_container_has_every_hardening_setting() {
         .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let container = loop {
-        if let Some(c) = service.containers().await.into_iter().find(|c| c.job_id == id) {
+        if let Some(c) = service
+            .containers()
+            .await
+            .into_iter()
+            .find(|c| c.job_id == id)
+        {
             break c;
         }
-        assert!(Instant::now() < deadline, "the job's container never appeared");
+        assert!(
+            Instant::now() < deadline,
+            "the job's container never appeared"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let docker = bollard::Docker::connect_with_defaults().unwrap();
@@ -76,10 +84,19 @@ async fn a_running_jobs_container_has_every_hardening_setting() {
     assert_eq!(log.typ.as_deref(), Some("json-file"));
     assert!(log.config.unwrap().contains_key("max-size"));
     assert_eq!(host.ipc_mode.as_deref(), Some("private"));
-    assert!(host.pid_mode.unwrap_or_default().is_empty(), "own PID namespace");
+    assert!(
+        host.pid_mode.unwrap_or_default().is_empty(),
+        "own PID namespace"
+    );
     assert!(host.binds.unwrap_or_default().is_empty(), "no host mounts");
-    assert!(info.mounts.unwrap_or_default().is_empty(), "no mounts at all");
-    assert!(host.devices.unwrap_or_default().is_empty(), "no host devices");
+    assert!(
+        info.mounts.unwrap_or_default().is_empty(),
+        "no mounts at all"
+    );
+    assert!(
+        host.devices.unwrap_or_default().is_empty(),
+        "no host devices"
+    );
     let labels = config.labels.unwrap();
     assert_eq!(labels["code-runner.managed"], "1");
     assert_eq!(labels["code-runner.job"], id);
@@ -130,7 +147,10 @@ async fn a_create_warning_fails_the_job_instead_of_running_it() {
         .await;
     assert_eq!(view["state"], "failed", "{view}");
     let error = view["error"].as_str().unwrap();
-    assert!(error.contains("refused to create the container safely"), "{error}");
+    assert!(
+        error.contains("refused to create the container safely"),
+        "{error}"
+    );
     assert!(service.containers().await.is_empty());
     service.stop().await;
 }

@@ -27,6 +27,7 @@ pub const TEST_PREFIX: &str = "{code-runner-test}";
 pub fn test_config() -> Config {
     let mut config = Config::from_env().expect("config from environment");
     config.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_listen = "127.0.0.1:0".parse().unwrap();
     config.redis_url = Some(redis_url());
     config.redis_prefix = TEST_PREFIX.to_string();
     config.queue_name = unique_queue();
@@ -55,6 +56,10 @@ pub fn under_gvisor() -> bool {
 pub struct TestService {
     app: Option<App>,
     pub url: String,
+    /// The admin listener.
+    pub admin_url: String,
+    /// Sent as `Authorization: Bearer` with every request, when set.
+    pub bearer: Option<String>,
     pub client: reqwest::Client,
     pub config: Config,
 }
@@ -65,18 +70,25 @@ impl TestService {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_role(Role::Serve, adjust).await
+    }
+
+    pub async fn start_role(role: Role, adjust: impl FnOnce(&mut Config)) -> Self {
         if std::env::var_os("RUST_LOG").is_some() {
             code_runner::telemetry::init("text");
         }
         let mut config = test_config();
         adjust(&mut config);
-        let app = App::start(Role::Serve, config.clone())
+        let app = App::start(role, config.clone())
             .await
             .expect("service starts (is `make test`'s set-up done?)");
         let url = format!("http://{}", app.addr().unwrap());
+        let admin_url = format!("http://{}", app.admin_addr().unwrap());
         TestService {
             app: Some(app),
             url,
+            admin_url,
+            bearer: None,
             client: reqwest::Client::new(),
             config,
         }
@@ -97,8 +109,7 @@ impl TestService {
         body: impl Into<reqwest::Body>,
     ) -> (u16, Value) {
         let response = self
-            .client
-            .post(format!("{}/run", self.url))
+            .authorized(self.client.post(format!("{}/run", self.url)))
             .header("content-type", content_type)
             .body(body)
             .send()
@@ -123,8 +134,7 @@ impl TestService {
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let response = self
-            .client
-            .get(format!("{}{path}", self.url))
+            .authorized(self.client.get(format!("{}{path}", self.url)))
             .send()
             .await
             .expect("GET");
@@ -140,7 +150,38 @@ impl TestService {
 
     /// Polls until the job is completed or failed.
     pub async fn wait_done(&self, id: &str, timeout: Duration) -> Value {
-        wait_done(&self.client, &self.url, id, timeout).await
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (code, body) = self.get(&format!("/status/{id}")).await;
+            assert_eq!(code, 200, "GET /status/{id} answered {code}: {body}");
+            if body["state"] == "completed" || body["state"] == "failed" {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} not done within {timeout:?}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// A GET on the admin listener.
+    pub async fn admin_get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.admin_url))
+            .send()
+            .await
+            .expect("admin GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.bearer {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
     }
 
     /// Containers of this service's worker on the engine now.
@@ -157,7 +198,11 @@ impl TestService {
     /// Stops the service and checks that it left no container behind.
     pub async fn stop(mut self) {
         let app = self.app.take().unwrap();
-        let sandbox = app.sandbox().unwrap().clone();
+        let Some(sandbox) = app.sandbox().cloned() else {
+            // A process without workers has no containers.
+            app.shutdown().await;
+            return;
+        };
         let worker = app.worker_id().unwrap().to_string();
         app.shutdown().await;
         let left = sandbox.list_managed(Some(&worker)).await.unwrap();
@@ -196,7 +241,8 @@ impl TestService {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self.client.request(method, format!("{}{path}", self.url));
+        let mut request =
+            self.authorized(self.client.request(method, format!("{}{path}", self.url)));
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json")

@@ -15,6 +15,7 @@ mod openapi;
 mod poc;
 mod process;
 mod retention;
+mod security;
 mod v1;
 mod verdicts;
 mod webhooks;

@@ -22,7 +22,6 @@ async fn the_openapi_document_describes_every_route() {
         ("/v1/languages", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
-        ("/v1/stats", "get"),
         ("/openapi.json", "get"),
     ];
     for (path, method) in expected {

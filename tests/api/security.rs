@@ -1,0 +1,288 @@
+//! An API that keeps strangers out: keys, ownership, rate limits, queue
+//! depth, the admin listener, refusals at start, and secrets never shown.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use code_runner::app::Role;
+use code_runner::http::auth::new_key;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestService, free_port, unique_queue, wait_ready};
+
+fn two_keys() -> ((String, String), (String, String)) {
+    (new_key("alice"), new_key("bob"))
+}
+
+#[tokio::test]
+async fn jobs_need_a_key_and_belong_to_it() {
+    let ((alice, alice_entry), (bob, bob_entry)) = two_keys();
+    let mut service =
+        TestService::start_with(|c| c.api_keys = Some(format!("{alice_entry},{bob_entry}"))).await;
+
+    // No key, a wrong key: 401 with a JSON body.
+    let (status, body) = service
+        .send(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({ "language": "python", "code": "print(1)" })),
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"].is_string());
+    let (status, _) = service
+        .get(&format!("/status/{}", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!(status, 401);
+    service.bearer = Some("crk_not_a_key".into());
+    let (status, _) = service
+        .get(&format!("/v1/jobs/{}", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!(status, 401);
+
+    // Public: languages, health, the API description.
+    service.bearer = None;
+    for path in ["/v1/languages", "/healthz", "/openapi.json"] {
+        assert_eq!(service.get(path).await.0, 200, "{path}");
+    }
+
+    // Alice's jobs are Alice's.
+    service.bearer = Some(alice.clone());
+    let v1 = service
+        .run_v1(
+            json!({ "language": "python", "code": "print('alice')", "idempotency_key": "same" }),
+        )
+        .await;
+    let v1_id = v1["id"].as_str().unwrap().to_string();
+    let poc_id = service.submit("print('alice again')").await;
+    assert_eq!(
+        service.wait_done(&poc_id, Duration::from_secs(30)).await["state"],
+        "completed"
+    );
+    assert_eq!(service.get(&format!("/v1/jobs/{v1_id}")).await.0, 200);
+
+    // Bob cannot see, cancel or replay them.
+    service.bearer = Some(bob.clone());
+    for path in [
+        format!("/v1/jobs/{v1_id}"),
+        format!("/status/{poc_id}"),
+        format!("/v1/jobs/{poc_id}"),
+    ] {
+        let (status, body) = service.get(&path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let (status, _) = service
+        .send(Method::DELETE, &format!("/v1/jobs/{v1_id}"), None)
+        .await;
+    assert_eq!(status, 404);
+    let bobs = service
+        .submit_v1(
+            json!({ "language": "python", "code": "print('bob')", "idempotency_key": "same" }),
+        )
+        .await;
+    assert_ne!(bobs, v1_id, "an idempotency key is per API key");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn each_key_has_a_rate_limit_answered_with_retry_after() {
+    let ((alice, alice_entry), (bob, bob_entry)) = two_keys();
+    let service = TestService::start_role(Role::Api, |c| {
+        c.api_keys = Some(format!("{alice_entry},{bob_entry}"));
+        c.rate_limit_per_minute = 5;
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let probe = format!("{}/v1/jobs/{}", service.url, uuid::Uuid::new_v4());
+    // Within one minute's window the sixth request is refused; should the
+    // window turn meanwhile, the next five cross it again.
+    let mut refused = None;
+    for _ in 0..11 {
+        let response = client.get(&probe).bearer_auth(&alice).send().await.unwrap();
+        if response.status() == 429 {
+            refused = Some(response);
+            break;
+        }
+        assert_eq!(response.status(), 404);
+    }
+    let refused = refused.expect("no 429 within 11 requests at 5 a minute");
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("a minute"));
+    // Bob's budget is his own.
+    let response = client.get(&probe).bearer_auth(&bob).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_429_and_enqueues_nothing() {
+    // An API process alone: nothing takes the jobs off the queue.
+    let service = TestService::start_role(Role::Api, |c| c.max_queue_depth = 2).await;
+    for _ in 0..2 {
+        service
+            .submit_v1(json!({ "language": "python", "code": "print(1)" }))
+            .await;
+    }
+    let (status, body) = service
+        .send(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({ "language": "python", "code": "print(1)" })),
+        )
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("queue is full"));
+    let (status, _) = service
+        .post_raw(
+            "application/json",
+            r#"{"language":"python","code":"print(1)"}"#,
+        )
+        .await;
+    assert_eq!(status, 429);
+    let (status, _) = service
+        .send(
+            Method::POST,
+            "/v1/jobs/batch",
+            Some(json!({ "jobs": [{ "language": "python", "code": "print(1)" }] })),
+        )
+        .await;
+    assert_eq!(status, 429);
+    let counts = service.app().queue().counts().await.unwrap();
+    assert_eq!(counts["waiting"], 2, "{counts:?}");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn stats_live_on_the_admin_listener_behind_its_token() {
+    let service = TestService::start().await;
+    assert_eq!(service.admin_get("/v1/stats").await.0, 200);
+    assert_eq!(
+        service.get("/v1/stats").await.0,
+        404,
+        "stats are not public"
+    );
+    service.stop().await;
+
+    let service = TestService::start_with(|c| c.admin_token = Some("admin-secret".into())).await;
+    assert_eq!(service.admin_get("/v1/stats").await.0, 401);
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/stats", service.admin_url))
+        .bearer_auth("admin-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    service.stop().await;
+}
+
+#[test]
+fn listening_beyond_loopback_needs_keys_and_an_admin_token() {
+    for (env, words) in [
+        (
+            vec![("CODE_RUNNER_LISTEN", "0.0.0.0:0")],
+            "without API keys",
+        ),
+        (
+            vec![("CODE_RUNNER_ADMIN_LISTEN", "0.0.0.0:0")],
+            "without CODE_RUNNER_ADMIN_TOKEN",
+        ),
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_code-runner"));
+        command
+            .arg("api")
+            .env("CODE_RUNNER_QUEUE", unique_queue())
+            .env("CODE_RUNNER_LISTEN", "127.0.0.1:0")
+            .env("CODE_RUNNER_ADMIN_LISTEN", "127.0.0.1:0");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(words), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn no_secret_is_ever_logged_or_returned() {
+    let (key, entry) = new_key("carol");
+    let callback_secret = format!("hook-{}", uuid::Uuid::new_v4().simple());
+    let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
+    let queue = unique_queue();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_code-runner"))
+        .arg("serve")
+        .env("CODE_RUNNER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CODE_RUNNER_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("CODE_RUNNER_REDIS_URL", crate::helpers::redis_url())
+        .env("CODE_RUNNER_REDIS_PREFIX", crate::helpers::TEST_PREFIX)
+        .env("CODE_RUNNER_QUEUE", &queue)
+        .env(
+            "CODE_RUNNER_DATA_DIR",
+            std::env::temp_dir().join(format!("code-runner-{queue}")),
+        )
+        .env("CODE_RUNNER_API_KEYS", &entry)
+        .env("CODE_RUNNER_CALLBACK_SECRET", &callback_secret)
+        .env("CODE_RUNNER_ADMIN_TOKEN", &admin_token)
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drain the logs as they come (a full pipe would stall the service).
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut logs = String::new();
+        let _ = stderr.read_to_string(&mut logs);
+        logs
+    });
+    let client = reqwest::Client::new();
+    wait_ready(&client, &url).await;
+    let view: Value = client
+        .post(format!("{url}/v1/jobs?wait=true"))
+        .bearer_auth(&key)
+        .json(&json!({
+            "language": "python",
+            "code": "import os\nprint(sorted(os.environ))",
+            "callback_url": format!("http://127.0.0.1:{}/hook", free_port()),
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["state"], "completed", "{view}");
+    let answered = view.to_string();
+    // Let a webhook attempt happen and be logged.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let logs = reader.join().unwrap();
+    assert!(
+        logs.contains("job accepted"),
+        "the logs were not captured: {logs}"
+    );
+    for secret in [&key, &callback_secret, &admin_token] {
+        assert!(!logs.contains(secret.as_str()), "a secret is in the logs");
+        assert!(!answered.contains(secret.as_str()), "a secret was returned");
+    }
+    assert!(
+        !logs.contains(entry.rsplit(':').next().unwrap()),
+        "a key hash is in the logs"
+    );
+}
