@@ -186,6 +186,9 @@ impl Actor for Dispatcher {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.worker.close(Duration::from_secs(10)).await;
+        // Every runner has ended: whatever of this worker is still on the
+        // engine (a create that completed after its runner died) goes now.
+        sweep(&state.services, &HashSet::new(), true).await;
         let worker_id = &state.services.worker_settings.worker_id;
         if let Err(e) = state.services.queue.forget_worker(worker_id).await {
             tracing::warn!(error = %e, "could not remove this worker's heartbeat");
