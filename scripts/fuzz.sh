@@ -47,7 +47,7 @@ status=0
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance,negative_data_rejection,missing_required_header,unsupported_method \
     --max-examples "${FUZZ_EXAMPLES:-25}" \
     --seed "${FUZZ_SEED:-20261126}" \
-    --workers 2 \
+    --workers 1 \
     --request-timeout 60 \
     --no-shrink || status=$?
 if [ "$status" != 0 ]; then
