@@ -43,7 +43,10 @@ for _ in $(seq 1 100); do
 done
 
 status=0
-"$venv/bin/st" run "http://127.0.0.1:$port/openapi.json" \
+# schemathesis keeps a cache in its working directory: not in the repository.
+root="$PWD"
+cd "$work"
+"$root/$venv/bin/st" run "http://127.0.0.1:$port/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance,negative_data_rejection,missing_required_header,unsupported_method \
     --max-examples "${FUZZ_EXAMPLES:-25}" \
     --seed "${FUZZ_SEED:-20261126}" \
