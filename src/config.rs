@@ -238,6 +238,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
     pub lock_duration_ms: u64,
 
+    /// Times a job may be taken over from a worker that died while running
+    /// it; past that it fails with "job stalled more than allowable limit".
+    #[arg(long, env = "CODE_RUNNER_MAX_STALLS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub max_stalls: u32,
+
     /// How long a stopping worker lets running jobs finish before killing
     /// their containers and putting the jobs back in the queue, in milliseconds.
     #[arg(long, env = "CODE_RUNNER_SHUTDOWN_GRACE_MS", default_value_t = 0)]

@@ -15,7 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -39,6 +39,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
 /// A container younger than this is swept only when its worker is dead: its
 /// runner may have just created it.
 const SWEEP_MIN_AGE_SECS: i64 = 30;
+/// How often the engine is pinged, and how long a ping may take.
+const ENGINE_PING_INTERVAL: Duration = Duration::from_secs(1);
+const ENGINE_PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub enum DispatcherMsg {
     /// A job claimed by the queue worker; answer `reply` when it ends.
@@ -62,6 +65,12 @@ pub enum DispatcherMsg {
     Drain(RpcReplyPort<()>),
     /// The shutdown grace is over.
     DrainDeadline,
+    /// The Docker engine stopped answering: claim no more jobs.
+    EngineDown(String),
+    /// The engine answers again: sweep what the outage left, then resume.
+    EngineUp,
+    /// Claim jobs again (after the post-outage sweep).
+    Resume,
     /// Jobs in flight now.
     Running(RpcReplyPort<usize>),
     /// Test-only fault hook: fail the dispatcher.
@@ -94,6 +103,10 @@ pub struct DispatcherState {
     running: HashMap<ActorId, InFlight>,
     /// `running.len()`, for the heartbeat task.
     running_count: Arc<AtomicUsize>,
+    /// Whether the engine answers, for the heartbeat and `resume`.
+    engine_ok: Arc<AtomicBool>,
+    /// Pings the engine every second.
+    _engine_watch: AbortOnDrop,
     _heartbeat: AbortOnDrop,
     /// Listens for cancellations of running jobs.
     _cancellations: AbortOnDrop,
@@ -115,24 +128,27 @@ impl Actor for Dispatcher {
         let worker_id = services.worker_settings.worker_id.clone();
         // Whatever this worker's runners left (a restart means they are all
         // gone) and whatever dead workers left on this engine.
-        sweep(&services, &HashSet::new(), true).await;
+        sweep(&services, &HashSet::new(), SweepMode::NoRunners).await;
         services.registry.tell(RegistryMsg::ForgetWorker {
             worker_id: worker_id.clone(),
         });
 
         let running_count = Arc::new(AtomicUsize::new(0));
+        let engine_ok = Arc::new(AtomicBool::new(true));
         // Alive before the first container exists, so that no other
         // worker's sweep takes this one's containers for a dead worker's.
         let started_at_ms = now_ms();
         services
             .queue
-            .heartbeat(&worker_info(&services, started_at_ms, 0))
+            .heartbeat(&worker_info(&services, started_at_ms, 0, true))
             .await?;
         let heartbeat = tokio::spawn(heartbeat_loop(
             services.clone(),
             running_count.clone(),
+            engine_ok.clone(),
             started_at_ms,
         ));
+        let engine_watch = tokio::spawn(engine_watch(services.clone(), myself.clone()));
 
         let me = myself.clone();
         let worker = QueueWorker::start(
@@ -175,6 +191,8 @@ impl Actor for Dispatcher {
             running: HashMap::new(),
             running_count,
             _heartbeat: AbortOnDrop(heartbeat),
+            engine_ok,
+            _engine_watch: AbortOnDrop(engine_watch),
             _cancellations: AbortOnDrop(cancellations),
             draining: None,
         })
@@ -188,7 +206,7 @@ impl Actor for Dispatcher {
         state.worker.close(Duration::from_secs(10)).await;
         // Every runner has ended: whatever of this worker is still on the
         // engine (a create that completed after its runner died) goes now.
-        sweep(&state.services, &HashSet::new(), true).await;
+        sweep(&state.services, &HashSet::new(), SweepMode::NoRunners).await;
         let worker_id = &state.services.worker_settings.worker_id;
         if let Err(e) = state.services.queue.forget_worker(worker_id).await {
             tracing::warn!(error = %e, "could not remove this worker's heartbeat");
@@ -224,7 +242,7 @@ impl Actor for Dispatcher {
                 let services = state.services.clone();
                 let known: HashSet<String> =
                     state.running.values().map(|e| e.job_id.clone()).collect();
-                tokio::spawn(async move { sweep(&services, &known, false).await });
+                tokio::spawn(async move { sweep(&services, &known, SweepMode::Periodic).await });
             }
             DispatcherMsg::Drain(reply) => {
                 state.worker.pause();
@@ -238,6 +256,30 @@ impl Actor for Dispatcher {
                 answer_drain_if_done(state);
             }
             DispatcherMsg::DrainDeadline => cancel_all(state),
+            DispatcherMsg::EngineDown(reason) => {
+                tracing::error!(%reason, "the Docker engine does not answer: claiming no jobs");
+                state.engine_ok.store(false, Ordering::Relaxed);
+                state.worker.pause();
+            }
+            DispatcherMsg::EngineUp => {
+                tracing::info!("the Docker engine answers again");
+                state.engine_ok.store(true, Ordering::Relaxed);
+                // Remove what the outage left (runs whose removal failed)
+                // while nothing new starts, then claim jobs again.
+                let services = state.services.clone();
+                let known: HashSet<String> =
+                    state.running.values().map(|e| e.job_id.clone()).collect();
+                let me = myself.clone();
+                tokio::spawn(async move {
+                    sweep(&services, &known, SweepMode::Paused).await;
+                    let _ = me.cast(DispatcherMsg::Resume);
+                });
+            }
+            DispatcherMsg::Resume => {
+                if state.engine_ok.load(Ordering::Relaxed) && state.draining.is_none() {
+                    state.worker.resume();
+                }
+            }
             DispatcherMsg::Running(reply) => {
                 let _ = reply.send(state.running.len());
             }
@@ -436,16 +478,27 @@ fn answer_drain_if_done(state: &mut DispatcherState) {
     }
 }
 
+/// When a sweep runs, which says what of this worker's own is left over.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SweepMode {
+    /// The dispatcher starts or stops: no runner of it exists, all of this
+    /// worker's containers are left over.
+    NoRunners,
+    /// No runner starts meanwhile (the queue worker is paused): this
+    /// worker's containers that no job in flight owns are left over.
+    Paused,
+    /// Runners may start meanwhile: only containers older than
+    /// [`SWEEP_MIN_AGE_SECS`] that no job in flight owns are left over.
+    Periodic,
+}
+
 /// Removes leftover containers. A container is left over when:
-/// - it is this worker's and the dispatcher just started (its runners are
-///   all gone), or no job in flight here owns it;
+/// - it is this worker's and no runner owns it (see [`SweepMode`]);
 /// - its worker's heartbeat expired (that process is dead);
 /// - its job is no longer active in Redis (finished, or taken over by
-///   another worker after its own died).
-///
-/// Only containers older than [`SWEEP_MIN_AGE_SECS`] are judged by the last
-/// two rules of their own, so a runner's fresh container is never taken.
-async fn sweep(services: &WorkerServices, in_flight: &HashSet<String>, at_start: bool) {
+///   another worker after its own died), and it is older than
+///   [`SWEEP_MIN_AGE_SECS`], so a fresh container is never taken.
+async fn sweep(services: &WorkerServices, in_flight: &HashSet<String>, mode: SweepMode) {
     let own = &services.worker_settings.worker_id;
     let containers = match services.sandbox.list_queue_containers().await {
         Ok(containers) => containers,
@@ -460,7 +513,11 @@ async fn sweep(services: &WorkerServices, in_flight: &HashSet<String>, at_start:
     for c in containers {
         let old = (now / 1000) as i64 - c.created > SWEEP_MIN_AGE_SECS;
         let orphan = if &c.worker_id == own {
-            at_start || (!in_flight.contains(&c.job_id) && old)
+            match mode {
+                SweepMode::NoRunners => true,
+                SweepMode::Paused => !in_flight.contains(&c.job_id),
+                SweepMode::Periodic => !in_flight.contains(&c.job_id) && old,
+            }
         } else {
             let live = match alive.get(&c.worker_id) {
                 Some(&live) => live,
@@ -487,26 +544,64 @@ async fn sweep(services: &WorkerServices, in_flight: &HashSet<String>, at_start:
     }
 }
 
-fn worker_info(services: &WorkerServices, started_at_ms: u64, running: usize) -> WorkerInfo {
+fn worker_info(
+    services: &WorkerServices,
+    started_at_ms: u64,
+    running: usize,
+    engine_ok: bool,
+) -> WorkerInfo {
     WorkerInfo {
         id: services.worker_settings.worker_id.clone(),
         host: hostname(),
         concurrency: services.worker_settings.concurrency,
         running,
+        engine_ok,
         started_at_ms,
         heartbeat_at_ms: now_ms(),
+    }
+}
+
+/// Pings the engine every second and tells the dispatcher when it stops
+/// or starts answering again.
+async fn engine_watch(services: Arc<WorkerServices>, dispatcher: ActorRef<DispatcherMsg>) {
+    let mut up = true;
+    let mut ticker = tokio::time::interval(ENGINE_PING_INTERVAL);
+    loop {
+        ticker.tick().await;
+        let ping = tokio::time::timeout(ENGINE_PING_TIMEOUT, services.sandbox.engine_info()).await;
+        match (up, ping) {
+            (true, Ok(Err(e))) => {
+                up = false;
+                let _ = dispatcher.cast(DispatcherMsg::EngineDown(e.to_string()));
+            }
+            (true, Err(_)) => {
+                up = false;
+                let _ = dispatcher.cast(DispatcherMsg::EngineDown("no answer in time".into()));
+            }
+            (false, Ok(Ok(_))) => {
+                up = true;
+                let _ = dispatcher.cast(DispatcherMsg::EngineUp);
+            }
+            _ => {}
+        }
     }
 }
 
 async fn heartbeat_loop(
     services: Arc<WorkerServices>,
     running: Arc<AtomicUsize>,
+    engine_ok: Arc<AtomicBool>,
     started_at_ms: u64,
 ) {
     let mut ticker = tokio::time::interval(HEARTBEAT_INTERVAL);
     loop {
         ticker.tick().await;
-        let info = worker_info(&services, started_at_ms, running.load(Ordering::Relaxed));
+        let info = worker_info(
+            &services,
+            started_at_ms,
+            running.load(Ordering::Relaxed),
+            engine_ok.load(Ordering::Relaxed),
+        );
         if let Err(e) = services.queue.heartbeat(&info).await {
             tracing::warn!(error = %e, "heartbeat not recorded");
         }

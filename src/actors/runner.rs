@@ -89,7 +89,11 @@ impl Actor for ContainerRunner {
 
 async fn run(args: &RunnerArgs) -> JobOutcome {
     let job_id = &args.job.job_id;
+    // Whether any container was created: a job the engine never saw can go
+    // back to the queue without spending an attempt.
+    let started = std::sync::atomic::AtomicBool::new(false);
     let on_phase = |phase: Phase, container_id: &str| {
+        started.store(true, std::sync::atomic::Ordering::Relaxed);
         args.registry.tell(RegistryMsg::JobPhase {
             job_id: job_id.clone(),
             phase,
@@ -124,6 +128,21 @@ async fn run(args: &RunnerArgs) -> JobOutcome {
             JobOutcome::Finished(Box::new(result))
         }
         Ok(Execution::Cancelled) => JobOutcome::Requeue,
+        Err(e) if e.is_unreachable() => {
+            // The engine went away: stop claiming at once rather than at
+            // the next ping, so waiting jobs wait instead of failing.
+            let _ = args
+                .dispatcher
+                .cast(super::dispatcher::DispatcherMsg::EngineDown(e.to_string()));
+            if started.load(std::sync::atomic::Ordering::Relaxed) {
+                JobOutcome::Failed {
+                    reason: e.to_string(),
+                    retryable: true,
+                }
+            } else {
+                JobOutcome::Requeue
+            }
+        }
         Err(e @ SandboxError::UnsafeCreate(_)) => JobOutcome::Failed {
             reason: e.to_string(),
             retryable: false,

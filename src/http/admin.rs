@@ -24,6 +24,7 @@ pub fn admin_router(state: AppState, token: Option<&str>) -> Router {
     let token = AdminToken(token.map(|t| Arc::new(Sha256::digest(t.as_bytes()).into())));
     Router::new()
         .route("/v1/stats", get(health::stats))
+        .route("/v1/workers", get(health::workers))
         .route("/admin/queues", get(queues_page))
         .route_layer(axum::middleware::from_fn_with_state(token, require_token))
         .route("/healthz", get(health::healthz))

@@ -58,6 +58,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Live workers, from their heartbeats (dead ones are dropped).
+pub async fn workers(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let workers = state.queue.live_workers(now_ms()).await?;
+    Ok(Json(json!({ "workers": workers })))
+}
+
 /// Queue counts per state, live workers, this process's jobs in flight and
 /// recent results, actor restarts.
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

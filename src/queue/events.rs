@@ -13,6 +13,21 @@ use super::{JobQueue, PublicState, QueueError, QueueSettings, StoredJob};
 
 type Waiters = Arc<Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>>;
 
+/// A waiter looks at its job again at least this often, in case an event
+/// was missed while the listener reconnected.
+const RECHECK: Duration = Duration::from_secs(5);
+
+async fn listen(settings: &QueueSettings) -> Result<QueueEvents, QueueError> {
+    let options = QueueEventsOptions {
+        connection: settings.connection(),
+        prefix: settings.prefix.clone(),
+        ..QueueEventsOptions::default()
+    };
+    QueueEvents::with_options(&settings.queue_name, options)
+        .await
+        .map_err(|e| QueueError::Unavailable(e.to_string()))
+}
+
 /// The process's listener on the queue's event stream.
 pub struct JobEvents {
     waiters: Waiters,
@@ -26,34 +41,42 @@ impl Drop for JobEvents {
 }
 
 impl JobEvents {
-    /// Starts listening from now on.
+    /// Starts listening from now on; the listener reconnects by itself
+    /// when Redis goes away and comes back.
     pub async fn start(settings: &QueueSettings) -> Result<JobEvents, QueueError> {
-        let options = QueueEventsOptions {
-            connection: settings.connection(),
-            prefix: settings.prefix.clone(),
-            ..QueueEventsOptions::default()
-        };
-        let events = QueueEvents::with_options(&settings.queue_name, options)
-            .await
-            .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+        let first = listen(settings).await?;
         let waiters: Waiters = Arc::default();
         let task = {
             let waiters = waiters.clone();
+            let settings = settings.clone();
             tokio::spawn(async move {
-                while let Some(entry) = events.next_event().await {
-                    let job_id = match &entry.event {
-                        QueueEvent::Completed { job_id, .. }
-                        | QueueEvent::Failed { job_id, .. }
-                        | QueueEvent::Removed { job_id, .. } => job_id.clone(),
-                        _ => continue,
+                let mut events = Some(first);
+                let mut backoff = Duration::from_millis(100);
+                loop {
+                    let Some(current) = events.take() else {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        events = listen(&settings).await.ok();
+                        continue;
                     };
-                    let woken = waiters
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&job_id);
-                    for waiter in woken.into_iter().flatten() {
-                        let _ = waiter.send(());
+                    backoff = Duration::from_millis(100);
+                    while let Some(entry) = current.next_event().await {
+                        let job_id = match &entry.event {
+                            QueueEvent::Completed { job_id, .. }
+                            | QueueEvent::Failed { job_id, .. }
+                            | QueueEvent::Removed { job_id, .. } => job_id.clone(),
+                            _ => continue,
+                        };
+                        let woken = waiters
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&job_id);
+                        for waiter in woken.into_iter().flatten() {
+                            let _ = waiter.send(());
+                        }
                     }
+                    tracing::warn!("the queue's event stream ended; listening again");
+                    current.close().await;
                 }
             })
         };
@@ -108,7 +131,8 @@ impl JobQueue {
                 return Ok(job);
             }
             // A failed attempt that will be retried also wakes us: look again.
-            let _ = tokio::time::timeout_at(deadline, woken).await;
+            let until = deadline.min(tokio::time::Instant::now() + RECHECK);
+            let _ = tokio::time::timeout_at(until, woken).await;
             events.forget_closed(&key);
         }
     }

@@ -26,8 +26,15 @@ pub struct WorkerInfo {
     pub concurrency: u32,
     /// Jobs it is running now.
     pub running: usize,
+    /// Whether its Docker engine answers (it claims no jobs while not).
+    #[serde(default = "yes")]
+    pub engine_ok: bool,
     pub started_at_ms: u64,
     pub heartbeat_at_ms: u64,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl JobQueue {

@@ -52,6 +52,8 @@ pub struct WorkerSettings {
     /// Jobs in flight at most (the concurrency cap).
     pub concurrency: u32,
     pub lock_duration: Duration,
+    /// Take-overs of a job whose worker died, before it fails.
+    pub max_stalls: u32,
     pub keep_completed_secs: u64,
     pub keep_completed_count: usize,
     pub keep_failed_secs: u64,
@@ -64,6 +66,7 @@ impl WorkerSettings {
             worker_id,
             concurrency: config.concurrency,
             lock_duration: Duration::from_millis(config.lock_duration_ms),
+            max_stalls: config.max_stalls,
             keep_completed_secs: config.keep_completed_secs,
             keep_completed_count: config.keep_completed_count,
             keep_failed_secs: config.keep_failed_secs,
@@ -107,6 +110,7 @@ impl QueueWorker {
             .concurrency(settings.concurrency as usize)
             .lock_duration(settings.lock_duration)
             .stalled_interval(settings.lock_duration)
+            .max_stalled_count(settings.max_stalls)
             .drain_delay(Duration::from_secs(5))
             .run_retry_delay(Duration::from_secs(1))
             .remove_on_complete(keep(
@@ -227,6 +231,11 @@ impl QueueWorker {
     /// Stops claiming new jobs; jobs in flight go on.
     pub fn pause(&self) {
         self.worker.pause();
+    }
+
+    /// Claims jobs again after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.worker.resume();
     }
 
     /// Jobs in flight.

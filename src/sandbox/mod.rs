@@ -65,6 +65,7 @@ fn is_connection_error(e: &bollard::errors::Error) -> bool {
     matches!(
         e,
         E::HyperResponseError { .. }
+            | E::HyperLegacyError { .. }
             | E::IOError { .. }
             | E::RequestTimeoutError
             | E::SocketNotFoundError(_)
