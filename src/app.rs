@@ -284,6 +284,8 @@ impl App {
                 },
                 sandbox: sandbox.clone(),
                 supervisor: Some(supervisor.clone()),
+                worker: worker_id.clone().map(|id| (id, config.concurrency)),
+                runtime: config.runtime.clone(),
             };
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await

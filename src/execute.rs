@@ -166,6 +166,7 @@ pub async fn execute(
         language: language.id.clone(),
         version: job.version.clone(),
         worker_id: sandbox.settings().worker_id.clone(),
+        timeline: Vec::new(),
     };
 
     let mut run_files = job.files.clone();

@@ -30,7 +30,7 @@ pub struct TestCase {
 }
 
 /// A job as stored in Redis: everything a worker needs to run it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct JobSpec {
     /// Language id or alias, as submitted (resolved by the worker's table).
     pub language: String,
@@ -77,7 +77,7 @@ pub struct JobSpec {
 
 /// Limits a client asked for; what it leaves out takes the defaults (the
 /// server's, with its language's overrides).
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct RequestedLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wall_time_ms: Option<u64>,
@@ -293,6 +293,18 @@ pub struct JobResult {
     /// The worker process that ran it.
     #[serde(default)]
     pub worker_id: String,
+    /// Each phase the job went through, with its container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<PhaseMark>,
+}
+
+/// One step of a job's run: a phase entered, when, in which container.
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PhaseMark {
+    pub phase: Phase,
+    pub at_ms: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub container_id: String,
 }
 
 impl JobResult {
@@ -311,6 +323,7 @@ impl JobResult {
             language: String::new(),
             version: String::new(),
             worker_id: String::new(),
+            timeline: Vec::new(),
         }
     }
 }

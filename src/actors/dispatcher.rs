@@ -27,7 +27,7 @@ use super::runner::{ContainerRunner, RunnerArgs};
 use crate::execute::prepare;
 use crate::job::{JobSpec, now_ms};
 use crate::queue::cancel::watch_cancellations;
-use crate::queue::heartbeat::{HEARTBEAT_INTERVAL, WorkerInfo};
+use crate::queue::heartbeat::{HEARTBEAT_INTERVAL, WorkerInfo, WorkerJob};
 use crate::queue::worker::{ClaimedJob, JobOutcome, QueueWorker};
 
 /// With fault injection on, a job whose code contains this makes its runner
@@ -558,6 +558,8 @@ fn worker_info(
         engine_ok,
         started_at_ms,
         heartbeat_at_ms: now_ms(),
+        jobs: Vec::new(),
+        restarts: Default::default(),
     }
 }
 
@@ -596,12 +598,29 @@ async fn heartbeat_loop(
     let mut ticker = tokio::time::interval(HEARTBEAT_INTERVAL);
     loop {
         ticker.tick().await;
-        let info = worker_info(
+        let mut info = worker_info(
             &services,
             started_at_ms,
             running.load(Ordering::Relaxed),
             engine_ok.load(Ordering::Relaxed),
         );
+        // The live view of this process's actors, for dashboards elsewhere.
+        if let Some(snapshot) = services.registry.snapshot(Duration::from_millis(250)).await {
+            info.jobs = snapshot
+                .in_flight
+                .into_iter()
+                .filter(|j| j.worker_id == info.id)
+                .map(|j| WorkerJob {
+                    job_id: j.job_id,
+                    language: j.language,
+                    phase: j.phase,
+                    claimed_at_ms: j.claimed_at_ms,
+                    phase_at_ms: j.phase_at_ms,
+                    container_id: j.container_id,
+                })
+                .collect();
+            info.restarts = snapshot.restarts;
+        }
         if let Err(e) = services.queue.heartbeat(&info).await {
             tracing::warn!(error = %e, "heartbeat not recorded");
         }

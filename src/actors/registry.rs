@@ -19,7 +19,7 @@ use crate::job::{Phase, Verdict, now_ms};
 const RECENT_CAPACITY: usize = 200;
 
 /// A job in flight in this process.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LiveJob {
     pub job_id: String,
@@ -45,7 +45,7 @@ pub struct FinishedJob {
 }
 
 /// Restarts of one supervised actor.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RestartRecord {
     pub count: u64,

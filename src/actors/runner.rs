@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::registry::{RegistryHandle, RegistryMsg};
 use crate::execute::{Execution, ExecutionSettings, PreparedJob, execute};
-use crate::job::{JobResult, Phase, Verdict};
+use crate::job::{JobResult, Phase, PhaseMark, Verdict};
 use crate::queue::worker::JobOutcome;
 use crate::sandbox::{Sandbox, SandboxError};
 
@@ -92,8 +92,21 @@ async fn run(args: &RunnerArgs) -> JobOutcome {
     // Whether any container was created: a job the engine never saw can go
     // back to the queue without spending an attempt.
     let started = std::sync::atomic::AtomicBool::new(false);
+    let claimed_at = crate::job::now_ms();
+    let timeline = std::sync::Mutex::new(vec![PhaseMark {
+        phase: Phase::Claimed,
+        at_ms: claimed_at,
+        container_id: String::new(),
+    }]);
     let on_phase = |phase: Phase, container_id: &str| {
         started.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut marks) = timeline.lock() {
+            marks.push(PhaseMark {
+                phase,
+                at_ms: crate::job::now_ms(),
+                container_id: container_id.to_string(),
+            });
+        }
         args.registry.tell(RegistryMsg::JobPhase {
             job_id: job_id.clone(),
             phase,
@@ -118,13 +131,18 @@ async fn run(args: &RunnerArgs) -> JobOutcome {
     let outcome = execute(&args.sandbox, &args.job, &args.settings, &stop, &on_phase).await;
     stop.cancel();
     let _ = relay.await;
+    let timeline = timeline.into_inner().unwrap_or_default();
     match outcome {
-        Ok(Execution::Finished(result)) => JobOutcome::Finished(result),
+        Ok(Execution::Finished(mut result)) => {
+            result.timeline = timeline;
+            JobOutcome::Finished(result)
+        }
         Ok(Execution::Cancelled) if args.cancel.is_cancelled() => {
             let mut result = JobResult::without_run(Verdict::Cancelled, "cancelled while it ran");
             result.language = args.job.language.id.clone();
             result.version = args.job.version.clone();
             result.worker_id = args.sandbox.settings().worker_id.clone();
+            result.timeline = timeline;
             JobOutcome::Finished(Box::new(result))
         }
         Ok(Execution::Cancelled) => JobOutcome::Requeue,

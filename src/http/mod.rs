@@ -65,6 +65,10 @@ pub struct AppState {
     pub sandbox: Option<Sandbox>,
     /// The actor tree's root, for restart counts in `/v1/stats`.
     pub supervisor: Option<ActorRef<SupervisorMsg>>,
+    /// This process's worker (id, concurrency cap), when it runs jobs.
+    pub worker: Option<(String, u32)>,
+    /// The configured OCI runtime, for the dashboard.
+    pub runtime: Option<String>,
 }
 
 /// The public listener: the job API (behind keys and rate limits when

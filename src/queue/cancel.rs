@@ -101,6 +101,7 @@ impl JobQueue {
                 )
                 .await?;
                 if with_timeout(self.queue.remove(&id)).await? {
+                    self.record_cancelled(&id).await?;
                     Ok(CancelOutcome::Removed)
                 } else {
                     // Claimed meanwhile (locked): stop it where it runs.
@@ -157,6 +158,7 @@ impl JobQueue {
                 spec: record.spec,
                 started_at_ms: None,
                 finished_at_ms: Some(record.cancelled_at_ms),
+                processed_by: None,
             }))
     }
 

@@ -28,9 +28,19 @@ async fn listen(settings: &QueueSettings) -> Result<QueueEvents, QueueError> {
         .map_err(|e| QueueError::Unavailable(e.to_string()))
 }
 
+/// One event of the queue's stream, as the dashboard receives it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QueueActivity {
+    /// BullMQ's name: added, active, completed, failed, removed, ...
+    pub event: String,
+    pub job_id: Option<String>,
+}
+
 /// The process's listener on the queue's event stream.
 pub struct JobEvents {
     waiters: Waiters,
+    /// Every event, for live views (slow receivers miss some, never block).
+    activity: tokio::sync::broadcast::Sender<QueueActivity>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -46,8 +56,10 @@ impl JobEvents {
     pub async fn start(settings: &QueueSettings) -> Result<JobEvents, QueueError> {
         let first = listen(settings).await?;
         let waiters: Waiters = Arc::default();
+        let (activity, _) = tokio::sync::broadcast::channel(1024);
         let task = {
             let waiters = waiters.clone();
+            let activity = activity.clone();
             let settings = settings.clone();
             tokio::spawn(async move {
                 let mut events = Some(first);
@@ -61,6 +73,10 @@ impl JobEvents {
                     };
                     backoff = Duration::from_millis(100);
                     while let Some(entry) = current.next_event().await {
+                        let _ = activity.send(QueueActivity {
+                            event: entry.event.name().to_string(),
+                            job_id: entry.event.job_id().map(str::to_string),
+                        });
                         let job_id = match &entry.event {
                             QueueEvent::Completed { job_id, .. }
                             | QueueEvent::Failed { job_id, .. }
@@ -80,7 +96,16 @@ impl JobEvents {
                 }
             })
         };
-        Ok(JobEvents { waiters, task })
+        Ok(JobEvents {
+            waiters,
+            activity,
+            task,
+        })
+    }
+
+    /// Every event from now on.
+    pub fn activity(&self) -> tokio::sync::broadcast::Receiver<QueueActivity> {
+        self.activity.subscribe()
     }
 
     fn subscribe(&self, id: &str) -> oneshot::Receiver<()> {

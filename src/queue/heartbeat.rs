@@ -31,6 +31,24 @@ pub struct WorkerInfo {
     pub engine_ok: bool,
     pub started_at_ms: u64,
     pub heartbeat_at_ms: u64,
+    /// Its jobs in flight (its `ContainerRunner`s) and their phase.
+    #[serde(default)]
+    pub jobs: Vec<WorkerJob>,
+    /// Restarts of its supervised actors: name → count, last reason.
+    #[serde(default)]
+    pub restarts: std::collections::BTreeMap<String, crate::actors::registry::RestartRecord>,
+}
+
+/// A job in flight on a worker, as its heartbeat shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerJob {
+    pub job_id: String,
+    pub language: String,
+    pub phase: crate::job::Phase,
+    pub claimed_at_ms: u64,
+    pub phase_at_ms: u64,
+    pub container_id: Option<String>,
 }
 
 fn yes() -> bool {

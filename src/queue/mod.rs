@@ -15,6 +15,7 @@
 //! **Invariant:** all job state lives in Redis. A restarted process, or any
 //! other API process on the same Redis, answers for every job.
 
+pub mod admin;
 pub mod cancel;
 pub mod embedded;
 pub mod events;
@@ -111,6 +112,8 @@ pub struct StoredJob {
     pub started_at_ms: Option<u64>,
     /// When it ended.
     pub finished_at_ms: Option<u64>,
+    /// The worker that claimed it last.
+    pub processed_by: Option<String>,
 }
 
 /// A job as the v1 API (and webhooks) present it.
@@ -302,6 +305,7 @@ impl JobQueue {
                 spec: serde_json::from_value(job.data().clone()).ok(),
                 started_at_ms: job.processed_on(),
                 finished_at_ms: job.finished_on(),
+                processed_by: job.processed_by().map(str::to_string),
             }));
         }
         Ok(Some(StoredJob {
@@ -313,6 +317,7 @@ impl JobQueue {
             spec: serde_json::from_value(job.data().clone()).ok(),
             started_at_ms: job.processed_on(),
             finished_at_ms: job.finished_on(),
+            processed_by: job.processed_by().map(str::to_string),
         }))
     }
 

@@ -117,7 +117,9 @@ impl QueueWorker {
                 settings.keep_completed_secs,
                 settings.keep_completed_count,
             ))
-            .remove_on_fail(keep(settings.keep_failed_secs, settings.keep_failed_count));
+            .remove_on_fail(keep(settings.keep_failed_secs, settings.keep_failed_count))
+            // Completed and failed jobs per minute, for the dashboard.
+            .metrics(bullmq::MetricsOptions::default());
         let handle = Arc::new(handle);
         let reader = queue.clone();
         let processor = move |job: Job, token: bullmq::worker::CancellationToken| {
@@ -163,6 +165,7 @@ impl QueueWorker {
                     let result =
                         JobResult::without_run(Verdict::Cancelled, "cancelled before it ran");
                     notify(PublicState::Cancelled, Some(&result), None);
+                    let _ = queue.record_cancelled(job.id()).await;
                     return Ok(serde_json::to_value(&result)?);
                 }
                 let cancel = CancellationToken::new();
@@ -187,6 +190,7 @@ impl QueueWorker {
                 match &outcome {
                     JobOutcome::Finished(result) => {
                         let state = if result.verdict == Verdict::Cancelled {
+                            let _ = queue.record_cancelled(job.id()).await;
                             PublicState::Cancelled
                         } else {
                             PublicState::Completed

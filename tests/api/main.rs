@@ -4,6 +4,7 @@
 //! One test binary (shared helpers, one compile); each test starts its own
 //! service on 127.0.0.1:0 with its own queue, so tests run in parallel.
 
+mod admin;
 mod concurrency;
 mod faults;
 mod hardening;
