@@ -7,7 +7,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test test-gvisor fuzz setup setup-test images lint engine clean-containers
+.PHONY: run test test-gvisor fuzz screenshot setup setup-test images lint engine clean-containers
 
 run: setup
 	$(CARGO) run --release --bin code-runner -- serve
@@ -15,6 +15,11 @@ run: setup
 test: setup-test
 	$(CARGO) test --workspace --all-targets
 	scripts/check-no-containers.sh
+
+# Refresh the dashboard screenshot in the README (docs/dashboard.png).
+screenshot: setup-test
+	mkdir -p docs
+	CODE_RUNNER_SCREENSHOT=$(CURDIR)/docs/dashboard.png $(CARGO) test --test dashboard
 
 # Fuzz the API from its OpenAPI document (schemathesis, bounded examples).
 fuzz: setup-test

@@ -35,6 +35,9 @@ command -v debootstrap >/dev/null || missing+=(debootstrap)
 if [ "$want_redis" = 1 ]; then
     command -v node >/dev/null || missing+=(nodejs)
     command -v npm >/dev/null || missing+=(npm)
+    # The dashboard's browser test.
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v chromedriver >/dev/null || missing+=(chromium-driver)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
