@@ -13,6 +13,7 @@ run: setup
 	$(CARGO) run --release --bin code-runner -- serve
 
 test: setup-test
+	scripts/check-no-containers.sh --remove-stale
 	$(CARGO) test --workspace --all-targets
 	scripts/check-no-containers.sh
 
