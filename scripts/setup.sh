@@ -95,16 +95,22 @@ PY
 fi
 
 # Redis for the tests.
-if [ "$want_redis" = 1 ] && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+redis_answers() { redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; }
+if [ "$want_redis" = 1 ] && ! redis_answers; then
     dir="${CODE_RUNNER_TEST_REDIS_DIR:-/tmp/code-runner-test-redis}"
     mkdir -p "$dir"
     log "starting redis-server on 127.0.0.1:6379 (data: $dir)"
     redis-server --bind 127.0.0.1 --port 6379 --dir "$dir" --appendonly yes \
         --daemonize yes --logfile "$dir/redis.log" >/dev/null
-    for _ in $(seq 1 50); do
-        redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break
+fi
+if [ "$want_redis" = 1 ]; then
+    # Up, and done loading its data (it answers LOADING until then).
+    for _ in $(seq 1 300); do
+        redis_up && break
         sleep 0.1
     done
+    redis_up || { log "redis-server on 127.0.0.1:6379 does not answer PONG"; exit 1; }
 fi
 
 # The runner images (skipped when current).

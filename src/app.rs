@@ -30,6 +30,7 @@ use crate::queue::events::JobEvents;
 use crate::queue::worker::WorkerSettings;
 use crate::queue::{EnqueueOptions, JobQueue, QueueSettings};
 use crate::sandbox::overrides::parse_overrides;
+use crate::sandbox::pool::{PoolSettings, WarmPool};
 use crate::sandbox::{Sandbox, SandboxSettings};
 
 /// Which parts a process runs.
@@ -226,6 +227,15 @@ impl App {
                     tmpfs_bytes: config.tmpfs_mb << 20,
                 },
                 versions,
+                pool: WarmPool::start(
+                    sandbox.clone(),
+                    PoolSettings {
+                        size: config.pool_size as usize,
+                        sizes: config.pool_sizes.clone(),
+                        parallel: 2,
+                        slots: config.concurrency as usize,
+                    },
+                ),
                 callbacks: CallbackSender::new(&callback_secret, config.callback_attempts),
                 shutdown_grace: config.shutdown_grace(),
                 fault_injection: config.fault_injection,
@@ -235,6 +245,7 @@ impl App {
             (None, None, None)
         };
 
+        let pool = worker.as_ref().map(|w| w.pool.clone());
         let (supervisor, supervisor_done) = Actor::spawn(
             None,
             Supervisor,
@@ -279,6 +290,7 @@ impl App {
                 events: Arc::new(JobEvents::start(&queue_settings).await?),
                 access,
                 max_queue_depth: config.max_queue_depth,
+                depth: Default::default(),
                 enqueue: EnqueueOptions {
                     attempts: config.attempts,
                 },
@@ -286,6 +298,7 @@ impl App {
                 supervisor: Some(supervisor.clone()),
                 worker: worker_id.clone().map(|id| (id, config.concurrency)),
                 runtime: config.runtime.clone(),
+                pool: pool.clone(),
             };
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await

@@ -135,6 +135,19 @@ pub struct Config {
     #[arg(long, env = "CODE_RUNNER_CPUS", default_value_t = 1.0)]
     pub cpus: f64,
 
+    /// Warm containers kept per language (and limits) in use: created and
+    /// started ahead of need, each used by one run and removed. The pool of
+    /// a language grows by one each time a run finds it empty, up to this,
+    /// and empties after five minutes unused. 0 disables the pool.
+    #[arg(long, env = "CODE_RUNNER_POOL_SIZE", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(0..=256))]
+    pub pool_size: u64,
+
+    /// Per-language overrides of the pool size, `python=8,c=0` (by image).
+    #[arg(long, env = "CODE_RUNNER_POOL_SIZES", default_value = "",
+          value_parser = parse_pool_sizes)]
+    pub pool_sizes: std::collections::HashMap<String, usize>,
+
     /// Size of the writable tmpfs at /tmp in each container, in MiB.
     #[arg(long, env = "CODE_RUNNER_TMPFS_MB", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
@@ -375,4 +388,8 @@ impl Config {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
     }
+}
+
+fn parse_pool_sizes(text: &str) -> Result<std::collections::HashMap<String, usize>, String> {
+    crate::sandbox::pool::PoolSettings::parse_sizes(text)
 }

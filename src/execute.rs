@@ -16,6 +16,7 @@ use crate::job::{
     status_of,
 };
 use crate::language::Language;
+use crate::sandbox::pool::WarmPool;
 use crate::sandbox::{
     ContainerLimits, Sandbox, SandboxError, TaskOutcome, TaskOutput, TaskRequest,
 };
@@ -144,6 +145,7 @@ pub fn prepare(
 /// Compiles (if needed) and runs every case.
 pub async fn execute(
     sandbox: &Sandbox,
+    pool: Option<&std::sync::Arc<WarmPool>>,
     job: &PreparedJob,
     settings: &ExecutionSettings,
     cancel: &CancellationToken,
@@ -210,7 +212,7 @@ pub async fn execute(
             running_phase: Phase::Compiling,
             step: "compile".to_string(),
         };
-        let output = match sandbox.run_task(request, cancel, on_phase).await? {
+        let output = match sandbox.run_task(request, pool, cancel, on_phase).await? {
             TaskOutcome::Cancelled => return Ok(Execution::Cancelled),
             TaskOutcome::Done(output) => output,
         };
@@ -302,7 +304,7 @@ pub async fn execute(
             running_phase: Phase::Running,
             step: format!("run-{index}"),
         };
-        let output = match sandbox.run_task(request, cancel, on_phase).await? {
+        let output = match sandbox.run_task(request, pool, cancel, on_phase).await? {
             TaskOutcome::Cancelled => return Ok(Execution::Cancelled),
             TaskOutcome::Done(output) => output,
         };

@@ -29,6 +29,7 @@ use crate::job::{JobSpec, now_ms};
 use crate::queue::cancel::watch_cancellations;
 use crate::queue::heartbeat::{HEARTBEAT_INTERVAL, WorkerInfo, WorkerJob};
 use crate::queue::worker::{ClaimedJob, JobOutcome, QueueWorker};
+use crate::sandbox::pool::POOL_JOB;
 
 /// With fault injection on, a job whose code contains this makes its runner
 /// panic while the program runs (tests only).
@@ -204,6 +205,7 @@ impl Actor for Dispatcher {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.worker.close(Duration::from_secs(10)).await;
+        state.services.pool.drain().await;
         // Every runner has ended: whatever of this worker is still on the
         // engine (a create that completed after its runner died) goes now.
         sweep(&state.services, &HashSet::new(), SweepMode::NoRunners).await;
@@ -246,6 +248,7 @@ impl Actor for Dispatcher {
             }
             DispatcherMsg::Drain(reply) => {
                 state.worker.pause();
+                state.services.pool.drain().await;
                 state.draining = Some(reply);
                 let grace = state.services.shutdown_grace;
                 if grace.is_zero() {
@@ -260,6 +263,9 @@ impl Actor for Dispatcher {
                 tracing::error!(%reason, "the Docker engine does not answer: claiming no jobs");
                 state.engine_ok.store(false, Ordering::Relaxed);
                 state.worker.pause();
+                // Its idle containers may be gone with the engine.
+                let pool = state.services.pool.clone();
+                tokio::spawn(async move { pool.pause().await });
             }
             DispatcherMsg::EngineUp => {
                 tracing::info!("the Docker engine answers again");
@@ -277,6 +283,7 @@ impl Actor for Dispatcher {
             }
             DispatcherMsg::Resume => {
                 if state.engine_ok.load(Ordering::Relaxed) && state.draining.is_none() {
+                    state.services.pool.resume();
                     state.worker.resume();
                 }
             }
@@ -321,7 +328,7 @@ async fn start_job(
     reply: RpcReplyPort<JobOutcome>,
 ) {
     let services = &state.services;
-    let spec: JobSpec = match serde_json::from_value(job.data.clone()) {
+    let spec: JobSpec = match serde::Deserialize::deserialize(&job.data) {
         Ok(spec) => spec,
         Err(e) => {
             let _ = reply.send(JobOutcome::Failed {
@@ -378,6 +385,7 @@ async fn start_job(
         job: prepared,
         settings: services.execution,
         sandbox: services.sandbox.clone(),
+        pool: Some(services.pool.clone()),
         registry: services.registry.clone(),
         dispatcher: myself.clone(),
         cancel: job.cancel.clone(),
@@ -507,12 +515,21 @@ async fn sweep(services: &WorkerServices, in_flight: &HashSet<String>, mode: Swe
             return;
         }
     };
+    // After the listing: a container the pool adds meanwhile is too young
+    // for a periodic sweep, and the other modes run while it does not refill.
+    let pooled_now = services.pool.container_ids();
     let now = now_ms();
     let mut alive: HashMap<String, bool> = HashMap::new();
     let mut orphans = Vec::new();
     for c in containers {
         let old = (now / 1000) as i64 - c.created > SWEEP_MIN_AGE_SECS;
-        let orphan = if &c.worker_id == own {
+        let waiting_in_pool = c.pooled && c.job_id == POOL_JOB;
+        let orphan = if pooled_now.contains(&c.id) {
+            false
+        } else if &c.worker_id == own && waiting_in_pool {
+            // Warm, but not the pool's: the pool lost track of it.
+            old || mode != SweepMode::Periodic
+        } else if &c.worker_id == own {
             match mode {
                 SweepMode::NoRunners => true,
                 SweepMode::Paused => !in_flight.contains(&c.job_id),
@@ -532,7 +549,11 @@ async fn sweep(services: &WorkerServices, in_flight: &HashSet<String>, mode: Swe
                     live
                 }
             };
-            !live || (old && !services.queue.is_active(&c.job_id).await.unwrap_or(true))
+            // Another live worker's warm container is its own business.
+            !live
+                || (!waiting_in_pool
+                    && old
+                    && !services.queue.is_active(&c.job_id).await.unwrap_or(true))
         };
         if orphan {
             orphans.push(c);
@@ -560,6 +581,7 @@ fn worker_info(
         heartbeat_at_ms: now_ms(),
         jobs: Vec::new(),
         restarts: Default::default(),
+        pool: Some(services.pool.stats()),
     }
 }
 

@@ -28,6 +28,7 @@ use crate::language::LanguageTable;
 use crate::queue::worker::WorkerSettings;
 use crate::queue::{JobQueue, QueueSettings};
 use crate::sandbox::Sandbox;
+use crate::sandbox::pool::WarmPool;
 
 pub use registry::RegistryHandle;
 
@@ -46,6 +47,8 @@ pub struct WorkerServices {
     pub execution: ExecutionSettings,
     /// Language id → the version this worker's image provides.
     pub versions: HashMap<String, String>,
+    /// Warm containers (see [`crate::sandbox::pool`]); also when disabled.
+    pub pool: Arc<WarmPool>,
     /// Sends webhooks of finished jobs.
     pub callbacks: CallbackSender,
     /// How long a stopping worker lets running jobs finish.

@@ -19,6 +19,7 @@ use super::registry::{RegistryHandle, RegistryMsg};
 use crate::execute::{Execution, ExecutionSettings, PreparedJob, execute};
 use crate::job::{JobResult, Phase, PhaseMark, Verdict};
 use crate::queue::worker::JobOutcome;
+use crate::sandbox::pool::WarmPool;
 use crate::sandbox::{Sandbox, SandboxError};
 
 /// Everything one job needs.
@@ -26,6 +27,8 @@ pub struct RunnerArgs {
     pub job: PreparedJob,
     pub settings: ExecutionSettings,
     pub sandbox: Sandbox,
+    /// Warm containers to take instead of creating them.
+    pub pool: Option<std::sync::Arc<WarmPool>>,
     pub registry: RegistryHandle,
     /// Where the outcome goes.
     pub dispatcher: ActorRef<super::dispatcher::DispatcherMsg>,
@@ -128,7 +131,15 @@ async fn run(args: &RunnerArgs) -> JobOutcome {
             }
         })
     };
-    let outcome = execute(&args.sandbox, &args.job, &args.settings, &stop, &on_phase).await;
+    let outcome = execute(
+        &args.sandbox,
+        args.pool.as_ref(),
+        &args.job,
+        &args.settings,
+        &stop,
+        &on_phase,
+    )
+    .await;
     stop.cancel();
     let _ = relay.await;
     let timeline = timeline.into_inner().unwrap_or_default();

@@ -85,5 +85,6 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
         "workers": workers,
         "registry": registry,
         "restarts": restarts,
+        "pool": state.pool.as_ref().map(|p| p.stats()),
     })))
 }

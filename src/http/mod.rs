@@ -60,6 +60,8 @@ pub struct AppState {
     pub access: auth::AccessPolicy,
     /// Most jobs waiting before submissions get 429.
     pub max_queue_depth: u64,
+    /// The waiting count as last read, shared by this process's requests.
+    pub depth: Arc<api::QueueDepth>,
     pub enqueue: EnqueueOptions,
     /// The engine, in processes that run jobs (for `/readyz`).
     pub sandbox: Option<Sandbox>,
@@ -69,6 +71,8 @@ pub struct AppState {
     pub worker: Option<(String, u32)>,
     /// The configured OCI runtime, for the dashboard.
     pub runtime: Option<String>,
+    /// This process's warm pool, when it runs jobs.
+    pub pool: Option<Arc<crate::sandbox::pool::WarmPool>>,
 }
 
 /// The public listener: the job API (behind keys and rate limits when

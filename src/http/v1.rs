@@ -147,9 +147,12 @@ pub async fn create_batch(
     Ok((StatusCode::CREATED, Json(BatchCreated { jobs })).into_response())
 }
 
-/// A job, with its whole result once it has one.
+/// A job, with its whole result once it has one. With `?wait=true`, a
+/// long-poll: answers when the job is finished or the server's bounded wait
+/// is over (then with the job as it is).
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "The job's id")),
+    params(("id" = String, Path, description = "The job's id"),
+        ("wait" = Option<bool>, Query, description = "Answer when the job is done (bounded)")),
     responses(
         (status = 200, description = "The job", body = JobView),
         (status = 400, description = "Not a job id", body = ErrorBody),
@@ -162,8 +165,22 @@ pub async fn get_job(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = job_id(&id)?;
+    let wait = wait_flag(&query)?;
+    let view = view_of(&state, &caller, &id).await?;
+    let finished = matches!(
+        view.state,
+        PublicState::Completed | PublicState::Failed | PublicState::Cancelled
+    );
+    if !wait || finished {
+        return Ok(Json(view));
+    }
+    state
+        .queue
+        .wait_finished(&state.events, &id, state.max_wait)
+        .await?;
     Ok(Json(view_of(&state, &caller, &id).await?))
 }
 

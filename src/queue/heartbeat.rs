@@ -37,6 +37,9 @@ pub struct WorkerInfo {
     /// Restarts of its supervised actors: name → count, last reason.
     #[serde(default)]
     pub restarts: std::collections::BTreeMap<String, crate::actors::registry::RestartRecord>,
+    /// Its warm container pool.
+    #[serde(default)]
+    pub pool: Option<crate::sandbox::pool::PoolStats>,
 }
 
 /// A job in flight on a worker, as its heartbeat shows it.

@@ -25,7 +25,7 @@ pub mod worker;
 use std::time::Duration;
 
 use bullmq::{JobState, Queue, QueueOptions};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::job::{JOB_NAME, JobResult, JobSpec};
@@ -262,7 +262,7 @@ impl JobQueue {
 
     pub(crate) async fn get_raw(&self, id: &str) -> Result<Option<StoredJob>, QueueError> {
         let id = id.to_string();
-        let state = with_timeout(self.queue.get_job_state(&id)).await?;
+        let state = self.job_state(&id).await?;
         let state = match state {
             JobState::Waiting
             | JobState::Delayed
@@ -302,7 +302,7 @@ impl JobQueue {
                     job.returnvalue()
                 )),
                 attempts_made: job.attempts_made(),
-                spec: serde_json::from_value(job.data().clone()).ok(),
+                spec: JobSpec::deserialize(job.data()).ok(),
                 started_at_ms: job.processed_on(),
                 finished_at_ms: job.finished_on(),
                 processed_by: job.processed_by().map(str::to_string),
@@ -314,7 +314,7 @@ impl JobQueue {
             result,
             failed_reason,
             attempts_made: job.attempts_made(),
-            spec: serde_json::from_value(job.data().clone()).ok(),
+            spec: JobSpec::deserialize(job.data()).ok(),
             started_at_ms: job.processed_on(),
             finished_at_ms: job.finished_on(),
             processed_by: job.processed_by().map(str::to_string),
@@ -324,8 +324,35 @@ impl JobQueue {
     /// True when the job is claimed by a worker (its lock may have expired
     /// and the stalled check not yet run).
     pub async fn is_active(&self, id: &str) -> Result<bool, QueueError> {
-        let state = with_timeout(self.queue.get_job_state(id)).await?;
-        Ok(state == JobState::Active)
+        Ok(self.job_state(id).await? == JobState::Active)
+    }
+
+    /// A job's state in one round trip, without scanning the waiting list:
+    /// BullMQ's own `getState` reads the whole list (`LRANGE wait 0 -1`),
+    /// so its cost grows with the queue. Here the sorted sets answer by
+    /// score, the active list is short (one entry per running job), and a
+    /// job that exists and is in none of them is waiting.
+    async fn job_state(&self, id: &str) -> Result<JobState, QueueError> {
+        let keys = self.queue.keys();
+        let mut invocation = JOB_STATE.prepare_invoke();
+        invocation
+            .key(keys.completed())
+            .key(keys.failed())
+            .key(keys.delayed())
+            .key(keys.prioritized())
+            .key(keys.waiting_children())
+            .key(keys.active())
+            .key(keys.job_key(id))
+            .arg(id);
+        let state: String = with_timeout(async {
+            let mut conn = self.connection().connection();
+            invocation
+                .invoke_async(&mut conn)
+                .await
+                .map_err(bullmq::Error::from)
+        })
+        .await?;
+        Ok(JobState::from_redis_str(&state))
     }
 
     /// Counts one request of `bucket` in this minute. `Some(seconds)` to
@@ -372,6 +399,25 @@ impl JobQueue {
         self.queue.connection()
     }
 }
+
+/// See [`JobQueue::job_state`].
+static JOB_STATE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local id = ARGV[1]
+if redis.call("ZSCORE", KEYS[1], id) then return "completed" end
+if redis.call("ZSCORE", KEYS[2], id) then return "failed" end
+if redis.call("ZSCORE", KEYS[3], id) then return "delayed" end
+if redis.call("ZSCORE", KEYS[4], id) then return "prioritized" end
+if redis.call("ZSCORE", KEYS[5], id) then return "waiting-children" end
+for _, v in ipairs(redis.call("LRANGE", KEYS[6], 0, -1)) do
+  if v == id then return "active" end
+end
+if redis.call("EXISTS", KEYS[7]) == 1 then return "waiting" end
+return "unknown"
+"#,
+    )
+});
 
 /// Runs one Redis operation under [`REDIS_OP_TIMEOUT`].
 pub(crate) async fn with_timeout<T>(

@@ -11,6 +11,7 @@
 //! behind (and never takes another queue's).
 
 pub mod overrides;
+pub mod pool;
 pub mod run;
 pub mod spec;
 pub mod sweep;

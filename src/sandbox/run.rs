@@ -8,12 +8,13 @@
 //! returns through; if the future is dropped instead (its runner was
 //! killed), the dispatcher removes it by label.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
-    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use monitor_protocol::{FileSpec, Frame, FrameReader, LimitHit, Report, Task};
@@ -21,6 +22,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::pool::{PoolKey, Taken, WarmPool};
 use super::spec::{ContainerLimits, container_spec};
 use super::{Sandbox, SandboxError};
 use crate::job::Phase;
@@ -70,18 +72,57 @@ pub enum TaskOutcome {
 }
 
 impl Sandbox {
-    /// Runs one task in a fresh container and removes the container.
+    /// Runs one task in a container (a warm one from `pool` if it has one,
+    /// else a fresh one) and removes the container.
     ///
     /// `on_phase` hears each phase with the container's id; `cancel` stops
     /// the run at any point.
     pub async fn run_task(
         &self,
         mut request: TaskRequest<'_>,
+        pool: Option<&Arc<WarmPool>>,
         cancel: &CancellationToken,
         on_phase: &(dyn Fn(Phase, &str) + Send + Sync),
     ) -> Result<TaskOutcome, SandboxError> {
         // A secret of this container's run: every frame must carry it.
         request.task.nonce = *uuid::Uuid::new_v4().as_bytes();
+        let name = format!(
+            "code-runner-{}-{}",
+            request.job_id,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        // With a pool, the container is removed in the background (the
+        // result does not wait for it), holding one of the cap's slots.
+        let slot = match pool {
+            Some(pool) => Some(pool.slot().await),
+            None => None,
+        };
+        if let Some(pool) = pool
+            && let Some(warm) = pool.take(&PoolKey::new(request.image, &request.limits))
+        {
+            let taken = Taken::new(pool, &warm.id);
+            // Labels cannot change: a taken container carries its job in its
+            // name before anything of the job enters it, so that people, the
+            // sweep and a failed runner's clean-up can tell whose it is.
+            let options = RenameContainerOptionsBuilder::new().name(&name).build();
+            match self.docker().rename_container(&warm.id, options).await {
+                Ok(()) => {
+                    on_phase(Phase::Created, &warm.id);
+                    let outcome = self
+                        .drive(&warm.id, warm.io, false, &request, cancel, on_phase)
+                        .await;
+                    drop(taken);
+                    pool.remove_later(&warm.id, slot.expect("taken with a pool"));
+                    return outcome;
+                }
+                Err(e) => {
+                    tracing::warn!(container = %warm.id, error = %e,
+                        "cannot take a warm container; creating one");
+                    drop(warm.io);
+                    self.remove(&warm.id).await;
+                }
+            }
+        }
         let image = self.image_name(request.image);
         let body = container_spec(
             self.settings(),
@@ -89,11 +130,6 @@ impl Sandbox {
             &request.limits,
             request.job_id,
             &request.step,
-        );
-        let name = format!(
-            "code-runner-{}-{}",
-            request.job_id,
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
         let created = match self.docker().create_container(Some(options), body).await {
@@ -112,27 +148,40 @@ impl Sandbox {
             return Err(SandboxError::UnsafeCreate(created.warnings.join("; ")));
         }
         on_phase(Phase::Created, &id);
-        let outcome = self.drive(&id, &request, cancel, on_phase).await;
-        self.remove(&id).await;
-        outcome
-    }
-
-    async fn drive(
-        &self,
-        id: &str,
-        request: &TaskRequest<'_>,
-        cancel: &CancellationToken,
-        on_phase: &(dyn Fn(Phase, &str) + Send + Sync),
-    ) -> Result<TaskOutcome, SandboxError> {
-        let docker = self.docker();
         let attach = AttachContainerOptionsBuilder::new()
             .stdin(true)
             .stdout(true)
             .stderr(true)
             .stream(true)
             .build();
-        let mut io = docker.attach_container(id, Some(attach)).await?;
-        docker.start_container(id, None).await?;
+        let outcome = match self.docker().attach_container(&id, Some(attach)).await {
+            Ok(io) => self.drive(&id, io, true, &request, cancel, on_phase).await,
+            Err(e) => Err(e.into()),
+        };
+        match (pool, slot) {
+            (Some(pool), Some(slot)) => pool.remove_later(&id, slot),
+            _ => {
+                self.remove(&id).await;
+            }
+        }
+        outcome
+    }
+
+    /// Runs the task in an attached container, starting it first unless it
+    /// is a warm one already waiting for its task.
+    async fn drive(
+        &self,
+        id: &str,
+        mut io: bollard::container::AttachContainerResults,
+        start: bool,
+        request: &TaskRequest<'_>,
+        cancel: &CancellationToken,
+        on_phase: &(dyn Fn(Phase, &str) + Send + Sync),
+    ) -> Result<TaskOutcome, SandboxError> {
+        let docker = self.docker();
+        if start {
+            docker.start_container(id, None).await?;
+        }
         let started = Instant::now();
         let deadline = started + Duration::from_millis(request.task.wall_ms) + DEADLINE_GRACE;
         on_phase(request.running_phase, id);
@@ -179,7 +228,9 @@ impl Sandbox {
                                     files_bytes += f.content.len();
                                     output.files.push(f);
                                 }
-                                Ok(Some(Frame::Report(r))) => report = Some(r),
+                                // The report is the monitor's last word:
+                                // no need to wait for the container to exit.
+                                Ok(Some(Frame::Report(r))) => { report = Some(r); break 'read; }
                                 Ok(None) => break,
                                 Err(e) => { tampered = Some(e); break 'read; }
                             }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use bollard::query_parameters::ListContainersOptionsBuilder;
 
+use super::pool::{POOL_JOB, POOL_NAME_PREFIX};
 use super::{LABEL_JOB, LABEL_MANAGED, LABEL_QUEUE, LABEL_WORKER, Sandbox, SandboxError};
 
 /// A container carrying the service's labels.
@@ -13,8 +14,11 @@ pub struct ManagedContainer {
     pub id: String,
     /// The worker process that created it.
     pub worker_id: String,
-    /// The job it ran.
+    /// The job it runs or ran; [`POOL_JOB`] for a container waiting in the
+    /// warm pool (a taken one is known by its name, `code-runner-<job>-…`).
     pub job_id: String,
+    /// Created for the warm pool.
+    pub pooled: bool,
     /// Creation time, seconds since the Unix epoch.
     pub created: i64,
 }
@@ -56,10 +60,18 @@ impl Sandbox {
             .into_iter()
             .filter_map(|c| {
                 let labels = c.labels.unwrap_or_default();
+                let label_job = labels.get(LABEL_JOB).cloned().unwrap_or_default();
+                let pooled = label_job == POOL_JOB;
+                let name = c.names.unwrap_or_default().into_iter().next();
+                let job_id = match name.as_deref() {
+                    Some(name) if pooled => job_of_pooled(name),
+                    _ => label_job,
+                };
                 Some(ManagedContainer {
                     id: c.id?,
                     worker_id: labels.get(LABEL_WORKER).cloned().unwrap_or_default(),
-                    job_id: labels.get(LABEL_JOB).cloned().unwrap_or_default(),
+                    job_id,
+                    pooled,
                     created: c.created.unwrap_or(0),
                 })
             })
@@ -89,5 +101,34 @@ impl Sandbox {
             .filter(|c| c.job_id == job_id)
             .collect();
         Ok(self.remove_all(&mine).await)
+    }
+}
+
+/// The job of a pooled container from its name: [`POOL_JOB`] while it waits
+/// (`/code-runner-pool-<id>`), its job's id once taken
+/// (`/code-runner-<job>-<8 hex>`).
+fn job_of_pooled(name: &str) -> String {
+    let name = name.trim_start_matches('/');
+    if name.starts_with(POOL_NAME_PREFIX) {
+        return POOL_JOB.to_string();
+    }
+    match name.strip_prefix("code-runner-") {
+        Some(rest) if rest.len() > 9 => rest[..rest.len() - 9].to_string(),
+        _ => POOL_JOB.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pooled_container_is_known_by_its_name() {
+        assert_eq!(job_of_pooled("/code-runner-pool-0123456789ab"), POOL_JOB);
+        assert_eq!(
+            job_of_pooled("/code-runner-3f1c-9a2e-77-abcdef12"),
+            "3f1c-9a2e-77"
+        );
+        assert_eq!(job_of_pooled("/something-else"), POOL_JOB);
     }
 }

@@ -14,28 +14,96 @@ use crate::helpers::{TestService, unique_queue};
 
 #[tokio::test]
 async fn a_running_jobs_container_has_every_hardening_setting() {
-    let service = TestService::start_with(|c| c.wall_time_limit_ms = 20_000).await;
+    let service = TestService::start_with(|c| {
+        c.wall_time_limit_ms = 20_000;
+        c.pool_size = 0;
+    })
+    .await;
     let id = service
         .submit_v1(json!({ "language": "python", "code": "import time\ntime.sleep(8)" }))
         .await;
+    let container = running_container(&service, &id).await;
+    assert!(!container.pooled);
+    assert_hardened(&service, &container.id, &id, "run-0").await;
+    service.stop().await;
+}
+
+/// A warm container, taken by a job, is the same container a fresh one
+/// would be: every setting is checked again. Its labels were written before
+/// it had a job (they say `pool`); its name carries the job.
+#[tokio::test]
+async fn a_warm_pool_container_taken_by_a_job_has_every_hardening_setting() {
+    let service = TestService::start_with(|c| {
+        c.wall_time_limit_ms = 20_000;
+        c.pool_size = 2;
+    })
+    .await;
+    let warm_up = service
+        .run_v1(json!({ "language": "python", "code": "print(1)" }))
+        .await;
+    assert_eq!(warm_up["result"]["verdict"], "accepted", "{warm_up}");
+    service.wait_pool_warm("python").await;
+    let hits = service.pool_stats().await["hits"].as_u64().unwrap();
+
+    let id = service
+        .submit_v1(json!({ "language": "python", "code": "import time\ntime.sleep(8)" }))
+        .await;
+    let container = running_container(&service, &id).await;
+    assert!(container.pooled, "the job did not take a warm container");
+    assert_eq!(service.pool_stats().await["hits"], hits + 1);
+    let docker = bollard::Docker::connect_with_defaults().unwrap();
+    let name = docker
+        .inspect_container(&container.id, None)
+        .await
+        .unwrap()
+        .name
+        .unwrap();
+    assert!(name.contains(&id), "{name}");
+    assert_hardened(&service, &container.id, "pool", "pool").await;
+    service.stop().await;
+}
+
+/// The container of a running job, once it appears.
+async fn running_container(
+    service: &TestService,
+    id: &str,
+) -> code_runner::sandbox::sweep::ManagedContainer {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let container = loop {
+    loop {
         if let Some(c) = service
             .containers()
             .await
             .into_iter()
             .find(|c| c.job_id == id)
         {
-            break c;
+            return c;
         }
         assert!(
             Instant::now() < deadline,
             "the job's container never appeared"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    }
+}
+
+/// Every hardening setting, as the engine reports it.
+async fn assert_hardened(service: &TestService, container: &str, job_label: &str, step: &str) {
     let docker = bollard::Docker::connect_with_defaults().unwrap();
-    let info = docker.inspect_container(&container.id, None).await.unwrap();
+    // A fresh container is seen between its create and its start: wait
+    // for it to run (a pooled one already does).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let info = loop {
+        let info = docker.inspect_container(container, None).await.unwrap();
+        if info.state.as_ref().and_then(|s| s.running) == Some(true) {
+            break info;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the container never ran: {:?}",
+            info.state
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let config = info.config.unwrap();
     let host = info.host_config.unwrap();
 
@@ -99,11 +167,10 @@ async fn a_running_jobs_container_has_every_hardening_setting() {
     );
     let labels = config.labels.unwrap();
     assert_eq!(labels["code-runner.managed"], "1");
-    assert_eq!(labels["code-runner.job"], id);
+    assert_eq!(labels["code-runner.job"], job_label);
     assert_eq!(labels["code-runner.worker"], service.worker_id());
     assert_eq!(labels["code-runner.queue"], service.queue_label());
-    assert_eq!(labels["code-runner.step"], "run-0");
-    service.stop().await;
+    assert_eq!(labels["code-runner.step"], step);
 }
 
 #[tokio::test]
@@ -151,7 +218,7 @@ async fn a_create_warning_fails_the_job_instead_of_running_it() {
         error.contains("refused to create the container safely"),
         "{error}"
     );
-    assert!(service.containers().await.is_empty());
+    service.assert_containers_gone(None).await;
     service.stop().await;
 }
 

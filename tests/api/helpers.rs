@@ -195,6 +195,57 @@ impl TestService {
             .expect("list containers")
     }
 
+    /// Containers of this worker's jobs (not those waiting in its warm pool).
+    pub async fn job_containers(&self) -> Vec<code_runner::sandbox::sweep::ManagedContainer> {
+        let mut containers = self.containers().await;
+        containers.retain(|c| c.job_id != code_runner::sandbox::pool::POOL_JOB);
+        containers
+    }
+
+    /// Waits until no container of `job` (of any job when `None`) is left:
+    /// a used container is removed in the background after its result.
+    pub async fn assert_containers_gone(&self, job: Option<&str>) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left: Vec<_> = self
+                .job_containers()
+                .await
+                .into_iter()
+                .filter(|c| job.is_none_or(|j| c.job_id == j))
+                .collect();
+            if left.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "containers left: {left:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The warm pool's figures from `/v1/stats`.
+    pub async fn pool_stats(&self) -> Value {
+        let (status, stats) = self.admin_get("/v1/stats").await;
+        assert_eq!(status, 200, "{stats}");
+        stats["pool"].clone()
+    }
+
+    /// Waits until the warm pool holds as many idle containers of `image`
+    /// as it wants (at least one).
+    pub async fn wait_pool_warm(&self, image: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let pool = self.pool_stats().await;
+            let idle = pool["idle"][image].as_u64().unwrap_or(0);
+            if idle >= 1 && idle >= pool["target"][image].as_u64().unwrap_or(0) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the pool never warmed {image}: {pool}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the service and checks that it left no container behind.
     pub async fn stop(mut self) {
         let app = self.app.take().unwrap();
@@ -308,7 +359,11 @@ pub fn free_port() -> u16 {
 }
 
 pub fn start_service(queue: &str, port: u16, extra_env: &[(&str, String)]) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_code-runner"));
+    // Set for the service crate's own tests (others run it in-process).
+    let Some(binary) = option_env!("CARGO_BIN_EXE_code-runner") else {
+        panic!("only the service crate's own tests start it as a process");
+    };
+    let mut command = Command::new(binary);
     command
         .arg("serve")
         .env("CODE_RUNNER_LISTEN", format!("127.0.0.1:{port}"))

@@ -16,7 +16,7 @@ async fn an_endless_loop_ends_as_timeout_and_its_container_is_gone() {
     assert!(body["result"]["exitCode"].is_null());
     // The wall-clock limit is 3 s here; allow for a loaded machine.
     assert!(started.elapsed() < Duration::from_secs(30));
-    assert!(service.containers().await.is_empty());
+    service.assert_containers_gone(None).await;
     service.stop().await;
 }
 
@@ -37,7 +37,7 @@ async fn ten_megabytes_of_stdout_end_as_output_limit_with_output_truncated() {
     assert_eq!(result["stdoutTruncated"], true);
     let cap = service.config.output_limit_bytes as usize;
     assert_eq!(result["stdout"].as_str().unwrap().len(), cap);
-    assert!(service.containers().await.is_empty());
+    service.assert_containers_gone(None).await;
     service.stop().await;
 }
 
@@ -62,7 +62,7 @@ async fn two_gigabytes_end_as_memory_limit() {
     let body = service.wait_done(&id, Duration::from_secs(60)).await;
     assert_eq!(body["result"]["status"], "memory_limit", "{body}");
     assert_eq!(body["result"]["stdout"], "");
-    assert!(service.containers().await.is_empty());
+    service.assert_containers_gone(None).await;
     service.stop().await;
 }
 
@@ -101,6 +101,6 @@ async fn a_program_that_closes_its_output_and_sleeps_still_times_out() {
         .await;
     let body = service.wait_done(&id, Duration::from_secs(60)).await;
     assert_eq!(body["result"]["status"], "timeout", "{body}");
-    assert!(service.containers().await.is_empty());
+    service.assert_containers_gone(None).await;
     service.stop().await;
 }

@@ -2,7 +2,7 @@
 //! outputs, test cases against one compilation, time (CPU vs wall), memory,
 //! output, and exact bytes through base64.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use base64::Engine;
@@ -108,9 +108,9 @@ async fn expected_output_is_compared_after_trailing_white_space() {
     service.stop().await;
 }
 
-/// Containers created for one job, per step label, seen in the engine's
-/// own event stream while `run` runs.
-async fn containers_per_step<F>(queue_label: &str, run: F) -> (Value, HashMap<String, usize>)
+/// Containers the engine created for this queue while `run` ran (its own
+/// event stream), by id: the job's and the warm pool's.
+async fn containers_created<F>(queue_label: &str, run: F) -> (Value, HashSet<String>)
 where
     F: std::future::Future<Output = Value>,
 {
@@ -128,26 +128,31 @@ where
     let collector = tokio::spawn(async move {
         let mut events = docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
         while let Some(Ok(event)) = events.next().await {
-            let attributes = event.actor.and_then(|a| a.attributes).unwrap_or_default();
-            let _ = tx.send(attributes);
+            if let Some(id) = event.actor.and_then(|a| a.id) {
+                let _ = tx.send(id);
+            }
         }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let view = run.await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     collector.abort();
-    let job_id = view["id"].as_str().unwrap().to_string();
-    let mut steps = HashMap::new();
-    while let Ok(attributes) = rx.try_recv() {
-        if attributes.get("code-runner.job") == Some(&job_id) {
-            let step = attributes
-                .get("code-runner.step")
-                .cloned()
-                .unwrap_or_default();
-            *steps.entry(step).or_default() += 1;
-        }
+    let mut created = HashSet::new();
+    while let Ok(id) = rx.try_recv() {
+        created.insert(id);
     }
-    (view, steps)
+    (view, created)
+}
+
+/// The containers of each phase of a job, from its timeline.
+fn containers_of(view: &Value, phase: &str) -> Vec<String> {
+    view["result"]["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|mark| mark["phase"] == phase)
+        .map(|mark| mark["container_id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[tokio::test]
@@ -163,7 +168,7 @@ async fn three_test_cases_run_against_one_compilation() {
             { "stdin": "2 2", "expected_output": "5" },
         ],
     });
-    let (view, steps) = containers_per_step(&service.queue_label(), service.run_v1(body)).await;
+    let (view, created) = containers_created(&service.queue_label(), service.run_v1(body)).await;
     let result = &view["result"];
     let cases = result["test_cases"].as_array().unwrap();
     assert_eq!(cases.len(), 3, "{view}");
@@ -178,12 +183,17 @@ async fn three_test_cases_run_against_one_compilation() {
     }
     // The job's verdict is its first case that did not pass.
     assert_eq!(result["verdict"], "wrong_answer");
-    // The compiler ran once; each case ran in its own container.
-    assert_eq!(steps.get("compile"), Some(&1), "{steps:?}");
-    for i in 0..3 {
-        assert_eq!(steps.get(&format!("run-{i}")), Some(&1), "{steps:?}");
+    // The compiler ran once; each case ran in its own container, each one
+    // created for this run (fresh, or warm in the pool meanwhile).
+    let compiled = containers_of(&view, "compiling");
+    let ran = containers_of(&view, "running");
+    assert_eq!(compiled.len(), 1, "{view}");
+    assert_eq!(ran.len(), 3, "{view}");
+    let distinct: HashSet<&String> = compiled.iter().chain(&ran).collect();
+    assert_eq!(distinct.len(), 4, "a container ran two steps: {view}");
+    for id in distinct {
+        assert!(created.contains(id), "{id} was not created during the job");
     }
-    assert_eq!(steps.len(), 4, "{steps:?}");
     service.stop().await;
 }
 

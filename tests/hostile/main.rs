@@ -28,7 +28,8 @@ const SENTINEL_TEXT: &str = "untouched by any job\n";
 /// previous one.
 const CANARY: &str = "import os\nleft = [f for f in os.listdir('/tmp') if f != 'box']\nleft += [f for f in os.listdir('/tmp/box') if f != 'main.py']\nleft += os.listdir('/dev/shm')\nprint('clean' if not left else left)";
 
-/// Runs one hostile job and checks that nothing outlived it.
+/// Runs one hostile job, in a warm pool container, and checks that nothing
+/// outlived it.
 async fn contained(language: &str, code: &str, extra: Value) -> Value {
     std::fs::write(SENTINEL, SENTINEL_TEXT).ok();
     let service = TestService::start_with(|c| {
@@ -36,14 +37,32 @@ async fn contained(language: &str, code: &str, extra: Value) -> Value {
         c.cpu_time_limit_ms = 2_000;
     })
     .await;
+    // The warm pool is on, as in production: a harmless job of the same
+    // language warms it, and the hostile job runs in a warm container.
+    let harmless = match language {
+        "c" => "int main(void) { return 0; }",
+        "bash" => "true",
+        _ => "pass",
+    };
+    let mut warm_up = json!({ "language": language, "code": harmless });
     let mut body = json!({ "language": language, "code": code });
     if let Value::Object(fields) = extra {
         for (k, v) in fields {
+            warm_up[&k] = v.clone();
             body[k] = v;
         }
     }
+    let warmed = service.run_v1(warm_up).await;
+    assert_eq!(warmed["result"]["verdict"], "accepted", "warm-up: {warmed}");
+    service.wait_pool_warm(language).await;
+    let hits = service.pool_stats().await["hits"].as_u64().unwrap();
     let view = service.run_v1(body).await;
     assert_eq!(view["state"], "completed", "{view}");
+    let now = service.pool_stats().await["hits"].as_u64().unwrap();
+    assert!(
+        now > hits,
+        "the hostile job did not run in a warm container"
+    );
 
     // The host: the engine answers, the sentinel is intact.
     service

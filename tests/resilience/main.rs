@@ -60,7 +60,10 @@ impl Process {
         let mut command = Command::new(env!("CARGO_BIN_EXE_code-runner"));
         command
             .arg(self.role)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("CHILD_LOG").unwrap_or("warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         for (name, value) in &self.env {
@@ -186,6 +189,14 @@ async fn queue_containers(queue: &str) -> Vec<code_runner::sandbox::sweep::Manag
     .await
     .unwrap();
     sandbox.list_queue_containers().await.unwrap()
+}
+
+/// Containers of the test's queue that run (or ran) a job: not those
+/// waiting in a worker's warm pool.
+async fn job_containers(queue: &str) -> Vec<code_runner::sandbox::sweep::ManagedContainer> {
+    let mut containers = queue_containers(queue).await;
+    containers.retain(|c| c.job_id != code_runner::sandbox::pool::POOL_JOB);
+    containers
 }
 
 /// Completed and failed events per job id, from the queue's event stream.
@@ -321,13 +332,14 @@ async fn a_worker_killed_mid_job_has_its_jobs_taken_over_and_its_containers_reap
         wait_state(&client, &api.url, id, &["active"], Duration::from_secs(60)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while queue_containers(&queue).await.len() < 2 {
+    while job_containers(&queue).await.len() < 2 {
         assert!(
             Instant::now() < deadline,
             "the jobs' containers never appeared"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Its jobs' containers and those waiting in its warm pool.
     let before: Vec<String> = queue_containers(&queue)
         .await
         .into_iter()
@@ -338,7 +350,8 @@ async fn a_worker_killed_mid_job_has_its_jobs_taken_over_and_its_containers_reap
     let alive = |ids: Vec<code_runner::sandbox::sweep::ManagedContainer>| {
         ids.into_iter().filter(|c| before.contains(&c.id)).count()
     };
-    assert_eq!(alive(queue_containers(&queue).await), 2);
+    assert_eq!(alive(queue_containers(&queue).await), before.len());
+    assert_eq!(job_containers(&queue).await.len(), 2);
     // ...until it starts again (same data directory: same id), when it
     // removes them before claiming anything.
     let mut survivor = Process::spawn("worker", worker_env(&base, "survivor", &fast_locks));
@@ -567,12 +580,10 @@ async fn a_redis_outage_answers_503_and_loses_nothing() {
     )
     .await;
     assert_eq!(view["result"]["stdout"], "after\n");
-    drop(serve);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !queue_containers(&queue).await.is_empty() {
-        assert!(Instant::now() < deadline, "containers left");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Stopped, it removes its warm pool too.
+    let mut serve = serve;
+    assert!(serve.terminate().success());
+    assert!(queue_containers(&queue).await.is_empty(), "containers left");
 }
 
 /// A unix-socket proxy to the Docker engine that a test can cut and restore:
@@ -633,7 +644,9 @@ impl Drop for EngineProxy {
     }
 }
 
-#[tokio::test]
+// Multi-threaded: the engine proxy keeps serving while the test thread
+// blocks waiting for the service to exit (it drains its pool through it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_docker_outage_pauses_the_worker_and_work_resumes_after() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut proxy = EngineProxy::new();
@@ -663,6 +676,12 @@ async fn a_docker_outage_pauses_the_worker_and_work_resumes_after() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // The running job's container and the warm pool's, before the outage.
+    let before_cut: Vec<String> = queue_containers(&queue)
+        .await
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
 
     proxy.cut();
     // Not ready, and the jobs submitted now wait instead of failing in a loop.
@@ -735,16 +754,30 @@ async fn a_docker_outage_pauses_the_worker_and_work_resumes_after() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 200);
-    // The container of the run the outage cut short is gone too.
+    // The container of the run the outage cut short is gone too, and so is
+    // every container the pool held before it (the engine may have lost
+    // them; the pool starts afresh).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !queue_containers(&queue).await.is_empty() {
+    loop {
+        let left: Vec<_> = queue_containers(&queue)
+            .await
+            .into_iter()
+            .filter(|c| {
+                c.job_id != code_runner::sandbox::pool::POOL_JOB || before_cut.contains(&c.id)
+            })
+            .collect();
+        if left.is_empty() {
+            break;
+        }
         assert!(
             Instant::now() < deadline,
-            "containers left after the outage"
+            "containers left after the outage: {left:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    drop(serve);
+    let mut serve = serve;
+    assert!(serve.terminate().success());
+    assert!(queue_containers(&queue).await.is_empty(), "containers left");
 }
 
 #[tokio::test]

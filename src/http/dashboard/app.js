@@ -161,12 +161,21 @@ function renderActors(a) {
     ? el("ul", {}, ...restarts.map(([name, r]) => el("li", {}, `${name}: ${r.count} (last: ${r.lastReason})`)))
     : el("p", {}, "none"));
   $("#workers").replaceChildren(el("table", {},
-    el("tr", {}, el("th", {}, "worker"), el("th", {}, "host"), el("th", {}, "slots"), el("th", {}, "engine"), el("th", {}, "runners"), el("th", {}, "restarts")),
+    el("tr", {}, el("th", {}, "worker"), el("th", {}, "host"), el("th", {}, "slots"), el("th", {}, "engine"), el("th", {}, "runners"), el("th", {}, "warm pool"), el("th", {}, "restarts")),
     ...a.workers.map((w) => el("tr", { "data-worker": w.id },
       el("td", { class: "mono" }, w.id), el("td", {}, w.host), el("td", {}, `${w.running}/${w.concurrency}`),
       el("td", { class: w.engineOk ? "ok" : "bad" }, w.engineOk ? "ok" : "down"),
       el("td", {}, (w.jobs || []).map((j) => `${short(j.jobId)} ${j.phase}`).join(", ") || "–"),
+      el("td", {}, poolText(w.pool)),
       el("td", {}, Object.entries(w.restarts || {}).map(([n, r]) => `${n}: ${r.count}`).join(", ") || "–")))));
+}
+
+// A worker's warm pool: idle/wanted per image, and hits vs misses.
+function poolText(pool) {
+  if (!pool || !pool.enabled) return "off";
+  const images = Object.keys(pool.target || {}).sort()
+    .map((image) => `${image} ${(pool.idle || {})[image] || 0}/${pool.target[image]}`);
+  return `${images.join(", ") || "empty"} · hits ${pool.hits}, misses ${pool.misses}`;
 }
 
 async function loadSystem() {

@@ -1,0 +1,546 @@
+//! The warm pool: containers created, attached and started ahead of need,
+//! each waiting (its monitor blocked on stdin, nothing of any job inside)
+//! for one task. A run takes one instead of creating a container, which
+//! moves the engine's create and start (most of a run's cost) off the
+//! critical path. A container is used once and removed; it is never reused.
+//!
+//! Containers are pooled per [`PoolKey`] (image and every host limit), so a
+//! warm container has exactly the limits of a fresh one; a run whose limits
+//! differ from every pooled key gets a fresh container. The pool of a key
+//! fills once a run of that key found it empty, refills in the background
+//! after each take, and empties when the key has not been used for
+//! [`IDLE_TTL`]. Isolation is unchanged: the same spec, the same hardening,
+//! one container per run.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bollard::container::AttachContainerResults;
+use bollard::query_parameters::{AttachContainerOptionsBuilder, CreateContainerOptionsBuilder};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
+
+use super::spec::{ContainerLimits, container_spec};
+use super::{Sandbox, SandboxError};
+
+/// A key not taken from for this long is emptied.
+pub const IDLE_TTL: Duration = Duration::from_secs(300);
+/// After a failed creation, a key waits this long before the next.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// The job label of a pooled container (labels cannot change; a taken
+/// container is renamed after its job instead).
+pub const POOL_JOB: &str = "pool";
+/// The name prefix of a container waiting in the pool.
+pub const POOL_NAME_PREFIX: &str = "code-runner-pool-";
+/// Most distinct keys warmed at once (jobs with unusual limits each make
+/// one; past this they get fresh containers).
+const MAX_KEYS: usize = 16;
+
+/// How big the pool may grow.
+#[derive(Debug, Clone, Default)]
+pub struct PoolSettings {
+    /// Most idle containers per key; 0 disables the pool.
+    pub size: usize,
+    /// Per-image overrides of `size` (image folder → size).
+    pub sizes: HashMap<String, usize>,
+    /// Containers created at once while refilling.
+    pub parallel: usize,
+    /// Most job containers alive at once, counting those being removed
+    /// (the worker's concurrency cap); 0 means no bound.
+    pub slots: usize,
+}
+
+impl PoolSettings {
+    fn max_for(&self, image: &str) -> usize {
+        self.sizes.get(image).copied().unwrap_or(self.size)
+    }
+
+    /// Parses `python=4,c=1` (image folder = size).
+    pub fn parse_sizes(text: &str) -> Result<HashMap<String, usize>, String> {
+        let mut sizes = HashMap::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (image, size) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}` is not image=size"))?;
+            let size = size
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{part}`: the size is not a number"))?;
+            sizes.insert(image.trim().to_string(), size);
+        }
+        Ok(sizes)
+    }
+}
+
+/// What makes two containers interchangeable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub image: String,
+    pub memory_bytes: u64,
+    pub processes: i64,
+    pub millicpus: u64,
+    pub tmpfs_bytes: u64,
+    pub runtime: Option<String>,
+}
+
+impl PoolKey {
+    pub fn new(image: &str, limits: &ContainerLimits) -> PoolKey {
+        PoolKey {
+            image: image.to_string(),
+            memory_bytes: limits.memory_bytes,
+            processes: limits.processes,
+            millicpus: (limits.cpus * 1000.0).round() as u64,
+            tmpfs_bytes: limits.tmpfs_bytes,
+            runtime: limits.runtime.clone(),
+        }
+    }
+
+    fn limits(&self) -> ContainerLimits {
+        ContainerLimits {
+            memory_bytes: self.memory_bytes,
+            processes: self.processes,
+            cpus: self.millicpus as f64 / 1000.0,
+            tmpfs_bytes: self.tmpfs_bytes,
+            runtime: self.runtime.clone(),
+        }
+    }
+}
+
+/// A started container waiting for its task, already attached.
+pub struct Warm {
+    pub id: String,
+    pub io: AttachContainerResults,
+}
+
+/// How many containers a key wants: it starts at one when a run of the key
+/// finds none, grows by one each time a run finds the key empty (up to the
+/// key's maximum) and drops to zero after [`IDLE_TTL`] without a run.
+#[derive(Default)]
+struct Demand {
+    target: usize,
+    last_used: Option<Instant>,
+    /// Containers being created for this key.
+    filling: usize,
+    /// A creation failed: no new one before this time.
+    retry_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    idle: HashMap<PoolKey, VecDeque<Warm>>,
+    demand: HashMap<PoolKey, Demand>,
+    /// Created for the pool, not idle yet (being attached and started).
+    pending: HashSet<String>,
+    /// Taken by a run that has not removed it yet.
+    taken: HashSet<String>,
+    /// Containers being created now, all keys.
+    filling: usize,
+    /// The engine is away: no refilling.
+    paused: bool,
+    stopped: bool,
+    hits: u64,
+    misses: u64,
+}
+
+/// The pool's figures, for the dashboard and `/v1/stats`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStats {
+    pub enabled: bool,
+    /// Idle containers per image.
+    pub idle: HashMap<String, usize>,
+    /// Wanted containers per image.
+    pub target: HashMap<String, usize>,
+    /// Runs that took a warm container.
+    pub hits: u64,
+    /// Runs that found none and created a fresh one.
+    pub misses: u64,
+}
+
+/// The pool. One per worker process; cheap to share.
+pub struct WarmPool {
+    sandbox: Sandbox,
+    settings: PoolSettings,
+    state: Mutex<PoolState>,
+    /// Wakes the refiller (after a take, a finished creation, or to stop).
+    wake: Arc<Notify>,
+    /// Creations of warm containers and removals of used ones (done off
+    /// the jobs' critical path); [`WarmPool::drain`] waits for them.
+    tasks: TaskTracker,
+    /// One permit per job container alive (running or being removed).
+    slots: Arc<Semaphore>,
+}
+
+impl WarmPool {
+    /// A pool growing to `settings.size` containers per key in use (0
+    /// disables it); its refiller runs until [`WarmPool::drain`].
+    pub fn start(sandbox: Sandbox, mut settings: PoolSettings) -> Arc<WarmPool> {
+        settings.parallel = settings.parallel.max(1);
+        let pool = Arc::new(WarmPool {
+            sandbox,
+            state: Mutex::default(),
+            wake: Arc::new(Notify::new()),
+            tasks: TaskTracker::new(),
+            slots: Arc::new(Semaphore::new(match settings.slots {
+                0 => Semaphore::MAX_PERMITS,
+                n => n,
+            })),
+            settings,
+        });
+        if pool.enabled() {
+            // The refiller holds the pool only while refilling, so a pool
+            // nobody uses any more ends it.
+            let refiller = Arc::downgrade(&pool);
+            let wake = pool.wake.clone();
+            tokio::spawn(async move {
+                loop {
+                    {
+                        let Some(pool) = refiller.upgrade() else {
+                            return;
+                        };
+                        if pool.lock().stopped {
+                            return;
+                        }
+                        pool.refill().await;
+                    }
+                    let _ = tokio::time::timeout(Duration::from_secs(5), wake.notified()).await;
+                }
+            });
+        }
+        pool
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.settings.size > 0 || self.settings.sizes.values().any(|s| *s > 0)
+    }
+
+    /// A warm container of this key, if one is ready; records the demand
+    /// either way, so the key's pool fills.
+    pub fn take(&self, key: &PoolKey) -> Option<Warm> {
+        let max = self.settings.max_for(&key.image);
+        if max == 0 {
+            return None;
+        }
+        let mut state = self.lock();
+        if state.stopped {
+            return None;
+        }
+        let warm = state.idle.get_mut(key).and_then(VecDeque::pop_front);
+        if let Some(warm) = &warm {
+            state.taken.insert(warm.id.clone());
+            state.hits += 1;
+        } else {
+            state.misses += 1;
+        }
+        let keys = state.demand.len();
+        let demand = match state.demand.get_mut(key) {
+            Some(demand) => demand,
+            None if keys < MAX_KEYS => state.demand.entry(key.clone()).or_default(),
+            None => return warm,
+        };
+        demand.last_used = Some(Instant::now());
+        if warm.is_none() {
+            demand.target = (demand.target + 1).min(max);
+        }
+        drop(state);
+        self.wake.notify_one();
+        warm
+    }
+
+    /// A taken container is removed (or its run was dropped, and the
+    /// runner's clean-up or the sweep removes it by its job's name).
+    pub fn release(&self, id: &str) {
+        self.lock().taken.remove(id);
+    }
+
+    /// Removes a used container in the background (its run's result does
+    /// not wait for the engine's removal); it counts as taken until gone.
+    /// The `slot` is held until the container is gone, so that job
+    /// containers alive never exceed the worker's cap.
+    pub fn remove_later(self: &Arc<Self>, id: &str, slot: OwnedSemaphorePermit) {
+        let sandbox = self.sandbox.clone();
+        let pool = Arc::downgrade(self);
+        let id = id.to_string();
+        self.lock().taken.insert(id.clone());
+        self.tasks.spawn(async move {
+            sandbox.remove(&id).await;
+            if let Some(pool) = pool.upgrade() {
+                pool.release(&id);
+            }
+            drop(slot);
+        });
+    }
+
+    /// A job container's slot: waits while the cap's worth of containers
+    /// are still running or being removed.
+    pub async fn slot(&self) -> OwnedSemaphorePermit {
+        self.slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the slot semaphore is never closed")
+    }
+
+    /// Ids of the containers the pool holds (idle, being started, or taken
+    /// by a run); the sweep leaves them alone.
+    pub fn container_ids(&self) -> HashSet<String> {
+        let state = self.lock();
+        let mut ids: HashSet<String> = state.pending.union(&state.taken).cloned().collect();
+        for queue in state.idle.values() {
+            ids.extend(queue.iter().map(|w| w.id.clone()));
+        }
+        ids
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let state = self.lock();
+        let mut stats = PoolStats {
+            enabled: self.enabled(),
+            hits: state.hits,
+            misses: state.misses,
+            ..PoolStats::default()
+        };
+        for (key, queue) in &state.idle {
+            *stats.idle.entry(key.image.clone()).or_default() += queue.len();
+        }
+        for (key, demand) in &state.demand {
+            *stats.target.entry(key.image.clone()).or_default() += demand.target;
+        }
+        stats
+    }
+
+    /// The engine went away: stop refilling and drop every idle container
+    /// (removing it if the engine still answers; the sweep gets the rest).
+    pub async fn pause(&self) {
+        self.lock().paused = true;
+        self.discard_idle().await;
+    }
+
+    /// The engine is back: refill.
+    pub fn resume(&self) {
+        self.lock().paused = false;
+        self.wake.notify_one();
+    }
+
+    async fn discard_idle(&self) {
+        let idle: Vec<Warm> = {
+            let mut state = self.lock();
+            state.idle.drain().flat_map(|(_, q)| q).collect()
+        };
+        for warm in idle {
+            self.destroy(warm).await;
+        }
+    }
+
+    /// Removes a warm container nobody will use.
+    async fn destroy(&self, warm: Warm) {
+        // Close the attach stream first: the engine's removal of a
+        // container can wait on an attached stream nobody reads.
+        let Warm { id, io } = warm;
+        drop(io);
+        tracing::debug!(container = %id, "removing a warm container");
+        self.sandbox.remove(&id).await;
+    }
+
+    /// Stops refilling, removes every idle container, and waits for the
+    /// creations under way (whose containers are then removed) and the
+    /// removals of used ones.
+    pub async fn drain(&self) {
+        self.lock().stopped = true;
+        self.wake.notify_one();
+        self.discard_idle().await;
+        self.tasks.close();
+        tracing::debug!(tasks = self.tasks.len(), "draining the warm pool");
+        self.tasks.wait().await;
+        tracing::debug!("warm pool drained");
+        self.tasks.reopen();
+        // A creation that finished meanwhile may have queued one.
+        self.discard_idle().await;
+    }
+
+    /// Starts creating what is missing, at most `parallel` at a time, and
+    /// empties keys unused for [`IDLE_TTL`].
+    async fn refill(self: &Arc<Self>) {
+        let (expired, starts) = {
+            let mut state = self.lock();
+            if state.stopped {
+                return;
+            }
+            let now = Instant::now();
+            let stale: Vec<PoolKey> = state
+                .demand
+                .iter()
+                .filter(|(_, d)| {
+                    d.filling == 0 && d.last_used.is_none_or(|t| now.duration_since(t) > IDLE_TTL)
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            let mut expired = Vec::new();
+            for key in &stale {
+                state.demand.remove(key);
+                expired.extend(state.idle.remove(key).into_iter().flatten());
+            }
+            let mut starts = Vec::new();
+            if !state.paused {
+                let PoolState {
+                    idle,
+                    demand,
+                    filling,
+                    ..
+                } = &mut *state;
+                for (key, want) in demand.iter_mut() {
+                    if want.retry_at.is_some_and(|t| t > now) {
+                        continue;
+                    }
+                    let have = idle.get(key).map_or(0, VecDeque::len) + want.filling;
+                    for _ in have..want.target {
+                        if *filling >= self.settings.parallel {
+                            break;
+                        }
+                        *filling += 1;
+                        want.filling += 1;
+                        starts.push(key.clone());
+                    }
+                }
+            }
+            (expired, starts)
+        };
+        for warm in expired {
+            self.destroy(warm).await;
+        }
+        for key in starts {
+            let pool = self.clone();
+            self.tasks.spawn(async move { pool.fill_one(key).await });
+        }
+    }
+
+    async fn fill_one(self: Arc<Self>, key: PoolKey) {
+        let made = self.sandbox.create_warm(&key, &self).await;
+        tracing::debug!(image = %key.image, ok = made.is_ok(), "warmed a container");
+        let unwanted = {
+            let mut state = self.lock();
+            state.filling -= 1;
+            if let Some(demand) = state.demand.get_mut(&key) {
+                demand.filling -= 1;
+            }
+            match made {
+                Ok(warm) => {
+                    state.pending.remove(&warm.id);
+                    let wanted = !state.stopped
+                        && !state.paused
+                        && state.demand.get(&key).is_some_and(|d| {
+                            state.idle.get(&key).map_or(0, VecDeque::len) < d.target
+                        });
+                    if wanted {
+                        state.idle.entry(key.clone()).or_default().push_back(warm);
+                        None
+                    } else {
+                        Some(warm)
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(image = %key.image, error = %e, "cannot warm a container");
+                    if let Some(demand) = state.demand.get_mut(&key) {
+                        demand.retry_at = Some(Instant::now() + RETRY_AFTER);
+                    }
+                    None
+                }
+            }
+        };
+        if let Some(warm) = unwanted {
+            self.destroy(warm).await;
+        }
+        self.wake.notify_one();
+    }
+
+    fn add_pending(&self, id: &str) {
+        self.lock().pending.insert(id.to_string());
+    }
+
+    fn forget_pending(&self, id: &str) {
+        self.lock().pending.remove(id);
+    }
+}
+
+impl Sandbox {
+    /// Creates, attaches and starts a container that waits for a task.
+    async fn create_warm(&self, key: &PoolKey, pool: &WarmPool) -> Result<Warm, SandboxError> {
+        let image = self.image_name(&key.image);
+        let body = container_spec(
+            self.settings(),
+            image.clone(),
+            &key.limits(),
+            POOL_JOB,
+            POOL_JOB,
+        );
+        let name = format!(
+            "{POOL_NAME_PREFIX}{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        let created = match self.docker().create_container(Some(options), body).await {
+            Ok(created) => created,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                message,
+            }) if message.contains("image") => return Err(SandboxError::ImageMissing { image }),
+            Err(e) => return Err(e.into()),
+        };
+        pool.add_pending(&created.id);
+        if !created.warnings.is_empty() {
+            self.remove(&created.id).await;
+            pool.forget_pending(&created.id);
+            return Err(SandboxError::UnsafeCreate(created.warnings.join("; ")));
+        }
+        let attach = AttachContainerOptionsBuilder::new()
+            .stdin(true)
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .build();
+        let io = match self
+            .docker()
+            .attach_container(&created.id, Some(attach))
+            .await
+        {
+            Ok(io) => io,
+            Err(e) => {
+                self.remove(&created.id).await;
+                pool.forget_pending(&created.id);
+                return Err(e.into());
+            }
+        };
+        if let Err(e) = self.docker().start_container(&created.id, None).await {
+            self.remove(&created.id).await;
+            pool.forget_pending(&created.id);
+            return Err(e.into());
+        }
+        Ok(Warm { id: created.id, io })
+    }
+}
+
+/// Releases a taken container when its run ends, however it ends.
+pub struct Taken<'a> {
+    pool: &'a WarmPool,
+    id: String,
+}
+
+impl<'a> Taken<'a> {
+    pub fn new(pool: &'a WarmPool, id: &str) -> Taken<'a> {
+        Taken {
+            pool,
+            id: id.to_string(),
+        }
+    }
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        self.pool.release(&self.id);
+    }
+}
