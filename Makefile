@@ -7,7 +7,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test test-gvisor fuzz screenshot setup setup-test images lint engine clean-containers
+.PHONY: run test test-gvisor fuzz screenshot bench setup setup-test images lint engine clean-containers
 
 run: setup
 	$(CARGO) run --release --bin code-runner -- serve
@@ -26,6 +26,10 @@ screenshot: setup-test
 fuzz: setup-test
 	scripts/fuzz.sh
 	scripts/check-no-containers.sh
+
+# Every figure of BENCHMARKS.md, measured in one run (about 6 minutes).
+bench:
+	loadtest/bench.sh
 
 # The hostile-program suite again, with every job under gVisor (runsc).
 test-gvisor: setup-test

@@ -1,10 +1,524 @@
 //! Load-test client for code-runner.
 //!
-//! A placeholder: the real client (bursts, steady rate, language mixes,
-//! latency percentiles) is tracked by its own issue. It exists now so the
-//! workspace layout is final and CI builds it.
+//! ```text
+//! loadtest --url http://127.0.0.1:3000 --jobs 100 --concurrency 16 --language python
+//! loadtest --rate 20 --duration 30 --mix python=70%,c=20%,hostile=10%
+//! ```
+//!
+//! Submits jobs that each print a value of their own, waits for each by
+//! long-poll (`POST /v1/jobs?wait=true`, then `GET /v1/jobs/{id}?wait=true`
+//! if the server's bounded wait ran out), so latency is measured when the
+//! answer comes rather than at a poll interval; checks every output; prints
+//! throughput, latency percentiles (end to end, queue wait, run), verdict
+//! counts, wrong and lost jobs. Exits 1 when any job is wrong or lost.
 
-fn main() {
-    eprintln!("loadtest: not implemented yet; see the project's issues");
-    std::process::exit(2);
+mod jobs;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{Mutex, Semaphore};
+
+use jobs::{Expect, Kind, Picker};
+
+#[derive(Parser, Debug, Clone)]
+#[command(version, about = "Load-test a code-runner service")]
+struct Args {
+    /// The service's API.
+    #[arg(long, env = "LOADTEST_URL", default_value = "http://127.0.0.1:3000")]
+    url: String,
+    /// Jobs to submit (a burst); ignored with --rate.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    jobs: u64,
+    /// Jobs in flight at once (each an open request).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    concurrency: u64,
+    /// The language of the hello-world jobs (and what --mix leaves over).
+    #[arg(long, default_value = "python")]
+    language: String,
+    /// A steady rate, in jobs per second, for --duration seconds instead of
+    /// a burst.
+    #[arg(long, requires = "duration")]
+    rate: Option<f64>,
+    /// Seconds a --rate run lasts.
+    #[arg(long, requires = "rate")]
+    duration: Option<f64>,
+    /// Shares of job kinds, e.g. `python=60%,c=30%,hostile=10%`; what they
+    /// leave of 100% is --language. `hostile` jobs burn CPU, hog memory or
+    /// flood output until their limit stops them.
+    #[arg(long)]
+    mix: Option<String>,
+    /// Print the summary as JSON (for scripts) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// An API key, sent as a bearer token.
+    #[arg(long, env = "CODE_RUNNER_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Seconds after which a job that has not finished counts as lost.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+}
+
+/// How one job ended, as the load test sees it.
+#[derive(Debug)]
+struct Outcome {
+    kind: Kind,
+    /// From sending the submission to having the finished job.
+    e2e: Duration,
+    /// The finished job (None: never accepted, or lost).
+    view: Option<Value>,
+    /// Why it is wrong or lost, if it is.
+    problem: Option<Problem>,
+    /// 429 answers retried before the job was accepted.
+    throttled: u64,
+}
+
+#[derive(Debug)]
+enum Problem {
+    Wrong(String),
+    Lost(String),
+}
+
+#[derive(Serialize, Default)]
+struct Percentiles {
+    count: u64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+impl Percentiles {
+    /// From a histogram of microseconds.
+    fn of(h: &Histogram<u64>) -> Percentiles {
+        let ms = |v: u64| v as f64 / 1000.0;
+        Percentiles {
+            count: h.len(),
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Summary {
+    url: String,
+    mode: String,
+    concurrency: u64,
+    mix: BTreeMap<String, u32>,
+    jobs: u64,
+    seconds: f64,
+    jobs_per_second: f64,
+    /// End to end, every job.
+    end_to_end: Percentiles,
+    /// End to end of each kind (hello worlds per language, hostile).
+    end_to_end_by_kind: BTreeMap<String, Percentiles>,
+    /// Submitted → a worker started it (the service's timestamps).
+    queue_wait: Percentiles,
+    /// Started → finished (the service's timestamps).
+    run_time: Percentiles,
+    verdicts: BTreeMap<String, u64>,
+    correct: u64,
+    wrong: u64,
+    lost: u64,
+    throttled: u64,
+    /// The first few problems, in words.
+    problems: Vec<String>,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs to 1 hour at 3 significant figures.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+}
+
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    api_key: Option<String>,
+    deadline: Duration,
+}
+
+impl Client {
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.url));
+        match &self.api_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
+    /// Submits one job and waits for it to finish.
+    async fn run(&self, kind: Kind, body: Value, expect: Expect) -> Outcome {
+        let started = Instant::now();
+        let mut outcome = Outcome {
+            kind,
+            e2e: Duration::ZERO,
+            view: None,
+            problem: None,
+            throttled: 0,
+        };
+        let finished = self.submit_and_wait(&body, started, &mut outcome).await;
+        outcome.e2e = started.elapsed();
+        match finished {
+            Err(problem) => outcome.problem = Some(problem),
+            Ok(view) => {
+                outcome.problem = check(&view, &expect).err().map(Problem::Wrong);
+                outcome.view = Some(view);
+            }
+        }
+        outcome
+    }
+
+    async fn submit_and_wait(
+        &self,
+        body: &Value,
+        started: Instant,
+        outcome: &mut Outcome,
+    ) -> Result<Value, Problem> {
+        let lost = |what: String| Problem::Lost(what);
+        // Submit; a 429 (rate or queue depth) is retried after its delay.
+        let (status, answer) = loop {
+            let response = self
+                .request(reqwest::Method::POST, "/v1/jobs?wait=true")
+                .json(body)
+                .send()
+                .await
+                .map_err(|e| lost(format!("submission failed: {e}")))?;
+            let status = response.status().as_u16();
+            if status == 429 && started.elapsed() < self.deadline {
+                outcome.throttled += 1;
+                let delay = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(1);
+                tokio::time::sleep(Duration::from_secs(delay.clamp(1, 60))).await;
+                continue;
+            }
+            let answer: Value = response.json().await.unwrap_or(Value::Null);
+            break (status, answer);
+        };
+        let mut view = match status {
+            200 => answer,
+            202 => answer,
+            _ => return Err(lost(format!("submission answered {status}: {answer}"))),
+        };
+        let id = view["id"]
+            .as_str()
+            .ok_or_else(|| lost(format!("no job id in {view}")))?
+            .to_string();
+        // Not finished within the server's bounded wait: long-poll again.
+        while !finished(&view) {
+            if started.elapsed() > self.deadline {
+                return Err(lost(format!(
+                    "job {id} not finished after {:?} (state {})",
+                    self.deadline, view["state"]
+                )));
+            }
+            let response = self
+                .request(reqwest::Method::GET, &format!("/v1/jobs/{id}?wait=true"))
+                .send()
+                .await
+                .map_err(|e| lost(format!("job {id}: GET failed: {e}")))?;
+            let status = response.status().as_u16();
+            view = response.json().await.unwrap_or(Value::Null);
+            if status != 200 {
+                return Err(lost(format!("job {id}: GET answered {status}: {view}")));
+            }
+        }
+        if view["state"] != "completed" {
+            return Err(lost(format!(
+                "job {id} ended {}: {}",
+                view["state"], view["error"]
+            )));
+        }
+        Ok(view)
+    }
+}
+
+fn finished(view: &Value) -> bool {
+    matches!(
+        view["state"].as_str(),
+        Some("completed" | "failed" | "cancelled")
+    )
+}
+
+fn check(view: &Value, expect: &Expect) -> Result<(), String> {
+    let id = view["id"].as_str().unwrap_or("?");
+    let verdict = view["result"]["verdict"].as_str().unwrap_or("none");
+    match expect {
+        Expect::Stdout(want) => {
+            let stdout = view["result"]["stdout"].as_str().unwrap_or("");
+            if verdict != "accepted" {
+                return Err(format!("job {id}: verdict {verdict}, expected accepted"));
+            }
+            if stdout != want {
+                return Err(format!(
+                    "job {id}: printed {stdout:?}, expected {want:?} (another job's output?)"
+                ));
+            }
+        }
+        Expect::Verdicts(allowed) => {
+            if !allowed.contains(&verdict) {
+                return Err(format!(
+                    "job {id}: verdict {verdict}, expected one of {allowed:?}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The submissions: kind, body and expectation of each job, in order.
+fn plan(args: &Args, count: u64) -> anyhow::Result<Vec<(Kind, Value, Expect)>> {
+    let mix = jobs::parse_mix(args.mix.as_deref(), &args.language)
+        .map_err(|e| anyhow::anyhow!("--mix/--language: {e}"))?;
+    let mut picker = Picker::new(&mix);
+    // Tags unique to this run, so a stale or crossed output cannot pass.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos()
+        % 0xffff_ffff;
+    Ok((0..count)
+        .map(|n| {
+            let kind = picker.next();
+            let (body, expect) = jobs::job(&kind, &format!("lt{run:08x}-{n}"), n);
+            (kind, body, expect)
+        })
+        .collect())
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("loadtest: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Runs the load test; true when every job was right.
+async fn run(args: Args) -> anyhow::Result<bool> {
+    let count = match (args.rate, args.duration) {
+        (Some(rate), Some(duration)) => {
+            if !(rate > 0.0 && duration > 0.0) {
+                bail!("--rate and --duration must be positive");
+            }
+            (rate * duration).round().max(1.0) as u64
+        }
+        _ => args.jobs,
+    };
+    let plan = plan(&args, count)?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency as usize)
+        .tcp_nodelay(true)
+        .build()
+        .context("HTTP client")?;
+    let url = args.url.trim_end_matches('/').to_string();
+    // Fail fast when nothing answers, rather than with N lost jobs.
+    http.get(format!("{url}/healthz"))
+        .send()
+        .await
+        .with_context(|| format!("no service at {url}"))?;
+    let client = Arc::new(Client {
+        http,
+        url: url.clone(),
+        api_key: args.api_key.clone(),
+        deadline: Duration::from_secs(args.timeout),
+    });
+
+    let progress = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(count)
+    };
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {bar:40} {pos}/{len} jobs  {per_sec}  {elapsed_precise}  {msg}",
+        )
+        .expect("template"),
+    );
+    let wrong = Arc::new(AtomicU64::new(0));
+    let outcomes = Arc::new(Mutex::new(Vec::with_capacity(count as usize)));
+    let slots = Arc::new(Semaphore::new(args.concurrency as usize));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(count as usize);
+    for (n, (kind, body, expect)) in plan.into_iter().enumerate() {
+        if let Some(rate) = args.rate {
+            // Open loop: job n is due at n / rate, whatever came before.
+            let due = started + Duration::from_secs_f64(n as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let slot = slots.clone().acquire_owned().await.expect("never closed");
+        let (client, outcomes, progress, wrong) = (
+            client.clone(),
+            outcomes.clone(),
+            progress.clone(),
+            wrong.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let outcome = client.run(kind, body, expect).await;
+            drop(slot);
+            if outcome.problem.is_some() {
+                let bad = wrong.fetch_add(1, Ordering::Relaxed) + 1;
+                progress.set_message(format!("{bad} wrong or lost"));
+            }
+            progress.inc(1);
+            outcomes.lock().await.push(outcome);
+        }));
+    }
+    for task in tasks {
+        task.await.context("a job's task panicked")?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    progress.finish_and_clear();
+
+    let outcomes = std::mem::take(&mut *outcomes.lock().await);
+    let summary = summarize(&args, &url, count, seconds, &outcomes);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(summary.wrong == 0 && summary.lost == 0)
+}
+
+fn summarize(args: &Args, url: &str, count: u64, seconds: f64, outcomes: &[Outcome]) -> Summary {
+    let mut e2e = histogram();
+    let mut by_kind: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
+    let mut queue_wait = histogram();
+    let mut run_time = histogram();
+    let mut verdicts = BTreeMap::new();
+    let (mut correct, mut wrong, mut lost, mut throttled) = (0, 0, 0, 0);
+    let mut problems = Vec::new();
+    for o in outcomes {
+        throttled += o.throttled;
+        let micros = (o.e2e.as_micros() as u64).max(1);
+        if let Some(view) = &o.view {
+            e2e.saturating_record(micros);
+            by_kind
+                .entry(o.kind.name().to_string())
+                .or_insert_with(histogram)
+                .saturating_record(micros);
+            let at = |field: &str| view[field].as_u64();
+            if let (Some(submitted), Some(begun), Some(ended)) = (
+                at("submitted_at_ms"),
+                at("started_at_ms"),
+                at("finished_at_ms"),
+            ) {
+                queue_wait.saturating_record(begun.saturating_sub(submitted).max(1) * 1000);
+                run_time.saturating_record(ended.saturating_sub(begun).max(1) * 1000);
+            }
+            let verdict = view["result"]["verdict"].as_str().unwrap_or("none");
+            *verdicts.entry(verdict.to_string()).or_insert(0) += 1;
+        }
+        match &o.problem {
+            None => correct += 1,
+            Some(Problem::Wrong(why)) => {
+                wrong += 1;
+                problems.push(format!("wrong: {why}"));
+            }
+            Some(Problem::Lost(why)) => {
+                lost += 1;
+                problems.push(format!("lost: {why}"));
+            }
+        }
+    }
+    problems.truncate(20);
+    let mix = jobs::parse_mix(args.mix.as_deref(), &args.language)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, p)| (k.name().to_string(), p))
+        .collect();
+    Summary {
+        url: url.to_string(),
+        mode: match (args.rate, args.duration) {
+            (Some(rate), Some(duration)) => format!("rate {rate}/s for {duration} s"),
+            _ => format!("burst of {count}"),
+        },
+        concurrency: args.concurrency,
+        mix,
+        jobs: count,
+        seconds,
+        jobs_per_second: count as f64 / seconds,
+        end_to_end: Percentiles::of(&e2e),
+        end_to_end_by_kind: by_kind
+            .iter()
+            .map(|(k, h)| (k.clone(), Percentiles::of(h)))
+            .collect(),
+        queue_wait: Percentiles::of(&queue_wait),
+        run_time: Percentiles::of(&run_time),
+        verdicts,
+        correct,
+        wrong,
+        lost,
+        throttled,
+        problems,
+    }
+}
+
+fn print_summary(s: &Summary) {
+    let mix: Vec<String> = s.mix.iter().map(|(k, p)| format!("{k} {p}%")).collect();
+    println!(
+        "{} jobs ({}), {}, concurrency {}, against {}",
+        s.jobs,
+        mix.join(", "),
+        s.mode,
+        s.concurrency,
+        s.url
+    );
+    println!(
+        "  finished in {:.2} s: {:.2} jobs/s",
+        s.seconds, s.jobs_per_second
+    );
+    let line = |name: &str, p: &Percentiles| {
+        if p.count > 0 {
+            println!(
+                "  {name:<22} p50 {:>8.1} ms  p90 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms  (n={})",
+                p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms, p.count
+            );
+        }
+    };
+    line("end to end", &s.end_to_end);
+    if s.end_to_end_by_kind.len() > 1 {
+        for (kind, p) in &s.end_to_end_by_kind {
+            line(&format!("  {kind}"), p);
+        }
+    }
+    line("queue wait (service)", &s.queue_wait);
+    line("run time (service)", &s.run_time);
+    let verdicts: Vec<String> = s.verdicts.iter().map(|(v, n)| format!("{v} {n}")).collect();
+    println!("  verdicts: {}", verdicts.join(", "));
+    println!(
+        "  correct {}, wrong {}, lost {}{}",
+        s.correct,
+        s.wrong,
+        s.lost,
+        if s.throttled > 0 {
+            format!(
+                " ({} submissions throttled with 429 and retried)",
+                s.throttled
+            )
+        } else {
+            String::new()
+        }
+    );
+    for problem in &s.problems {
+        println!("  {problem}");
+    }
 }

@@ -1,0 +1,122 @@
+//! The engine's own limit: bare create → start → wait → remove cycles
+//! through the Engine API, `--parallel` at a time, with no service
+//! involved. `loadtest/bench.py` compares the service's throughput to it.
+//!
+//! ```text
+//! engine-cycles --image code-runner/python:latest --cycles 100 --parallel 4
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{RemoveContainerOptionsBuilder, WaitContainerOptions};
+use clap::Parser;
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use tokio::sync::Mutex;
+
+#[derive(Parser)]
+#[command(about = "Bare container cycles through the Docker Engine API")]
+struct Args {
+    #[arg(long, default_value = "code-runner/python:latest")]
+    image: String,
+    /// The command each container runs.
+    #[arg(long, num_args = 1.., default_values = ["python3", "-c", "print(1)"])]
+    command: Vec<String>,
+    #[arg(long, default_value_t = 100)]
+    cycles: u64,
+    #[arg(long, default_value_t = 4)]
+    parallel: u64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn cycle(docker: &Docker, args: &Args) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let body = ContainerCreateBody {
+        image: Some(args.image.clone()),
+        entrypoint: Some(args.command[..1].to_vec()),
+        cmd: Some(args.command[1..].to_vec()),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = docker.create_container(None, body).await?.id;
+    let run = async {
+        docker.start_container(&id, None).await?;
+        let mut wait = docker.wait_container(&id, None::<WaitContainerOptions>);
+        while let Some(status) = wait.next().await {
+            status?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let remove = RemoveContainerOptionsBuilder::new().force(true).build();
+    docker.remove_container(&id, Some(remove)).await?;
+    run?;
+    Ok(started.elapsed())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Arc::new(Args::parse());
+    let docker = Docker::connect_with_defaults()?.negotiate_version().await?;
+    // One untimed cycle first: the image's layers into the page cache.
+    cycle(&docker, &args).await?;
+    let latencies = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+    ));
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.parallel)
+        .map(|_| {
+            let (docker, args, next, latencies) = (
+                docker.clone(),
+                args.clone(),
+                next.clone(),
+                latencies.clone(),
+            );
+            tokio::spawn(async move {
+                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < args.cycles {
+                    let took = cycle(&docker, &args).await?;
+                    latencies
+                        .lock()
+                        .await
+                        .saturating_record(took.as_micros() as u64);
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let h = latencies.lock().await;
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let rate = args.cycles as f64 / seconds;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "cycles": args.cycles, "parallel": args.parallel, "seconds": seconds,
+                "cycles_per_second": rate, "p50_ms": ms(0.5), "p90_ms": ms(0.9),
+                "max_ms": h.max() as f64 / 1000.0,
+            })
+        );
+    } else {
+        println!(
+            "{} cycles, {} at a time: {seconds:.2} s, {rate:.2} containers/s; cycle p50 {:.1} ms, p90 {:.1} ms",
+            args.cycles,
+            args.parallel,
+            ms(0.5),
+            ms(0.9)
+        );
+    }
+    Ok(())
+}
