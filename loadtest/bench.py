@@ -26,6 +26,7 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -118,7 +119,19 @@ def start_redis():
     raise SystemExit("bench: the benchmark's redis-server did not start")
 
 
+RUNNING = []  # service processes, stopped however the benchmark ends
+
+
+def port_free(address):
+    host, port = address.split(":")
+    with socket.socket() as probe:
+        return probe.connect_ex((host, int(port))) != 0
+
+
 def service(role, pool_size, name):
+    for address in (API, ADMIN):
+        if not port_free(address):
+            raise SystemExit(f"bench: {address} is taken (a service left running?)")
     env = dict(os.environ)
     env.update({
         "CODE_RUNNER_REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}",
@@ -127,11 +140,14 @@ def service(role, pool_size, name):
         "CODE_RUNNER_CONCURRENCY": str(CAP),
         "CODE_RUNNER_POOL_SIZE": str(pool_size),
         "CODE_RUNNER_DATA_DIR": str(work / name),
+        # No admission limits: the point is the service's own speed.
         "CODE_RUNNER_MAX_QUEUE_DEPTH": "10000000",
+        "CODE_RUNNER_RATE_LIMIT_PER_MINUTE": "0",
         "RUST_LOG": "warn",
     })
     log = open(work / f"{name}.log", "w")
     process = subprocess.Popen([BIN / "code-runner", role], env=env, stdout=log, stderr=log)
+    RUNNING.append(process)
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -149,6 +165,7 @@ def service(role, pool_size, name):
 def stop(process):
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=120)
+    RUNNING.remove(process)
 
 
 def rss_mb(process):
@@ -222,6 +239,8 @@ def wrk(path, seconds, script=None):
     p99 = millis(re.search(r"99%\s+(\S+)", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = int(non2xx.group(1)) if non2xx else 0
+    if errors:
+        raise SystemExit(f"bench: {errors} answers to {path} were not 2xx: the figure would be wrong")
     return {"requests_per_second": rate, "p99_ms": p99, "non_2xx": errors,
             "command": " ".join(command[:5]) + (" -s post.lua" if script else "") + f" URL{path}"}
 
@@ -378,6 +397,8 @@ def main():
         figures["pool_on"] = service_runs(4, "on")
         figures["api"] = api_runs()
     finally:
+        for process in list(RUNNING):
+            stop(process)
         redis.terminate()
         redis.wait()
     report = write_report(figures)

@@ -15,5 +15,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "bench: installing ${missing[*]}" >&2
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-cargo build --release --bin code-runner -p loadtest --bins
+cargo build --release -p code-runner --bin code-runner
+cargo build --release -p loadtest --bins
 exec python3 loadtest/bench.py
