@@ -150,6 +150,7 @@ pub struct App {
 impl App {
     pub async fn start(role: Role, config: Config) -> anyhow::Result<App> {
         config.validate().map_err(anyhow::Error::msg)?;
+        crate::metrics::install();
         let languages = Arc::new(
             LanguageTable::load(config.languages_file.as_deref())
                 .context("loading the language table")?,

@@ -45,6 +45,8 @@ pub struct PreparedJob {
     pub has_test_cases: bool,
     pub limits: Limits,
     pub base64: bool,
+    /// The trace of the request that submitted it (empty if none).
+    pub trace_id: String,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +139,7 @@ pub fn prepare(
         args: spec.args.clone(),
         cases,
         has_test_cases: !spec.test_cases.is_empty(),
+        trace_id: spec.trace_id.clone().unwrap_or_default(),
         limits,
         base64: spec.base64,
     })

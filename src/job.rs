@@ -73,6 +73,10 @@ pub struct JobSpec {
     /// The name of the API key that submitted it; only that key sees it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The trace of the request that submitted it: the worker's spans for
+    /// the job carry the same id, so its logs join up across processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// Limits a client asked for; what it leaves out takes the defaults (the

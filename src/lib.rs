@@ -32,6 +32,7 @@ pub mod execute;
 pub mod http;
 pub mod job;
 pub mod language;
+pub mod metrics;
 pub mod queue;
 pub mod sandbox;
 pub mod telemetry;

@@ -310,6 +310,7 @@ impl Actor for Dispatcher {
                 (cell.get_id(), reason.unwrap_or_else(|| "stopped".into()))
             }
             SupervisionEvent::ActorFailed(cell, error) => {
+                crate::metrics::runner_panic();
                 (cell.get_id(), format!("panicked: {error}"))
             }
             _ => return Ok(()),

@@ -79,7 +79,28 @@ impl Actor for ContainerRunner {
         let Some(args) = state.take() else {
             return Ok(());
         };
-        let outcome = run(&args).await;
+        // The job's span: its id and the submitting request's trace id, on
+        // every line this run logs (in JSON, as span fields).
+        let span = tracing::info_span!("job", job = %args.job.job_id,
+            trace_id = %args.job.trace_id, language = %args.job.language.id);
+        let outcome = tracing::Instrument::instrument(
+            async {
+                tracing::info!("job started");
+                let outcome = run(&args).await;
+                match &outcome {
+                    JobOutcome::Finished(result) => {
+                        tracing::info!(verdict = result.verdict.as_str(), "job finished")
+                    }
+                    JobOutcome::Failed { reason, .. } => {
+                        tracing::warn!(%reason, "job failed")
+                    }
+                    JobOutcome::Requeue => tracing::info!("job goes back to the queue"),
+                }
+                outcome
+            },
+            span,
+        )
+        .await;
         args.dispatcher
             .cast(super::dispatcher::DispatcherMsg::RunnerDone {
                 runner: myself.get_id(),

@@ -156,15 +156,17 @@ impl Actor for Supervisor {
         if state.stopping {
             return Ok(());
         }
-        let (cell, reason) = match event {
-            SupervisionEvent::ActorFailed(cell, error) => (cell, error.to_string()),
+        let (cell, reason, kind) = match event {
+            SupervisionEvent::ActorFailed(cell, error) => (cell, error.to_string(), "panic"),
             SupervisionEvent::ActorTerminated(cell, _, reason) => (
                 cell,
                 reason.unwrap_or_else(|| "stopped unexpectedly".into()),
+                "stopped",
             ),
             _ => return Ok(()),
         };
         if let Some(child) = which_child(state, &cell) {
+            crate::metrics::actor_restart(child.name(), kind);
             tracing::error!(child = child.name(), %reason, "supervised actor failed");
             match child {
                 Child::Registry => {

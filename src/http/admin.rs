@@ -73,10 +73,12 @@ pub fn admin_router(state: AppState, token: Option<&str>) -> Router {
         .route("/admin/api/events", get(events))
         .route("/v1/stats", get(health::stats))
         .route("/v1/workers", get(health::workers))
+        .route("/metrics", get(health::metrics))
         .route_layer(axum::middleware::from_fn_with_state(token, require_token))
         .route("/healthz", get(health::healthz))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn(health::track))
         .with_state(state)
 }
 

@@ -101,10 +101,12 @@ pub async fn run(
         stdin,
         submitted_at_ms: now_ms(),
         owner: caller.key.clone(),
+        trace_id: crate::telemetry::current_trace_id(),
         ..JobSpec::default()
     };
     check_queue_depth(&state, 1).await?;
     let id = state.queue.enqueue(&spec, &state.enqueue).await?;
+    tracing::Span::current().record("job", tracing::field::display(&id));
     tracing::info!(job = %id, language = %spec.language, "job accepted");
     Ok(Json(RunAccepted {
         job_id: id.to_string(),

@@ -156,6 +156,9 @@ pub async fn guard(
             }
         }
     };
+    if let Some(key) = &caller.key {
+        tracing::Span::current().record("key", key.as_str());
+    }
     if state.access.rate_per_minute > 0 {
         let bucket = caller.key.as_deref().unwrap_or("anonymous");
         if let Some(retry_after) = state

@@ -373,8 +373,9 @@ pub fn check(
             base64,
             callback_url: request.callback_url,
             submitted_at_ms: now_ms(),
-            // Set by the handler from the caller.
+            // Set by the handler from the caller and its request.
             owner: None,
+            trace_id: None,
         },
         priority,
         idempotency_key: request.idempotency_key,

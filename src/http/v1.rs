@@ -67,7 +67,9 @@ pub async fn create_job(
     };
     let mut accepted = check(request, &rules(&state, &versions), "")?;
     accepted.spec.owner = caller.key.clone();
+    accepted.spec.trace_id = crate::telemetry::current_trace_id();
     let (id, replayed) = enqueue(&state, &accepted).await?;
+    tracing::Span::current().record("job", tracing::field::display(&id));
     if wait && !replayed {
         let timeout = state.max_wait;
         if let Some(job) = state
@@ -127,6 +129,7 @@ pub async fn create_batch(
         let request: JobRequest = parse(value, &prefix)?;
         let mut accepted = check(request, &rules, &prefix)?;
         accepted.spec.owner = caller.key.clone();
+        accepted.spec.trace_id = crate::telemetry::current_trace_id();
         if accepted.idempotency_key.is_some() {
             return Err(ApiError::bad_field(
                 format!("{prefix}idempotency_key"),

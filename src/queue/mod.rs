@@ -423,10 +423,17 @@ return "unknown"
 pub(crate) async fn with_timeout<T>(
     op: impl std::future::Future<Output = Result<T, bullmq::Error>>,
 ) -> Result<T, QueueError> {
-    match tokio::time::timeout(REDIS_OP_TIMEOUT, op).await {
+    let result = match tokio::time::timeout(REDIS_OP_TIMEOUT, op).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(bullmq::Error::Redis(e))) => Err(QueueError::Unavailable(e.to_string())),
         Ok(Err(e)) => Err(QueueError::Queue(e)),
         Err(_) => Err(QueueError::Timeout(REDIS_OP_TIMEOUT)),
+    };
+    match &result {
+        Ok(_) => {}
+        Err(QueueError::Unavailable(_)) => crate::metrics::redis_error("unavailable"),
+        Err(QueueError::Timeout(_)) => crate::metrics::redis_error("timeout"),
+        Err(_) => crate::metrics::redis_error("command"),
     }
+    result
 }

@@ -168,6 +168,22 @@ impl QueueWorker {
                     let _ = queue.record_cancelled(job.id()).await;
                     return Ok(serde_json::to_value(&result)?);
                 }
+                let language = job
+                    .data()
+                    .get("language")
+                    .and_then(|l| l.as_str())
+                    .unwrap_or("unknown")
+                    .to_string();
+                let submitted_ms = job
+                    .data()
+                    .get("submitted_at_ms")
+                    .and_then(|t| t.as_u64())
+                    .unwrap_or(job.timestamp());
+                let since = |from: u64, to: u64| Duration::from_millis(to.saturating_sub(from));
+                crate::metrics::queue_wait(since(
+                    submitted_ms,
+                    job.processed_on().unwrap_or_else(crate::job::now_ms),
+                ));
                 let cancel = CancellationToken::new();
                 // Bridge BullMQ's token to ours for as long as the job runs.
                 let bridge = {
@@ -189,6 +205,8 @@ impl QueueWorker {
                 bridge.abort();
                 match &outcome {
                     JobOutcome::Finished(result) => {
+                        crate::metrics::job_finished(&language, result.verdict.as_str());
+                        crate::metrics::job_duration(since(submitted_ms, crate::job::now_ms()));
                         let state = if result.verdict == Verdict::Cancelled {
                             let _ = queue.record_cancelled(job.id()).await;
                             PublicState::Cancelled
@@ -200,6 +218,8 @@ impl QueueWorker {
                     JobOutcome::Failed { reason, retryable }
                         if !retryable || job.attempts_made() + 1 >= attempts =>
                     {
+                        crate::metrics::job_finished(&language, "failed");
+                        crate::metrics::job_duration(since(submitted_ms, crate::job::now_ms()));
                         notify(PublicState::Failed, None, Some(reason.clone()));
                     }
                     _ => {}

@@ -52,6 +52,17 @@ pub enum SandboxError {
 impl SandboxError {
     /// True when the engine could not be reached at all (as opposed to an
     /// error the engine answered with).
+    /// A low-cardinality name of the error, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            _ if self.is_unreachable() => "unreachable",
+            SandboxError::ImageMissing { .. } => "image_missing",
+            SandboxError::UnsafeCreate(_) => "unsafe_create",
+            SandboxError::Monitor(_) => "monitor",
+            _ => "engine",
+        }
+    }
+
     pub fn is_unreachable(&self) -> bool {
         match self {
             SandboxError::Unreachable(_) => true,

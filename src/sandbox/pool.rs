@@ -237,6 +237,7 @@ impl WarmPool {
         } else {
             state.misses += 1;
         }
+        crate::metrics::pool_take(warm.is_some());
         let keys = state.demand.len();
         let demand = match state.demand.get_mut(key) {
             Some(demand) => demand,
@@ -483,7 +484,10 @@ impl Sandbox {
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        let created = match self.docker().create_container(Some(options), body).await {
+        let creating = std::time::Instant::now();
+        let created = self.docker().create_container(Some(options), body).await;
+        crate::metrics::container_phase("create", creating.elapsed());
+        let created = match created {
             Ok(created) => created,
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404,
@@ -515,7 +519,10 @@ impl Sandbox {
                 return Err(e.into());
             }
         };
-        if let Err(e) = self.docker().start_container(&created.id, None).await {
+        let starting = std::time::Instant::now();
+        let started = self.docker().start_container(&created.id, None).await;
+        crate::metrics::container_phase("start", starting.elapsed());
+        if let Err(e) = started {
             self.remove(&created.id).await;
             pool.forget_pending(&created.id);
             return Err(e.into());

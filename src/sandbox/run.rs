@@ -26,6 +26,7 @@ use super::pool::{PoolKey, Taken, WarmPool};
 use super::spec::{ContainerLimits, container_spec};
 use super::{Sandbox, SandboxError};
 use crate::job::Phase;
+use crate::metrics;
 
 /// How long past a run's wall-clock limit the service waits for the
 /// monitor's report before killing the container itself.
@@ -78,6 +79,31 @@ impl Sandbox {
     /// `on_phase` hears each phase with the container's id; `cancel` stops
     /// the run at any point.
     pub async fn run_task(
+        &self,
+        request: TaskRequest<'_>,
+        pool: Option<&Arc<WarmPool>>,
+        cancel: &CancellationToken,
+        on_phase: &(dyn Fn(Phase, &str) + Send + Sync),
+    ) -> Result<TaskOutcome, SandboxError> {
+        let outcome = self.run_container(request, pool, cancel, on_phase).await;
+        match &outcome {
+            Ok(TaskOutcome::Done(output)) => {
+                metrics::output_bytes("stdout", output.stdout.len());
+                metrics::output_bytes("stderr", output.stderr.len());
+                if output.report.oom_killed {
+                    metrics::oom_kill();
+                }
+                if matches!(output.report.limit, Some(LimitHit::Wall | LimitHit::Cpu)) {
+                    metrics::timeout();
+                }
+            }
+            Ok(TaskOutcome::Cancelled) => {}
+            Err(e) => metrics::docker_error(e.kind()),
+        }
+        outcome
+    }
+
+    async fn run_container(
         &self,
         mut request: TaskRequest<'_>,
         pool: Option<&Arc<WarmPool>>,
@@ -132,7 +158,10 @@ impl Sandbox {
             &request.step,
         );
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        let created = match self.docker().create_container(Some(options), body).await {
+        let creating = Instant::now();
+        let created = self.docker().create_container(Some(options), body).await;
+        metrics::container_phase("create", creating.elapsed());
+        let created = match created {
             Ok(created) => created,
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404,
@@ -180,7 +209,9 @@ impl Sandbox {
     ) -> Result<TaskOutcome, SandboxError> {
         let docker = self.docker();
         if start {
+            let starting = Instant::now();
             docker.start_container(id, None).await?;
+            metrics::container_phase("start", starting.elapsed());
         }
         let started = Instant::now();
         let deadline = started + Duration::from_millis(request.task.wall_ms) + DEADLINE_GRACE;
@@ -257,6 +288,9 @@ impl Sandbox {
                 },
             }
         }
+        metrics::container_phase("run", started.elapsed());
+        // Recorded when this function returns, whichever way.
+        let _collect = PhaseTimer::new("collect");
         drop(io.output);
         writer.abort();
         if report.is_none() || cancelled || timed_out {
@@ -339,6 +373,7 @@ impl Sandbox {
 
     /// Force-removes a container; a failure is logged and left to the sweep.
     pub async fn remove(&self, id: &str) -> bool {
+        let _remove = PhaseTimer::new("remove");
         let options = RemoveContainerOptionsBuilder::new()
             .force(true)
             .v(true)
@@ -353,5 +388,26 @@ impl Sandbox {
                 false
             }
         }
+    }
+}
+
+/// Records a container phase's duration when dropped.
+struct PhaseTimer {
+    phase: &'static str,
+    started: Instant,
+}
+
+impl PhaseTimer {
+    fn new(phase: &'static str) -> PhaseTimer {
+        PhaseTimer {
+            phase,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Drop for PhaseTimer {
+    fn drop(&mut self) {
+        metrics::container_phase(self.phase, self.started.elapsed());
     }
 }

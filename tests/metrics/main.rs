@@ -1,0 +1,272 @@
+//! `GET /metrics` after a known set of jobs: the counters and histogram
+//! counts move by exactly those jobs, and the output is valid Prometheus
+//! text. Its own test binary: the recorder is process-wide, so no other
+//! test may run jobs meanwhile.
+
+#[path = "../api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use std::collections::HashMap;
+
+use code_runner::actors::dispatcher::PANIC_RUNNER_MARKER;
+use serde_json::json;
+
+use helpers::TestService;
+
+/// Every sample of a scrape, by name and sorted labels.
+type Samples = HashMap<String, f64>;
+
+async fn scrape(service: &TestService) -> (Samples, String) {
+    let response = service
+        .client
+        .get(format!("{}/metrics", service.admin_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let text = response.text().await.unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("the output parses as Prometheus text");
+    let mut samples = HashMap::new();
+    for sample in scrape.samples {
+        let mut labels: Vec<String> = sample
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        labels.sort();
+        let value = match sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(buckets) => {
+                // The +Inf bucket is the count.
+                buckets.iter().map(|b| b.count).fold(0.0, f64::max)
+            }
+            prometheus_parse::Value::Summary(_) => continue,
+        };
+        samples.insert(format!("{}{{{}}}", sample.metric, labels.join(",")), value);
+    }
+    (samples, text)
+}
+
+fn delta(before: &Samples, after: &Samples, key: &str) -> f64 {
+    after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn counters_and_histograms_move_by_exactly_the_jobs_run() {
+    let service = TestService::start_with(|c| c.attempts = 1).await;
+    let (before, _) = scrape(&service).await;
+
+    for i in 0..3 {
+        let view = service
+            .run_v1(json!({ "language": "python", "code": format!("print({i})") }))
+            .await;
+        assert_eq!(view["result"]["verdict"], "accepted", "{view}");
+    }
+    let timeout = service
+        .run_v1(json!({
+            "language": "python",
+            "code": "while True:\n    pass",
+            "limits": { "wall_time_ms": 1000, "cpu_time_ms": 500 },
+        }))
+        .await;
+    assert_eq!(
+        timeout["result"]["verdict"], "time_limit_exceeded",
+        "{timeout}"
+    );
+    let oom = service
+        .run_v1(json!({
+            "language": "python",
+            "code": "chunks = []\nwhile True:\n    chunks.append(bytearray(10 * 1024 * 1024))",
+            "limits": { "memory_mb": 64 },
+        }))
+        .await;
+    assert_eq!(oom["result"]["verdict"], "memory_limit_exceeded", "{oom}");
+    let panicked = service
+        .run_v1(json!({
+            "language": "python",
+            "code": format!("# {PANIC_RUNNER_MARKER}\nimport time\ntime.sleep(30)"),
+        }))
+        .await;
+    assert_eq!(panicked["state"], "failed", "{panicked}");
+
+    let (after, text) = scrape(&service).await;
+    let moved = |key: &str| delta(&before, &after, key);
+    let finished = "code_runner_jobs_finished_total";
+    assert_eq!(
+        moved(&format!("{finished}{{language=python,verdict=accepted}}")),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        moved(&format!(
+            "{finished}{{language=python,verdict=time_limit_exceeded}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        moved(&format!(
+            "{finished}{{language=python,verdict=memory_limit_exceeded}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        moved(&format!("{finished}{{language=python,verdict=failed}}")),
+        1.0
+    );
+    assert_eq!(moved("code_runner_runner_panics_total{}"), 1.0, "{text}");
+    assert_eq!(moved("code_runner_timeouts_total{}"), 1.0, "{text}");
+    assert_eq!(moved("code_runner_oom_kills_total{}"), 1.0, "{text}");
+    // Six jobs claimed once each, six ended.
+    assert_eq!(
+        moved("code_runner_queue_wait_seconds_count{}"),
+        6.0,
+        "{text}"
+    );
+    assert_eq!(
+        moved("code_runner_job_duration_seconds_count{}"),
+        6.0,
+        "{text}"
+    );
+    // Five programs ran to their report; the panicked runner's never did.
+    assert_eq!(
+        moved("code_runner_container_phase_seconds_count{phase=run}"),
+        5.0,
+        "{text}"
+    );
+    // Six jobs through POST /v1/jobs?wait=true, all answered 200; the first
+    // scrape is counted once it was answered.
+    assert_eq!(
+        moved("code_runner_http_requests_total{method=POST,route=/v1/jobs,status=200}"),
+        6.0,
+        "{text}"
+    );
+    assert_eq!(
+        moved("code_runner_http_requests_total{method=GET,route=/metrics,status=200}"),
+        1.0,
+        "{text}"
+    );
+    // Gauges read at scrape time.
+    assert!(
+        after.contains_key("code_runner_jobs{state=completed}"),
+        "{text}"
+    );
+    assert_eq!(after["code_runner_workers_live{}"], 1.0, "{text}");
+    // Labels never carry a job id.
+    for id in [&timeout["id"], &oom["id"], &panicked["id"]] {
+        assert!(
+            !text.contains(id.as_str().unwrap()),
+            "a job id in the metrics"
+        );
+    }
+    service.stop().await;
+}
+
+/// One role of the service as a process logging JSON lines to a file.
+fn spawn_logging(role: &str, queue: &str, log: &std::path::Path) -> (std::process::Child, String) {
+    let port = helpers::free_port();
+    let admin = helpers::free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_code-runner"))
+        .arg(role)
+        .env("CODE_RUNNER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CODE_RUNNER_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+        .env("CODE_RUNNER_REDIS_URL", helpers::redis_url())
+        .env("CODE_RUNNER_REDIS_PREFIX", helpers::TEST_PREFIX)
+        .env("CODE_RUNNER_QUEUE", queue)
+        .env(
+            "CODE_RUNNER_DATA_DIR",
+            std::env::temp_dir().join(format!("code-runner-{queue}-{role}")),
+        )
+        .env("CODE_RUNNER_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start code-runner");
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+/// Every JSON line of a log that mentions `needle` anywhere (message,
+/// fields or span fields).
+fn lines_with(log: &std::path::Path, needle: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .filter(|v: &serde_json::Value| v.to_string().contains(needle))
+        .collect()
+}
+
+/// The value of `field` in a line's event fields or any of its spans.
+fn field<'a>(line: &'a serde_json::Value, field: &str) -> Option<&'a str> {
+    let spans = line["spans"].as_array().into_iter().flatten();
+    std::iter::once(&line["fields"])
+        .chain(std::iter::once(&line["span"]))
+        .chain(spans)
+        .find_map(|s| s[field].as_str())
+}
+
+#[tokio::test]
+async fn one_jobs_logs_join_up_across_the_api_and_the_worker_by_job_and_trace_id() {
+    let queue = helpers::unique_queue();
+    let dir = std::env::temp_dir().join(format!("code-runner-logs-{queue}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (api_log, worker_log) = (dir.join("api.log"), dir.join("worker.log"));
+    let (api, url) = spawn_logging("api", &queue, &api_log);
+    let (worker, _) = spawn_logging("worker", &queue, &worker_log);
+    let client = reqwest::Client::new();
+    helpers::wait_ready(&client, &url).await;
+    let secret = "a-secret-the-logs-must-not-hold";
+    let answer: serde_json::Value = client
+        .post(format!("{url}/v1/jobs"))
+        .json(&json!({ "language": "python", "code": format!("print('{secret}')") }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = answer["id"].as_str().unwrap().to_string();
+    let view = helpers::wait_done(&client, &url, &id, std::time::Duration::from_secs(60)).await;
+    assert_eq!(view["result"]["stdout"], secret, "{view}");
+    assert!(helpers::terminate(worker).success());
+    assert!(helpers::terminate(api).success());
+
+    // The API accepted it inside a request span with a trace id.
+    let accepted = lines_with(&api_log, &id);
+    let trace_id = accepted
+        .iter()
+        .find_map(|l| field(l, "trace_id"))
+        .unwrap_or_else(|| panic!("no trace id with job {id} in the API's log: {accepted:?}"))
+        .to_string();
+    assert_eq!(trace_id.len(), 32, "{trace_id}");
+    // The worker's lines about the job carry the same job id and trace id.
+    let worked = lines_with(&worker_log, &id);
+    assert!(
+        worked.iter().any(
+            |l| field(l, "job") == Some(id.as_str()) && field(l, "trace_id") == Some(&trace_id)
+        ),
+        "no worker line with job {id} and trace {trace_id}: {worked:?}"
+    );
+    // No user code or output above debug level.
+    for log in [&api_log, &worker_log] {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(
+            !text.contains(secret),
+            "user code or output in {}",
+            log.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
