@@ -268,13 +268,17 @@ impl WarmPool {
         let pool = Arc::downgrade(self);
         let id = id.to_string();
         self.lock().taken.insert(id.clone());
-        self.tasks.spawn(async move {
-            sandbox.remove(&id).await;
-            if let Some(pool) = pool.upgrade() {
-                pool.release(&id);
-            }
-            drop(slot);
-        });
+        // In the job's span: the removal ends the job's story in the logs.
+        self.tasks
+            .spawn(tracing::Instrument::in_current_span(async move {
+                if sandbox.remove(&id).await {
+                    tracing::debug!(container = %id, "container removed");
+                }
+                if let Some(pool) = pool.upgrade() {
+                    pool.release(&id);
+                }
+                drop(slot);
+            }));
     }
 
     /// A job container's slot: waits while the cap's worth of containers

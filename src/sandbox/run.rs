@@ -133,6 +133,7 @@ impl Sandbox {
             let options = RenameContainerOptionsBuilder::new().name(&name).build();
             match self.docker().rename_container(&warm.id, options).await {
                 Ok(()) => {
+                    tracing::debug!(container = %warm.id, "took a warm container");
                     on_phase(Phase::Created, &warm.id);
                     let outcome = self
                         .drive(&warm.id, warm.io, false, &request, cancel, on_phase)
@@ -176,6 +177,7 @@ impl Sandbox {
             self.remove(&id).await;
             return Err(SandboxError::UnsafeCreate(created.warnings.join("; ")));
         }
+        tracing::debug!(container = %id, "created a container");
         on_phase(Phase::Created, &id);
         let attach = AttachContainerOptionsBuilder::new()
             .stdin(true)
@@ -190,7 +192,9 @@ impl Sandbox {
         match (pool, slot) {
             (Some(pool), Some(slot)) => pool.remove_later(&id, slot),
             _ => {
-                self.remove(&id).await;
+                if self.remove(&id).await {
+                    tracing::debug!(container = %id, "container removed");
+                }
             }
         }
         outcome

@@ -174,7 +174,12 @@ async fn counters_and_histograms_move_by_exactly_the_jobs_run() {
 }
 
 /// One role of the service as a process logging JSON lines to a file.
-fn spawn_logging(role: &str, queue: &str, log: &std::path::Path) -> (std::process::Child, String) {
+fn spawn_logging(
+    role: &str,
+    queue: &str,
+    log: &std::path::Path,
+    levels: &str,
+) -> (std::process::Child, String) {
     let port = helpers::free_port();
     let admin = helpers::free_port();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_code-runner"))
@@ -189,7 +194,7 @@ fn spawn_logging(role: &str, queue: &str, log: &std::path::Path) -> (std::proces
             std::env::temp_dir().join(format!("code-runner-{queue}-{role}")),
         )
         .env("CODE_RUNNER_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", levels)
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
@@ -223,8 +228,9 @@ async fn one_jobs_logs_join_up_across_the_api_and_the_worker_by_job_and_trace_id
     let dir = std::env::temp_dir().join(format!("code-runner-logs-{queue}"));
     std::fs::create_dir_all(&dir).unwrap();
     let (api_log, worker_log) = (dir.join("api.log"), dir.join("worker.log"));
-    let (api, url) = spawn_logging("api", &queue, &api_log);
-    let (worker, _) = spawn_logging("worker", &queue, &worker_log);
+    let (api, url) = spawn_logging("api", &queue, &api_log, "info");
+    // The sandbox's debug lines too: the container's creation and removal.
+    let (worker, _) = spawn_logging("worker", &queue, &worker_log, "info,code_runner=debug");
     let client = reqwest::Client::new();
     helpers::wait_ready(&client, &url).await;
     let secret = "a-secret-the-logs-must-not-hold";
@@ -259,7 +265,16 @@ async fn one_jobs_logs_join_up_across_the_api_and_the_worker_by_job_and_trace_id
         ),
         "no worker line with job {id} and trace {trace_id}: {worked:?}"
     );
-    // No user code or output above debug level.
+    // Its story ends with its container's removal, after the answer, still
+    // in the job's span.
+    assert!(
+        worked
+            .iter()
+            .any(|l| l["fields"]["message"] == "container removed"
+                && field(l, "trace_id") == Some(&trace_id)),
+        "no container removal in the job's span: {worked:?}"
+    );
+    // No user code or output in either log (the worker's even at debug).
     for log in [&api_log, &worker_log] {
         let text = std::fs::read_to_string(log).unwrap();
         assert!(
