@@ -148,13 +148,8 @@ pub async fn track(request: axum::extract::Request, next: axum::middleware::Next
     )
     .await;
     let status = response.status().as_u16();
-    span.in_scope(|| {
-        tracing::debug!(
-            status,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "answered"
-        )
-    });
-    crate::metrics::http_request(route, method, status, started.elapsed());
+    let took = started.elapsed();
+    span.in_scope(|| tracing::debug!(status, elapsed_ms = took.as_millis() as u64, "answered"));
+    crate::metrics::http_request(route, method, status, took);
     response
 }

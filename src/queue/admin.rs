@@ -377,7 +377,7 @@ impl JobQueue {
 
     /// Moves a failed job back to the queue. `false` when it is not failed.
     pub async fn retry_failed_job(&self, id: &str) -> Result<bool, QueueError> {
-        if with_timeout(self.queue.get_job_state(id)).await? != bullmq::JobState::Failed {
+        if self.job_state(id).await? != bullmq::JobState::Failed {
             return Ok(false);
         }
         let Some(mut job) = with_timeout(self.queue.get_job(id)).await? else {

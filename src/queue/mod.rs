@@ -332,7 +332,7 @@ impl JobQueue {
     /// so its cost grows with the queue. Here the sorted sets answer by
     /// score, the active list is short (one entry per running job), and a
     /// job that exists and is in none of them is waiting.
-    async fn job_state(&self, id: &str) -> Result<JobState, QueueError> {
+    pub(crate) async fn job_state(&self, id: &str) -> Result<JobState, QueueError> {
         let keys = self.queue.keys();
         let mut invocation = JOB_STATE.prepare_invoke();
         invocation

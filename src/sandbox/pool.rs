@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::container::AttachContainerResults;
-use bollard::query_parameters::{AttachContainerOptionsBuilder, CreateContainerOptionsBuilder};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
@@ -487,51 +486,22 @@ impl Sandbox {
             "{POOL_NAME_PREFIX}{}",
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
-        let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        let creating = std::time::Instant::now();
-        let created = self.docker().create_container(Some(options), body).await;
-        crate::metrics::container_phase("create", creating.elapsed());
-        let created = match created {
-            Ok(created) => created,
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404,
-                message,
-            }) if message.contains("image") => return Err(SandboxError::ImageMissing { image }),
-            Err(e) => return Err(e.into()),
-        };
-        pool.add_pending(&created.id);
-        if !created.warnings.is_empty() {
-            self.remove(&created.id).await;
-            pool.forget_pending(&created.id);
-            return Err(SandboxError::UnsafeCreate(created.warnings.join("; ")));
-        }
-        let attach = AttachContainerOptionsBuilder::new()
-            .stdin(true)
-            .stdout(true)
-            .stderr(true)
-            .stream(true)
-            .build();
-        let io = match self
-            .docker()
-            .attach_container(&created.id, Some(attach))
-            .await
-        {
+        let id = self.create(&name, image, body).await?;
+        pool.add_pending(&id);
+        let io = match self.attach(&id).await {
             Ok(io) => io,
             Err(e) => {
-                self.remove(&created.id).await;
-                pool.forget_pending(&created.id);
+                self.remove(&id).await;
+                pool.forget_pending(&id);
                 return Err(e.into());
             }
         };
-        let starting = std::time::Instant::now();
-        let started = self.docker().start_container(&created.id, None).await;
-        crate::metrics::container_phase("start", starting.elapsed());
-        if let Err(e) = started {
-            self.remove(&created.id).await;
-            pool.forget_pending(&created.id);
+        if let Err(e) = self.start(&id).await {
+            self.remove(&id).await;
+            pool.forget_pending(&id);
             return Err(e.into());
         }
-        Ok(Warm { id: created.id, io })
+        Ok(Warm { id, io })
     }
 }
 

@@ -158,34 +158,10 @@ impl Sandbox {
             request.job_id,
             &request.step,
         );
-        let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        let creating = Instant::now();
-        let created = self.docker().create_container(Some(options), body).await;
-        metrics::container_phase("create", creating.elapsed());
-        let created = match created {
-            Ok(created) => created,
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404,
-                message,
-            }) if message.contains("image") => return Err(SandboxError::ImageMissing { image }),
-            Err(e) => return Err(e.into()),
-        };
-        let id = created.id;
-        if !created.warnings.is_empty() {
-            // Docker drops limits the kernel cannot enforce and only warns:
-            // never run a job with a limit missing.
-            self.remove(&id).await;
-            return Err(SandboxError::UnsafeCreate(created.warnings.join("; ")));
-        }
+        let id = self.create(&name, image, body).await?;
         tracing::debug!(container = %id, "created a container");
         on_phase(Phase::Created, &id);
-        let attach = AttachContainerOptionsBuilder::new()
-            .stdin(true)
-            .stdout(true)
-            .stderr(true)
-            .stream(true)
-            .build();
-        let outcome = match self.docker().attach_container(&id, Some(attach)).await {
+        let outcome = match self.attach(&id).await {
             Ok(io) => self.drive(&id, io, true, &request, cancel, on_phase).await,
             Err(e) => Err(e.into()),
         };
@@ -198,6 +174,59 @@ impl Sandbox {
             }
         }
         outcome
+    }
+
+    /// Creates a container named `name` from `body` (of `image`), timed;
+    /// its id. A missing image is [`SandboxError::ImageMissing`]; a create
+    /// the engine warns about is removed and refused: Docker drops limits
+    /// the kernel cannot enforce and only warns, and no job runs with a
+    /// limit missing.
+    pub(crate) async fn create(
+        &self,
+        name: &str,
+        image: String,
+        body: bollard::models::ContainerCreateBody,
+    ) -> Result<String, SandboxError> {
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        let creating = Instant::now();
+        let created = self.docker().create_container(Some(options), body).await;
+        metrics::container_phase("create", creating.elapsed());
+        let created = match created {
+            Ok(created) => created,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                message,
+            }) if message.contains("image") => return Err(SandboxError::ImageMissing { image }),
+            Err(e) => return Err(e.into()),
+        };
+        if !created.warnings.is_empty() {
+            self.remove(&created.id).await;
+            return Err(SandboxError::UnsafeCreate(created.warnings.join("; ")));
+        }
+        Ok(created.id)
+    }
+
+    /// Attaches to a container's stdin, stdout and stderr (before its start,
+    /// so that no output is missed).
+    pub(crate) async fn attach(
+        &self,
+        id: &str,
+    ) -> Result<bollard::container::AttachContainerResults, bollard::errors::Error> {
+        let options = AttachContainerOptionsBuilder::new()
+            .stdin(true)
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .build();
+        self.docker().attach_container(id, Some(options)).await
+    }
+
+    /// Starts a created container, timed.
+    pub(crate) async fn start(&self, id: &str) -> Result<(), bollard::errors::Error> {
+        let starting = Instant::now();
+        let started = self.docker().start_container(id, None).await;
+        metrics::container_phase("start", starting.elapsed());
+        started
     }
 
     /// Runs the task in an attached container, starting it first unless it
@@ -213,9 +242,7 @@ impl Sandbox {
     ) -> Result<TaskOutcome, SandboxError> {
         let docker = self.docker();
         if start {
-            let starting = Instant::now();
-            docker.start_container(id, None).await?;
-            metrics::container_phase("start", starting.elapsed());
+            self.start(id).await?;
         }
         let started = Instant::now();
         let deadline = started + Duration::from_millis(request.task.wall_ms) + DEADLINE_GRACE;

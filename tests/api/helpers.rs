@@ -358,32 +358,58 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub fn start_service(queue: &str, port: u16, extra_env: &[(&str, String)]) -> Child {
+/// `code-runner <role>` on `port` for the test queue `queue`, with its own
+/// data directory (the same for the same queue and role, so a restarted
+/// process keeps its worker id) and a free admin port.
+pub fn service_command(role: &str, queue: &str, port: u16) -> Command {
     // Set for the service crate's own tests (others run it in-process).
     let Some(binary) = option_env!("CARGO_BIN_EXE_code-runner") else {
         panic!("only the service crate's own tests start it as a process");
     };
     let mut command = Command::new(binary);
     command
-        .arg("serve")
+        .arg(role)
         .env("CODE_RUNNER_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "CODE_RUNNER_ADMIN_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .env("CODE_RUNNER_REDIS_URL", redis_url())
         .env("CODE_RUNNER_REDIS_PREFIX", TEST_PREFIX)
         .env("CODE_RUNNER_QUEUE", queue)
         .env(
             "CODE_RUNNER_DATA_DIR",
-            std::env::temp_dir().join(format!("code-runner-{queue}")),
+            std::env::temp_dir().join(format!("code-runner-{queue}-{role}")),
         )
-        .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     if let Some(runtime) = runtime() {
         command.env("CODE_RUNNER_RUNTIME", runtime);
     }
+    command
+}
+
+pub fn start_service(queue: &str, port: u16, extra_env: &[(&str, String)]) -> Child {
+    let mut command = service_command("serve", queue, port);
+    command.env("RUST_LOG", "warn");
     for (name, value) in extra_env {
         command.env(name, value);
     }
     command.spawn().expect("start code-runner serve")
+}
+
+/// `POST /v1/jobs` to a service process: the new job's id (201 asserted).
+#[allow(dead_code)]
+pub async fn submit_to(client: &reqwest::Client, url: &str, body: Value) -> String {
+    let response = client
+        .post(format!("{url}/v1/jobs"))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST /v1/jobs");
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    body["id"].as_str().unwrap().to_string()
 }
 
 pub async fn wait_ready(client: &reqwest::Client, url: &str) {

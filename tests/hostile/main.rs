@@ -641,16 +641,12 @@ async fn a_job_outliving_a_killed_service_has_its_container_reaped_on_restart() 
     let env = [("CODE_RUNNER_LOCK_DURATION_MS", "3000".to_string())];
     let mut first = helpers::start_service(&queue, port, &env);
     helpers::wait_ready(&client, &url).await;
-    let created: Value = client
-        .post(format!("{url}/v1/jobs"))
-        .json(&json!({ "language": "python", "code": "import time\ntime.sleep(4)\nprint('ran to the end')" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_string();
+    let id = helpers::submit_to(
+        &client,
+        &url,
+        json!({ "language": "python", "code": "import time\ntime.sleep(4)\nprint('ran to the end')" }),
+    )
+    .await;
     let sandbox = code_runner::sandbox::Sandbox::connect(code_runner::sandbox::SandboxSettings {
         image_prefix: "code-runner".into(),
         runtime: None,

@@ -181,21 +181,9 @@ fn spawn_logging(
     levels: &str,
 ) -> (std::process::Child, String) {
     let port = helpers::free_port();
-    let admin = helpers::free_port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_code-runner"))
-        .arg(role)
-        .env("CODE_RUNNER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CODE_RUNNER_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
-        .env("CODE_RUNNER_REDIS_URL", helpers::redis_url())
-        .env("CODE_RUNNER_REDIS_PREFIX", helpers::TEST_PREFIX)
-        .env("CODE_RUNNER_QUEUE", queue)
-        .env(
-            "CODE_RUNNER_DATA_DIR",
-            std::env::temp_dir().join(format!("code-runner-{queue}-{role}")),
-        )
+    let child = helpers::service_command(role, queue, port)
         .env("CODE_RUNNER_LOG_FORMAT", "json")
         .env("RUST_LOG", levels)
-        .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .expect("start code-runner");
@@ -234,16 +222,12 @@ async fn one_jobs_logs_join_up_across_the_api_and_the_worker_by_job_and_trace_id
     let client = reqwest::Client::new();
     helpers::wait_ready(&client, &url).await;
     let secret = "a-secret-the-logs-must-not-hold";
-    let answer: serde_json::Value = client
-        .post(format!("{url}/v1/jobs"))
-        .json(&json!({ "language": "python", "code": format!("print('{secret}')") }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = answer["id"].as_str().unwrap().to_string();
+    let id = helpers::submit_to(
+        &client,
+        &url,
+        json!({ "language": "python", "code": format!("print('{secret}')") }),
+    )
+    .await;
     let view = helpers::wait_done(&client, &url, &id, std::time::Duration::from_secs(60)).await;
     assert_eq!(view["result"]["stdout"], secret, "{view}");
     assert!(helpers::terminate(worker).success());

@@ -132,18 +132,6 @@ fn worker_env(
     env
 }
 
-async fn submit(client: &reqwest::Client, url: &str, body: Value) -> String {
-    let response = client
-        .post(format!("{url}/v1/jobs"))
-        .json(&body)
-        .send()
-        .await
-        .expect("POST /v1/jobs");
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.unwrap();
-    body["id"].as_str().unwrap().to_string()
-}
-
 async fn view(client: &reqwest::Client, url: &str, id: &str) -> Value {
     client
         .get(format!("{url}/v1/jobs/{id}"))
@@ -320,7 +308,7 @@ async fn a_worker_killed_mid_job_has_its_jobs_taken_over_and_its_containers_reap
     let mut ids = Vec::new();
     for i in 0..2 {
         ids.push(
-            submit(
+            helpers::submit_to(
                 &client,
                 &api.url,
                 json!({ "language": "python", "code": format!("import time\ntime.sleep(3)\nprint('job {i}')") }),
@@ -399,7 +387,7 @@ async fn a_job_stalled_too_often_fails_with_a_clear_reason() {
     let mut first = Process::spawn("worker", worker_env(&base, "first", &env));
     api.ready().await;
     let client = reqwest::Client::new();
-    let id = submit(
+    let id = helpers::submit_to(
         &client,
         &api.url,
         json!({ "language": "python", "code": "import time\ntime.sleep(5)" }),
@@ -442,13 +430,13 @@ async fn sigterm_lets_short_runs_finish_and_requeues_the_rest() {
     let mut worker = Process::spawn("worker", worker_env(&base, "w", &env));
     api.ready().await;
     let client = reqwest::Client::new();
-    let short = submit(
+    let short = helpers::submit_to(
         &client,
         &api.url,
         json!({ "language": "python", "code": "import time\ntime.sleep(1)\nprint('short')" }),
     )
     .await;
-    let long = submit(
+    let long = helpers::submit_to(
         &client,
         &api.url,
         json!({ "language": "python", "code": "import time\ntime.sleep(8)\nprint('long')" }),
@@ -471,7 +459,8 @@ async fn sigterm_lets_short_runs_finish_and_requeues_the_rest() {
     )
     .await;
     assert_eq!(view["result"]["stdout"], "short\n");
-    let view = view_of_now(&client, &api.url, &long).await;
+    // `self::`: the local `view` above shadows the function.
+    let view = self::view(&client, &api.url, &long).await;
     assert_eq!(
         view["state"], "waiting",
         "no job is left active with no owner: {view}"
@@ -491,10 +480,6 @@ async fn sigterm_lets_short_runs_finish_and_requeues_the_rest() {
     assert!(next.terminate().success());
 }
 
-async fn view_of_now(client: &reqwest::Client, url: &str, id: &str) -> Value {
-    view(client, url, id).await
-}
-
 #[tokio::test]
 async fn a_redis_outage_answers_503_and_loses_nothing() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -507,7 +492,7 @@ async fn a_redis_outage_answers_503_and_loses_nothing() {
     let mut before = Vec::new();
     for i in 0..6 {
         before.push(
-            submit(&client, &serve.url, json!({ "language": "python", "code": format!("import time\ntime.sleep(0.5)\nprint({i})") })).await,
+            helpers::submit_to(&client, &serve.url, json!({ "language": "python", "code": format!("import time\ntime.sleep(0.5)\nprint({i})") })).await,
         );
     }
     redis.down();
@@ -565,7 +550,7 @@ async fn a_redis_outage_answers_503_and_loses_nothing() {
         assert_eq!(view["state"], "completed", "{view}");
         assert_eq!(view["result"]["stdout"], format!("{i}\n"));
     }
-    let after = submit(
+    let after = helpers::submit_to(
         &client,
         &serve.url,
         json!({ "language": "python", "code": "print('after')" }),
@@ -666,7 +651,7 @@ async fn a_docker_outage_pauses_the_worker_and_work_resumes_after() {
     );
     serve.ready().await;
     let client = reqwest::Client::new();
-    let running = submit(&client, &serve.url, json!({ "language": "python", "code": "import time\ntime.sleep(3)\nprint('survived the outage')" })).await;
+    let running = helpers::submit_to(&client, &serve.url, json!({ "language": "python", "code": "import time\ntime.sleep(3)\nprint('survived the outage')" })).await;
     wait_state(
         &client,
         &serve.url,
@@ -703,7 +688,7 @@ async fn a_docker_outage_pauses_the_worker_and_work_resumes_after() {
     let mut waiting = Vec::new();
     for i in 0..3 {
         waiting.push(
-            submit(
+            helpers::submit_to(
                 &client,
                 &serve.url,
                 json!({ "language": "python", "code": format!("print('waited {i}')") }),
@@ -851,7 +836,7 @@ async fn a_thousand_jobs_survive_a_worker_killed_in_the_middle() {
             async move {
                 (
                     i,
-                    submit(
+                    helpers::submit_to(
                         client,
                         url,
                         json!({ "language": "bash", "code": format!("echo job-{i}") }),
