@@ -142,7 +142,8 @@ def service(role, pool_size, name):
         "CODE_RUNNER_DATA_DIR": str(work / name),
         # No admission limits: the point is the service's own speed.
         "CODE_RUNNER_MAX_QUEUE_DEPTH": "10000000",
-        "CODE_RUNNER_RATE_LIMIT_PER_MINUTE": "0",
+        "CODE_RUNNER_SUBMIT_RATE_LIMIT_PER_MINUTE": "0",
+        "CODE_RUNNER_REQUEST_RATE_LIMIT_PER_MINUTE": "0",
         "RUST_LOG": "warn",
     })
     log = open(work / f"{name}.log", "w")

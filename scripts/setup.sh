@@ -66,7 +66,10 @@ if ! docker info >/dev/null 2>&1; then
         rm -f /run/containerd/containerd.pid
     fi
     log "starting dockerd (log: /var/log/dockerd.log)"
-    nohup dockerd >/var/log/dockerd.log 2>&1 &
+    # In a session of its own (setsid), detached from this shell's process
+    # group and terminal: stopping `make run` with Ctrl-C, or a CI step
+    # ending, must never take the engine (and every job container) with it.
+    setsid nohup dockerd </dev/null >/var/log/dockerd.log 2>&1 &
     for _ in $(seq 1 60); do
         docker info >/dev/null 2>&1 && break
         sleep 0.5

@@ -19,12 +19,14 @@ use crate::actors::dispatcher::{DispatcherMsg, hostname};
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::actors::{RegistryHandle, WorkerServices};
 use crate::callback::CallbackSender;
+use crate::callback::policy::DestinationPolicy;
 use crate::config::Config;
 use crate::execute::ExecutionSettings;
 use crate::http::admin::admin_router;
-use crate::http::auth::{AccessPolicy, ApiKeys};
+use crate::http::auth::{AccessPolicy, ApiKeys, RequestLimiter};
 use crate::http::{AppState, router};
 use crate::language::LanguageTable;
+use crate::queue::deliveries::{DeliverySettings, DeliveryWorker};
 use crate::queue::embedded::{EmbeddedRedis, ensure_default_redis};
 use crate::queue::events::JobEvents;
 use crate::queue::worker::WorkerSettings;
@@ -80,9 +82,19 @@ fn access_policy(config: &Config) -> anyhow::Result<AccessPolicy> {
     } else {
         Some(Arc::new(keys))
     };
+    let (submit_per_minute, requests_per_minute) = (
+        config.submit_rate_per_minute(),
+        config.request_rate_per_minute(),
+    );
+    tracing::info!(
+        submit_per_minute,
+        requests_per_minute,
+        "rate limits per caller (0: none)"
+    );
     Ok(AccessPolicy {
         keys,
-        rate_per_minute: config.rate_limit_per_minute,
+        submit_per_minute,
+        requests: RequestLimiter::new(requests_per_minute).map(Arc::new),
     })
 }
 
@@ -132,6 +144,8 @@ fn worker_identity(data_dir: &std::path::Path) -> (String, Option<std::fs::File>
 pub struct App {
     /// Held while this process is the worker named in the data directory.
     _identity_lock: Option<std::fs::File>,
+    /// Takes owed webhook deliveries (processes that run jobs).
+    deliveries: Option<DeliveryWorker>,
     addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     supervisor: ActorRef<SupervisorMsg>,
@@ -163,11 +177,25 @@ impl App {
         };
         let queue_settings = QueueSettings::from_config(&config);
         let queue = JobQueue::connect(queue_settings.clone()).await?;
+        // Where webhooks may go: never to this service's own listeners or
+        // its Redis on this machine (the bound ports are added once known).
+        let redis_port = reqwest::Url::parse(&config.redis_url_or_default())
+            .ok()
+            .and_then(|u| u.port())
+            .unwrap_or(6379);
+        let callback_policy = Arc::new(
+            DestinationPolicy::new(
+                &config.callback_allow,
+                &[config.listen.port(), config.admin_listen.port(), redis_port],
+            )
+            .map_err(anyhow::Error::msg)?,
+        );
         let default_limits = config.default_limits();
         let max_limits = config.max_limits();
         let registry = RegistryHandle::default();
 
         let mut identity_lock = None;
+        let mut deliveries = None;
         let (worker, sandbox, worker_id) = if role.runs_jobs() {
             let (worker_id, lock) = worker_identity(&config.data_dir);
             identity_lock = lock;
@@ -214,6 +242,27 @@ impl App {
                     uuid::Uuid::new_v4().simple().to_string().into_bytes()
                 }
             };
+            let extra_roots = match &config.callback_ca_file {
+                Some(path) => CallbackSender::read_roots(path).map_err(anyhow::Error::msg)?,
+                None => Vec::new(),
+            };
+            let sender =
+                CallbackSender::new(&callback_secret, callback_policy.clone(), extra_roots);
+            deliveries = Some(
+                DeliveryWorker::start(
+                    &queue,
+                    &DeliverySettings {
+                        worker_id: worker_id.clone(),
+                        concurrency: 16,
+                        lock_duration: std::time::Duration::from_millis(config.lock_duration_ms),
+                    },
+                    move |delivery, _attempt| {
+                        let sender = sender.clone();
+                        async move { sender.attempt(&delivery).await }
+                    },
+                )
+                .await?,
+            );
             let services = Arc::new(WorkerServices {
                 queue: queue.clone(),
                 queue_settings: queue_settings.clone(),
@@ -237,7 +286,6 @@ impl App {
                         slots: config.concurrency as usize,
                     },
                 ),
-                callbacks: CallbackSender::new(&callback_secret, config.callback_attempts),
                 shutdown_grace: config.shutdown_grace(),
                 fault_injection: config.fault_injection,
             });
@@ -261,10 +309,7 @@ impl App {
         let access = if role.serves_http() {
             access_policy(&config)?
         } else {
-            AccessPolicy {
-                keys: None,
-                rate_per_minute: 0,
-            }
+            AccessPolicy::open()
         };
         if role.serves_http()
             && !config.admin_listen.ip().is_loopback()
@@ -300,6 +345,7 @@ impl App {
                 worker: worker_id.clone().map(|id| (id, config.concurrency)),
                 runtime: config.runtime.clone(),
                 pool: pool.clone(),
+                callback_policy: callback_policy.clone(),
             };
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
@@ -309,14 +355,20 @@ impl App {
                 .with_context(|| format!("binding the admin listener {}", config.admin_listen))?;
             let addr = listener.local_addr()?;
             let admin_addr = admin_listener.local_addr()?;
+            callback_policy.add_own_ports(&[addr.port(), admin_addr.port()]);
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let admin = admin_router(state.clone(), config.admin_token.as_deref());
             let server = tokio::spawn(async move {
                 let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
                     let _ = rx.wait_for(|stop| *stop).await;
                 };
-                let public = axum::serve(listener, router(state))
-                    .with_graceful_shutdown(until_stopped(stopped.clone()));
+                // With the client's address: callers without keys are
+                // budgeted by it.
+                let public = axum::serve(
+                    listener,
+                    router(state).into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(until_stopped(stopped.clone()));
                 let admin = axum::serve(admin_listener, admin)
                     .with_graceful_shutdown(until_stopped(stopped));
                 let (public, admin) = tokio::join!(public, admin);
@@ -330,6 +382,7 @@ impl App {
 
         Ok(App {
             _identity_lock: identity_lock,
+            deliveries,
             addr,
             admin_addr,
             supervisor,
@@ -422,6 +475,11 @@ impl App {
             .await;
         let _ =
             tokio::time::timeout(std::time::Duration::from_secs(30), self.supervisor_done).await;
+        // Deliveries in flight get a moment; one cut short is taken over by
+        // another worker once its lock expires.
+        if let Some(deliveries) = &self.deliveries {
+            deliveries.close(std::time::Duration::from_secs(5)).await;
+        }
         if let Some(redis) = self.embedded_redis {
             redis.stop().await;
         }

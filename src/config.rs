@@ -45,10 +45,24 @@ pub struct Config {
     #[arg(long, env = "CODE_RUNNER_AUTH", default_value = "auto", value_parser = ["auto", "off"])]
     pub auth: String,
 
-    /// Requests a minute per API key (all anonymous callers share one
-    /// budget when keys are off); 0 for no limit.
-    #[arg(long, env = "CODE_RUNNER_RATE_LIMIT_PER_MINUTE", default_value_t = 600)]
-    pub rate_limit_per_minute: u64,
+    /// Jobs a caller (an API key; without keys, a client address) may
+    /// submit a minute, counted across every API process in Redis; a batch
+    /// counts as its jobs. 0: no limit. Unset: 600 when API keys are
+    /// configured or the API listens beyond loopback, else no limit.
+    #[arg(long, env = "CODE_RUNNER_SUBMIT_RATE_LIMIT_PER_MINUTE")]
+    pub submit_rate_limit_per_minute: Option<u64>,
+
+    /// Requests (reads, polls, cancels, submissions) a caller may make a
+    /// minute to one API process, with bursts of a sixth of it. 0: no
+    /// limit. Unset: 60000 when API keys are configured or the API listens
+    /// beyond loopback, else no limit.
+    #[arg(long, env = "CODE_RUNNER_REQUEST_RATE_LIMIT_PER_MINUTE")]
+    pub request_rate_limit_per_minute: Option<u64>,
+
+    /// The old single budget: sets the submission limit (and, when 0, the
+    /// request limit too) where the two settings above are unset.
+    #[arg(long, env = "CODE_RUNNER_RATE_LIMIT_PER_MINUTE", hide = true)]
+    pub rate_limit_per_minute: Option<u64>,
 
     /// Most jobs waiting in the queue; past it submissions get 429.
     #[arg(long, env = "CODE_RUNNER_MAX_QUEUE_DEPTH", default_value_t = 10_000)]
@@ -190,6 +204,19 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=20))]
     pub callback_attempts: u32,
 
+    /// Destinations webhooks may reach although they are not public
+    /// addresses: networks (`10.0.0.0/8`), addresses and host names
+    /// (`hooks.internal`, `*.internal`), comma-separated. By default only
+    /// public unicast addresses are reached; the service's own listener
+    /// ports on this machine never are.
+    #[arg(long, env = "CODE_RUNNER_CALLBACK_ALLOW", default_value = "")]
+    pub callback_allow: String,
+
+    /// A PEM file of certificate authorities webhooks over https trust
+    /// besides the public ones (the webpki roots): a private deployment's CA.
+    #[arg(long, env = "CODE_RUNNER_CALLBACK_CA_FILE")]
+    pub callback_ca_file: Option<PathBuf>,
+
     /// Largest accepted source code, in bytes.
     #[arg(long, env = "CODE_RUNNER_MAX_CODE_BYTES", default_value_t = 1_048_576,
           value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
@@ -278,6 +305,18 @@ pub struct Config {
     pub fault_injection: bool,
 }
 
+/// Jobs a caller may submit a minute, by default where limits are on: above
+/// what one worker of the default cap runs (about 15 a second here is the
+/// most, for one-line programs), so one caller cannot fill the queue faster
+/// than a few workers drain it.
+pub const DEFAULT_SUBMIT_RATE_PER_MINUTE: u64 = 600;
+
+/// Requests a caller may make a minute to one API process, by default where
+/// limits are on: 1,000 a second sustained. The proof of concept's client
+/// polls each of its jobs every 200 ms (5 a second a job): a caller may poll
+/// 200 jobs at once at that pace and never see a 429.
+pub const DEFAULT_REQUEST_RATE_PER_MINUTE: u64 = 60_000;
+
 /// Parses only a [`Config`], for building one without a subcommand.
 #[derive(Parser)]
 struct ConfigOnly {
@@ -308,6 +347,7 @@ impl Config {
         if self.image_prefix.is_empty() {
             return Err("CODE_RUNNER_IMAGE_PREFIX must be non-empty".into());
         }
+        crate::callback::policy::DestinationPolicy::new(&self.callback_allow, &[])?;
         if let Some(json) = &self.container_overrides {
             crate::sandbox::overrides::parse_overrides(json)?;
         }
@@ -385,6 +425,45 @@ impl Config {
         }
     }
 
+    /// Whether the rate limits are on when not set explicitly: whenever
+    /// callers can be told apart or come from beyond this machine. On
+    /// loopback without keys every caller is this machine's own user at one
+    /// address; a limit there would only throttle that user (the queue
+    /// depth cap still bounds what waits).
+    fn rate_limits_by_default(&self) -> bool {
+        let has_keys = self
+            .api_keys
+            .as_deref()
+            .is_some_and(|k| !k.trim().is_empty())
+            || self.api_keys_file.is_some();
+        (has_keys && self.auth != "off") || !self.listen.ip().is_loopback()
+    }
+
+    /// Jobs a minute per caller (0: no limit), with the defaults resolved.
+    pub fn submit_rate_per_minute(&self) -> u64 {
+        self.submit_rate_limit_per_minute
+            .or(self.rate_limit_per_minute)
+            .unwrap_or(if self.rate_limits_by_default() {
+                DEFAULT_SUBMIT_RATE_PER_MINUTE
+            } else {
+                0
+            })
+    }
+
+    /// Requests a minute per caller and API process (0: no limit), with the
+    /// defaults resolved.
+    pub fn request_rate_per_minute(&self) -> u64 {
+        match (
+            self.request_rate_limit_per_minute,
+            self.rate_limit_per_minute,
+        ) {
+            (Some(limit), _) => limit,
+            (None, Some(0)) => 0,
+            _ if self.rate_limits_by_default() => DEFAULT_REQUEST_RATE_PER_MINUTE,
+            _ => 0,
+        }
+    }
+
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
     }
@@ -392,4 +471,65 @@ impl Config {
 
 fn parse_pool_sizes(text: &str) -> Result<std::collections::HashMap<String, usize>, String> {
     crate::sandbox::pool::PoolSettings::parse_sizes(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        let mut argv = vec!["code-runner"];
+        argv.extend_from_slice(args);
+        ConfigOnly::try_parse_from(argv).unwrap().config
+    }
+
+    #[test]
+    fn rate_limits_are_on_by_default_only_where_callers_can_be_told_apart() {
+        // Loopback without keys: this machine's own user, no limit.
+        let local = config(&["--listen", "127.0.0.1:3000"]);
+        assert_eq!(
+            (
+                local.submit_rate_per_minute(),
+                local.request_rate_per_minute()
+            ),
+            (0, 0)
+        );
+        let keyed = config(&["--listen", "127.0.0.1:3000", "--api-keys", "a:sha256:00"]);
+        assert_eq!(
+            (
+                keyed.submit_rate_per_minute(),
+                keyed.request_rate_per_minute()
+            ),
+            (
+                DEFAULT_SUBMIT_RATE_PER_MINUTE,
+                DEFAULT_REQUEST_RATE_PER_MINUTE
+            )
+        );
+        let open = config(&["--listen", "0.0.0.0:3000", "--auth", "off"]);
+        assert_eq!(
+            open.submit_rate_per_minute(),
+            DEFAULT_SUBMIT_RATE_PER_MINUTE
+        );
+        // Explicit numbers win; the old single setting still works.
+        let set = config(&[
+            "--submit-rate-limit-per-minute",
+            "5",
+            "--request-rate-limit-per-minute",
+            "7",
+        ]);
+        assert_eq!(
+            (set.submit_rate_per_minute(), set.request_rate_per_minute()),
+            (5, 7)
+        );
+        let old = config(&["--listen", "0.0.0.0:3000", "--rate-limit-per-minute", "0"]);
+        assert_eq!(
+            (old.submit_rate_per_minute(), old.request_rate_per_minute()),
+            (0, 0)
+        );
+        let old = config(&["--rate-limit-per-minute", "9", "--api-keys", "a:sha256:00"]);
+        assert_eq!(
+            (old.submit_rate_per_minute(), old.request_rate_per_minute()),
+            (9, DEFAULT_REQUEST_RATE_PER_MINUTE)
+        );
+    }
 }

@@ -3,7 +3,13 @@
 //! ```text
 //! loadtest --url http://127.0.0.1:3000 --jobs 100 --concurrency 16 --language python
 //! loadtest --rate 20 --duration 30 --mix python=70%,c=20%,hostile=10%
+//! loadtest --jobs 100 --concurrency 16 --poll-ms 200   # the proof of concept's client
 //! ```
+//!
+//! With `--poll-ms` it behaves as the proof of concept's own client does:
+//! submits with `POST /run` (`--concurrency` submissions at once), then polls
+//! every job with `GET /status/{id}` at that interval until it is done,
+//! counting every 429 (submissions and polls apart).
 //!
 //! Submits jobs that each print a value of their own, waits for each by
 //! long-poll (`POST /v1/jobs?wait=true`, then `GET /v1/jobs/{id}?wait=true`
@@ -62,6 +68,12 @@ struct Args {
     /// An API key, sent as a bearer token.
     #[arg(long, env = "CODE_RUNNER_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Poll instead of long-polling, as the proof of concept's client does:
+    /// `POST /run`, then `GET /status/{id}` every this many milliseconds
+    /// until the job is done (each job polled on its own, whatever is being
+    /// submitted meanwhile).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    poll_ms: Option<u64>,
     /// Seconds after which a job that has not finished counts as lost.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
@@ -79,6 +91,8 @@ struct Outcome {
     problem: Option<Problem>,
     /// 429 answers retried before the job was accepted.
     throttled: u64,
+    /// 429 answers to its polls (`--poll-ms`).
+    throttled_polls: u64,
 }
 
 #[derive(Debug)]
@@ -132,6 +146,10 @@ struct Summary {
     wrong: u64,
     lost: u64,
     throttled: u64,
+    /// Polls answered 429 (`--poll-ms`).
+    throttled_polls: u64,
+    /// Polls sent (`--poll-ms`).
+    polls: u64,
     /// The first few problems, in words.
     problems: Vec<String>,
 }
@@ -146,6 +164,10 @@ struct Client {
     url: String,
     api_key: Option<String>,
     deadline: Duration,
+    /// `--poll-ms`: the proof of concept's API and polling.
+    poll: Option<Duration>,
+    /// Polls sent, all jobs together.
+    polls: AtomicU64,
 }
 
 impl Client {
@@ -157,8 +179,16 @@ impl Client {
         }
     }
 
-    /// Submits one job and waits for it to finish.
-    async fn run(&self, kind: Kind, body: Value, expect: Expect) -> Outcome {
+    /// Submits one job and waits for it to finish. `slot` is one of the
+    /// `--concurrency` submissions in flight: held until the job is done, or
+    /// with `--poll-ms` only until it is accepted.
+    async fn run(
+        &self,
+        kind: Kind,
+        body: Value,
+        expect: Expect,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> Outcome {
         let started = Instant::now();
         let mut outcome = Outcome {
             kind,
@@ -166,8 +196,15 @@ impl Client {
             view: None,
             problem: None,
             throttled: 0,
+            throttled_polls: 0,
         };
-        let finished = self.submit_and_wait(&body, started, &mut outcome).await;
+        let finished = match self.poll {
+            Some(interval) => {
+                self.submit_and_poll(&body, started, interval, &mut outcome, slot)
+                    .await
+            }
+            None => self.submit_and_wait(&body, started, &mut outcome).await,
+        };
         outcome.e2e = started.elapsed();
         match finished {
             Err(problem) => outcome.problem = Some(problem),
@@ -179,6 +216,96 @@ impl Client {
         outcome
     }
 
+    /// Posts `body` to `path`; a 429 (rate or queue depth) is retried after
+    /// its `Retry-After` and counted.
+    async fn submit(
+        &self,
+        path: &str,
+        body: &Value,
+        started: Instant,
+        outcome: &mut Outcome,
+    ) -> Result<(u16, Value), Problem> {
+        loop {
+            let response = self
+                .request(reqwest::Method::POST, path)
+                .json(body)
+                .send()
+                .await
+                .map_err(|e| Problem::Lost(format!("submission failed: {e}")))?;
+            let status = response.status().as_u16();
+            if status == 429 && started.elapsed() < self.deadline {
+                outcome.throttled += 1;
+                tokio::time::sleep(retry_after(&response)).await;
+                continue;
+            }
+            let answer: Value = response.json().await.unwrap_or(Value::Null);
+            return Ok((status, answer));
+        }
+    }
+
+    /// The proof of concept's client: `POST /run`, then `GET /status/{id}`
+    /// every `interval` until the job is done.
+    async fn submit_and_poll(
+        &self,
+        body: &Value,
+        started: Instant,
+        interval: Duration,
+        outcome: &mut Outcome,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<Value, Problem> {
+        let lost = |what: String| Problem::Lost(what);
+        // The proof of concept's API takes only these.
+        let body = serde_json::json!({ "language": body["language"], "code": body["code"] });
+        let (status, answer) = self.submit("/run", &body, started, outcome).await?;
+        drop(slot);
+        if status != 200 {
+            return Err(lost(format!("POST /run answered {status}: {answer}")));
+        }
+        let id = answer["jobId"]
+            .as_str()
+            .ok_or_else(|| lost(format!("no jobId in {answer}")))?
+            .to_string();
+        loop {
+            tokio::time::sleep(interval).await;
+            if started.elapsed() > self.deadline {
+                return Err(lost(format!(
+                    "job {id} not finished after {:?}",
+                    self.deadline
+                )));
+            }
+            self.polls.fetch_add(1, Ordering::Relaxed);
+            let response = self
+                .request(reqwest::Method::GET, &format!("/status/{id}"))
+                .send()
+                .await
+                .map_err(|e| lost(format!("job {id}: GET /status failed: {e}")))?;
+            let status = response.status().as_u16();
+            if status == 429 {
+                outcome.throttled_polls += 1;
+                continue;
+            }
+            let mut view: Value = response.json().await.unwrap_or(Value::Null);
+            if status != 200 {
+                return Err(lost(format!(
+                    "job {id}: GET /status answered {status}: {view}"
+                )));
+            }
+            match view["state"].as_str() {
+                Some("completed") => {
+                    view["id"] = Value::String(id);
+                    return Ok(view);
+                }
+                Some("failed" | "cancelled") => {
+                    return Err(lost(format!(
+                        "job {id} ended {}: {}",
+                        view["state"], view["result"]
+                    )));
+                }
+                _ => {}
+            }
+        }
+    }
+
     async fn submit_and_wait(
         &self,
         body: &Value,
@@ -186,29 +313,9 @@ impl Client {
         outcome: &mut Outcome,
     ) -> Result<Value, Problem> {
         let lost = |what: String| Problem::Lost(what);
-        // Submit; a 429 (rate or queue depth) is retried after its delay.
-        let (status, answer) = loop {
-            let response = self
-                .request(reqwest::Method::POST, "/v1/jobs?wait=true")
-                .json(body)
-                .send()
-                .await
-                .map_err(|e| lost(format!("submission failed: {e}")))?;
-            let status = response.status().as_u16();
-            if status == 429 && started.elapsed() < self.deadline {
-                outcome.throttled += 1;
-                let delay = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(1);
-                tokio::time::sleep(Duration::from_secs(delay.clamp(1, 60))).await;
-                continue;
-            }
-            let answer: Value = response.json().await.unwrap_or(Value::Null);
-            break (status, answer);
-        };
+        let (status, answer) = self
+            .submit("/v1/jobs?wait=true", body, started, outcome)
+            .await?;
         let mut view = match status {
             200 => answer,
             202 => answer,
@@ -247,6 +354,17 @@ impl Client {
     }
 }
 
+/// A 429's `Retry-After` (1 s when missing), at most a minute.
+fn retry_after(response: &reqwest::Response) -> Duration {
+    let seconds = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1);
+    Duration::from_secs(seconds.clamp(1, 60))
+}
+
 fn finished(view: &Value) -> bool {
     matches!(
         view["state"].as_str(),
@@ -263,7 +381,8 @@ fn check(view: &Value, expect: &Expect) -> Result<(), String> {
             if verdict != "accepted" {
                 return Err(format!("job {id}: verdict {verdict}, expected accepted"));
             }
-            if stdout != want {
+            // The proof of concept's API answers output trimmed.
+            if stdout != want && !(view["jobId"].is_string() && stdout == want.trim_end()) {
                 return Err(format!(
                     "job {id}: printed {stdout:?}, expected {want:?} (another job's output?)"
                 ));
@@ -323,6 +442,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
         _ => args.jobs,
     };
+    if args.poll_ms.is_some() && args.mix.as_deref().is_some_and(|m| m.contains("hostile")) {
+        bail!("--poll-ms uses the proof of concept's API, which takes no limits: no hostile jobs");
+    }
     let plan = plan(&args, count)?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency as usize)
@@ -340,6 +462,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         url: url.clone(),
         api_key: args.api_key.clone(),
         deadline: Duration::from_secs(args.timeout),
+        poll: args.poll_ms.map(Duration::from_millis),
+        polls: AtomicU64::new(0),
     });
 
     let progress = if args.json {
@@ -372,8 +496,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             wrong.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let outcome = client.run(kind, body, expect).await;
-            drop(slot);
+            let outcome = client.run(kind, body, expect, slot).await;
             if outcome.problem.is_some() {
                 let bad = wrong.fetch_add(1, Ordering::Relaxed) + 1;
                 progress.set_message(format!("{bad} wrong or lost"));
@@ -389,7 +512,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     progress.finish_and_clear();
 
     let outcomes = std::mem::take(&mut *outcomes.lock().await);
-    let summary = summarize(&args, &url, count, seconds, &outcomes);
+    let mut summary = summarize(&args, &url, count, seconds, &outcomes);
+    summary.polls = client.polls.load(Ordering::Relaxed);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -404,10 +528,11 @@ fn summarize(args: &Args, url: &str, count: u64, seconds: f64, outcomes: &[Outco
     let mut queue_wait = histogram();
     let mut run_time = histogram();
     let mut verdicts = BTreeMap::new();
-    let (mut correct, mut wrong, mut lost, mut throttled) = (0, 0, 0, 0);
+    let (mut correct, mut wrong, mut lost, mut throttled, mut throttled_polls) = (0, 0, 0, 0, 0);
     let mut problems = Vec::new();
     for o in outcomes {
         throttled += o.throttled;
+        throttled_polls += o.throttled_polls;
         let micros = (o.e2e.as_micros() as u64).max(1);
         if let Some(view) = &o.view {
             e2e.saturating_record(micros);
@@ -447,8 +572,11 @@ fn summarize(args: &Args, url: &str, count: u64, seconds: f64, outcomes: &[Outco
         .collect();
     Summary {
         url: url.to_string(),
-        mode: match (args.rate, args.duration) {
-            (Some(rate), Some(duration)) => format!("rate {rate}/s for {duration} s"),
+        mode: match (args.rate, args.duration, args.poll_ms) {
+            (Some(rate), Some(duration), _) => format!("rate {rate}/s for {duration} s"),
+            (_, _, Some(poll)) => {
+                format!("burst of {count}, POST /run then GET /status every {poll} ms")
+            }
             _ => format!("burst of {count}"),
         },
         concurrency: args.concurrency,
@@ -468,6 +596,8 @@ fn summarize(args: &Args, url: &str, count: u64, seconds: f64, outcomes: &[Outco
         wrong,
         lost,
         throttled,
+        throttled_polls,
+        polls: 0,
         problems,
     }
 }
@@ -518,6 +648,12 @@ fn print_summary(s: &Summary) {
             String::new()
         }
     );
+    if s.polls > 0 {
+        println!(
+            "  polls: {} sent, {} answered 429",
+            s.polls, s.throttled_polls
+        );
+    }
     for problem in &s.problems {
         println!("  {problem}");
     }

@@ -13,6 +13,10 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// One load test at a time: two at once on a 2-core machine would judge
+/// each other's jobs (wall-clock limits) rather than the service.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn loadtest(url: &str, args: &[&str]) -> (i32, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
         .args(["--url", url, "--json"])
@@ -31,6 +35,7 @@ fn loadtest(url: &str, args: &[&str]) -> (i32, Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_jobs_with_hostile_neighbours_none_lost_or_wrong() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let service = helpers::TestService::start_with(|c| c.concurrency = 4).await;
     let url = service.url.clone();
     let (code, summary) = tokio::task::spawn_blocking(move || {
@@ -60,6 +65,54 @@ async fn fifty_jobs_with_hostile_neighbours_none_lost_or_wrong() {
     assert_eq!(kinds["hostile"]["count"], 5, "{summary}");
     assert_eq!(summary["verdicts"]["accepted"], 45, "{summary}");
     service.stop().await;
+}
+
+/// The proof of concept's own client (100 Python jobs, 16 submitted at once
+/// with `POST /run`, each polled with `GET /status` every 200 ms) against
+/// a service with the default configuration, and again with an API key
+/// (where the default rate limits are on): no request is ever answered 429
+/// and every job is seen finished with its own output.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proof_of_concepts_polling_client_is_never_throttled_by_default() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (key, entry) = code_runner::http::auth::new_key("poc");
+    for api_key in [None, Some(key)] {
+        let service = helpers::TestService::start_with(|c| {
+            if api_key.is_some() {
+                c.api_keys = Some(entry.clone());
+            }
+        })
+        .await;
+        // Nothing here touches the limits: they are the defaults.
+        if api_key.is_some() {
+            assert_eq!(
+                service.config.submit_rate_per_minute(),
+                code_runner::config::DEFAULT_SUBMIT_RATE_PER_MINUTE
+            );
+            assert_eq!(
+                service.config.request_rate_per_minute(),
+                code_runner::config::DEFAULT_REQUEST_RATE_PER_MINUTE
+            );
+        }
+        let url = service.url.clone();
+        let key = api_key.clone();
+        let (code, summary) = tokio::task::spawn_blocking(move || {
+            let mut args = vec!["--jobs", "100", "--concurrency", "16", "--poll-ms", "200"];
+            if let Some(key) = &key {
+                args.extend(["--api-key", key.as_str()]);
+            }
+            loadtest(&url, &args)
+        })
+        .await
+        .unwrap();
+        assert_eq!(summary["correct"], 100, "{summary}");
+        assert_eq!(summary["lost"], 0, "{summary}");
+        assert_eq!(summary["throttled"], 0, "a submission got 429: {summary}");
+        assert_eq!(summary["throttled_polls"], 0, "a poll got 429: {summary}");
+        assert!(summary["polls"].as_u64().unwrap() >= 100, "{summary}");
+        assert_eq!(code, 0, "{summary}");
+        service.stop().await;
+    }
 }
 
 /// A server that answers every job with another job's output.

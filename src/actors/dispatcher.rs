@@ -155,7 +155,6 @@ impl Actor for Dispatcher {
         let worker = QueueWorker::start(
             &services.queue,
             &services.worker_settings,
-            services.callbacks.clone(),
             move |job: ClaimedJob| {
                 let me = me.clone();
                 async move {
@@ -612,6 +611,10 @@ async fn engine_watch(services: Arc<WorkerServices>, dispatcher: ActorRef<Dispat
     }
 }
 
+/// How long after a phase change the heartbeat publishing it is written
+/// (the changes within it go in one write).
+const PHASE_PUBLISH_DELAY: Duration = Duration::from_millis(200);
+
 async fn heartbeat_loop(
     services: Arc<WorkerServices>,
     running: Arc<AtomicUsize>,
@@ -620,7 +623,15 @@ async fn heartbeat_loop(
 ) {
     let mut ticker = tokio::time::interval(HEARTBEAT_INTERVAL);
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            // Phases are read from the heartbeat by other processes (an
+            // `api` process answering for a running job): publish changes
+            // soon, at most every PHASE_PUBLISH_DELAY.
+            _ = services.registry.changed() => {
+                tokio::time::sleep(PHASE_PUBLISH_DELAY).await;
+            }
+        }
         let mut info = worker_info(
             &services,
             started_at_ms,

@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 
-use crate::callback::CallbackSender;
 use crate::execute::ExecutionSettings;
 use crate::job::Limits;
 use crate::language::LanguageTable;
@@ -49,8 +48,6 @@ pub struct WorkerServices {
     pub versions: HashMap<String, String>,
     /// Warm containers (see [`crate::sandbox::pool`]); also when disabled.
     pub pool: Arc<WarmPool>,
-    /// Sends webhooks of finished jobs.
-    pub callbacks: CallbackSender,
     /// How long a stopping worker lets running jobs finish.
     pub shutdown_grace: Duration,
     /// Test-only fault hooks enabled.

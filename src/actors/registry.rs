@@ -212,6 +212,10 @@ impl Actor for JobRegistry {
 #[derive(Clone, Default)]
 pub struct RegistryHandle {
     current: Arc<RwLock<Option<ActorRef<RegistryMsg>>>>,
+    /// Woken when a job is claimed, changes phase or finishes, so that the
+    /// worker's heartbeat publishes phases soon (other processes read them
+    /// there).
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl RegistryHandle {
@@ -228,6 +232,14 @@ impl RegistryHandle {
 
     /// Sends without waiting; a registry that is restarting misses it.
     pub fn tell(&self, message: RegistryMsg) {
+        if matches!(
+            message,
+            RegistryMsg::JobClaimed { .. }
+                | RegistryMsg::JobPhase { .. }
+                | RegistryMsg::JobFinished { .. }
+        ) {
+            self.changed.notify_one();
+        }
         if let Some(registry) = self.get() {
             let _ = registry.cast(message);
         }
@@ -245,6 +257,12 @@ impl RegistryHandle {
             Ok(ractor::rpc::CallResult::Success(job)) => job,
             _ => None,
         }
+    }
+
+    /// Returns once a job was claimed, changed phase or finished since the
+    /// last call returned.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     pub async fn snapshot(&self, timeout: Duration) -> Option<RegistrySnapshot> {

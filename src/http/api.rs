@@ -105,6 +105,7 @@ pub async fn run(
         ..JobSpec::default()
     };
     check_queue_depth(&state, 1).await?;
+    super::auth::admit_jobs(&state, &caller, 1, "").await?;
     let id = state.queue.enqueue(&spec, &state.enqueue).await?;
     tracing::Span::current().record("job", tracing::field::display(&id));
     tracing::info!(job = %id, language = %spec.language, "job accepted");
@@ -163,13 +164,11 @@ pub async fn status(
     if !caller.may_see(job.spec.as_ref().and_then(|s| s.owner.as_deref())) {
         return Err(not_found());
     }
-    if let Some(live) = live
-        && job.state == PublicState::Active
-    {
+    if job.state == PublicState::Active {
         return Ok(Json(StatusBody {
             job_id: id.to_string(),
             state: PublicState::Active,
-            phase: Some(live.phase),
+            phase: active_phase(&state, &job, live).await,
             result: None,
             attempts_made: Some(job.attempts_made),
         }));
@@ -192,6 +191,27 @@ pub async fn status(
         result,
         attempts_made: Some(job.attempts_made),
     }))
+}
+
+/// How far an active job got: from this process's `JobRegistry` when it
+/// runs here, else from the heartbeat of the worker that claimed it (every
+/// worker publishes its jobs' phases in Redis within a moment of a change).
+pub(super) async fn active_phase(
+    state: &AppState,
+    job: &crate::queue::StoredJob,
+    live: Option<crate::actors::registry::LiveJob>,
+) -> Option<Phase> {
+    if let Some(live) = live {
+        return Some(live.phase);
+    }
+    let worker = job.processed_by.as_deref()?;
+    match state.queue.published_job(worker, &job.id).await {
+        Ok(published) => published.map(|j| j.phase),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the worker's heartbeat");
+            None
+        }
+    }
 }
 
 /// A result in the proof of concept's shape (camelCase, `status`), plus the

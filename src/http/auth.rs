@@ -8,14 +8,21 @@
 //!   to listen on anything but loopback without keys (unless
 //!   `CODE_RUNNER_AUTH=off` says so explicitly).
 //! - Each job belongs to the key that submitted it: any other key gets 404.
-//! - Each key (or, without keys, everyone together) has a request budget per
-//!   minute, counted in Redis so that every API process shares it: past it,
-//!   429 with `Retry-After`.
+//! - Two budgets per caller (its key; without keys, its client address, an
+//!   IPv6 client by its /64), each answered past its end with 429 and
+//!   `Retry-After`:
+//!   - **submissions**: jobs a minute (a batch counts as its jobs), counted
+//!     in Redis so that every API process shares it: each job costs a
+//!     container, which is what a limit protects;
+//!   - **requests**: every call of the job API, reads and polls included,
+//!     counted in this process (a read costs this process and one Redis
+//!     read, nothing more), generous enough that a client polling its jobs
+//!     never meets it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -29,6 +36,10 @@ use super::error::ApiError;
 pub struct Caller {
     /// The key's name; `None` when keys are off.
     pub key: Option<String>,
+    /// Whose budgets the request spends: `key:<name>`, or without keys
+    /// `addr:<client address>` (an IPv6 client by its /64, which one
+    /// machine can fill with addresses).
+    pub bucket: String,
 }
 
 impl Caller {
@@ -116,23 +127,113 @@ pub fn entry_for(name: &str, key: &str) -> String {
 }
 
 /// How the job API is guarded.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AccessPolicy {
-    /// `None`: no keys, everyone is the same anonymous caller.
+    /// `None`: no keys; callers are told apart by address.
     pub keys: Option<Arc<ApiKeys>>,
-    /// Requests per minute per key (0: unlimited).
-    pub rate_per_minute: u64,
+    /// Jobs a minute per caller across all API processes (0: unlimited).
+    pub submit_per_minute: u64,
+    /// Requests per caller in this process; `None`: unlimited.
+    pub requests: Option<Arc<RequestLimiter>>,
 }
 
-/// Checks the bearer key and the rate budget; puts the [`Caller`] in the
-/// request for the handlers.
+impl AccessPolicy {
+    /// No keys and no limits (processes without the job API).
+    pub fn open() -> AccessPolicy {
+        AccessPolicy {
+            keys: None,
+            submit_per_minute: 0,
+            requests: None,
+        }
+    }
+}
+
+/// The request budget: a GCRA limiter per caller (the `governor` crate),
+/// refilled at the configured rate with bursts of a sixth of a minute's.
+pub struct RequestLimiter {
+    limiter: governor::DefaultKeyedRateLimiter<String>,
+    per_minute: u64,
+    /// Checks since the idle callers' state was last dropped.
+    checks: std::sync::atomic::AtomicU64,
+}
+
+impl RequestLimiter {
+    /// How often (in checks) the state of callers idle for a whole refill
+    /// is dropped, so that one-off addresses do not accumulate.
+    const PRUNE_EVERY: u64 = 4096;
+
+    /// `None` for 0 (no limit).
+    pub fn new(per_minute: u64) -> Option<RequestLimiter> {
+        let per_minute_u32 = u32::try_from(per_minute).unwrap_or(u32::MAX);
+        let burst = std::num::NonZeroU32::new((per_minute_u32 / 6).max(1))?;
+        std::num::NonZeroU32::new(per_minute_u32)?;
+        let period = std::time::Duration::from_secs(60) / per_minute_u32;
+        let quota = governor::Quota::with_period(period.max(std::time::Duration::from_nanos(1)))?
+            .allow_burst(burst);
+        Some(RequestLimiter {
+            limiter: governor::RateLimiter::keyed(quota),
+            per_minute,
+            checks: Default::default(),
+        })
+    }
+
+    /// Takes one request of `bucket`: `Err(seconds)` to wait when over.
+    pub fn check(&self, bucket: &str) -> Result<(), u64> {
+        use governor::clock::Clock;
+        if self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .is_multiple_of(Self::PRUNE_EVERY)
+        {
+            self.limiter.retain_recent();
+        }
+        self.limiter
+            .check_key(&bucket.to_string())
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+            })
+    }
+}
+
+/// The budget bucket of a caller without a key: its address; an IPv6
+/// client by its /64 (one machine's share), an IPv4-mapped one as IPv4.
+fn address_bucket(address: Option<std::net::IpAddr>) -> String {
+    use std::net::IpAddr;
+    match address.map(|a| a.to_canonical()) {
+        Some(IpAddr::V4(v4)) => format!("addr:{v4}"),
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("addr:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        None => "addr:unknown".to_string(),
+    }
+}
+
+fn too_many(message: String, retry_after: u64) -> ApiError {
+    let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, message);
+    error.retry_after = Some(retry_after.max(1));
+    error
+}
+
+/// Checks the bearer key and the request budget; puts the [`Caller`] in
+/// the request for the handlers.
 pub async fn guard(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let caller = match &state.access.keys {
-        None => Caller { key: None },
+        None => {
+            let address = request
+                .extensions()
+                .get::<ConnectInfo<std::net::SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip());
+            Caller {
+                key: None,
+                bucket: address_bucket(address),
+            }
+        }
         Some(keys) => {
             let presented = request
                 .headers()
@@ -153,35 +254,58 @@ pub async fn guard(
             };
             Caller {
                 key: Some(name.to_string()),
+                bucket: format!("key:{name}"),
             }
         }
     };
     if let Some(key) = &caller.key {
         tracing::Span::current().record("key", key.as_str());
     }
-    if state.access.rate_per_minute > 0 {
-        let bucket = caller.key.as_deref().unwrap_or("anonymous");
-        if let Some(retry_after) = state
-            .queue
-            .take_rate(bucket, state.access.rate_per_minute)
-            .await?
-        {
-            let mut response = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "over {} requests a minute; retry in {retry_after} s",
-                    state.access.rate_per_minute
-                ),
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            return Ok(response);
-        }
+    if let Some(limiter) = &state.access.requests
+        && let Err(retry_after) = limiter.check(&caller.bucket)
+    {
+        return Err(too_many(
+            format!(
+                "over {} requests a minute; retry in {retry_after} s",
+                limiter.per_minute
+            ),
+            retry_after,
+        ));
     }
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
+}
+
+/// Spends `jobs` of the caller's submission budget, or answers 429 (with
+/// `Retry-After`) and spends nothing. `field` names what a batch too large
+/// for any minute's budget gets its 400 on.
+pub async fn admit_jobs(
+    state: &AppState,
+    caller: &Caller,
+    jobs: u64,
+    field: &str,
+) -> Result<(), ApiError> {
+    let limit = state.access.submit_per_minute;
+    if limit == 0 {
+        return Ok(());
+    }
+    if jobs > limit {
+        return Err(ApiError::bad_field(
+            field,
+            format!("{jobs} jobs at once are more than the {limit} a minute a caller may submit"),
+        ));
+    }
+    match state
+        .queue
+        .take_submissions(&caller.bucket, jobs, limit)
+        .await?
+    {
+        None => Ok(()),
+        Some(retry_after) => Err(too_many(
+            format!("over {limit} jobs a minute; retry in {retry_after} s"),
+            retry_after,
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -195,6 +319,30 @@ mod tests {
         assert_eq!(keys.identify(&key), Some("alice"));
         assert_eq!(keys.identify("crk_wrong"), None);
         assert!(!entry.contains(&key), "the entry must not hold the key");
+    }
+
+    #[test]
+    fn callers_without_keys_are_told_apart_by_address() {
+        let bucket = |a: &str| address_bucket(Some(a.parse().unwrap()));
+        assert_eq!(bucket("192.0.2.7"), "addr:192.0.2.7");
+        assert_eq!(bucket("::ffff:192.0.2.7"), "addr:192.0.2.7");
+        // One /64 is one machine's: its addresses share a budget.
+        assert_eq!(bucket("2001:db8:1:2::1"), bucket("2001:db8:1:2:ffff::9"));
+        assert_ne!(bucket("2001:db8:1:2::1"), bucket("2001:db8:1:3::1"));
+        assert_eq!(address_bucket(None), "addr:unknown");
+    }
+
+    #[test]
+    fn the_request_budget_is_per_caller_and_says_when_to_retry() {
+        assert!(RequestLimiter::new(0).is_none());
+        // 60 a minute: a burst of 10, then one a second.
+        let limiter = RequestLimiter::new(60).unwrap();
+        for _ in 0..10 {
+            limiter.check("addr:a").unwrap();
+        }
+        assert_eq!(limiter.check("addr:a"), Err(1));
+        // Another caller's budget is untouched.
+        limiter.check("addr:b").unwrap();
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub struct AppState {
     pub runtime: Option<String>,
     /// This process's warm pool, when it runs jobs.
     pub pool: Option<Arc<crate::sandbox::pool::WarmPool>>,
+    /// Where a job's `callback_url` may point.
+    pub callback_policy: Arc<crate::callback::policy::DestinationPolicy>,
 }
 
 /// The public listener: the job API (behind keys and rate limits when

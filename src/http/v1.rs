@@ -66,9 +66,10 @@ pub async fn create_job(
         HashMap::new()
     };
     let mut accepted = check(request, &rules(&state, &versions), "")?;
+    check_callback(&state, accepted.spec.callback_url.as_deref(), "").await?;
     accepted.spec.owner = caller.key.clone();
     accepted.spec.trace_id = crate::telemetry::current_trace_id();
-    let (id, replayed) = enqueue(&state, &accepted).await?;
+    let (id, replayed) = enqueue(&state, &caller, &accepted).await?;
     tracing::Span::current().record("job", tracing::field::display(&id));
     if wait && !replayed {
         let timeout = state.max_wait;
@@ -128,6 +129,7 @@ pub async fn create_batch(
         let prefix = format!("jobs[{i}].");
         let request: JobRequest = parse(value, &prefix)?;
         let mut accepted = check(request, &rules, &prefix)?;
+        check_callback(&state, accepted.spec.callback_url.as_deref(), &prefix).await?;
         accepted.spec.owner = caller.key.clone();
         accepted.spec.trace_id = crate::telemetry::current_trace_id();
         if accepted.idempotency_key.is_some() {
@@ -139,6 +141,7 @@ pub async fn create_batch(
         jobs.push((Uuid::new_v4(), accepted.spec, accepted.priority));
     }
     super::api::check_queue_depth(&state, jobs.len() as u64).await?;
+    super::auth::admit_jobs(&state, &caller, jobs.len() as u64, "jobs").await?;
     state.queue.enqueue_batch(&jobs, &state.enqueue).await?;
     let jobs = jobs
         .iter()
@@ -290,6 +293,20 @@ pub async fn languages(State(state): State<AppState>) -> Result<Json<Languages>,
     Ok(Json(Languages { languages }))
 }
 
+/// 400 naming `callback_url` when a webhook could never be sent there: a
+/// literal address, or a name resolving only to addresses, that webhooks
+/// may not reach (the rule is applied again when it is sent).
+async fn check_callback(state: &AppState, url: Option<&str>, prefix: &str) -> Result<(), ApiError> {
+    let Some(url) = url else { return Ok(()) };
+    match state.callback_policy.resolve(url).await {
+        Ok(_) => Ok(()),
+        Err(why) => Err(ApiError::bad_field(
+            format!("{prefix}callback_url"),
+            format!("{prefix}callback_url cannot be used: {why}"),
+        )),
+    }
+}
+
 fn rules<'a>(state: &'a AppState, versions: &'a HashMap<String, Vec<String>>) -> RequestRules<'a> {
     RequestRules {
         languages: &state.languages,
@@ -302,7 +319,11 @@ fn rules<'a>(state: &'a AppState, versions: &'a HashMap<String, Vec<String>>) ->
 
 /// Enqueues a checked job; `true` when its idempotency key named an
 /// existing job instead.
-async fn enqueue(state: &AppState, accepted: &AcceptedJob) -> Result<(Uuid, bool), ApiError> {
+async fn enqueue(
+    state: &AppState,
+    caller: &Caller,
+    accepted: &AcceptedJob,
+) -> Result<(Uuid, bool), ApiError> {
     super::api::check_queue_depth(state, 1).await?;
     let id = Uuid::new_v4();
     // Keys are per caller: one key's idempotency key never names another's job.
@@ -314,6 +335,13 @@ async fn enqueue(state: &AppState, accepted: &AcceptedJob) -> Result<(Uuid, bool
         && let Some(existing) = state.queue.remember_idempotency_key(key, &id).await?
     {
         return Ok((existing, true));
+    }
+    // A replayed idempotency key (above) costs no submission.
+    if let Err(e) = super::auth::admit_jobs(state, caller, 1, "").await {
+        if let Some(key) = &idempotency {
+            let _ = state.queue.forget_idempotency_key(key).await;
+        }
+        return Err(e);
     }
     let queued = state
         .queue
@@ -339,7 +367,7 @@ async fn view_of(state: &AppState, caller: &Caller, id: &Uuid) -> Result<JobView
     }
     let mut view = job.view();
     if view.state == PublicState::Active {
-        view.phase = live.map(|l| l.phase);
+        view.phase = super::api::active_phase(state, &job, live).await;
     }
     Ok(view)
 }

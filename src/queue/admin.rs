@@ -150,12 +150,41 @@ pub struct Overview {
     /// Jobs per state: waiting, active, completed, failed, delayed, cancelled.
     pub counts: BTreeMap<String, u64>,
     pub paused: bool,
-    /// Jobs completed per minute, newest minute first (last 15 minutes).
+    /// Jobs completed per minute, newest minute first (last 15 minutes;
+    /// the first is the minute in progress).
     pub completed_per_minute: Vec<u64>,
     /// Jobs failed per minute, newest first.
     pub failed_per_minute: Vec<u64>,
     pub latency: Latency,
     pub at_ms: u64,
+}
+
+/// Jobs per minute over the last `minutes` minutes as of `now_ms`, newest
+/// (the minute in progress) first, from BullMQ's metrics. BullMQ writes a
+/// minute's count into its list only when a job finishes in a later minute:
+/// until then the jobs since `prevTS` are `count - prevCount`, and the list
+/// starts at the minute before `prevTS`'s. Minutes with no job finished
+/// since are zero.
+fn per_minute(metrics: &bullmq::types::Metrics, now_ms: u64, minutes: usize) -> Vec<u64> {
+    let now_minute = now_ms / 60_000;
+    if metrics.meta.prev_ts == 0 {
+        return vec![0; minutes];
+    }
+    let last_minute = metrics.meta.prev_ts / 60_000;
+    let pending = metrics.meta.count.saturating_sub(metrics.meta.prev_count);
+    (0..minutes as u64)
+        .map(|back| {
+            let minute = now_minute.saturating_sub(back);
+            match minute.cmp(&last_minute) {
+                std::cmp::Ordering::Greater => 0,
+                std::cmp::Ordering::Equal => pending,
+                std::cmp::Ordering::Less => {
+                    let index = (last_minute - minute - 1) as usize;
+                    metrics.data.get(index).copied().unwrap_or(0)
+                }
+            }
+        })
+        .collect()
 }
 
 /// The states the dashboard lists, and BullMQ's sets behind each.
@@ -341,6 +370,7 @@ impl JobQueue {
         let paused = with_timeout(self.queue.is_paused()).await?;
         let completed = with_timeout(self.queue.get_metrics("completed", 0, 14)).await?;
         let failed = with_timeout(self.queue.get_metrics("failed", 0, 14)).await?;
+        let now = now_ms();
         let recent: Vec<String> =
             with_timeout(
                 self.queue
@@ -363,8 +393,8 @@ impl JobQueue {
         Ok(Overview {
             counts,
             paused,
-            completed_per_minute: completed.data,
-            failed_per_minute: failed.data,
+            completed_per_minute: per_minute(&completed, now, 15),
+            failed_per_minute: per_minute(&failed, now, 15),
             latency: Latency {
                 sample: total.len(),
                 queue_wait_ms: Percentiles::of(wait),
@@ -447,7 +477,38 @@ impl JobQueue {
 
 #[cfg(test)]
 mod tests {
-    use super::Percentiles;
+    use super::{Percentiles, per_minute};
+
+    fn metrics(
+        count: u64,
+        prev_ts: u64,
+        prev_count: u64,
+        data: Vec<u64>,
+    ) -> bullmq::types::Metrics {
+        let mut m = bullmq::types::Metrics::default();
+        m.meta.count = count;
+        m.meta.prev_ts = prev_ts;
+        m.meta.prev_count = prev_count;
+        m.data = data;
+        m
+    }
+
+    #[test]
+    fn the_minute_in_progress_is_counted() {
+        let minute = 60_000;
+        let t0 = 1_000 * minute + 5_000;
+        // Three jobs in the first minute ever: BullMQ's list is still empty.
+        let first = metrics(3, t0, 0, vec![]);
+        assert_eq!(per_minute(&first, t0 + 10_000, 3), vec![3, 0, 0]);
+        // A minute later, nothing since: the three are one minute back.
+        assert_eq!(per_minute(&first, t0 + minute, 3), vec![0, 3, 0]);
+        // Two in the next minute (the first job of it pushed the 3).
+        let second = metrics(5, t0 + minute, 3, vec![3]);
+        assert_eq!(per_minute(&second, t0 + minute + 1_000, 3), vec![2, 3, 0]);
+        // Idle for two minutes: shifted, zeros in front.
+        assert_eq!(per_minute(&second, t0 + 3 * minute, 4), vec![0, 0, 2, 3]);
+        assert_eq!(per_minute(&metrics(0, 0, 0, vec![]), t0, 2), vec![0, 0]);
+    }
 
     #[test]
     fn percentiles_of_a_sample() {

@@ -101,6 +101,23 @@ impl JobQueue {
         Ok(expiry.is_some_and(|e| e > now_ms))
     }
 
+    /// A job in flight on `worker_id` as that worker's last heartbeat shows
+    /// it (its phase, for processes that do not run it).
+    pub async fn published_job(
+        &self,
+        worker_id: &str,
+        job_id: &str,
+    ) -> Result<Option<WorkerJob>, QueueError> {
+        let info: Option<String> = with_timeout(
+            self.connection()
+                .cmd(redis::cmd("HGET").arg(self.workers_key()).arg(worker_id)),
+        )
+        .await?;
+        Ok(info
+            .and_then(|json| serde_json::from_str::<WorkerInfo>(&json).ok())
+            .and_then(|info| info.jobs.into_iter().find(|j| j.job_id == job_id)))
+    }
+
     /// Workers whose heartbeat has not expired; the expired ones are pruned.
     pub async fn live_workers(&self, now_ms: u64) -> Result<Vec<WorkerInfo>, QueueError> {
         let dead: Vec<String> = with_timeout(

@@ -10,6 +10,7 @@
 //! - [`heartbeat`]: live worker processes, for the orphan sweep and stats.
 //! - [`cancel`]: cancellation, idempotency keys, language versions.
 //! - [`events`]: waiting for jobs to finish, from the queue's event stream.
+//! - [`deliveries`]: webhooks owed, in a BullMQ queue of their own.
 //! - [`embedded`]: starts a private `redis-server` when none is configured.
 //!
 //! **Invariant:** all job state lives in Redis. A restarted process, or any
@@ -17,6 +18,7 @@
 
 pub mod admin;
 pub mod cancel;
+pub mod deliveries;
 pub mod embedded;
 pub mod events;
 pub mod heartbeat;
@@ -184,6 +186,8 @@ impl EnqueueOptions {
 pub struct JobQueue {
     queue: std::sync::Arc<Queue>,
     settings: QueueSettings,
+    /// The webhook deliveries' queue, opened on first use.
+    deliveries: std::sync::Arc<tokio::sync::OnceCell<std::sync::Arc<Queue>>>,
 }
 
 impl JobQueue {
@@ -204,6 +208,7 @@ impl JobQueue {
         Ok(JobQueue {
             queue: std::sync::Arc::new(queue),
             settings,
+            deliveries: Default::default(),
         })
     }
 
@@ -355,16 +360,29 @@ impl JobQueue {
         Ok(JobState::from_redis_str(&state))
     }
 
-    /// Counts one request of `bucket` in this minute. `Some(seconds)` to
-    /// wait when the bucket is over `limit`.
-    pub async fn take_rate(&self, bucket: &str, limit: u64) -> Result<Option<u64>, QueueError> {
+    /// Spends `jobs` of `bucket`'s submissions in this minute, shared by
+    /// every API process. `Some(seconds)` to wait (nothing spent) when they
+    /// would take it over `limit`.
+    pub async fn take_submissions(
+        &self,
+        bucket: &str,
+        jobs: u64,
+        limit: u64,
+    ) -> Result<Option<u64>, QueueError> {
         let now = crate::job::now_ms() / 1000;
         let minute = now / 60;
         let key = self.settings.own_key(&format!("rate:{bucket}:{minute}"));
-        let mut pipe = redis::pipe();
-        pipe.atomic().incr(&key, 1).expire(&key, 61).ignore();
-        let (count,): (u64,) = with_timeout(self.connection().pipe(&pipe)).await?;
-        Ok((count > limit).then(|| 60 - now % 60))
+        let mut invocation = TAKE_SUBMISSIONS.prepare_invoke();
+        invocation.key(key).arg(jobs).arg(limit).arg(61);
+        let admitted: i64 = with_timeout(async {
+            let mut conn = self.connection().connection();
+            invocation
+                .invoke_async(&mut conn)
+                .await
+                .map_err(bullmq::Error::from)
+        })
+        .await?;
+        Ok((admitted == 0).then(|| 60 - now % 60))
     }
 
     /// Jobs not yet claimed (waiting, prioritized, delayed).
@@ -415,6 +433,21 @@ for _, v in ipairs(redis.call("LRANGE", KEYS[6], 0, -1)) do
 end
 if redis.call("EXISTS", KEYS[7]) == 1 then return "waiting" end
 return "unknown"
+"#,
+    )
+});
+
+/// See [`JobQueue::take_submissions`]: a fixed window per minute that is
+/// only spent when the whole request fits, so a refused batch costs nothing
+/// (an `INCRBY` first and a check after would spend it anyway).
+static TAKE_SUBMISSIONS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local spent = tonumber(redis.call("GET", KEYS[1]) or "0")
+if spent + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return 0 end
+redis.call("INCRBY", KEYS[1], ARGV[1])
+redis.call("EXPIRE", KEYS[1], ARGV[3])
+return 1
 "#,
     )
 });

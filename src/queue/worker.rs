@@ -14,8 +14,8 @@ use bullmq::types::{KeepJobs, RemoveOnFinish};
 use bullmq::{Job, Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
+use super::deliveries::Delivery;
 use super::{JobQueue, JobView, PublicState, QueueError};
-use crate::callback::CallbackSender;
 use crate::job::{JobResult, Verdict};
 
 /// How a claimed job ended, as the dispatcher tells the queue.
@@ -58,6 +58,8 @@ pub struct WorkerSettings {
     pub keep_completed_count: usize,
     pub keep_failed_secs: u64,
     pub keep_failed_count: usize,
+    /// Attempts of a finished job's webhook delivery.
+    pub callback_attempts: u32,
 }
 
 impl WorkerSettings {
@@ -71,6 +73,7 @@ impl WorkerSettings {
             keep_completed_count: config.keep_completed_count,
             keep_failed_secs: config.keep_failed_secs,
             keep_failed_count: config.keep_failed_count,
+            callback_attempts: config.callback_attempts,
         }
     }
 }
@@ -84,11 +87,11 @@ pub struct QueueWorker {
 impl QueueWorker {
     /// Starts claiming jobs; each goes to `handle`, unless a client
     /// cancelled it before it was claimed. A finished job with a
-    /// `callback_url` is sent there by `callbacks`.
+    /// `callback_url` owes a webhook delivery (see [`super::deliveries`]),
+    /// recorded before the job is.
     pub async fn start<F, Fut>(
         queue: &JobQueue,
         settings: &WorkerSettings,
-        callbacks: CallbackSender,
         handle: F,
     ) -> Result<Self, QueueError>
     where
@@ -122,10 +125,10 @@ impl QueueWorker {
             .metrics(bullmq::MetricsOptions::default());
         let handle = Arc::new(handle);
         let reader = queue.clone();
+        let callback_attempts = settings.callback_attempts;
         let processor = move |job: Job, token: bullmq::worker::CancellationToken| {
             let handle = handle.clone();
             let queue = reader.clone();
-            let callbacks = callbacks.clone();
             async move {
                 let attempts = job.opts().attempts.unwrap_or(1).max(1);
                 let callback_url = job
@@ -133,38 +136,48 @@ impl QueueWorker {
                     .get("callback_url")
                     .and_then(|u| u.as_str())
                     .map(str::to_string);
-                let notify =
-                    |state: PublicState, result: Option<&JobResult>, error: Option<String>| {
-                        if let Some(url) = &callback_url {
-                            let view = JobView {
-                                id: job.id().to_string(),
-                                state,
-                                phase: None,
-                                language: job
-                                    .data()
-                                    .get("language")
-                                    .and_then(|l| l.as_str())
-                                    .map(str::to_string),
-                                attempts_made: job.attempts_made() + 1,
-                                submitted_at_ms: job
-                                    .data()
-                                    .get("submitted_at_ms")
-                                    .and_then(|t| t.as_u64()),
-                                started_at_ms: job.processed_on(),
-                                finished_at_ms: Some(crate::job::now_ms()),
-                                result: result.cloned(),
-                                error,
-                            };
-                            if let Ok(body) = serde_json::to_vec(&view) {
-                                callbacks.send(job.id().to_string(), url.clone(), body);
-                            }
-                        }
+                // The webhook this job owes, if it asked for one.
+                let owed = |state: PublicState,
+                            result: Option<&JobResult>,
+                            error: Option<String>| {
+                    let url = callback_url.as_ref()?;
+                    let view = JobView {
+                        id: job.id().to_string(),
+                        state,
+                        phase: None,
+                        language: job
+                            .data()
+                            .get("language")
+                            .and_then(|l| l.as_str())
+                            .map(str::to_string),
+                        attempts_made: job.attempts_made() + 1,
+                        submitted_at_ms: job.data().get("submitted_at_ms").and_then(|t| t.as_u64()),
+                        started_at_ms: job.processed_on(),
+                        finished_at_ms: Some(crate::job::now_ms()),
+                        result: result.cloned(),
+                        error,
                     };
+                    Some(Delivery {
+                        job_id: job.id().to_string(),
+                        url: url.clone(),
+                        body: serde_json::to_string(&view).ok()?,
+                    })
+                };
+                let notify = |delivery: Option<Delivery>| {
+                    let queue = queue.clone();
+                    async move {
+                        let Some(delivery) = delivery else { return };
+                        if let Err(e) = queue.owe_delivery(&delivery, callback_attempts).await {
+                            tracing::warn!(job = %delivery.job_id, error = %e,
+                                "could not record the webhook owed");
+                        }
+                    }
+                };
                 // Cancelled before it was claimed: it never runs.
                 if queue.is_cancel_requested(job.id()).await.unwrap_or(false) {
                     let result =
                         JobResult::without_run(Verdict::Cancelled, "cancelled before it ran");
-                    notify(PublicState::Cancelled, Some(&result), None);
+                    notify(owed(PublicState::Cancelled, Some(&result), None)).await;
                     let _ = queue.record_cancelled(job.id()).await;
                     return Ok(serde_json::to_value(&result)?);
                 }
@@ -213,14 +226,14 @@ impl QueueWorker {
                         } else {
                             PublicState::Completed
                         };
-                        notify(state, Some(result), None);
+                        notify(owed(state, Some(result), None)).await;
                     }
                     JobOutcome::Failed { reason, retryable }
                         if !retryable || job.attempts_made() + 1 >= attempts =>
                     {
                         crate::metrics::job_finished(&language, "failed");
                         crate::metrics::job_duration(since(submitted_ms, crate::job::now_ms()));
-                        notify(PublicState::Failed, None, Some(reason.clone()));
+                        notify(owed(PublicState::Failed, None, Some(reason.clone()))).await;
                     }
                     _ => {}
                 }

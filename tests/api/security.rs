@@ -86,39 +86,143 @@ async fn jobs_need_a_key_and_belong_to_it() {
     service.stop().await;
 }
 
-#[tokio::test]
-async fn each_key_has_a_rate_limit_answered_with_retry_after() {
-    let ((alice, alice_entry), (bob, bob_entry)) = two_keys();
-    let service = TestService::start_role(Role::Api, |c| {
-        c.api_keys = Some(format!("{alice_entry},{bob_entry}"));
-        c.rate_limit_per_minute = 5;
-    })
-    .await;
-    let client = reqwest::Client::new();
-    let probe = format!("{}/v1/jobs/{}", service.url, uuid::Uuid::new_v4());
-    // Within one minute's window the sixth request is refused; should the
-    // window turn meanwhile, the next five cross it again.
-    let mut refused = None;
-    for _ in 0..11 {
-        let response = client.get(&probe).bearer_auth(&alice).send().await.unwrap();
-        if response.status() == 429 {
-            refused = Some(response);
-            break;
-        }
-        assert_eq!(response.status(), 404);
-    }
-    let refused = refused.expect("no 429 within 11 requests at 5 a minute");
-    let retry_after: u64 = refused.headers()["retry-after"]
+/// The `Retry-After` of a 429, checked to be a sensible number of seconds.
+fn retry_after(response: &reqwest::Response) -> u64 {
+    let seconds: u64 = response.headers()["retry-after"]
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
-    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert!((1..=60).contains(&seconds), "Retry-After: {seconds}");
+    seconds
+}
+
+#[tokio::test]
+async fn each_key_has_a_request_budget_answered_with_retry_after() {
+    let ((alice, alice_entry), (bob, bob_entry)) = two_keys();
+    let service = TestService::start_role(Role::Api, |c| {
+        c.api_keys = Some(format!("{alice_entry},{bob_entry}"));
+        // 60 a minute: a burst of 10, then one a second.
+        c.request_rate_limit_per_minute = Some(60);
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let probe = format!("{}/v1/jobs/{}", service.url, uuid::Uuid::new_v4());
+    for _ in 0..10 {
+        let response = client.get(&probe).bearer_auth(&alice).send().await.unwrap();
+        assert_eq!(response.status(), 404);
+    }
+    let refused = client.get(&probe).bearer_auth(&alice).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    retry_after(&refused);
     let body: Value = refused.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("a minute"));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("requests a minute")
+    );
     // Bob's budget is his own.
     let response = client.get(&probe).bearer_auth(&bob).send().await.unwrap();
     assert_eq!(response.status(), 404);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn submissions_have_their_own_budget_counted_in_jobs() {
+    let ((alice, alice_entry), (bob, bob_entry)) = two_keys();
+    let service = TestService::start_role(Role::Api, |c| {
+        c.api_keys = Some(format!("{alice_entry},{bob_entry}"));
+        c.submit_rate_limit_per_minute = Some(4);
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let job = json!({ "language": "python", "code": "print(1)" });
+    let submit = |key: &str, path: &str, body: &Value| {
+        client
+            .post(format!("{}{path}", service.url))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+    };
+    // A batch larger than a minute's budget can never pass: 400, not 429.
+    let five = json!({ "jobs": vec![job.clone(); 5] });
+    let response = submit(&alice, "/v1/jobs/batch", &five).await.unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["field"], "jobs", "{body}");
+    // A batch counts as its jobs: three, then one, then the budget is spent
+    // (should the minute turn in between, the next four cross it again).
+    let three = json!({ "jobs": vec![job.clone(); 3] });
+    let mut accepted = Vec::new();
+    let response = submit(&alice, "/v1/jobs/batch", &three).await.unwrap();
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    accepted.extend(
+        body["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].clone()),
+    );
+    let mut refused = None;
+    for _ in 0..5 {
+        let response = submit(&alice, "/v1/jobs", &job).await.unwrap();
+        if response.status() == 429 {
+            refused = Some(response);
+            break;
+        }
+        assert_eq!(response.status(), 201);
+        accepted.push(response.json::<Value>().await.unwrap()["id"].clone());
+    }
+    let refused = refused.expect("no 429 past 4 jobs a minute");
+    retry_after(&refused);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("jobs a minute"),
+        "{body}"
+    );
+    // The proof of concept's route spends the same budget.
+    let response = submit(&alice, "/run", &job).await.unwrap();
+    assert_eq!(response.status(), 429);
+    // Reads are budgeted apart: Alice still reads her jobs.
+    for id in &accepted {
+        let response = client
+            .get(format!("{}/v1/jobs/{}", service.url, id.as_str().unwrap()))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // Bob's budget is his own.
+    let response = submit(&bob, "/v1/jobs", &job).await.unwrap();
+    assert_eq!(response.status(), 201);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn without_keys_each_client_address_has_its_own_budget() {
+    let service = TestService::start_role(Role::Api, |c| {
+        c.request_rate_limit_per_minute = Some(60);
+    })
+    .await;
+    // Two clients on two loopback addresses: two callers.
+    let from = |address: &str| {
+        reqwest::Client::builder()
+            .local_address(address.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap()
+    };
+    let (first, second) = (from("127.0.0.1"), from("127.0.0.2"));
+    let probe = format!("{}/v1/jobs/{}", service.url, uuid::Uuid::new_v4());
+    for _ in 0..10 {
+        assert_eq!(first.get(&probe).send().await.unwrap().status(), 404);
+    }
+    let refused = first.get(&probe).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    retry_after(&refused);
+    assert_eq!(second.get(&probe).send().await.unwrap().status(), 404);
     service.stop().await;
 }
 
@@ -232,6 +336,7 @@ async fn no_secret_is_ever_logged_or_returned() {
         )
         .env("CODE_RUNNER_API_KEYS", &entry)
         .env("CODE_RUNNER_CALLBACK_SECRET", &callback_secret)
+        .env("CODE_RUNNER_CALLBACK_ALLOW", "127.0.0.1")
         .env("CODE_RUNNER_ADMIN_TOKEN", &admin_token)
         .env("RUST_LOG", "debug")
         .stdin(Stdio::null())

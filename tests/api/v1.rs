@@ -362,3 +362,43 @@ async fn every_bad_field_value_gets_a_400_naming_it() {
     assert_eq!(view["result"]["stdout"], "1\n");
     service.stop().await;
 }
+
+/// An `api` process (the multi-machine layout) runs no job itself: the
+/// phase of a running job comes from the heartbeat of the worker that runs
+/// it, on both APIs.
+#[tokio::test]
+async fn an_api_process_shows_the_phase_of_a_job_another_process_runs() {
+    let api = TestService::start_role(code_runner::app::Role::Api, |_| {}).await;
+    let mut worker_config = api.config.clone();
+    worker_config.data_dir =
+        std::env::temp_dir().join(format!("code-runner-{}-worker", worker_config.queue_name));
+    let worker = code_runner::app::App::start(code_runner::app::Role::Worker, worker_config)
+        .await
+        .expect("worker starts");
+    let id = api
+        .submit_v1(
+            json!({ "language": "python", "code": "import time\ntime.sleep(2)\nprint('slept')" }),
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, view) = api.get(&format!("/v1/jobs/{id}")).await;
+        let status = api.status(&id).await;
+        if view["phase"] == "running" && status["phase"] == "running" {
+            assert_eq!(view["state"], "active");
+            break;
+        }
+        assert!(
+            view["state"] != "completed" && Instant::now() < deadline,
+            "never seen running from the api process: {view} {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let view = api
+        .wait_v1(&id, &["completed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(view["result"]["stdout"], "slept\n");
+    assert!(view.get("phase").is_none(), "{view}");
+    worker.shutdown().await;
+    api.stop().await;
+}

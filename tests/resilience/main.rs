@@ -103,7 +103,14 @@ fn base_env(redis: &str, queue: &str) -> Vec<(String, String)> {
         ("CODE_RUNNER_REDIS_URL".into(), redis.into()),
         ("CODE_RUNNER_REDIS_PREFIX".into(), TEST_PREFIX.into()),
         ("CODE_RUNNER_QUEUE".into(), queue.into()),
-        ("CODE_RUNNER_RATE_LIMIT_PER_MINUTE".into(), "0".into()),
+        (
+            "CODE_RUNNER_SUBMIT_RATE_LIMIT_PER_MINUTE".into(),
+            "0".into(),
+        ),
+        (
+            "CODE_RUNNER_REQUEST_RATE_LIMIT_PER_MINUTE".into(),
+            "0".into(),
+        ),
     ]
 }
 
@@ -372,6 +379,115 @@ async fn a_worker_killed_mid_job_has_its_jobs_taken_over_and_its_containers_reap
     assert!(survivor.terminate().success());
     assert!(doomed.terminate().success());
     assert!(queue_containers(&queue).await.is_empty(), "containers left");
+}
+
+/// A webhook receiver whose first call is held until `release` fires and
+/// then answered 500; later calls get 200. `arrivals` hears of each call.
+#[allow(clippy::type_complexity)]
+async fn holding_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, axum::body::Bytes)>>>,
+    tokio::sync::mpsc::UnboundedReceiver<usize>,
+    std::sync::Arc<tokio::sync::Notify>,
+) {
+    use std::sync::Arc;
+    let calls: Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, axum::body::Bytes)>>> =
+        Arc::default();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (arrived, arrivals) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let (calls, release) = (calls.clone(), release.clone());
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let (calls, release, arrived) = (calls.clone(), release.clone(), arrived.clone());
+                async move {
+                    let n = {
+                        let mut calls = calls.lock().unwrap();
+                        calls.push((headers, body));
+                        calls.len()
+                    };
+                    let _ = arrived.send(n);
+                    if n == 1 {
+                        release.notified().await;
+                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, calls, arrivals, release)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_owed_by_a_killed_worker_is_delivered_by_another_exactly_once() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let queue = unique_queue();
+    let mut base = base_env(&redis_url(), &queue);
+    base.push(("CODE_RUNNER_CALLBACK_ALLOW".into(), "127.0.0.0/8".into()));
+    base.push(("CODE_RUNNER_CALLBACK_SECRET".into(), "durable".into()));
+    let worker_settings = [
+        ("CODE_RUNNER_LOCK_DURATION_MS", "2000"),
+        ("CODE_RUNNER_POOL_SIZE", "0"),
+    ];
+    let (hook, calls, mut arrivals, release) = holding_receiver().await;
+    let api = Process::spawn("api", base.clone());
+    let mut doomed = Process::spawn("worker", worker_env(&base, "doomed", &worker_settings));
+    api.ready().await;
+    let client = reqwest::Client::new();
+    let id = helpers::submit_to(
+        &client,
+        &api.url,
+        json!({ "language": "bash", "code": "echo owed", "callback_url": hook }),
+    )
+    .await;
+    // The first attempt reaches the receiver; the worker dies while it
+    // waits for the answer, which then fails.
+    let first = tokio::time::timeout(Duration::from_secs(60), arrivals.recv()).await;
+    assert_eq!(
+        first.ok().flatten(),
+        Some(1),
+        "the first attempt never came"
+    );
+    doomed.kill9();
+    release.notify_one();
+    let view = wait_state(
+        &client,
+        &api.url,
+        &id,
+        &["completed"],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(view["result"]["stdout"], "owed\n");
+    // Another worker takes the delivery over once the dead one's lock
+    // expires, and delivers it.
+    let mut survivor = Process::spawn("worker", worker_env(&base, "survivor", &worker_settings));
+    let second = tokio::time::timeout(Duration::from_secs(60), arrivals.recv()).await;
+    assert_eq!(
+        second.ok().flatten(),
+        Some(2),
+        "no other worker delivered it"
+    );
+    // Exactly once more: nothing after the delivery that succeeded.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2, "{} calls", calls.len());
+    for (headers, body) in &calls {
+        assert_eq!(
+            headers["x-code-runner-signature"].to_str().unwrap(),
+            code_runner::callback::CallbackSender::sign(b"durable", body)
+        );
+        let sent: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(sent["id"], id.as_str());
+        assert_eq!(sent["result"]["stdout"], "owed\n");
+    }
+    assert!(survivor.terminate().success());
+    assert!(job_containers(&queue).await.is_empty(), "containers left");
 }
 
 #[tokio::test]

@@ -51,6 +51,8 @@ function renderOverview(o) {
   $("#throughput").innerHTML =
     `<polyline fill="none" stroke="#1a7f37" stroke-width="2" points="${line(completed)}"/>` +
     `<polyline fill="none" stroke="#cf222e" stroke-width="2" points="${line(failed)}"/>`;
+  $("#this-minute").textContent =
+    `this minute so far: ${o.completed_per_minute[0] ?? 0} completed, ${o.failed_per_minute[0] ?? 0} failed`;
   const l = o.latency;
   const row = (name, p) => el("tr", {}, el("th", {}, name), el("td", {}, String(p.p50)), el("td", {}, String(p.p90)),
     el("td", {}, String(p.p99)), el("td", {}, String(p.max)));
