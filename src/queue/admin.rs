@@ -270,14 +270,7 @@ impl JobQueue {
             for id in chunk {
                 invocation.key(self.queue.keys().job_key(id));
             }
-            let rows: Vec<Vec<String>> = with_timeout(async {
-                let mut conn = self.connection().connection();
-                invocation
-                    .invoke_async(&mut conn)
-                    .await
-                    .map_err(bullmq::Error::from)
-            })
-            .await?;
+            let rows: Vec<Vec<String>> = self.invoke(invocation).await?;
             for (id, row) in chunk.iter().zip(rows) {
                 let text = |i: usize| row.get(i).cloned().unwrap_or_default();
                 let number = |i: usize| text(i).parse::<u64>().ok();

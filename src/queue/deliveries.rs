@@ -17,6 +17,7 @@ use bullmq::types::{BackoffStrategy, KeepJobs, RemoveOnFinish};
 use bullmq::{Job, JobState, Queue, QueueOptions, Worker, WorkerOptions};
 use serde::{Deserialize, Serialize};
 
+use super::worker::ClosingWorker;
 use super::{JobQueue, QueueError, QueueSettings, with_timeout};
 
 /// The BullMQ job name of a delivery.
@@ -113,7 +114,7 @@ impl JobQueue {
 
 /// A running delivery worker. Dropping it stops taking deliveries.
 pub struct DeliveryWorker {
-    worker: Arc<Worker>,
+    worker: ClosingWorker,
 }
 
 impl DeliveryWorker {
@@ -183,7 +184,7 @@ impl DeliveryWorker {
             .await
             .map_err(|e| QueueError::Unavailable(e.to_string()))?;
         Ok(DeliveryWorker {
-            worker: Arc::new(worker),
+            worker: ClosingWorker(Arc::new(worker)),
         })
     }
 
@@ -191,18 +192,6 @@ impl DeliveryWorker {
     pub async fn close(&self, timeout: Duration) {
         if let Err(e) = self.worker.close(timeout.as_millis() as u64).await {
             tracing::warn!(error = %e, "closing the delivery worker");
-        }
-    }
-}
-
-impl Drop for DeliveryWorker {
-    fn drop(&mut self) {
-        self.worker.pause();
-        let worker = self.worker.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = worker.close(10_000).await;
-            });
         }
     }
 }

@@ -349,14 +349,7 @@ impl JobQueue {
             .key(keys.active())
             .key(keys.job_key(id))
             .arg(id);
-        let state: String = with_timeout(async {
-            let mut conn = self.connection().connection();
-            invocation
-                .invoke_async(&mut conn)
-                .await
-                .map_err(bullmq::Error::from)
-        })
-        .await?;
+        let state: String = self.invoke(invocation).await?;
         Ok(JobState::from_redis_str(&state))
     }
 
@@ -374,15 +367,23 @@ impl JobQueue {
         let key = self.settings.own_key(&format!("rate:{bucket}:{minute}"));
         let mut invocation = TAKE_SUBMISSIONS.prepare_invoke();
         invocation.key(key).arg(jobs).arg(limit).arg(61);
-        let admitted: i64 = with_timeout(async {
+        let admitted: i64 = self.invoke(invocation).await?;
+        Ok((admitted == 0).then(|| 60 - now % 60))
+    }
+
+    /// Runs one of this module's own Lua scripts under [`REDIS_OP_TIMEOUT`].
+    pub(crate) async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Result<T, QueueError> {
+        with_timeout(async {
             let mut conn = self.connection().connection();
             invocation
                 .invoke_async(&mut conn)
                 .await
                 .map_err(bullmq::Error::from)
         })
-        .await?;
-        Ok((admitted == 0).then(|| 60 - now % 60))
+        .await
     }
 
     /// Jobs not yet claimed (waiting, prioritized, delayed).

@@ -78,10 +78,33 @@ impl WorkerSettings {
     }
 }
 
-/// A running BullMQ worker. Dropping it stops claiming jobs and closes it in
-/// the background, so an owner that dies (even by panic) takes no more jobs.
+/// A BullMQ worker that stops claiming and closes in the background when
+/// dropped, so an owner that dies (even by panic) takes no more jobs.
+pub(crate) struct ClosingWorker(pub(crate) Arc<Worker>);
+
+impl std::ops::Deref for ClosingWorker {
+    type Target = Worker;
+    fn deref(&self) -> &Worker {
+        &self.0
+    }
+}
+
+impl Drop for ClosingWorker {
+    fn drop(&mut self) {
+        self.0.pause();
+        let worker = self.0.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = worker.close(10_000).await;
+            });
+        }
+    }
+}
+
+/// A running BullMQ worker of the jobs' queue. Dropping it stops claiming
+/// jobs (see [`ClosingWorker`]).
 pub struct QueueWorker {
-    worker: Arc<Worker>,
+    worker: ClosingWorker,
 }
 
 impl QueueWorker {
@@ -261,7 +284,7 @@ impl QueueWorker {
             .await
             .map_err(|e| QueueError::Unavailable(e.to_string()))?;
         Ok(QueueWorker {
-            worker: Arc::new(worker),
+            worker: ClosingWorker(Arc::new(worker)),
         })
     }
 
@@ -285,18 +308,6 @@ impl QueueWorker {
     pub async fn close(&self, timeout: Duration) {
         if let Err(e) = self.worker.close(timeout.as_millis() as u64).await {
             tracing::warn!(error = %e, "closing the queue worker");
-        }
-    }
-}
-
-impl Drop for QueueWorker {
-    fn drop(&mut self) {
-        self.worker.pause();
-        let worker = self.worker.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = worker.close(10_000).await;
-            });
         }
     }
 }
