@@ -162,7 +162,7 @@ pub struct App {
 }
 
 impl App {
-    pub async fn start(role: Role, config: Config) -> anyhow::Result<App> {
+    pub async fn start(role: Role, mut config: Config) -> anyhow::Result<App> {
         config.validate().map_err(anyhow::Error::msg)?;
         crate::metrics::install();
         let languages = Arc::new(
@@ -171,7 +171,11 @@ impl App {
         );
 
         let embedded_redis = if role == Role::Serve && config.redis_url.is_none() {
-            ensure_default_redis(&config.data_dir).await?
+            let default =
+                ensure_default_redis(&config.data_dir, config.embedded_redis_maxmemory_mb).await?;
+            // The embedded server's password is in its URL from here on.
+            config.redis_url = Some(default.url);
+            default.embedded
         } else {
             None
         };
@@ -275,6 +279,8 @@ impl App {
                 execution: ExecutionSettings {
                     cpus: config.cpus,
                     tmpfs_bytes: config.tmpfs_mb << 20,
+                    uid: config.sandbox_uid_base,
+                    max_result_bytes: config.max_result_bytes as usize,
                 },
                 versions,
                 pool: WarmPool::start(
@@ -357,7 +363,11 @@ impl App {
             let admin_addr = admin_listener.local_addr()?;
             callback_policy.add_own_ports(&[addr.port(), admin_addr.port()]);
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let admin = admin_router(state.clone(), config.admin_token.as_deref());
+            let admin = admin_router(
+                state.clone(),
+                config.admin_token.as_deref(),
+                &config.admin_hosts,
+            );
             let server = tokio::spawn(async move {
                 let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
                     let _ = rx.wait_for(|stop| *stop).await;

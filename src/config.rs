@@ -30,6 +30,12 @@ pub struct Config {
     #[arg(long, env = "CODE_RUNNER_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    /// Host names the admin listener may be reached by (besides addresses
+    /// and `localhost`), comma-separated: a request naming any other host
+    /// in `Host` is refused (DNS rebinding).
+    #[arg(long, env = "CODE_RUNNER_ADMIN_HOSTS", value_delimiter = ',')]
+    pub admin_hosts: Vec<String>,
+
     /// API keys, `name:sha256:<hex>` separated by commas (the SHA-256 of
     /// each key; `code-runner new-key <name>` makes one).
     #[arg(long, env = "CODE_RUNNER_API_KEYS", hide_env_values = true)]
@@ -81,6 +87,13 @@ pub struct Config {
         default_value = "{code-runner}"
     )]
     pub redis_prefix: String,
+
+    /// Memory of the embedded `redis-server` (`serve` with no Redis
+    /// configured), in MiB. Past it Redis refuses writes (`noeviction`):
+    /// submissions answer 507 and no queued job is ever dropped.
+    #[arg(long, env = "CODE_RUNNER_EMBEDDED_REDIS_MAXMEMORY_MB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
+    pub embedded_redis_maxmemory_mb: u64,
 
     /// Name of the BullMQ queue the jobs go through.
     #[arg(long, env = "CODE_RUNNER_QUEUE", default_value = "jobs")]
@@ -162,6 +175,15 @@ pub struct Config {
           value_parser = parse_pool_sizes)]
     pub pool_sizes: std::collections::HashMap<String, usize>,
 
+    /// First uid of this worker's jobs: the job in worker slot N runs its
+    /// programs as this + N (and the same gid), so jobs running at once never
+    /// share a uid (nor its kernel quotas) and none shares the monitor's
+    /// (59999). Several workers on one machine need ranges that do not
+    /// overlap (e.g. 60000 and 61000).
+    #[arg(long, env = "CODE_RUNNER_SANDBOX_UID_BASE", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u32).range(1_000..=2_000_000_000))]
+    pub sandbox_uid_base: u32,
+
     /// Size of the writable tmpfs at /tmp in each container, in MiB.
     #[arg(long, env = "CODE_RUNNER_TMPFS_MB", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
@@ -177,6 +199,13 @@ pub struct Config {
     #[arg(long, env = "CODE_RUNNER_MAX_OUTPUT_LIMIT_BYTES", default_value_t = 1_048_576,
           value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
     pub max_output_limit_bytes: u64,
+
+    /// Most bytes of output one job's result keeps in all (every case's
+    /// stdout and stderr and the compiler's output), shared fairly between
+    /// them; each stream's own cap applies first.
+    #[arg(long, env = "CODE_RUNNER_MAX_RESULT_BYTES", default_value_t = 4 << 20,
+          value_parser = clap::value_parser!(u64).range(1024..=268_435_456))]
+    pub max_result_bytes: u64,
 
     /// Most test cases in one job.
     #[arg(long, env = "CODE_RUNNER_MAX_TEST_CASES", default_value_t = 64,
@@ -348,6 +377,25 @@ impl Config {
             return Err("CODE_RUNNER_IMAGE_PREFIX must be non-empty".into());
         }
         crate::callback::policy::DestinationPolicy::new(&self.callback_allow, &[])?;
+        if let Some(secret) = &self.callback_secret
+            && (secret.len() < 16 || secret.contains("replace-me"))
+        {
+            return Err(
+                "CODE_RUNNER_CALLBACK_SECRET must be a secret of your own, at least 16 \
+                 characters (not the example's): e.g. `openssl rand -hex 32`"
+                    .into(),
+            );
+        }
+        let uids = self.sandbox_uid_base..self.sandbox_uid_base + self.concurrency;
+        if uids.contains(&monitor_protocol::MONITOR_UID) {
+            return Err(format!(
+                "CODE_RUNNER_SANDBOX_UID_BASE: the uids {}..{} of the jobs would include the \
+                 monitor's ({})",
+                uids.start,
+                uids.end,
+                monitor_protocol::MONITOR_UID
+            ));
+        }
         if let Some(json) = &self.container_overrides {
             crate::sandbox::overrides::parse_overrides(json)?;
         }

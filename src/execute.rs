@@ -29,6 +29,15 @@ pub struct ExecutionSettings {
     /// The writable tmpfs of each container, in bytes; also the cap on what
     /// a compilation may leave for the runs.
     pub tmpfs_bytes: u64,
+    /// The uid (and gid) the job's programs run as: the worker's base uid
+    /// plus the job's worker slot (the dispatcher adds the slot), so no two
+    /// jobs running at once share one, nor with the monitor.
+    pub uid: u32,
+    /// Most bytes of output one job's result keeps, every case's stdout and
+    /// stderr and the compiler's output together (each stream's own cap
+    /// applies first): what Redis stores, every read returns and a webhook
+    /// carries stays bounded whatever the number of cases.
+    pub max_result_bytes: usize,
 }
 
 /// A job made ready to run: inputs decoded, limits resolved.
@@ -190,6 +199,7 @@ pub async fn execute(
                 .map(String::into_bytes)
                 .collect(),
             stdin: Vec::new(),
+            uid: Some(settings.uid),
         };
         let container = ContainerLimits {
             memory_bytes: language
@@ -298,6 +308,7 @@ pub async fn execute(
             files: run_files.clone(),
             argv: argv.clone(),
             stdin: case.stdin.clone(),
+            uid: Some(settings.uid),
         };
         let request = TaskRequest {
             job_id: &job.job_id,
@@ -313,6 +324,20 @@ pub async fn execute(
         };
         let (verdict, time_limit, message) = judge(&output, case.expected.as_deref());
         if verdict == Verdict::InternalError {
+            // What a compilation made of the user's code cannot be executed
+            // (a Go package that is not `main`, a Rust library crate): the
+            // user's compilation error, not the service's failure.
+            if output.report.exec_failed && language.compile.is_some() {
+                return Ok(Execution::Finished(finish(
+                    result,
+                    Verdict::CompilationError,
+                    None,
+                    Some(format!(
+                        "the compilation produced no runnable program ({})",
+                        message.unwrap_or_default()
+                    )),
+                )));
+            }
             return Ok(Execution::Finished(finish(result, verdict, None, message)));
         }
         cases.push((
@@ -325,6 +350,12 @@ pub async fn execute(
         ));
     }
 
+    share_output(
+        &mut result.compile_output,
+        &mut cases,
+        settings.max_result_bytes,
+        job.base64,
+    );
     // The job's verdict is its first case that did not pass, else accepted.
     let (headline, message) = cases
         .iter()
@@ -342,6 +373,65 @@ pub async fn execute(
         headline.time_limit,
         message,
     )))
+}
+
+/// Keeps the outputs of a job within `budget` bytes in all, sharing it
+/// fairly: streams smaller than an even share keep everything, the others
+/// are cut at one common length (verdicts were decided on the whole output
+/// before this). A cut stream says so in its `*_truncated` flag; a cut
+/// compiler output ends with a note.
+fn share_output(
+    compile_output: &mut Option<String>,
+    cases: &mut [(CaseResult, Option<String>)],
+    budget: usize,
+    base64: bool,
+) {
+    let mut compile_cut = false;
+    let mut streams: Vec<(&mut String, &mut bool)> = Vec::with_capacity(cases.len() * 2 + 1);
+    if let Some(output) = compile_output.as_mut() {
+        streams.push((output, &mut compile_cut));
+    }
+    for (case, _) in cases.iter_mut() {
+        let figures = &mut case.figures;
+        streams.push((&mut figures.stdout, &mut figures.stdout_truncated));
+        streams.push((&mut figures.stderr, &mut figures.stderr_truncated));
+    }
+    let sizes: Vec<usize> = streams.iter().map(|(s, _)| s.len()).collect();
+    let Some(level) = fair_level(&sizes, budget) else {
+        return;
+    };
+    for (text, truncated) in streams {
+        if text.len() > level {
+            let mut end = if base64 { level - level % 4 } else { level };
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            *truncated = true;
+        }
+    }
+    if compile_cut && let Some(output) = compile_output.as_mut() {
+        output.push_str("\n[output cut: the job's whole result is capped]");
+    }
+}
+
+/// The length every stream is cut at so that all of them fit in `budget`
+/// (water-filling), or `None` when they already fit.
+fn fair_level(sizes: &[usize], budget: usize) -> Option<usize> {
+    if sizes.iter().sum::<usize>() <= budget {
+        return None;
+    }
+    let mut sorted = sizes.to_vec();
+    sorted.sort_unstable();
+    let mut remaining = budget;
+    for (i, size) in sorted.iter().enumerate() {
+        let left = sorted.len() - i;
+        if size * left > remaining {
+            return Some(remaining / left);
+        }
+        remaining -= size;
+    }
+    None
 }
 
 fn finish(
@@ -461,5 +551,52 @@ fn encode(bytes: &[u8], base64: bool) -> String {
         base64::engine::general_purpose::STANDARD.encode(bytes)
     } else {
         String::from_utf8_lossy(bytes).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_is_shared_fairly() {
+        assert_eq!(fair_level(&[10, 20], 100), None);
+        // Small streams keep everything; the large ones share the rest.
+        assert_eq!(fair_level(&[10, 1000, 1000], 210), Some(100));
+        assert_eq!(fair_level(&[1000, 1000, 1000, 1000], 400), Some(100));
+    }
+
+    #[test]
+    fn cut_outputs_say_so_and_stay_valid() {
+        let case = |stdout: &str, stderr: &str| {
+            (
+                CaseResult {
+                    verdict: Verdict::Accepted,
+                    time_limit: None,
+                    figures: RunFigures {
+                        stdout: stdout.to_string(),
+                        stderr: stderr.to_string(),
+                        ..RunFigures::default()
+                    },
+                },
+                None,
+            )
+        };
+        let mut cases = vec![case(&"é".repeat(50), "ok"), case(&"x".repeat(100), "")];
+        let mut compile = Some("warning".to_string());
+        share_output(&mut compile, &mut cases, 80, false);
+        let total: usize = cases
+            .iter()
+            .map(|(c, _)| c.figures.stdout.len() + c.figures.stderr.len())
+            .sum();
+        assert!(total + "warning".len() <= 80, "{total}");
+        assert!(cases[0].0.figures.stdout_truncated && cases[1].0.figures.stdout_truncated);
+        assert!(!cases[0].0.figures.stderr_truncated);
+        assert_eq!(cases[0].0.figures.stderr, "ok");
+        assert_eq!(compile.as_deref(), Some("warning"));
+        // Base64 is cut at a whole group of four.
+        let mut cases = vec![case(&"QUJD".repeat(30), "")];
+        share_output(&mut None, &mut cases, 10, true);
+        assert_eq!(cases[0].0.figures.stdout, "QUJDQUJD");
     }
 }

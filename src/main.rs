@@ -35,6 +35,16 @@ enum Command {
         /// The key's name (letters, digits, `-`, `_`, `.`): jobs belong to it.
         name: String,
     },
+    /// Prints the secret the webhooks of an API key's jobs are signed with
+    /// (derived from CODE_RUNNER_CALLBACK_SECRET and the key's name): give it
+    /// to that key's owner for their receiver.
+    CallbackSecret {
+        /// The key's name.
+        name: String,
+        /// The service's webhook secret.
+        #[arg(long, env = "CODE_RUNNER_CALLBACK_SECRET", hide_env_values = true)]
+        secret: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -58,6 +68,13 @@ async fn main() {
             }
             println!("key:   {key}");
             println!("entry: {entry}");
+            return;
+        }
+        Command::CallbackSecret { name, secret } => {
+            println!(
+                "{}",
+                code_runner::callback::CallbackSender::key_secret(secret.as_bytes(), &name)
+            );
             return;
         }
     };

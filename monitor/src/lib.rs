@@ -3,14 +3,15 @@
 //! **In** (the container's stdin, written once by the service):
 //!
 //! ```text
-//! CODE-RUNNER/2\n
+//! CODE-RUNNER/3\n
 //! nonce <32 hex digits>\n    a secret of this task, in every frame out
 //! wall_ms <n>\n               wall-clock limit of the command
 //! cpu_ms <n>\n                CPU-time limit (all processes, from the cgroup)
 //! output_bytes <n>\n          cap of stdout, and separately of stderr
 //! artifacts <max bytes>\n     (optional) send back the work dir's files after
+//! uid <n>\n                   (optional) the uid (and gid) the command runs as
 //! env <NAME>=<value>\n        (repeated) the command's whole environment
-//! file <size> <mode> <name>\n<size bytes>     (repeated) written to the work dir
+//! file <size> <mode> <name length>\n<name><size bytes>   (repeated) written to the work dir
 //! arg <len>\n<len bytes>      (repeated) the command, argv[0] first
 //! stdin <size>\n<size bytes>  the command's standard input
 //! go\n
@@ -28,7 +29,13 @@
 
 use serde::{Deserialize, Serialize};
 
-pub const MAGIC: &str = "CODE-RUNNER/2";
+pub const MAGIC: &str = "CODE-RUNNER/3";
+
+/// The uid (and gid) the monitor itself runs as once it has read its task,
+/// when started as root: shared by no program, so no program can signal,
+/// `prlimit`, reschedule, trace or read the monitor (every such call checks
+/// that the caller's uid matches the target's).
+pub const MONITOR_UID: u32 = 59_999;
 /// The work directory, on the container's tmpfs.
 pub const WORK_DIR: &str = "/tmp/box";
 
@@ -74,6 +81,10 @@ pub struct Report {
     /// Artifacts were asked for but their total passed the cap.
     #[serde(default)]
     pub artifacts_truncated: bool,
+    /// The command itself could not be executed (`execve` failed: no such
+    /// program, or not an executable), as opposed to the sandbox failing.
+    #[serde(default)]
+    pub exec_failed: bool,
 }
 
 /// A file to write into the work directory.
@@ -98,16 +109,24 @@ pub struct Task {
     pub files: Vec<FileSpec>,
     pub argv: Vec<Vec<u8>>,
     pub stdin: Vec<u8>,
+    /// The uid (and gid) the command runs as: one no other program running
+    /// at the same time on this machine has (a uid per worker slot), so
+    /// per-user kernel quotas (pending signals, inotify instances, message
+    /// queues) are not shared with neighbours. `None`: the monitor's own.
+    pub uid: Option<u32>,
 }
 
-/// True for a plain file name: no directory part, not hidden-special.
+/// True for a plain file name: no directory part, not `.` or `..`, no
+/// control character, and nothing a command line would read as an option
+/// (`-v.c` for gcc, `-toolexec=…` for go) or a response file (`@args` for
+/// gcc and javac), since sources are passed to compilers as arguments.
 pub fn valid_file_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."
+        && !name.starts_with(['-', '@'])
         && !name.contains('/')
-        && !name.contains('\0')
-        && !name.contains('\n')
+        && !name.chars().any(char::is_control)
         && name.len() <= 255
 }
 
@@ -138,14 +157,25 @@ impl Task {
         if let Some(max) = self.artifacts {
             line(&mut out, format!("artifacts {max}"));
         }
+        if let Some(uid) = self.uid {
+            line(&mut out, format!("uid {uid}"));
+        }
         for (name, value) in &self.env {
             line(&mut out, format!("env {name}={value}"));
         }
         for file in &self.files {
+            // The name is length-prefixed, never a line of its own: no name
+            // can add header lines (and the decoder refuses bad names).
             line(
                 &mut out,
-                format!("file {} {:o} {}", file.content.len(), file.mode, file.name),
+                format!(
+                    "file {} {:o} {}",
+                    file.content.len(),
+                    file.mode,
+                    file.name.len()
+                ),
             );
+            out.extend_from_slice(file.name.as_bytes());
             out.extend_from_slice(&file.content);
         }
         for arg in &self.argv {
@@ -182,6 +212,14 @@ impl Task {
                 "cpu_ms" => task.cpu_ms = number(rest)?,
                 "output_bytes" => task.output_bytes = number(rest)?,
                 "artifacts" => task.artifacts = Some(number(rest)?),
+                "uid" => {
+                    let uid: u32 = number(rest)?;
+                    // Never root, never the monitor's own.
+                    if uid == 0 || uid == MONITOR_UID || uid == u32::MAX {
+                        return Err(format!("bad uid {uid}"));
+                    }
+                    task.uid = Some(uid);
+                }
                 "env" => {
                     let (name, value) = rest.split_once('=').ok_or("bad env line")?;
                     if !valid_env_name(name) {
@@ -194,7 +232,12 @@ impl Task {
                     let size: usize = number(parts.next().unwrap_or(""))?;
                     let mode = u32::from_str_radix(parts.next().unwrap_or(""), 8)
                         .map_err(|_| "bad file mode")?;
-                    let name = parts.next().unwrap_or("").to_string();
+                    let name_len: usize = number(parts.next().unwrap_or(""))?;
+                    if name_len > 255 {
+                        return Err("bad file name length".into());
+                    }
+                    let name = String::from_utf8(read_exact(input, name_len)?)
+                        .map_err(|_| "a file name is not UTF-8")?;
                     if !valid_file_name(&name) {
                         return Err(format!("bad file name {name:?}"));
                     }
@@ -342,6 +385,10 @@ impl FrameReader {
                 }
                 let name = String::from_utf8(payload[2..2 + name_len].to_vec())
                     .map_err(|_| "file name is not UTF-8")?;
+                // Carried into the next task: the same rules as submitted names.
+                if !valid_file_name(&name) {
+                    return Err(format!("a file frame with a bad name {name:?}"));
+                }
                 let m = &payload[2 + name_len..6 + name_len];
                 let mode = u32::from_be_bytes([m[0], m[1], m[2], m[3]]);
                 Frame::File(FileSpec {
@@ -415,6 +462,7 @@ mod tests {
             }],
             argv: vec![b"gcc".to_vec(), b"a b\nc".to_vec()],
             stdin: b"line\nmore".to_vec(),
+            uid: Some(60_001),
         };
         let bytes = task.encode();
         let decoded = Task::decode(&mut std::io::Cursor::new(bytes)).unwrap();
@@ -423,10 +471,40 @@ mod tests {
 
     #[test]
     fn bad_names_are_refused() {
-        for name in ["", ".", "..", "a/b", "/etc/passwd"] {
-            assert!(!valid_file_name(name), "{name}");
+        for name in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "/etc/passwd",
+            "-v.c",
+            "-toolexec=x",
+            "@args",
+            "a\ncpu_ms 1",
+            "tab\there",
+            "nul\0",
+        ] {
+            assert!(!valid_file_name(name), "{name:?}");
         }
-        assert!(valid_file_name("Main.java"));
+        for name in ["Main.java", "a-b.c", "x@y.py", "with space.txt", "ünï.py"] {
+            assert!(valid_file_name(name), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn no_file_name_adds_header_lines() {
+        // What a compilation could create, if a name were written raw.
+        let task = Task {
+            argv: vec![b"run".to_vec()],
+            files: vec![FileSpec {
+                name: "a\ncpu_ms 99999999\nenv ZZ=injected".into(),
+                mode: 0o644,
+                content: b"x".to_vec(),
+            }],
+            ..Task::default()
+        };
+        let decoded = Task::decode(&mut std::io::Cursor::new(task.encode()));
+        assert!(decoded.unwrap_err().contains("bad file name"));
     }
 
     #[test]

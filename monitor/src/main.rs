@@ -8,11 +8,17 @@
 //! exit status, signal, wall time, CPU time and peak memory as the kernel
 //! counted them.
 //!
-//! It makes itself non-dumpable, so a process of the same user cannot open
-//! its file descriptors through /proc or ptrace it; as PID 1 of the
-//! container's PID namespace it ignores every signal sent from inside. The
-//! command therefore cannot forge frames on the container's stdout or stop
-//! the monitor from reporting.
+//! It starts as root with a handful of capabilities (the container's only
+//! ones: CHOWN, DAC_READ_SEARCH, KILL, SETGID, SETUID), reads its task, then
+//! becomes [`MONITOR_UID`] keeping just those; the command runs under the
+//! task's own uid with no capability at all, and a seccomp filter of the
+//! monitor's on top of the engine's (no io_uring). The monitor shares its uid
+//! with no program, so the command can neither signal it, nor `prlimit`,
+//! reschedule, trace or read it (each of those checks the caller's uid
+//! against the target's); it is also non-dumpable (its /proc files belong to
+//! root) and, as PID 1 of the container's PID namespace, ignores every
+//! signal sent from inside. The command therefore cannot forge frames on
+//! the container's stdout or stop the monitor from reporting.
 
 use std::ffi::CString;
 use std::io::{BufReader, Write};
@@ -22,9 +28,16 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use monitor_protocol::{
-    FRAME_FILE, FRAME_REPORT, FRAME_STDERR, FRAME_STDOUT, LimitHit, MAX_CHUNK, Report, Task,
-    WORK_DIR, encode_file_payload, encode_frame,
+    FRAME_FILE, FRAME_REPORT, FRAME_STDERR, FRAME_STDOUT, LimitHit, MAX_CHUNK, MONITOR_UID, Report,
+    Task, WORK_DIR, encode_file_payload, encode_frame,
 };
+
+/// The steps of starting the command, as the child reports a failure.
+const STEP_EXEC: i32 = 0;
+const STEP_OOM_SCORE: i32 = 1;
+const STEP_UID: i32 = 2;
+const STEP_SECCOMP: i32 = 3;
+const STEP_CHDIR: i32 = 4;
 
 /// How often limits are checked while the command runs.
 const TICK: Duration = Duration::from_millis(10);
@@ -51,8 +64,10 @@ fn main() {
     }
     let report = match task {
         Err(e) => failure(format!("bad task: {e}")),
-        Ok(task) => match write_files(&task) {
-            Err(e) => failure(format!("cannot write the job's files: {e}")),
+        Ok(task) => match become_monitor(&task).and_then(|()| {
+            write_files(&task).map_err(|e| format!("cannot write the job's files: {e}"))
+        }) {
+            Err(e) => failure(e),
             Ok(()) => {
                 let mut report = run(&task, &mut out);
                 if let Some(max) = task.artifacts
@@ -107,9 +122,167 @@ impl Output {
     }
 }
 
+// ---- privileges ----
+
+/// Capability numbers (linux/capability.h).
+const CAP_CHOWN: u32 = 0;
+const CAP_DAC_READ_SEARCH: u32 = 2;
+const CAP_KILL: u32 = 5;
+const CAP_SETGID: u32 = 6;
+const CAP_SETUID: u32 = 7;
+
+/// What the monitor keeps as [`MONITOR_UID`]: give the work directory and
+/// the job's files to the command's uid (CHOWN), read back what a
+/// compilation left whatever its modes (DAC_READ_SEARCH), stop every process
+/// of the command's uid (KILL), and start the command under that uid
+/// (SETGID, SETUID). The container has no other capability to keep.
+const MONITOR_CAPS: u64 =
+    1 << CAP_CHOWN | 1 << CAP_DAC_READ_SEARCH | 1 << CAP_KILL | 1 << CAP_SETGID | 1 << CAP_SETUID;
+
+/// `capset(2)` of this thread: effective and permitted both `caps`,
+/// nothing inheritable. A raw system call: async-signal-safe, so the child
+/// may call it between `fork` and `execve`.
+fn capset(caps: u64) -> bool {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [
+        Data {
+            effective: caps as u32,
+            permitted: caps as u32,
+            inheritable: 0,
+        },
+        Data {
+            effective: (caps >> 32) as u32,
+            permitted: (caps >> 32) as u32,
+            inheritable: 0,
+        },
+    ];
+    // SAFETY: both pointers are to live, correctly laid out locals.
+    unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) == 0 }
+}
+
+/// When the task names the command's uid: from root to [`MONITOR_UID`],
+/// keeping only [`MONITOR_CAPS`]. A monitor that is not root cannot keep
+/// the command off its own uid, and refuses to run it.
+fn become_monitor(task: &Task) -> Result<(), String> {
+    let Some(_) = task.uid else {
+        return Ok(());
+    };
+    let os_error = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
+    // SAFETY: plain system calls on this process, with valid arguments.
+    unsafe {
+        if libc::geteuid() != 0 {
+            return Err(
+                "the monitor is not root: it cannot run the command under a uid of \
+                 its own (the container must start as root with its capabilities)"
+                    .into(),
+            );
+        }
+        if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+            return Err(os_error("keeping capabilities"));
+        }
+        if libc::setgroups(0, std::ptr::null()) != 0 {
+            return Err(os_error("dropping groups"));
+        }
+        if libc::setresgid(MONITOR_UID, MONITOR_UID, MONITOR_UID) != 0
+            || libc::setresuid(MONITOR_UID, MONITOR_UID, MONITOR_UID) != 0
+        {
+            return Err(os_error("becoming the monitor's uid"));
+        }
+        libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
+        // The uid change was made with the capabilities kept in the
+        // permitted set only; raise those the monitor uses, drop the rest.
+        if !capset(MONITOR_CAPS) {
+            return Err(os_error("keeping the monitor's capabilities"));
+        }
+        // Changing uid made it dumpable again.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    Ok(())
+}
+
+/// The monitor's own seccomp filter, stacked on the engine's profile (the
+/// kernel applies both; the stricter answer wins): `io_uring_setup`,
+/// `io_uring_enter` and `io_uring_register` fail with ENOSYS. A job never
+/// needs io_uring (every runtime falls back to plain system calls), it is a
+/// large kernel attack surface, and the default profile of the engines this
+/// runs on (Docker 20.10) allows it. Numbers 425–427 are io_uring's on every
+/// architecture (x32 sets bit 30, masked off here).
+fn io_uring_filter() -> [libc::sock_filter; 6] {
+    const IO_URING_SETUP: u32 = 425;
+    const IO_URING_REGISTER: u32 = 427;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    let statement = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    [
+        // A = the system call number (offset 0 of struct seccomp_data).
+        statement(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        statement(
+            libc::BPF_ALU | libc::BPF_AND | libc::BPF_K,
+            !X32_SYSCALL_BIT,
+        ),
+        // A < 425: allow; A > 427: allow; else ENOSYS.
+        jump(
+            libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
+            IO_URING_SETUP,
+            0,
+            2,
+        ),
+        jump(
+            libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K,
+            IO_URING_REGISTER,
+            1,
+            0,
+        ),
+        statement(
+            libc::BPF_RET | libc::BPF_K,
+            SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        ),
+        statement(libc::BPF_RET | libc::BPF_K, SECCOMP_RET_ALLOW),
+    ]
+}
+
 fn write_files(task: &Task) -> std::io::Result<()> {
     std::fs::create_dir_all(WORK_DIR)?;
+    // The command's uid owns its work directory and files, as a user owns
+    // what they write (the monitor's uid is not theirs).
+    let give = |fd: RawFd| -> std::io::Result<()> {
+        if let Some(uid) = task.uid {
+            // SAFETY: fchown on a descriptor we own.
+            if unsafe { libc::fchown(fd, uid, uid) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
     for file in &task.files {
+        use std::os::fd::AsRawFd;
         let path = std::path::Path::new(WORK_DIR).join(&file.name);
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -117,9 +290,13 @@ fn write_files(task: &Task) -> std::io::Result<()> {
             .mode(file.mode)
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)?;
+        give(f.as_raw_fd())?;
         f.write_all(&file.content)?;
     }
-    Ok(())
+    // The directory last: once it is the command's, the monitor may no
+    // longer write into it.
+    use std::os::fd::AsRawFd;
+    give(std::fs::File::open(WORK_DIR)?.as_raw_fd())
 }
 
 /// Sends the work dir's regular files; true when some did not fit in `max`.
@@ -139,7 +316,15 @@ fn send_artifacts(out: &mut Output, max: u64) -> bool {
         if !meta.file_type().is_file() {
             continue;
         }
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+        // A name no submitted file could have (an option, a response file,
+        // a control character) is left behind: it is never carried into the
+        // run's task.
+        let Some(name) = entry
+            .file_name()
+            .to_str()
+            .filter(|n| monitor_protocol::valid_file_name(n))
+            .map(str::to_string)
+        else {
             continue;
         };
         if total + meta.len() > max {
@@ -370,6 +555,12 @@ fn run(task: &Task, out: &mut Output) -> Report {
     envp_ptrs.push(std::ptr::null());
     let work_dir = CString::new(WORK_DIR).unwrap();
     let oom_path = CString::new("/proc/self/oom_score_adj").unwrap();
+    let filter = io_uring_filter();
+    let filter_program = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    let program_uid = task.uid;
     let cpu_seconds = (task.cpu_ms.div_ceil(1000) + 1) as libc::rlim_t;
 
     let (stdin_r, stdin_w) = pipe();
@@ -387,31 +578,57 @@ fn run(task: &Task, out: &mut Output) -> Report {
     if child == 0 {
         // SAFETY: see above; every pointer outlives the call.
         unsafe {
+            // Tells the monitor which step failed, and why, then exits.
+            let fail = |step: i32, e: i32| -> ! {
+                let words = [step, e];
+                libc::write(exec_w, words.as_ptr().cast(), 8);
+                libc::_exit(127)
+            };
             libc::setsid();
             libc::dup2(stdin_r, 0);
             libc::dup2(out_w, 1);
             libc::dup2(err_w, 2);
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            if libc::chdir(work_dir.as_ptr()) != 0 {
-                let e = errno();
-                libc::write(exec_w, (&e as *const i32).cast(), 4);
-                libc::_exit(127);
-            }
-            // The OOM killer picks the job, never the monitor.
+            // The OOM killer picks the job, never the monitor. The child
+            // inherited the monitor's non-dumpable flag, which makes its
+            // /proc files root's: dumpable again, the file is its own.
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
             let fd = libc::open(oom_path.as_ptr(), libc::O_WRONLY);
-            if fd >= 0 {
-                libc::write(fd, b"1000".as_ptr().cast(), 4);
-                libc::close(fd);
+            if fd < 0 || libc::write(fd, b"1000".as_ptr().cast(), 4) != 4 {
+                fail(STEP_OOM_SCORE, errno());
             }
+            libc::close(fd);
             let limit = libc::rlimit {
                 rlim_cur: cpu_seconds,
                 rlim_max: cpu_seconds + 1,
             };
             libc::setrlimit(libc::RLIMIT_CPU, &limit);
+            if let Some(uid) = program_uid {
+                // Its own uid and gid, no supplementary group, and no
+                // capability left (the monitor's uid is not root, so the
+                // change of uid does not drop them by itself).
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setresgid(uid, uid, uid) != 0
+                    || libc::setresuid(uid, uid, uid) != 0
+                    || !capset(0)
+                {
+                    fail(STEP_UID, errno());
+                }
+            }
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &filter_program as *const libc::sock_fprog,
+                ) != 0
+            {
+                fail(STEP_SECCOMP, errno());
+            }
+            if libc::chdir(work_dir.as_ptr()) != 0 {
+                fail(STEP_CHDIR, errno());
+            }
             libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr());
-            let e = errno();
-            libc::write(exec_w, (&e as *const i32).cast(), 4);
-            libc::_exit(127);
+            fail(STEP_EXEC, errno());
         }
     }
     close(stdin_r);
@@ -457,7 +674,7 @@ fn run(task: &Task, out: &mut Output) -> Report {
         stdin_open = false;
     }
     let mut exec_open = true;
-    let mut exec_error: Option<i32> = None;
+    let mut exec_error: Option<(i32, i32)> = None;
     let mut status: Option<(i32, libc::rusage)> = None;
     let mut limit: Option<LimitHit> = None;
     let mut killed_at: Option<Instant> = None;
@@ -514,13 +731,13 @@ fn run(task: &Task, out: &mut Output) -> Report {
             }
         }
         if exec_open {
-            let mut e = 0i32;
-            // SAFETY: reading 4 bytes into an i32.
-            let n = unsafe { libc::read(exec_r, (&mut e as *mut i32).cast(), 4) };
-            if n == 4 {
-                exec_error = Some(e);
+            let mut words = [0i32; 2];
+            // SAFETY: reading 8 bytes into two i32s.
+            let n = unsafe { libc::read(exec_r, words.as_mut_ptr().cast(), 8) };
+            if n == 8 {
+                exec_error = Some((words[0], words[1]));
             }
-            if n == 0 || n == 4 {
+            if n == 0 || n == 8 {
                 close(exec_r);
                 exec_open = false;
             }
@@ -601,13 +818,20 @@ fn run(task: &Task, out: &mut Output) -> Report {
     if limit.is_none() && signal == Some(libc::SIGXCPU) {
         limit = Some(LimitHit::Cpu);
     }
-    let error = exec_error.map(|e| {
-        format!(
-            "cannot run {}: {}",
-            String::from_utf8_lossy(&task.argv[0]),
-            std::io::Error::from_raw_os_error(e)
-        )
+    let error = exec_error.map(|(step, e)| {
+        let why = std::io::Error::from_raw_os_error(e);
+        match step {
+            STEP_EXEC => format!(
+                "cannot run {}: {why}",
+                String::from_utf8_lossy(&task.argv[0])
+            ),
+            STEP_OOM_SCORE => format!("cannot set the command's OOM score: {why}"),
+            STEP_UID => format!("cannot start the command under its own uid: {why}"),
+            STEP_SECCOMP => format!("cannot install the seccomp filter: {why}"),
+            _ => format!("cannot enter the work directory: {why}"),
+        }
     });
+    let exec_failed = matches!(exec_error, Some((STEP_EXEC, _)));
     Report {
         exit_code,
         signal,
@@ -620,6 +844,7 @@ fn run(task: &Task, out: &mut Output) -> Report {
         stderr_truncated: streams[1].truncated,
         error,
         artifacts_truncated: false,
+        exec_failed,
     }
 }
 

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::WorkerServices;
 use super::registry::RegistryMsg;
 use super::runner::{ContainerRunner, RunnerArgs};
-use crate::execute::prepare;
+use crate::execute::{ExecutionSettings, prepare};
 use crate::job::{JobSpec, now_ms};
 use crate::queue::cancel::watch_cancellations;
 use crate::queue::heartbeat::{HEARTBEAT_INTERVAL, WorkerInfo, WorkerJob};
@@ -81,6 +81,8 @@ pub enum DispatcherMsg {
 /// A job in flight.
 struct InFlight {
     job_id: String,
+    /// Its worker slot: the job's programs run under the slot's own uid.
+    slot: u32,
     reply: RpcReplyPort<JobOutcome>,
     /// The client cancelled it.
     cancel: CancellationToken,
@@ -112,6 +114,10 @@ pub struct DispatcherState {
     /// Listens for cancellations of running jobs.
     _cancellations: AbortOnDrop,
     draining: Option<RpcReplyPort<()>>,
+    /// Worker slots not in use. A slot comes back once its job's containers
+    /// are gone (or their processes killed), so no two jobs' programs share
+    /// a uid at the same time.
+    free_slots: Arc<std::sync::Mutex<Vec<u32>>>,
 }
 
 pub struct Dispatcher;
@@ -185,10 +191,14 @@ impl Actor for Dispatcher {
         };
         tracing::info!(worker = %worker_id, cap = services.worker_settings.concurrency,
             "dispatcher started");
+        let free_slots = Arc::new(std::sync::Mutex::new(
+            (0..services.worker_settings.concurrency).rev().collect(),
+        ));
         Ok(DispatcherState {
             services,
             worker,
             running: HashMap::new(),
+            free_slots,
             running_count,
             _heartbeat: AbortOnDrop(heartbeat),
             engine_ok,
@@ -380,10 +390,23 @@ async fn start_job(
         language: language.id.clone(),
         worker_id: services.worker_settings.worker_id.clone(),
     });
+    let Some(slot) = state
+        .free_slots
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pop()
+    else {
+        // BullMQ never hands more jobs than the cap; should it, the job waits.
+        let _ = reply.send(JobOutcome::Requeue);
+        return;
+    };
     let shutdown = CancellationToken::new();
     let args = RunnerArgs {
         job: prepared,
-        settings: services.execution,
+        settings: ExecutionSettings {
+            uid: services.execution.uid + slot,
+            ..services.execution
+        },
         sandbox: services.sandbox.clone(),
         pool: Some(services.pool.clone()),
         registry: services.registry.clone(),
@@ -398,6 +421,7 @@ async fn start_job(
                 runner.get_id(),
                 InFlight {
                     job_id: job.id,
+                    slot,
                     reply,
                     cancel: job.cancel,
                     shutdown,
@@ -408,6 +432,7 @@ async fn start_job(
                 .store(state.running.len(), Ordering::Relaxed);
         }
         Err(e) => {
+            give_slot(&state.free_slots, slot);
             let outcome = JobOutcome::Failed {
                 reason: format!("could not start a runner: {e}"),
                 retryable: true,
@@ -434,16 +459,26 @@ fn finish(state: &mut DispatcherState, entry: InFlight, outcome: JobOutcome) {
         outcome: summary,
     });
     let _ = entry.reply.send(outcome);
+    // The monitor killed every process of the run before it reported.
+    give_slot(&state.free_slots, entry.slot);
     state
         .running_count
         .store(state.running.len(), Ordering::Relaxed);
     answer_drain_if_done(state);
 }
 
+fn give_slot(free_slots: &std::sync::Mutex<Vec<u32>>, slot: u32) {
+    free_slots
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(slot);
+}
+
 /// A runner died without reporting: remove its container, then fail the job.
 fn runner_failed(state: &mut DispatcherState, entry: InFlight, reason: String) {
     tracing::error!(job = %entry.job_id, %reason, "runner failed; failing its job");
     let services = state.services.clone();
+    let free_slots = state.free_slots.clone();
     state.services.registry.tell(RegistryMsg::JobFinished {
         job_id: entry.job_id.clone(),
         verdict: None,
@@ -460,6 +495,8 @@ fn runner_failed(state: &mut DispatcherState, entry: InFlight, reason: String) {
                 }
             }
         }
+        // Its uid is free once its containers (and programs) are gone.
+        give_slot(&free_slots, entry.slot);
         let _ = entry.reply.send(JobOutcome::Failed {
             reason: format!("internal_error: the job's runner failed ({reason})"),
             retryable: false,

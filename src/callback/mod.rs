@@ -5,9 +5,15 @@
 //! connect only to a checked address, over http or https, and post.
 //! A receiver that is down never changes the job's own result.
 //!
-//! The signature is `X-Code-Runner-Signature: sha256=<hex>`, an HMAC-SHA256
-//! of the exact body with the configured secret. Receivers recompute it
-//! over the raw body and compare in constant time.
+//! The signature is `X-Code-Runner-Signature: t=<unix seconds>,v1=<hex>`,
+//! an HMAC-SHA256 of `<t>.<exact body>` (as Stripe signs): a receiver
+//! recomputes it over the raw body, compares in constant time, and refuses a
+//! `t` more than a few minutes old, so a captured call cannot be replayed
+//! later. Each API key's jobs are signed with that key's own secret
+//! (derived from `CODE_RUNNER_CALLBACK_SECRET` and the key's name;
+//! `code-runner callback-secret <name>` prints it), so one tenant's signed
+//! call is worthless to another's receiver; jobs without a key use the
+//! configured secret itself.
 
 pub mod policy;
 
@@ -66,13 +72,33 @@ impl CallbackSender {
         Ok(certificates)
     }
 
-    /// `sha256=<hex>` of the body.
-    pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    /// The signature header's value for `body` sent at `timestamp` (Unix
+    /// seconds): `t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
+    pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
         mac.update(body);
         let digest = mac.finalize().into_bytes();
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("sha256={hex}")
+        format!("t={timestamp},v1={}", hex(&digest))
+    }
+
+    /// The webhook secret of an API key's jobs: the hex HMAC-SHA256 of the
+    /// key's name under the configured secret. Its receiver verifies with
+    /// this string (as bytes) as the secret.
+    pub fn key_secret(secret: &[u8], key: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+        mac.update(b"code-runner webhook secret of key ");
+        mac.update(key.as_bytes());
+        hex(&mac.finalize().into_bytes())
+    }
+
+    /// The secret a delivery is signed with: its key's, or the configured one.
+    fn secret_for(&self, owner: Option<&str>) -> Vec<u8> {
+        match owner {
+            Some(key) => Self::key_secret(&self.secret, key).into_bytes(),
+            None => self.secret.to_vec(),
+        }
     }
 
     /// One attempt at a delivery.
@@ -105,7 +131,15 @@ impl CallbackSender {
             Ok(client) => client,
             Err(e) => return DeliveryOutcome::Retry(format!("HTTP client: {e}")),
         };
-        let signature = Self::sign(&self.secret, delivery.body.as_bytes());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let signature = Self::sign(
+            &self.secret_for(delivery.owner.as_deref()),
+            now,
+            delivery.body.as_bytes(),
+        );
         let sent = client
             .post(destination.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -122,17 +156,41 @@ impl CallbackSender {
     }
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_signature_is_the_rfc_4231_hmac() {
-        // RFC 4231 test case 2.
-        let signature = CallbackSender::sign(b"Jefe", b"what do ya want for nothing?");
+    fn the_signature_covers_the_timestamp_and_the_body() {
+        // HMAC-SHA256 of "1700000000.{}" under "secret", as any HMAC library
+        // computes it (Python: hmac.new(b"secret", b"1700000000.{}", sha256)).
+        let signature = CallbackSender::sign(b"secret", 1_700_000_000, b"{}");
+        assert!(signature.starts_with("t=1700000000,v1="), "{signature}");
+        assert_ne!(
+            signature,
+            CallbackSender::sign(b"secret", 1_700_000_001, b"{}")
+        );
+        assert_ne!(
+            signature,
+            CallbackSender::sign(b"other", 1_700_000_000, b"{}")
+        );
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"secret").unwrap();
+        mac.update(b"1700000000.{}");
         assert_eq!(
             signature,
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            format!("t=1700000000,v1={}", hex(&mac.finalize().into_bytes()))
         );
+    }
+
+    #[test]
+    fn each_key_has_a_secret_of_its_own() {
+        let alice = CallbackSender::key_secret(b"master", "alice");
+        assert_eq!(alice.len(), 64);
+        assert_ne!(alice, CallbackSender::key_secret(b"master", "bob"));
+        assert_ne!(alice, CallbackSender::key_secret(b"other master", "alice"));
     }
 }

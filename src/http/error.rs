@@ -73,6 +73,16 @@ impl IntoResponse for ApiError {
 
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
+        if let QueueError::Full(_) = e {
+            tracing::error!(error = %e, "Redis is full: a request was refused");
+            let mut error = ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "the job queue is full (Redis reached its memory limit); nothing was \
+                 queued: retry once finished jobs have been trimmed",
+            );
+            error.retry_after = Some(30);
+            return error;
+        }
         tracing::warn!(error = %e, "queue unavailable for a request");
         let mut error = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -37,6 +37,10 @@ pub struct Delivery {
     pub url: String,
     /// The exact body (JSON of the job's view), signed as it is.
     pub body: String,
+    /// The API key the job belongs to: its webhooks are signed with that
+    /// key's secret.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// How one attempt of a delivery went.

@@ -46,6 +46,9 @@ pub enum QueueError {
     Unavailable(String),
     #[error("Redis did not answer within {0:?}")]
     Timeout(Duration),
+    /// Redis is at its `maxmemory` and refuses writes (`noeviction`).
+    #[error("Redis is full (maxmemory): {0}")]
+    Full(String),
     #[error("queue error: {0}")]
     Queue(#[from] bullmq::Error),
 }
@@ -459,6 +462,9 @@ pub(crate) async fn with_timeout<T>(
 ) -> Result<T, QueueError> {
     let result = match tokio::time::timeout(REDIS_OP_TIMEOUT, op).await {
         Ok(Ok(v)) => Ok(v),
+        Ok(Err(bullmq::Error::Redis(e))) if e.code() == Some("OOM") => {
+            Err(QueueError::Full(e.to_string()))
+        }
         Ok(Err(bullmq::Error::Redis(e))) => Err(QueueError::Unavailable(e.to_string())),
         Ok(Err(e)) => Err(QueueError::Queue(e)),
         Err(_) => Err(QueueError::Timeout(REDIS_OP_TIMEOUT)),
@@ -467,6 +473,7 @@ pub(crate) async fn with_timeout<T>(
         Ok(_) => {}
         Err(QueueError::Unavailable(_)) => crate::metrics::redis_error("unavailable"),
         Err(QueueError::Timeout(_)) => crate::metrics::redis_error("timeout"),
+        Err(QueueError::Full(_)) => crate::metrics::redis_error("full"),
         Err(_) => crate::metrics::redis_error("command"),
     }
     result

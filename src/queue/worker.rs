@@ -184,6 +184,11 @@ impl QueueWorker {
                         job_id: job.id().to_string(),
                         url: url.clone(),
                         body: serde_json::to_string(&view).ok()?,
+                        owner: job
+                            .data()
+                            .get("owner")
+                            .and_then(|o| o.as_str())
+                            .map(str::to_string),
                     })
                 };
                 let notify = |delivery: Option<Delivery>| {

@@ -10,8 +10,16 @@ use super::{LABEL_JOB, LABEL_MANAGED, LABEL_QUEUE, LABEL_STEP, LABEL_WORKER, San
 /// The monitor baked into every runner image: the container's PID 1.
 pub const MONITOR: &str = "/usr/local/bin/code-runner-monitor";
 
-/// The unprivileged user (nobody:nogroup) programs run as.
-pub const RUN_AS_USER: &str = "65534:65534";
+/// The container starts as root so that its monitor can give the program a
+/// uid of its own; the monitor then becomes its own unprivileged uid and
+/// the program runs as another with no capability (see the monitor).
+pub const CONTAINER_USER: &str = "0:0";
+
+/// The only capabilities the container has (its monitor's, see
+/// `monitor/src/main.rs`); the program has none: it runs under a uid that is
+/// not root, with no file capabilities and `no-new-privileges`.
+pub const MONITOR_CAPABILITIES: [&str; 5] =
+    ["CHOWN", "DAC_READ_SEARCH", "KILL", "SETGID", "SETUID"];
 
 /// Open files per process.
 const NOFILE_LIMIT: i64 = 256;
@@ -48,10 +56,11 @@ pub const GVISOR_PIDS_ALLOWANCE: i64 = 256;
 /// Hardening, every item on and none optional: no network
 /// (`network_mode: none`); memory limited with swap off; a pids limit (fork
 /// and thread bombs); a CPU quota; a read-only root with a size-capped tmpfs
-/// at /tmp as the only writable place; every capability dropped;
-/// `no-new-privileges` (setuid binaries gain nothing); a non-root user; the
-/// monitor as PID 1 (it reaps zombies, and as init ignores every signal from
-/// inside); ulimits on open files, file size and core dumps (none); a capped
+/// at /tmp as the only writable place; every capability dropped but the
+/// monitor's five; `no-new-privileges` (setuid binaries gain nothing); the
+/// program under a non-root uid of its own; the monitor as PID 1 (it reaps
+/// zombies, and as init ignores every signal from inside); a private cgroup
+/// namespace; ulimits on open files, file size and core dumps (none); a capped
 /// json-file log; labels marking it as ours; no host mounts, ever; no
 /// environment of the engine's (the monitor gives the program only what its
 /// language needs).
@@ -93,6 +102,8 @@ pub fn container_spec(
             format!("rw,exec,nosuid,nodev,size={tmpfs_bytes},nr_inodes={TMPFS_INODES},mode=1777"),
         )])),
         cap_drop: Some(vec!["ALL".to_string()]),
+        cap_add: Some(MONITOR_CAPABILITIES.map(String::from).to_vec()),
+        cgroupns_mode: Some(bollard::models::HostConfigCgroupnsModeEnum::PRIVATE),
         security_opt: Some(vec!["no-new-privileges".to_string()]),
         privileged: Some(false),
         // The monitor is the init: Docker's would stand between it and the
@@ -125,7 +136,7 @@ pub fn container_spec(
         image: Some(image),
         entrypoint: Some(vec![MONITOR.to_string()]),
         cmd: Some(Vec::new()),
-        user: Some(RUN_AS_USER.to_string()),
+        user: Some(CONTAINER_USER.to_string()),
         working_dir: Some("/tmp".to_string()),
         env: Some(Vec::new()),
         network_disabled: Some(true),
@@ -188,7 +199,15 @@ mod tests {
         assert_eq!(host.readonly_rootfs, Some(true));
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
         assert!(host.binds.is_none() && host.mounts.is_none());
-        assert_eq!(spec.user.as_deref(), Some(RUN_AS_USER));
+        assert_eq!(spec.user.as_deref(), Some(CONTAINER_USER));
+        assert_eq!(
+            host.cap_add,
+            Some(MONITOR_CAPABILITIES.map(String::from).to_vec())
+        );
+        assert_eq!(
+            host.cgroupns_mode,
+            Some(bollard::models::HostConfigCgroupnsModeEnum::PRIVATE)
+        );
         assert_eq!(spec.entrypoint, Some(vec![MONITOR.to_string()]));
         let labels = spec.labels.unwrap();
         assert_eq!(labels[LABEL_JOB], "job-1");

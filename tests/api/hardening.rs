@@ -126,7 +126,18 @@ async fn assert_hardened(service: &TestService, container: &str, job_label: &str
     }
     assert_eq!(tmpfs.len(), 1, "only /tmp is writable: {tmpfs:?}");
     assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
-    assert!(host.cap_add.unwrap_or_default().is_empty());
+    // Only the monitor's: the program runs with none (tests/hostile).
+    let mut added = host.cap_add.unwrap_or_default();
+    added.sort();
+    assert_eq!(
+        added,
+        ["CHOWN", "DAC_READ_SEARCH", "KILL", "SETGID", "SETUID"],
+        "capabilities beyond the monitor's"
+    );
+    assert_eq!(
+        host.cgroupns_mode,
+        Some(bollard::models::HostConfigCgroupnsModeEnum::PRIVATE)
+    );
     assert!(
         host.security_opt
             .unwrap_or_default()
@@ -134,7 +145,8 @@ async fn assert_hardened(service: &TestService, container: &str, job_label: &str
             .any(|o| o == "no-new-privileges")
     );
     assert_ne!(host.privileged, Some(true));
-    assert_eq!(config.user.as_deref(), Some("65534:65534"));
+    // Root only until the monitor has read its task (see the monitor).
+    assert_eq!(config.user.as_deref(), Some("0:0"));
     assert_eq!(
         config.entrypoint,
         Some(vec!["/usr/local/bin/code-runner-monitor".to_string()])

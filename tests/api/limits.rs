@@ -104,3 +104,47 @@ async fn a_program_that_closes_its_output_and_sleeps_still_times_out() {
     service.assert_containers_gone(None).await;
     service.stop().await;
 }
+
+/// Sixteen cases each printing a whole mebibyte on stdout and on stderr
+/// (32 MiB in all) keep 4 MiB between them, shared fairly, each cut case
+/// saying so; what is stored, read back and answered stays bounded.
+#[tokio::test]
+async fn a_jobs_whole_result_is_capped_across_its_cases() {
+    let service = TestService::start_with(|c| c.max_result_bytes = 4 << 20).await;
+    let cases: Vec<serde_json::Value> = (0..16)
+        .map(|_| serde_json::json!({ "stdin": "" }))
+        .collect();
+    let view = service
+        .run_v1(serde_json::json!({
+            "language": "python",
+            "code": "import sys\nsys.stdout.write('x' * (1 << 20))\nsys.stderr.write('y' * (1 << 20))",
+            "limits": { "output_bytes": 1 << 20 },
+            "test_cases": cases,
+        }))
+        .await;
+    let result = &view["result"];
+    assert_eq!(result["verdict"], "accepted", "the whole output was judged");
+    let cases = result["test_cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 16);
+    let mut kept = 0;
+    for case in cases {
+        for stream in ["stdout", "stderr"] {
+            let text = case[stream].as_str().unwrap();
+            kept += text.len();
+            assert_eq!(case[format!("{stream}_truncated")], true);
+            // A fair share each: 4 MiB over 32 streams.
+            assert_eq!(text.len(), (4 << 20) / 32, "{stream}");
+        }
+    }
+    assert!(kept <= 4 << 20, "{kept}");
+    // The whole answer: the cases plus the headline's copy, not 32 MiB.
+    let (_, again) = service
+        .get(&format!("/v1/jobs/{}", view["id"].as_str().unwrap()))
+        .await;
+    assert!(
+        again.to_string().len() < 5 << 20,
+        "{}",
+        again.to_string().len()
+    );
+    service.stop().await;
+}

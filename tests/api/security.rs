@@ -298,6 +298,11 @@ fn listening_beyond_loopback_needs_keys_and_an_admin_token() {
             vec![("CODE_RUNNER_ADMIN_LISTEN", "0.0.0.0:0")],
             "without CODE_RUNNER_ADMIN_TOKEN",
         ),
+        // deploy/systemd/env.example's placeholder is no secret.
+        (
+            vec![("CODE_RUNNER_CALLBACK_SECRET", "replace-me")],
+            "not the example's",
+        ),
     ] {
         let mut command = Command::new(env!("CARGO_BIN_EXE_code-runner"));
         command
@@ -390,4 +395,126 @@ async fn no_secret_is_ever_logged_or_returned() {
         !logs.contains(entry.rsplit(':').next().unwrap()),
         "a key hash is in the logs"
     );
+}
+
+#[tokio::test]
+async fn the_admin_listener_refuses_other_hosts_and_cross_site_changes() {
+    let service = TestService::start_role(Role::Api, |c| {
+        c.admin_hosts = vec!["dashboard.internal".into()];
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let admin = &service.admin_url;
+    let overview = format!("{admin}/admin/api/overview");
+    let pause = format!("{admin}/admin/api/queue/pause");
+    // DNS rebinding: a page of another domain that resolves to loopback.
+    let answer = client
+        .get(&overview)
+        .header("Host", "rebind.example:3001")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["field"], "Host", "{body}");
+    // A configured name is answered.
+    let answer = client
+        .get(&overview)
+        .header("Host", "dashboard.internal")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    // CSRF: another site's page posting to the admin listener.
+    for origin in ["http://evil.example", "null", "http://localhost:1"] {
+        let answer = client
+            .post(&pause)
+            .header("Origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 403, "{origin}");
+    }
+    let (_, now) = service.admin_get("/admin/api/overview").await;
+    assert_eq!(now["paused"], false, "{now}");
+    // The dashboard's own page, and scripts (no Origin), may act.
+    let answer = client
+        .post(&pause)
+        .header("Origin", admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer = client
+        .post(format!("{admin}/admin/api/queue/resume"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_redis_answers_507_and_queues_nothing() {
+    // A Redis of its own at its memory limit, never evicting.
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("code-runner-full-{}", unique_queue()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut redis = Command::new("redis-server")
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "no", "--maxmemory", "8mb"])
+        .args(["--maxmemory-policy", "noeviction"])
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("redis://127.0.0.1:{port}");
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = loop {
+        if let Ok(conn) = client.get_multiplexed_async_connection().await {
+            break conn;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let service = TestService::start_role(Role::Api, |c| c.redis_url = Some(url.clone())).await;
+    let filler = "x".repeat(64 << 10);
+    for i in 0.. {
+        let set: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(format!("filler:{i}"))
+            .arg(&filler)
+            .query_async(&mut conn)
+            .await;
+        if set.is_err() {
+            break;
+        }
+        assert!(i < 10_000, "Redis never filled up");
+    }
+    let (status, body) = service
+        .send(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({ "language": "python", "code": "print(1)" })),
+        )
+        .await;
+    assert_eq!(status, 507, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("full"), "{body}");
+    let (status, _) = service
+        .post_raw(
+            "application/json",
+            json!({ "language": "python", "code": "print(1)" }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 507);
+    service.stop().await;
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
 }

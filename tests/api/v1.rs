@@ -243,6 +243,23 @@ async fn every_bad_field_value_gets_a_400_naming_it() {
             json!({ "language": "python", "files": [{ "name": "a.py", "content": 1 }] }),
             "files[0].content",
         ),
+        // Names a compiler would read as an option or a response file.
+        (
+            json!({ "language": "c", "files": [{ "name": "main.c", "content": "" }, { "name": "-v.c", "content": "" }] }),
+            "files[1].name",
+        ),
+        (
+            json!({ "language": "c", "files": [{ "name": "main.c", "content": "" }, { "name": "@r.c", "content": "" }] }),
+            "files[1].name",
+        ),
+        (
+            json!({ "language": "go", "files": [{ "name": "-toolexec=sh", "content": "" }] }),
+            "files[0].name",
+        ),
+        (
+            json!({ "language": "python", "files": [{ "name": "a\nb.py", "content": "" }] }),
+            "files[0].name",
+        ),
         (
             json!({ "language": "python", "files": [{ "name": "a.py" }] }),
             "files[0].content",

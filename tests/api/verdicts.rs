@@ -33,6 +33,36 @@ async fn a_c_compile_error_is_compilation_error_with_gccs_message() {
     service.stop().await;
 }
 
+/// A compilation that succeeds but makes nothing runnable is the user's
+/// mistake: `compilation_error`, never the service's `internal_error`.
+#[tokio::test]
+async fn a_compilation_that_makes_no_program_is_compilation_error() {
+    let service = TestService::start_with(|c| c.wall_time_limit_ms = 10_000).await;
+    for (language, code) in [
+        (
+            "go",
+            "package notmain\n\nfunc Hello() string { return \"hi\" }\n",
+        ),
+        (
+            "rust",
+            "#![crate_type = \"lib\"]\npub fn hello() -> u32 { 1 }\n",
+        ),
+    ] {
+        let view = service
+            .run_v1(json!({ "language": language, "code": code }))
+            .await;
+        let result = &view["result"];
+        assert_eq!(result["verdict"], "compilation_error", "{language}: {view}");
+        assert!(
+            result["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("no runnable program") || m.contains("compiler")),
+            "{language}: {view}"
+        );
+    }
+    service.stop().await;
+}
+
 #[tokio::test]
 async fn signals_are_runtime_errors_with_their_names() {
     let service = TestService::start().await;

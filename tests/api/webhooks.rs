@@ -87,21 +87,78 @@ async fn wait_delivery(service: &TestService, id: &str, state: &str) -> u32 {
     }
 }
 
-fn check_signed(call: &(HeaderMap, Bytes), id: &str) -> Value {
+/// Checks the signature as a receiver does (`t=…,v1=…` over `t.body`, a
+/// recent `t`) with `secret`; the job's view.
+fn check_signed_with(call: &(HeaderMap, Bytes), id: &str, secret: &[u8]) -> Value {
+    use code_runner::callback::CallbackSender;
     let (headers, body) = call;
     let signature = headers["x-code-runner-signature"].to_str().unwrap();
-    assert_eq!(
-        signature,
-        code_runner::callback::CallbackSender::sign(SECRET.as_bytes(), body)
-    );
-    assert_ne!(
-        signature,
-        code_runner::callback::CallbackSender::sign(b"another secret", body)
-    );
+    let t: u64 = signature
+        .strip_prefix("t=")
+        .and_then(|s| s.split(',').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no timestamp in {signature}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now.abs_diff(t) < 300, "a stale timestamp: {t}");
+    assert_eq!(signature, CallbackSender::sign(secret, t, body));
+    assert_ne!(signature, CallbackSender::sign(b"another secret", t, body));
+    // Replayed later, the same body and signature fail the timestamp check
+    // of the receiver, whose own HMAC over another t differs.
+    assert_ne!(signature, CallbackSender::sign(secret, t + 600, body));
     assert_eq!(headers["x-code-runner-job"].to_str().unwrap(), id);
     let view: Value = serde_json::from_slice(body).unwrap();
     assert_eq!(view["id"], id);
     view
+}
+
+fn check_signed(call: &(HeaderMap, Bytes), id: &str) -> Value {
+    check_signed_with(call, id, SECRET.as_bytes())
+}
+
+#[tokio::test]
+async fn each_api_keys_webhooks_are_signed_with_that_keys_own_secret() {
+    let (key, entry) = code_runner::http::auth::new_key("tenant-a");
+    let mut service = TestService::start_with(|c| {
+        c.callback_secret = Some(SECRET.into());
+        c.callback_allow = ALLOW_LOOPBACK.into();
+        c.api_keys = Some(entry.clone());
+    })
+    .await;
+    service.bearer = Some(key);
+    let (url, received) = receiver(vec![]).await;
+    let id = service
+        .submit_v1(json!({ "language": "bash", "code": "echo tenant", "callback_url": url }))
+        .await;
+    let calls = wait_calls(&received, 1, Duration::from_secs(60)).await;
+    let tenant_secret =
+        code_runner::callback::CallbackSender::key_secret(SECRET.as_bytes(), "tenant-a");
+    check_signed_with(&calls[0], &id, tenant_secret.as_bytes());
+    // Not with the service's own secret, nor another key's.
+    let signature = calls[0].0["x-code-runner-signature"].to_str().unwrap();
+    let t: u64 = signature[2..signature.find(',').unwrap()].parse().unwrap();
+    for other in [
+        SECRET.to_string(),
+        code_runner::callback::CallbackSender::key_secret(SECRET.as_bytes(), "tenant-b"),
+    ] {
+        assert_ne!(
+            signature,
+            code_runner::callback::CallbackSender::sign(other.as_bytes(), t, &calls[0].1)
+        );
+    }
+    // The command that hands the key's owner their secret prints the same.
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_code-runner"))
+        .args(["callback-secret", "tenant-a"])
+        .env("CODE_RUNNER_CALLBACK_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&printed.stdout).trim(),
+        tenant_secret
+    );
+    service.stop().await;
 }
 
 #[tokio::test]

@@ -429,7 +429,10 @@ async fn a_webhook_owed_by_a_killed_worker_is_delivered_by_another_exactly_once(
     let queue = unique_queue();
     let mut base = base_env(&redis_url(), &queue);
     base.push(("CODE_RUNNER_CALLBACK_ALLOW".into(), "127.0.0.0/8".into()));
-    base.push(("CODE_RUNNER_CALLBACK_SECRET".into(), "durable".into()));
+    base.push((
+        "CODE_RUNNER_CALLBACK_SECRET".into(),
+        "durable-webhook-secret".into(),
+    ));
     let worker_settings = [
         ("CODE_RUNNER_LOCK_DURATION_MS", "2000"),
         ("CODE_RUNNER_POOL_SIZE", "0"),
@@ -478,9 +481,15 @@ async fn a_webhook_owed_by_a_killed_worker_is_delivered_by_another_exactly_once(
     let calls = calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 2, "{} calls", calls.len());
     for (headers, body) in &calls {
+        let signature = headers["x-code-runner-signature"].to_str().unwrap();
+        let t: u64 = signature
+            .strip_prefix("t=")
+            .and_then(|s| s.split(',').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap();
         assert_eq!(
-            headers["x-code-runner-signature"].to_str().unwrap(),
-            code_runner::callback::CallbackSender::sign(b"durable", body)
+            signature,
+            code_runner::callback::CallbackSender::sign(b"durable-webhook-secret", t, body)
         );
         let sent: Value = serde_json::from_slice(body).unwrap();
         assert_eq!(sent["id"], id.as_str());
