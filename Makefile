@@ -34,7 +34,7 @@ bench:
 # The hostile-program suite again, with every job under gVisor (runsc).
 test-gvisor: setup-test
 	scripts/setup.sh --gvisor
-	CODE_RUNNER_TEST_RUNTIME=runsc $(CARGO) test --test hostile
+	CODE_RUNNER_TEST_RUNTIME=runsc $(CARGO) test --test hostile --test fairness
 	scripts/check-no-containers.sh
 
 setup:

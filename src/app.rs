@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::execute::ExecutionSettings;
 use crate::http::admin::admin_router;
 use crate::http::auth::{AccessPolicy, ApiKeys, RequestLimiter};
+use crate::http::serve::{ListenerLimits, serve};
 use crate::http::{AppState, router};
 use crate::language::LanguageTable;
 use crate::queue::deliveries::{DeliverySettings, DeliveryWorker};
@@ -201,6 +202,16 @@ impl App {
         let mut identity_lock = None;
         let mut deliveries = None;
         let (worker, sandbox, worker_id) = if role.runs_jobs() {
+            if let Some((asked, cpus)) = config.oversubscription() {
+                tracing::warn!(
+                    concurrency = config.concurrency,
+                    cpus_per_job = config.cpus,
+                    "jobs may ask for {asked} CPUs at once on a machine with {cpus}: \
+                     CPU-bound programs will be slowed by their neighbours and may miss \
+                     wall-clock limits they meet alone (CODE_RUNNER_CONCURRENCY defaults to \
+                     the number of CPUs)"
+                );
+            }
             let (worker_id, lock) = worker_identity(&config.data_dir);
             identity_lock = lock;
             let sandbox = Sandbox::connect(SandboxSettings {
@@ -216,6 +227,18 @@ impl App {
             .await?;
             let engine = sandbox.engine_info().await?;
             tracing::info!(version = %engine.version, api = %engine.api_version, "Docker engine");
+            // A CPU of its own per worker slot, where that is possible:
+            // neighbours' processes then never run on a job's CPU.
+            let engine_cpus = sandbox.engine_cpus().await.unwrap_or(0);
+            let pinned_cpus = config.cpus == 1.0
+                && config.concurrency <= engine_cpus
+                && !sandbox.settings().overrides.contains_key("CpusetCpus");
+            tracing::info!(
+                pinned_cpus,
+                engine_cpus,
+                concurrency = config.concurrency,
+                "CPU pinning (a CPU of its own per worker slot)"
+            );
             let mut versions = HashMap::new();
             for language in languages.all() {
                 match sandbox.has_image(&language.image).await {
@@ -281,7 +304,9 @@ impl App {
                     tmpfs_bytes: config.tmpfs_mb << 20,
                     uid: config.sandbox_uid_base,
                     max_result_bytes: config.max_result_bytes as usize,
+                    cpuset: None,
                 },
+                pinned_cpus,
                 versions,
                 pool: WarmPool::start(
                     sandbox.clone(),
@@ -338,6 +363,7 @@ impl App {
                 max_code_bytes: config.max_code_bytes as usize,
                 max_test_cases: config.max_test_cases as usize,
                 max_batch: config.max_batch as usize,
+                max_batch_bytes: config.max_batch_bytes as usize,
                 max_wait: std::time::Duration::from_millis(config.max_wait_ms),
                 events: Arc::new(JobEvents::start(&queue_settings).await?),
                 access,
@@ -352,6 +378,7 @@ impl App {
                 runtime: config.runtime.clone(),
                 pool: pool.clone(),
                 callback_policy: callback_policy.clone(),
+                body_read_timeout: std::time::Duration::from_millis(config.body_read_timeout_ms),
             };
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
@@ -368,19 +395,20 @@ impl App {
                 config.admin_token.as_deref(),
                 &config.admin_hosts,
             );
+            let limits = ListenerLimits {
+                header_read_timeout: std::time::Duration::from_millis(
+                    config.header_read_timeout_ms,
+                ),
+                body_read_timeout: std::time::Duration::from_millis(config.body_read_timeout_ms),
+                max_connections: config.max_connections,
+                max_connections_per_client: config.max_connections_per_client,
+            };
+            // Requests in progress (long-polls included) get this long to
+            // finish once the service stops.
+            let grace = std::time::Duration::from_secs(10);
             let server = tokio::spawn(async move {
-                let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                };
-                // With the client's address: callers without keys are
-                // budgeted by it.
-                let public = axum::serve(
-                    listener,
-                    router(state).into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(until_stopped(stopped.clone()));
-                let admin = axum::serve(admin_listener, admin)
-                    .with_graceful_shutdown(until_stopped(stopped));
+                let public = serve(listener, router(state), limits, stopped.clone(), grace);
+                let admin = serve(admin_listener, admin, limits, stopped, grace);
                 let (public, admin) = tokio::join!(public, admin);
                 public.and(admin)
             });

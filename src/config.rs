@@ -25,6 +25,27 @@ pub struct Config {
     )]
     pub admin_listen: SocketAddr,
 
+    /// Longest a client may take to send a request's head (and longest a
+    /// kept-alive connection waits for its next request), in milliseconds.
+    #[arg(long, env = "CODE_RUNNER_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub header_read_timeout_ms: u64,
+
+    /// Longest a client may take to send a request's body, in milliseconds.
+    #[arg(long, env = "CODE_RUNNER_BODY_READ_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub body_read_timeout_ms: u64,
+
+    /// Connections open at once on each listener, all clients together.
+    #[arg(long, env = "CODE_RUNNER_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_connections: usize,
+
+    /// Connections open at once on each listener from one client address.
+    #[arg(long, env = "CODE_RUNNER_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_connections_per_client: usize,
+
     /// Bearer token the admin listener requires; it must be set when the
     /// admin listener is not on loopback.
     #[arg(long, env = "CODE_RUNNER_ADMIN_TOKEN", hide_env_values = true)]
@@ -103,8 +124,11 @@ pub struct Config {
     #[arg(long, env = "CODE_RUNNER_DATA_DIR", default_value = ".code-runner")]
     pub data_dir: PathBuf,
 
-    /// Jobs run at once by one worker process (one container each).
-    #[arg(long, env = "CODE_RUNNER_CONCURRENCY", default_value_t = 4,
+    /// Jobs run at once by one worker process (one container each). By
+    /// default as many as the machine has CPUs, so that jobs of one CPU each
+    /// never oversubscribe it: a CPU-bound program's verdict must not
+    /// depend on its neighbours.
+    #[arg(long, env = "CODE_RUNNER_CONCURRENCY", default_value_t = machine_cpus(),
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
 
@@ -216,6 +240,12 @@ pub struct Config {
     #[arg(long, env = "CODE_RUNNER_MAX_BATCH", default_value_t = 32,
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub max_batch: u64,
+
+    /// Largest `POST /v1/jobs/batch` body, in bytes: a batch carries at
+    /// most this much in all, whatever each of its jobs could carry alone.
+    #[arg(long, env = "CODE_RUNNER_MAX_BATCH_BYTES", default_value_t = 16 << 20,
+          value_parser = clap::value_parser!(u64).range(1024..=1_073_741_824))]
+    pub max_batch_bytes: u64,
 
     /// Longest `?wait=true` holds a request before answering 202, in ms.
     #[arg(long, env = "CODE_RUNNER_MAX_WAIT_MS", default_value_t = 30_000,
@@ -345,6 +375,11 @@ pub const DEFAULT_SUBMIT_RATE_PER_MINUTE: u64 = 600;
 /// polls each of its jobs every 200 ms (5 a second a job): a caller may poll
 /// 200 jobs at once at that pace and never see a 429.
 pub const DEFAULT_REQUEST_RATE_PER_MINUTE: u64 = 60_000;
+
+/// CPUs this process may use (its affinity and cgroup quota counted).
+pub fn machine_cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
 
 /// Parses only a [`Config`], for building one without a subcommand.
 #[derive(Parser)]
@@ -510,6 +545,16 @@ impl Config {
             _ if self.rate_limits_by_default() => DEFAULT_REQUEST_RATE_PER_MINUTE,
             _ => 0,
         }
+    }
+
+    /// How far jobs may oversubscribe the machine's CPUs: `Some((asked,
+    /// cpus))` when the cap times each job's CPUs is more than it has (the
+    /// operator's choice; verdicts of CPU-bound programs then depend on
+    /// their neighbours, and the start-up log says so).
+    pub fn oversubscription(&self) -> Option<(f64, u32)> {
+        let asked = f64::from(self.concurrency) * self.cpus;
+        let cpus = machine_cpus();
+        (asked > f64::from(cpus) + 1e-9).then_some((asked, cpus))
     }
 
     pub fn shutdown_grace(&self) -> Duration {

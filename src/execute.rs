@@ -38,6 +38,9 @@ pub struct ExecutionSettings {
     /// applies first): what Redis stores, every read returns and a webhook
     /// carries stays bounded whatever the number of cases.
     pub max_result_bytes: usize,
+    /// The host CPU of the job's worker slot, when jobs are pinned (one
+    /// CPU each, no more jobs than CPUs): set by the dispatcher per job.
+    pub cpuset: Option<u32>,
 }
 
 /// A job made ready to run: inputs decoded, limits resolved.
@@ -216,6 +219,7 @@ pub async fn execute(
             cpus: settings.cpus,
             tmpfs_bytes: settings.tmpfs_bytes,
             runtime: language.runtime.clone(),
+            cpuset: settings.cpuset.map(|cpu| cpu.to_string()),
         };
         let request = TaskRequest {
             job_id: &job.job_id,
@@ -295,6 +299,7 @@ pub async fn execute(
         cpus: settings.cpus,
         tmpfs_bytes: settings.tmpfs_bytes,
         runtime: language.runtime.clone(),
+        cpuset: settings.cpuset.map(|cpu| cpu.to_string()),
     };
     let mut cases = Vec::with_capacity(job.cases.len());
     for (index, case) in job.cases.iter().enumerate() {

@@ -405,6 +405,7 @@ async fn start_job(
         job: prepared,
         settings: ExecutionSettings {
             uid: services.execution.uid + slot,
+            cpuset: services.pinned_cpus.then_some(slot),
             ..services.execution
         },
         sandbox: services.sandbox.clone(),

@@ -50,6 +50,10 @@ pub struct WorkerServices {
     pub pool: Arc<WarmPool>,
     /// How long a stopping worker lets running jobs finish.
     pub shutdown_grace: Duration,
+    /// Each job runs on its worker slot's own CPU (slot N on CPU N): jobs
+    /// of one CPU each, no more of them than the engine has CPUs, and no
+    /// operator cpuset of its own.
+    pub pinned_cpus: bool,
     /// Test-only fault hooks enabled.
     pub fault_injection: bool,
 }

@@ -482,8 +482,8 @@ async fn clean(
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<Done>, ApiError> {
-    let value = super::body::json_body(&headers, body, 4096).await?;
-    let request: CleanRequest = super::request::parse(value, "")?;
+    let body = super::body::json_body(&headers, body, 4096, state.body_read_timeout).await?;
+    let request: CleanRequest = super::request::parse(&body, "")?;
     if !matches!(request.state.as_str(), "completed" | "failed") {
         return Err(ApiError::bad_field(
             "state",

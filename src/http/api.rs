@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::AppState;
@@ -36,6 +36,18 @@ pub struct RunRequest {
     /// The program.
     code: String,
     /// Standard input.
+    stdin: Option<String>,
+}
+
+/// `POST /run`'s body as read: typed (never a `serde_json::Value`), other
+/// fields skipped without being stored.
+#[derive(serde::Deserialize)]
+struct PocRunBody {
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
     stdin: Option<String>,
 }
 
@@ -63,16 +75,22 @@ pub async fn run(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<RunAccepted>, ApiError> {
-    let value = json_body(&headers, body, max_body_bytes(&state)).await?;
-    let Value::Object(fields) = value else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "the body must be a JSON object",
-        ));
+    let body = json_body(
+        &headers,
+        body,
+        max_body_bytes(&state),
+        state.body_read_timeout,
+    )
+    .await?;
+    // The proof of concept ignored fields it did not know: so does this.
+    let fields: PocRunBody = super::request::parse(&body, "")?;
+    drop(body);
+    let required = |name: &'static str, value: Option<String>| {
+        value.ok_or_else(|| ApiError::bad_field(name, format!("{name} is required")))
     };
-    let language = required_string(&fields, "language")?;
-    let code = required_string(&fields, "code")?;
-    let stdin = optional_string(&fields, "stdin")?.unwrap_or_default();
+    let language = required("language", fields.language)?;
+    let code = required("code", fields.code)?;
+    let stdin = fields.stdin.unwrap_or_default();
     let Some(language) = state.languages.find(&language) else {
         return Err(ApiError::bad_field(
             "language",
@@ -310,29 +328,4 @@ pub(super) fn max_body_bytes(state: &AppState) -> usize {
         .max_code_bytes
         .saturating_mul(12)
         .saturating_add(64 * 1024)
-}
-
-fn required_string(fields: &Map<String, Value>, name: &'static str) -> Result<String, ApiError> {
-    match fields.get(name) {
-        None | Some(Value::Null) => Err(ApiError::bad_field(name, format!("{name} is required"))),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(ApiError::bad_field(
-            name,
-            format!("{name} must be a string"),
-        )),
-    }
-}
-
-fn optional_string(
-    fields: &Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<String>, ApiError> {
-    match fields.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::bad_field(
-            name,
-            format!("{name} must be a string"),
-        )),
-    }
 }

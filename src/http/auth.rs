@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -225,10 +225,7 @@ pub async fn guard(
 ) -> Result<Response, ApiError> {
     let caller = match &state.access.keys {
         None => {
-            let address = request
-                .extensions()
-                .get::<ConnectInfo<std::net::SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip());
+            let address = super::serve::client_address(&request).map(|addr| addr.ip());
             Caller {
                 key: None,
                 bucket: address_bucket(address),

@@ -1,23 +1,48 @@
 //! Reading JSON request bodies with clear errors: 415 when the body is not
-//! sent as JSON, 413 when it is too large, 400 when it is not JSON.
+//! sent as JSON, 413 when it is too large, 408 when it comes too slowly, 400
+//! when it is not JSON.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
-use serde_json::Value;
 
 use super::error::ApiError;
 
-/// The body as JSON, or the error a client should see.
-pub async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Value, ApiError> {
+/// The body of a JSON request, or the error a client should see (408 when
+/// it is not all sent within `timeout`). Parse it into the request's own
+/// type with [`super::request::parse`]: never into a `serde_json::Value`,
+/// whose nested empty arrays cost many times their size in memory.
+pub async fn json_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
     require_json(headers)?;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+    let too_slow = || {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is over {limit} bytes (or was cut off)"),
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body was not sent in time (or was cut off)",
         )
-    })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))
+    };
+    // The whole body within `timeout`; the listener also ends a body that
+    // stalls between two chunks (tower-http's `RequestBodyTimeout`).
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit));
+    let bytes = match read.await {
+        Err(_) => return Err(too_slow()),
+        Ok(Err(e)) => {
+            // Over the limit, or the body itself failed: it stalled past the
+            // listener's timeout, or the client went away.
+            if e.into_inner().is::<http_body_util::LengthLimitError>() {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the request body is over {limit} bytes"),
+                ));
+            }
+            return Err(too_slow());
+        }
+        Ok(Ok(bytes)) => bytes,
+    };
+    Ok(bytes)
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {

@@ -9,6 +9,7 @@
 //! - [`admin`]: the admin listener (stats, the dashboard), loopback by default.
 //! - [`error`]: the one error type, JSON bodies for every 4xx/5xx.
 //! - [`openapi`]: the OpenAPI document, generated from these types.
+//! - [`serve`]: the listeners: header, body and idle timeouts, connection caps.
 //!
 //! **Invariant:** handlers never talk to Docker for a job and never hold job
 //! state: they enqueue into Redis and read back from Redis (or from the
@@ -22,6 +23,7 @@ pub mod error;
 pub mod health;
 pub mod openapi;
 pub mod request;
+pub mod serve;
 pub mod v1;
 
 use std::sync::Arc;
@@ -52,6 +54,8 @@ pub struct AppState {
     pub max_code_bytes: usize,
     pub max_test_cases: usize,
     pub max_batch: usize,
+    /// Largest `POST /v1/jobs/batch` body, in bytes.
+    pub max_batch_bytes: usize,
     /// Longest `?wait=true` holds a request.
     pub max_wait: std::time::Duration,
     /// Wakes requests waiting for jobs to finish.
@@ -75,6 +79,8 @@ pub struct AppState {
     pub pool: Option<Arc<crate::sandbox::pool::WarmPool>>,
     /// Where a job's `callback_url` may point.
     pub callback_policy: Arc<crate::callback::policy::DestinationPolicy>,
+    /// Longest a request body may take to arrive.
+    pub body_read_timeout: std::time::Duration,
 }
 
 /// The public listener: the job API (behind keys and rate limits when

@@ -30,13 +30,13 @@ pub struct JobRequest {
     #[serde(default)]
     pub code: Option<String>,
     /// The program as several files; the first is the entry point.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "at_most::<_, MAX_FILES, _>")]
     pub files: Option<Vec<FileRequest>>,
     /// Standard input of the run (without `test_cases`).
     #[serde(default)]
     pub stdin: Option<String>,
     /// Arguments given to the program (up to 64, 4096 bytes each).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "at_most::<_, MAX_ARGS, _>")]
     pub args: Option<Vec<String>>,
     /// Limits of each run; each at most the server's maximum.
     #[serde(default)]
@@ -47,7 +47,7 @@ pub struct JobRequest {
     pub expected_output: Option<String>,
     /// Runs against one compilation, each with its own stdin, expected
     /// output, verdict and figures.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "at_most::<_, MAX_LIST, _>")]
     pub test_cases: Option<Vec<TestCaseRequest>>,
     /// `code`, file contents, stdin and expected outputs are base64, and so
     /// are the outputs in the result (exact bytes).
@@ -108,8 +108,49 @@ pub struct TestCaseRequest {
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// Each one as `POST /v1/jobs` takes it (without `idempotency_key`).
-    #[schema(value_type = Vec<JobRequest>, min_items = 1)]
-    pub jobs: Vec<serde_json::Value>,
+    #[schema(min_items = 1)]
+    #[serde(deserialize_with = "at_most_required::<_, MAX_LIST, _>")]
+    pub jobs: Vec<JobRequest>,
+}
+
+/// Longest list a request may hold where the server's own cap is a setting
+/// (test cases, jobs of a batch): their settings' largest values. Parsing
+/// stops at the first item past it, so a body of millions of items is not
+/// read into memory first.
+const MAX_LIST: usize = 10_000;
+
+/// A list of at most `N` items (`None` when absent): refused at item `N+1`.
+fn at_most<'de, T, const N: usize, D>(deserializer: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    at_most_required::<T, N, D>(deserializer).map(Some)
+}
+
+fn at_most_required<'de, T, const N: usize, D>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    struct Bounded<T, const N: usize>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>, const N: usize> serde::de::Visitor<'de> for Bounded<T, N> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a list of at most {N} items")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(N));
+            while let Some(item) = seq.next_element()? {
+                if items.len() == N {
+                    return Err(serde::de::Error::invalid_length(N + 1, &self));
+                }
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+    deserializer.deserialize_seq(Bounded::<T, N>(std::marker::PhantomData))
 }
 
 /// What the checks need from the server.
@@ -131,11 +172,32 @@ pub struct AcceptedJob {
 
 /// Parses JSON into `T`, naming the offending field on error (`prefix`
 /// goes in front of every field, e.g. `jobs[2].`).
-pub fn parse<T: serde::de::DeserializeOwned>(
-    value: serde_json::Value,
-    prefix: &str,
-) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
+pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8], prefix: &str) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed: T =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| parse_error(e, prefix))?;
+    // Nothing but white space after the value.
+    deserializer.end().map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("malformed JSON: {e}"),
+        )
+    })?;
+    Ok(parsed)
+}
+
+/// A parse error in words, with the path of the field at fault.
+fn parse_error(e: serde_path_to_error::Error<serde_json::Error>, prefix: &str) -> ApiError {
+    {
+        if matches!(
+            e.inner().classify(),
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+        ) {
+            return ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                format!("malformed JSON: {}", e.inner()),
+            );
+        }
         let path = e.path().to_string();
         let inner = e.inner().to_string();
         // serde names missing and unknown fields in its message, one level
@@ -158,8 +220,15 @@ pub fn parse<T: serde::de::DeserializeOwned>(
             .unwrap_or(&inner)
             .to_string();
         let field = format!("{prefix}{field}");
+        if field.is_empty() {
+            // The body as a whole (an array where an object belongs).
+            return ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                format!("the body must be a JSON object: {message}"),
+            );
+        }
         ApiError::bad_field(field.clone(), format!("{field}: {message}"))
-    })
+    }
 }
 
 /// Checks one job request; `prefix` names its place in a batch.

@@ -58,8 +58,15 @@ pub async fn create_job(
     body: Body,
 ) -> Result<Response, ApiError> {
     let wait = wait_flag(&query)?;
-    let value = json_body(&headers, body, super::api::max_body_bytes(&state)).await?;
-    let request: JobRequest = parse(value, "")?;
+    let body = json_body(
+        &headers,
+        body,
+        super::api::max_body_bytes(&state),
+        state.body_read_timeout,
+    )
+    .await?;
+    let request: JobRequest = parse(&body, "")?;
+    drop(body);
     let versions = if request.version.is_some() {
         state.queue.language_versions().await?
     } else {
@@ -113,9 +120,15 @@ pub async fn create_batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let limit = super::api::max_body_bytes(&state).saturating_mul(state.max_batch.min(64));
-    let value = json_body(&headers, body, limit).await?;
-    let batch: BatchRequest = parse(value, "")?;
+    let body = json_body(
+        &headers,
+        body,
+        state.max_batch_bytes,
+        state.body_read_timeout,
+    )
+    .await?;
+    let batch: BatchRequest = parse(&body, "")?;
+    drop(body);
     if batch.jobs.is_empty() || batch.jobs.len() > state.max_batch {
         return Err(ApiError::bad_field(
             "jobs",
@@ -125,9 +138,8 @@ pub async fn create_batch(
     let versions = state.queue.language_versions().await?;
     let rules = rules(&state, &versions);
     let mut jobs = Vec::with_capacity(batch.jobs.len());
-    for (i, value) in batch.jobs.into_iter().enumerate() {
+    for (i, request) in batch.jobs.into_iter().enumerate() {
         let prefix = format!("jobs[{i}].");
-        let request: JobRequest = parse(value, &prefix)?;
         let mut accepted = check(request, &rules, &prefix)?;
         check_callback(&state, accepted.spec.callback_url.as_deref(), &prefix).await?;
         accepted.spec.owner = caller.key.clone();

@@ -142,6 +142,12 @@ impl Sandbox {
         })
     }
 
+    /// How many CPUs the engine's machine has.
+    pub async fn engine_cpus(&self) -> Result<u32, SandboxError> {
+        let info = self.docker.info().await?;
+        Ok(info.ncpu.unwrap_or(0).max(0) as u32)
+    }
+
     /// The full image name of a language image folder.
     pub fn image_name(&self, image: &str) -> String {
         format!("{}/{}:latest", self.settings.image_prefix, image)

@@ -97,6 +97,8 @@ impl PoolKey {
 
     fn limits(&self) -> ContainerLimits {
         ContainerLimits {
+            // Pinned when a job takes it (see `run_task`).
+            cpuset: None,
             memory_bytes: self.memory_bytes,
             processes: self.processes,
             cpus: self.millicpus as f64 / 1000.0,

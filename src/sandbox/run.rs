@@ -131,7 +131,19 @@ impl Sandbox {
             // name before anything of the job enters it, so that people, the
             // sweep and a failed runner's clean-up can tell whose it is.
             let options = RenameContainerOptionsBuilder::new().name(&name).build();
-            match self.docker().rename_container(&warm.id, options).await {
+            let renamed = self.docker().rename_container(&warm.id, options).await;
+            // Pinned to the job's CPU before anything of the job runs.
+            let pinned = match (&renamed, &request.limits.cpuset) {
+                (Ok(()), Some(cpus)) => {
+                    let update = bollard::models::ContainerUpdateBody {
+                        cpuset_cpus: Some(cpus.clone()),
+                        ..Default::default()
+                    };
+                    self.docker().update_container(&warm.id, update).await
+                }
+                _ => Ok(()),
+            };
+            match renamed.and(pinned) {
                 Ok(()) => {
                     tracing::debug!(container = %warm.id, "took a warm container");
                     on_phase(Phase::Created, &warm.id);

@@ -37,6 +37,9 @@ pub struct ContainerLimits {
     pub tmpfs_bytes: u64,
     /// OCI runtime (`runsc` for gVisor), or the engine's default.
     pub runtime: Option<String>,
+    /// The host CPUs it may run on (`"1"`): a job's worker slot's own CPU,
+    /// so that no neighbour's processes share it. `None`: any.
+    pub cpuset: Option<String>,
 }
 
 /// Files and directories on the tmpfs at most (a million small files end
@@ -129,6 +132,7 @@ pub fn container_spec(
         binds: None,
         mounts: None,
         runtime,
+        cpuset_cpus: limits.cpuset.clone(),
         ..Default::default()
     };
     let host_config = with_overrides(host_config, &settings.overrides);
@@ -188,6 +192,7 @@ mod tests {
             cpus: 0.5,
             tmpfs_bytes: 8 << 20,
             runtime: None,
+            cpuset: Some("1".into()),
         };
         let spec = container_spec(&settings, "img".into(), &limits, "job-1", "run-0");
         let host = spec.host_config.unwrap();
@@ -197,6 +202,7 @@ mod tests {
         assert_eq!(host.pids_limit, Some(32));
         assert_eq!(host.nano_cpus, Some(500_000_000));
         assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.cpuset_cpus.as_deref(), Some("1"));
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
         assert!(host.binds.is_none() && host.mounts.is_none());
         assert_eq!(spec.user.as_deref(), Some(CONTAINER_USER));

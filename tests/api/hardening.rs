@@ -93,7 +93,14 @@ async fn assert_hardened(service: &TestService, container: &str, job_label: &str
     // for it to run (a pooled one already does).
     let deadline = Instant::now() + Duration::from_secs(20);
     let info = loop {
-        let info = docker.inspect_container(container, None).await.unwrap();
+        let info = match docker.inspect_container(container, None).await {
+            Ok(info) => info,
+            Err(e) => {
+                // Gone before it ran: say what became of its job.
+                let (_, jobs) = service.admin_get("/admin/api/jobs?state=failed").await;
+                panic!("the container {container} vanished ({e}); failed jobs: {jobs}");
+            }
+        };
         if info.state.as_ref().and_then(|s| s.running) == Some(true) {
             break info;
         }
@@ -119,6 +126,13 @@ async fn assert_hardened(service: &TestService, container: &str, job_label: &str
     assert_eq!(host.pids_limit, Some(64));
     assert_eq!(host.nano_cpus, Some(1_000_000_000));
     assert_eq!(host.readonly_rootfs, Some(true));
+    // A CPU of its own (its worker slot's): one CPU a job, no more jobs
+    // than CPUs, as the defaults are.
+    let cpus = host.cpuset_cpus.clone().unwrap_or_default();
+    assert!(
+        cpus.parse::<u32>().is_ok(),
+        "not pinned to one CPU: {cpus:?}"
+    );
     let tmpfs = host.tmpfs.unwrap();
     let tmp = &tmpfs["/tmp"];
     for option in ["size=67108864", "nr_inodes=", "nosuid", "nodev"] {
