@@ -96,6 +96,7 @@ fn access_policy(config: &Config) -> anyhow::Result<AccessPolicy> {
         keys,
         submit_per_minute,
         requests: RequestLimiter::new(requests_per_minute).map(Arc::new),
+        max_jobs_per_caller: config.jobs_per_caller(),
     })
 }
 

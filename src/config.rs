@@ -86,6 +86,16 @@ pub struct Config {
     #[arg(long, env = "CODE_RUNNER_REQUEST_RATE_LIMIT_PER_MINUTE")]
     pub request_rate_limit_per_minute: Option<u64>,
 
+    /// Jobs a caller may have waiting or running at once (past it,
+    /// submissions get 429); each caller's unfinished jobs also push its
+    /// own next ones back in the queue's order, so that a flood never delays
+    /// another caller's first job by more than what is already running.
+    /// 0: no cap and no such ordering. Unset: 1000 where keys are configured
+    /// or the API listens beyond loopback, else 0. A key's entry may set its
+    /// own (`:max_jobs=N`, and `:weight=W` for its place in the order).
+    #[arg(long, env = "CODE_RUNNER_MAX_JOBS_PER_CALLER")]
+    pub max_jobs_per_caller: Option<u64>,
+
     /// The old single budget: sets the submission limit (and, when 0, the
     /// request limit too) where the two settings above are unset.
     #[arg(long, env = "CODE_RUNNER_RATE_LIMIT_PER_MINUTE", hide = true)]
@@ -381,6 +391,11 @@ pub fn machine_cpus() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
+/// Jobs a caller may have waiting or running at once, by default where
+/// callers are told apart: a tenth of the default queue depth, so that no
+/// one caller fills the queue.
+pub const DEFAULT_MAX_JOBS_PER_CALLER: u64 = 1_000;
+
 /// Parses only a [`Config`], for building one without a subcommand.
 #[derive(Parser)]
 struct ConfigOnly {
@@ -528,6 +543,16 @@ impl Config {
             .or(self.rate_limit_per_minute)
             .unwrap_or(if self.rate_limits_by_default() {
                 DEFAULT_SUBMIT_RATE_PER_MINUTE
+            } else {
+                0
+            })
+    }
+
+    /// Unfinished jobs per caller (0: no cap), with the default resolved.
+    pub fn jobs_per_caller(&self) -> u64 {
+        self.max_jobs_per_caller
+            .unwrap_or(if self.rate_limits_by_default() {
+                DEFAULT_MAX_JOBS_PER_CALLER
             } else {
                 0
             })

@@ -73,6 +73,11 @@ pub struct JobSpec {
     /// The name of the API key that submitted it; only that key sees it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The caller whose share of the queue it counts in (its key, or its
+    /// client address), when shares are kept: the worker gives the share
+    /// back when the job ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
     /// The trace of the request that submitted it: the worker's spans for
     /// the job carry the same id, so its logs join up across processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -124,7 +124,24 @@ pub async fn run(
     };
     check_queue_depth(&state, 1).await?;
     super::auth::admit_jobs(&state, &caller, 1, "").await?;
-    let id = state.queue.enqueue(&spec, &state.enqueue).await?;
+    let id = Uuid::new_v4();
+    let offset = super::auth::admit_share(&state, &caller, &[id]).await?;
+    let mut spec = spec;
+    spec.caller = offset.map(|_| caller.bucket.clone());
+    let priority = super::v1::fair_priority(0, offset, 0);
+    if let Err(e) = state
+        .queue
+        .enqueue_with_id(id, &spec, priority, &state.enqueue)
+        .await
+    {
+        if offset.is_some() {
+            let _ = state
+                .queue
+                .release_share(&caller.bucket, &id.to_string())
+                .await;
+        }
+        return Err(e.into());
+    }
     tracing::Span::current().record("job", tracing::field::display(&id));
     tracing::info!(job = %id, language = %spec.language, "job accepted");
     Ok(Json(RunAccepted {

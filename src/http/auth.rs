@@ -36,6 +36,8 @@ use super::error::ApiError;
 pub struct Caller {
     /// The key's name; `None` when keys are off.
     pub key: Option<String>,
+    /// The key's own share of the queue, when its entry sets one.
+    pub share: KeyShare,
     /// Whose budgets the request spends: `key:<name>`, or without keys
     /// `addr:<client address>` (an IPv6 client by its /64, which one
     /// machine can fill with addresses).
@@ -52,15 +54,27 @@ impl Caller {
     }
 }
 
+/// What an operator may set per key, after its hash in its entry
+/// (`name:sha256:<hex>:max_jobs=50:weight=4`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct KeyShare {
+    /// Jobs it may have waiting or running at once, instead of
+    /// `CODE_RUNNER_MAX_JOBS_PER_CALLER`.
+    pub max_jobs: Option<u64>,
+    /// How much of the queue's order it gets: each of its unfinished jobs
+    /// pushes its next one back by `1 / weight` (1 by default).
+    pub weight: Option<u32>,
+}
+
 /// Configured keys, by the SHA-256 of the key.
 #[derive(Debug, Clone, Default)]
 pub struct ApiKeys {
-    by_hash: HashMap<[u8; 32], String>,
+    by_hash: HashMap<[u8; 32], (String, KeyShare)>,
 }
 
 impl ApiKeys {
-    /// Parses `name:sha256:<hex>` entries (comma- or newline-separated;
-    /// `#` starts a comment).
+    /// Parses `name:sha256:<hex>[:max_jobs=N][:weight=W]` entries (comma- or
+    /// newline-separated; `#` starts a comment).
     pub fn parse(text: &str) -> Result<ApiKeys, String> {
         let mut keys = ApiKeys::default();
         for entry in text
@@ -68,12 +82,24 @@ impl ApiKeys {
             .map(|e| e.split('#').next().unwrap_or("").trim())
             .filter(|e| !e.is_empty())
         {
-            let mut parts = entry.splitn(3, ':');
+            let mut parts = entry.split(':');
             let (name, algorithm, hex) = (
                 parts.next().unwrap_or(""),
                 parts.next().unwrap_or(""),
                 parts.next().unwrap_or(""),
             );
+            let mut share = KeyShare::default();
+            for option in parts {
+                let bad =
+                    || format!("API key {name}: {option:?} is not max_jobs=<n> or weight=<n>");
+                match option.split_once('=') {
+                    Some(("max_jobs", n)) => share.max_jobs = Some(n.parse().map_err(|_| bad())?),
+                    Some(("weight", n)) => {
+                        share.weight = Some(n.parse().ok().filter(|w| *w > 0).ok_or_else(bad)?)
+                    }
+                    _ => return Err(bad()),
+                }
+            }
             let valid_name = !name.is_empty()
                 && name.len() <= 64
                 && name
@@ -91,7 +117,11 @@ impl ApiKeys {
                 *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
                     .map_err(|_| format!("API key {name}: the hash is not hex"))?;
             }
-            if keys.by_hash.insert(hash, name.to_string()).is_some() {
+            if keys
+                .by_hash
+                .insert(hash, (name.to_string(), share))
+                .is_some()
+            {
                 return Err(format!("API key {name}: the same key is listed twice"));
             }
         }
@@ -104,8 +134,15 @@ impl ApiKeys {
 
     /// The name of the key, if `key` is one.
     pub fn identify(&self, key: &str) -> Option<&str> {
+        self.lookup(key).map(|(name, _)| name)
+    }
+
+    /// The name and share of the key, if `key` is one.
+    pub fn lookup(&self, key: &str) -> Option<(&str, KeyShare)> {
         let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        self.by_hash.get(&hash).map(String::as_str)
+        self.by_hash
+            .get(&hash)
+            .map(|(name, share)| (name.as_str(), *share))
     }
 }
 
@@ -135,6 +172,9 @@ pub struct AccessPolicy {
     pub submit_per_minute: u64,
     /// Requests per caller in this process; `None`: unlimited.
     pub requests: Option<Arc<RequestLimiter>>,
+    /// Jobs a caller may have waiting or running at once (0: no cap, and
+    /// no fair ordering between callers).
+    pub max_jobs_per_caller: u64,
 }
 
 impl AccessPolicy {
@@ -144,6 +184,7 @@ impl AccessPolicy {
             keys: None,
             submit_per_minute: 0,
             requests: None,
+            max_jobs_per_caller: 0,
         }
     }
 }
@@ -228,6 +269,7 @@ pub async fn guard(
             let address = super::serve::client_address(&request).map(|addr| addr.ip());
             Caller {
                 key: None,
+                share: KeyShare::default(),
                 bucket: address_bucket(address),
             }
         }
@@ -238,7 +280,7 @@ pub async fn guard(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim);
-            let Some(name) = presented.and_then(|key| keys.identify(key)) else {
+            let Some((name, share)) = presented.and_then(|key| keys.lookup(key)) else {
                 let mut response = ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "an API key is needed: send Authorization: Bearer <key>",
@@ -251,6 +293,7 @@ pub async fn guard(
             };
             Caller {
                 key: Some(name.to_string()),
+                share,
                 bucket: format!("key:{name}"),
             }
         }
@@ -271,6 +314,40 @@ pub async fn guard(
     }
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
+}
+
+/// The caller's share of the queue for `ids` (about to be enqueued): 429
+/// when they would take it past its cap of unfinished jobs, else how far
+/// back each of them goes in the queue's order (its priority offset).
+///
+/// Fairness: a job's BullMQ priority is what it asked for plus its caller's
+/// unfinished jobs at submission (divided by the key's weight), so a
+/// caller who floods the queue pushes only its own later jobs back, and
+/// another caller's first job runs next.
+pub async fn admit_share(
+    state: &AppState,
+    caller: &Caller,
+    ids: &[uuid::Uuid],
+) -> Result<Option<u32>, ApiError> {
+    let cap = caller
+        .share
+        .max_jobs
+        .unwrap_or(state.access.max_jobs_per_caller);
+    if cap == 0 {
+        return Ok(None);
+    }
+    match state.queue.admit_share(&caller.bucket, ids, cap).await? {
+        Some(unfinished) => {
+            let weight = u64::from(caller.share.weight.unwrap_or(1));
+            Ok(Some(u32::try_from(unfinished / weight).unwrap_or(u32::MAX)))
+        }
+        None => Err(too_many(
+            format!(
+                "{cap} jobs of this caller are waiting or running already; retry as they finish"
+            ),
+            5,
+        )),
+    }
 }
 
 /// Spends `jobs` of the caller's submission budget, or answers 429 (with
@@ -316,6 +393,27 @@ mod tests {
         assert_eq!(keys.identify(&key), Some("alice"));
         assert_eq!(keys.identify("crk_wrong"), None);
         assert!(!entry.contains(&key), "the entry must not hold the key");
+    }
+
+    #[test]
+    fn a_key_entry_may_set_its_share_of_the_queue() {
+        let (alice, alice_entry) = new_key("alice");
+        let (bob, bob_entry) = new_key("bob");
+        let keys =
+            ApiKeys::parse(&format!("{alice_entry}:max_jobs=5:weight=3\n{bob_entry}")).unwrap();
+        let share = |key: &str| keys.lookup(key).unwrap().1;
+        assert_eq!(
+            share(&alice),
+            KeyShare {
+                max_jobs: Some(5),
+                weight: Some(3)
+            }
+        );
+        assert_eq!(share(&bob), KeyShare::default());
+        for bad in [":max_jobs=x", ":weight=0", ":priority=1", ":max_jobs"] {
+            let error = ApiKeys::parse(&format!("{alice_entry}{bad}")).unwrap_err();
+            assert!(error.contains("alice"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -444,6 +444,7 @@ pub fn check(
             submitted_at_ms: now_ms(),
             // Set by the handler from the caller and its request.
             owner: None,
+            caller: None,
             trace_id: None,
         },
         priority,

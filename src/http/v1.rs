@@ -154,7 +154,23 @@ pub async fn create_batch(
     }
     super::api::check_queue_depth(&state, jobs.len() as u64).await?;
     super::auth::admit_jobs(&state, &caller, jobs.len() as u64, "jobs").await?;
-    state.queue.enqueue_batch(&jobs, &state.enqueue).await?;
+    let ids: Vec<Uuid> = jobs.iter().map(|(id, _, _)| *id).collect();
+    let offset = super::auth::admit_share(&state, &caller, &ids).await?;
+    for (i, (_, spec, priority)) in jobs.iter_mut().enumerate() {
+        spec.caller = offset.map(|_| caller.bucket.clone());
+        *priority = fair_priority(*priority, offset, i as u32);
+    }
+    if let Err(e) = state.queue.enqueue_batch(&jobs, &state.enqueue).await {
+        if offset.is_some() {
+            for id in &ids {
+                let _ = state
+                    .queue
+                    .release_share(&caller.bucket, &id.to_string())
+                    .await;
+            }
+        }
+        return Err(e.into());
+    }
     let jobs = jobs
         .iter()
         .map(|(id, _, _)| Created {
@@ -305,6 +321,20 @@ pub async fn languages(State(state): State<AppState>) -> Result<Json<Languages>,
     Ok(Json(Languages { languages }))
 }
 
+/// A job's BullMQ priority: what it asked for, pushed back by its caller's
+/// unfinished jobs (see [`super::auth::admit_share`]), within BullMQ's range.
+pub(super) fn fair_priority(requested: u32, offset: Option<u32>, index: u32) -> u32 {
+    /// BullMQ's largest priority (2^21 - 1).
+    const MAX: u32 = 2_097_151;
+    match offset {
+        None => requested,
+        Some(offset) => requested
+            .saturating_add(offset)
+            .saturating_add(index)
+            .min(MAX),
+    }
+}
+
 /// 400 naming `callback_url` when a webhook could never be sent there: a
 /// literal address, or a name resolving only to addresses, that webhooks
 /// may not reach (the rule is applied again when it is sent).
@@ -349,19 +379,35 @@ async fn enqueue(
         return Ok((existing, true));
     }
     // A replayed idempotency key (above) costs no submission.
-    if let Err(e) = super::auth::admit_jobs(state, caller, 1, "").await {
-        if let Some(key) = &idempotency {
-            let _ = state.queue.forget_idempotency_key(key).await;
+    let admitted = match super::auth::admit_jobs(state, caller, 1, "").await {
+        Ok(()) => super::auth::admit_share(state, caller, &[id]).await,
+        Err(e) => Err(e),
+    };
+    let offset = match admitted {
+        Ok(offset) => offset,
+        Err(e) => {
+            if let Some(key) = &idempotency {
+                let _ = state.queue.forget_idempotency_key(key).await;
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
+    };
+    let mut spec = accepted.spec.clone();
+    spec.caller = offset.map(|_| caller.bucket.clone());
+    let priority = fair_priority(accepted.priority, offset, 0);
     let queued = state
         .queue
-        .enqueue_with_id(id, &accepted.spec, accepted.priority, &state.enqueue)
+        .enqueue_with_id(id, &spec, priority, &state.enqueue)
         .await;
     if let Err(e) = queued {
         if let Some(key) = &idempotency {
             let _ = state.queue.forget_idempotency_key(key).await;
+        }
+        if offset.is_some() {
+            let _ = state
+                .queue
+                .release_share(&caller.bucket, &id.to_string())
+                .await;
         }
         return Err(e.into());
     }

@@ -84,6 +84,7 @@ impl JobQueue {
                 Ok(CancelOutcome::Finished(job.state))
             }
             PublicState::Waiting => {
+                let caller = job.spec.as_ref().and_then(|spec| spec.caller.clone());
                 // The record first, so the job never reads as missing.
                 let record = serde_json::to_string(&CancelledRecord {
                     spec: job.spec,
@@ -102,6 +103,9 @@ impl JobQueue {
                 .await?;
                 if with_timeout(self.queue.remove(&id)).await? {
                     self.record_cancelled(&id).await?;
+                    if let Some(caller) = &caller {
+                        self.release_share(caller, &id).await?;
+                    }
                     Ok(CancelOutcome::Removed)
                 } else {
                     // Claimed meanwhile (locked): stop it where it runs.

@@ -11,6 +11,7 @@
 //! - [`cancel`]: cancellation, idempotency keys, language versions.
 //! - [`events`]: waiting for jobs to finish, from the queue's event stream.
 //! - [`deliveries`]: webhooks owed, in a BullMQ queue of their own.
+//! - [`fairness`]: each caller's unfinished jobs, for its cap and its place.
 //! - [`embedded`]: starts a private `redis-server` when none is configured.
 //!
 //! **Invariant:** all job state lives in Redis. A restarted process, or any
@@ -21,6 +22,7 @@ pub mod cancel;
 pub mod deliveries;
 pub mod embedded;
 pub mod events;
+pub mod fairness;
 pub mod heartbeat;
 pub mod worker;
 

@@ -201,12 +201,30 @@ impl QueueWorker {
                         }
                     }
                 };
+                // Its caller's share of the queue comes back when it ends.
+                let caller = job
+                    .data()
+                    .get("caller")
+                    .and_then(|c| c.as_str())
+                    .map(str::to_string);
+                let release = |queue: JobQueue, id: String| {
+                    let caller = caller.clone();
+                    async move {
+                        if let Some(bucket) = caller
+                            && let Err(e) = queue.release_share(&bucket, &id).await
+                        {
+                            tracing::warn!(job = %id, error = %e,
+                                "could not give the caller's share back (pruned later)");
+                        }
+                    }
+                };
                 // Cancelled before it was claimed: it never runs.
                 if queue.is_cancel_requested(job.id()).await.unwrap_or(false) {
                     let result =
                         JobResult::without_run(Verdict::Cancelled, "cancelled before it ran");
                     notify(owed(PublicState::Cancelled, Some(&result), None)).await;
                     let _ = queue.record_cancelled(job.id()).await;
+                    release(queue.clone(), job.id().to_string()).await;
                     return Ok(serde_json::to_value(&result)?);
                 }
                 let language = job
@@ -255,6 +273,7 @@ impl QueueWorker {
                             PublicState::Completed
                         };
                         notify(owed(state, Some(result), None)).await;
+                        release(queue.clone(), job.id().to_string()).await;
                     }
                     JobOutcome::Failed { reason, retryable }
                         if !retryable || job.attempts_made() + 1 >= attempts =>
@@ -262,6 +281,7 @@ impl QueueWorker {
                         crate::metrics::job_finished(&language, "failed");
                         crate::metrics::job_duration(since(submitted_ms, crate::job::now_ms()));
                         notify(owed(PublicState::Failed, None, Some(reason.clone()))).await;
+                        release(queue.clone(), job.id().to_string()).await;
                     }
                     _ => {}
                 }

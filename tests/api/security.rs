@@ -679,3 +679,117 @@ async fn the_worst_request_bodies_cost_little_memory() {
     );
     assert!(crate::helpers::terminate(child).success());
 }
+
+/// Issue 13 (6): a key that floods the queue has a cap on its unfinished
+/// jobs, and its flood pushes back only its own jobs: another key's single
+/// job runs next, not after the flood.
+#[tokio::test]
+async fn a_key_that_floods_the_queue_is_capped_and_delays_only_itself() {
+    let ((alice, alice_entry), (bob, bob_entry)) = two_keys();
+    let mut service = TestService::start_with(|c| {
+        // Alice's entry caps her at five; Bob gets the service's cap.
+        c.api_keys = Some(format!("{alice_entry}:max_jobs=5,{bob_entry}"));
+        c.max_jobs_per_caller = Some(100);
+        c.concurrency = 1;
+        c.wall_time_limit_ms = 10_000;
+    })
+    .await;
+    // Each job prints when it started (jobs run one at a time here).
+    let job = json!({
+        "language": "python",
+        "code": "import time\nprint(time.time())\ntime.sleep(0.5)",
+    });
+    service.bearer = Some(alice.clone());
+    let (status, body) = service
+        .send(
+            Method::POST,
+            "/v1/jobs/batch",
+            Some(json!({ "jobs": vec![job.clone(); 5] })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let alices: Vec<String> = body["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_string())
+        .collect();
+    // A sixth is over her cap, on every route: 429 naming it, with Retry-After.
+    for path in ["/v1/jobs", "/run", "/v1/jobs/batch"] {
+        let body = if path.ends_with("batch") {
+            json!({ "jobs": [job.clone()] })
+        } else {
+            job.clone()
+        };
+        let response = service
+            .client
+            .post(format!("{}{path}", service.url))
+            .bearer_auth(&alice)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 429, "{path}");
+        retry_after(&response);
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("5 jobs"),
+            "{path}: {body}"
+        );
+    }
+    // A waiting job she cancels gives its place back at once.
+    service.bearer = Some(alice.clone());
+    let mut alices = alices;
+    let cancelled = alices.pop().unwrap();
+    let (status, view) = service
+        .send(Method::DELETE, &format!("/v1/jobs/{cancelled}"), None)
+        .await;
+    assert_eq!(
+        (status, &view["state"]),
+        (200, &json!("cancelled")),
+        "{view}"
+    );
+    alices.push(service.submit_v1(job.clone()).await);
+    let (status, _) = service
+        .send(Method::POST, "/v1/jobs", Some(job.clone()))
+        .await;
+    assert_eq!(status, 429, "the cap holds again");
+    // Bob's one job goes ahead of Alice's waiting ones.
+    service.bearer = Some(bob.clone());
+    let bobs = service.submit_v1(job.clone()).await;
+    let started = |view: &Value| -> f64 {
+        assert_eq!(view["result"]["verdict"], "accepted", "{view}");
+        view["result"]["stdout"]
+            .as_str()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let bob_started = started(
+        &service
+            .wait_v1(&bobs, &["completed"], Duration::from_secs(60))
+            .await,
+    );
+    service.bearer = Some(alice.clone());
+    let mut alice_started = Vec::new();
+    for id in &alices {
+        let view = service
+            .wait_v1(id, &["completed"], Duration::from_secs(60))
+            .await;
+        alice_started.push(started(&view));
+    }
+    // At most the job running when Bob came (and one taken just then) ran
+    // before his: the rest of Alice's flood waited behind it.
+    let before_bob = alice_started.iter().filter(|t| **t < bob_started).count();
+    assert!(
+        before_bob <= 2,
+        "{before_bob} of Alice's 5 jobs started before Bob's one: {alice_started:?} vs {bob_started}"
+    );
+    // Her jobs done, her share is hers again.
+    let again = service.submit_v1(job.clone()).await;
+    service
+        .wait_v1(&again, &["completed"], Duration::from_secs(60))
+        .await;
+    service.stop().await;
+}
