@@ -15,12 +15,12 @@ use anyhow::Context;
 use ractor::{Actor, ActorRef};
 use tokio::task::JoinHandle;
 
-use crate::actors::dispatcher::{DispatcherMsg, hostname};
+use crate::actors::dispatcher::DispatcherMsg;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::actors::{RegistryHandle, WorkerServices};
 use crate::callback::CallbackSender;
 use crate::callback::policy::DestinationPolicy;
-use crate::config::Config;
+use crate::config::{Config, hostname};
 use crate::execute::ExecutionSettings;
 use crate::http::admin::admin_router;
 use crate::http::auth::{AccessPolicy, ApiKeys, RequestLimiter};
@@ -166,6 +166,8 @@ pub struct App {
 impl App {
     pub async fn start(role: Role, mut config: Config) -> anyhow::Result<App> {
         config.validate().map_err(anyhow::Error::msg)?;
+        // A bad webhook allow-list refuses to start before anything else.
+        DestinationPolicy::new(&config.callback_allow, &[]).map_err(anyhow::Error::msg)?;
         crate::metrics::install();
         let languages = Arc::new(
             LanguageTable::load(config.languages_file.as_deref())

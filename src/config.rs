@@ -386,6 +386,36 @@ pub const DEFAULT_SUBMIT_RATE_PER_MINUTE: u64 = 600;
 /// 200 jobs at once at that pace and never see a 429.
 pub const DEFAULT_REQUEST_RATE_PER_MINUTE: u64 = 60_000;
 
+/// Where Redis is expected when none is configured.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// This machine's name, for the worker list.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// An installed program: in `PATH`, or in `/usr/sbin` or `/usr/bin`.
+pub fn find_program(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([
+            std::path::PathBuf::from("/usr/sbin"),
+            std::path::PathBuf::from("/usr/bin"),
+        ])
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The log filter (`RUST_LOG`, `tracing`'s directives), when set.
+pub fn log_filter() -> Option<String> {
+    std::env::var("RUST_LOG").ok().filter(|f| !f.is_empty())
+}
+
 /// CPUs this process may use (its affinity and cgroup quota counted).
 pub fn machine_cpus() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
@@ -426,7 +456,6 @@ impl Config {
         if self.image_prefix.is_empty() {
             return Err("CODE_RUNNER_IMAGE_PREFIX must be non-empty".into());
         }
-        crate::callback::policy::DestinationPolicy::new(&self.callback_allow, &[])?;
         if let Some(secret) = &self.callback_secret
             && (secret.len() < 16 || secret.contains("replace-me"))
         {
@@ -495,7 +524,7 @@ impl Config {
     pub fn redis_url_or_default(&self) -> String {
         self.redis_url
             .clone()
-            .unwrap_or_else(|| crate::queue::DEFAULT_REDIS_URL.to_string())
+            .unwrap_or_else(|| DEFAULT_REDIS_URL.to_string())
     }
 
     /// Limits a job gets when it asks for none (before its language's

@@ -18,7 +18,7 @@ use crate::job::{
 use crate::language::Language;
 use crate::sandbox::pool::WarmPool;
 use crate::sandbox::{
-    ContainerLimits, Sandbox, SandboxError, TaskOutcome, TaskOutput, TaskRequest,
+    ContainerLimits, Sandbox, SandboxError, TaskOutcome, TaskOutput, TaskRequest, Unreported,
 };
 
 /// Server-side settings of every run.
@@ -73,6 +73,18 @@ pub enum Execution {
     Finished(Box<JobResult>),
     /// Stopped by its cancellation token before it ended.
     Cancelled,
+}
+
+/// The result of a job a client cancelled: before it ran (`job` unknown),
+/// or while it ran (with what it had reached).
+pub fn cancelled(job: Option<&PreparedJob>, worker_id: &str, detail: &str) -> JobResult {
+    let mut result = JobResult::without_run(Verdict::Cancelled, detail);
+    if let Some(job) = job {
+        result.language = job.language.id.clone();
+        result.version = job.version.clone();
+        result.worker_id = worker_id.to_string();
+    }
+    result
 }
 
 /// Decodes a job's inputs. Errors are the job's fault (bad base64, a bad
@@ -231,9 +243,9 @@ pub async fn execute(
         };
         let output = match sandbox.run_task(request, pool, cancel, on_phase).await? {
             TaskOutcome::Cancelled => return Ok(Execution::Cancelled),
-            TaskOutcome::Done(output) => output,
+            TaskOutcome::Done(output) => *output,
         };
-        let report = &output.report;
+        let report = &report_of(&output);
         if let Some(lost) = &output.lost {
             return Ok(Execution::Finished(finish(
                 result,
@@ -325,7 +337,7 @@ pub async fn execute(
         };
         let output = match sandbox.run_task(request, pool, cancel, on_phase).await? {
             TaskOutcome::Cancelled => return Ok(Execution::Cancelled),
-            TaskOutcome::Done(output) => output,
+            TaskOutcome::Done(output) => *output,
         };
         let (verdict, time_limit, message) = judge(&output, case.expected.as_deref());
         if verdict == Verdict::InternalError {
@@ -457,7 +469,7 @@ fn judge(
     output: &TaskOutput,
     expected: Option<&[u8]>,
 ) -> (Verdict, Option<TimeLimit>, Option<String>) {
-    let report: &Report = &output.report;
+    let report: &Report = &report_of(output);
     if let Some(lost) = &output.lost {
         return (Verdict::RuntimeError, None, Some(lost.clone()));
     }
@@ -537,7 +549,7 @@ fn judge(
 }
 
 fn figures(output: &TaskOutput, base64: bool) -> RunFigures {
-    let report = &output.report;
+    let report = &report_of(output);
     RunFigures {
         stdout: encode(&output.stdout, base64),
         stderr: encode(&output.stderr, base64),
@@ -548,6 +560,26 @@ fn figures(output: &TaskOutput, base64: bool) -> RunFigures {
         memory_peak_bytes: report.memory_peak_bytes,
         stdout_truncated: report.stdout_truncated,
         stderr_truncated: report.stderr_truncated,
+    }
+}
+
+/// The monitor's report; where none came, what the engine saw stands for
+/// it: an OOM kill of the whole container is the memory limit, the
+/// service's deadline the wall-clock limit.
+fn report_of(output: &TaskOutput) -> Report {
+    match output.unreported {
+        None => output.report.clone(),
+        Some(Unreported::OomKilled { wall_ms }) => Report {
+            oom_killed: true,
+            limit: Some(LimitHit::Memory),
+            wall_ms,
+            ..Report::default()
+        },
+        Some(Unreported::Deadline { wall_ms }) => Report {
+            limit: Some(LimitHit::Wall),
+            wall_ms,
+            ..Report::default()
+        },
     }
 }
 

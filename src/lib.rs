@@ -8,7 +8,7 @@
 //!   `CODE_RUNNER_*` environment variables.
 //! - [`job`]: the job model shared by every part: what a client submits
 //!   ([`JobSpec`](job::JobSpec)), the limits it runs under, and the
-//!   [`RunResult`](job::RunResult) with its verdict.
+//!   [`JobResult`](job::JobResult) with its verdict.
 //! - [`language`]: the language table (a data file, `docker/languages.toml`).
 //! - [`execute`]: one job's compile-then-run over the sandbox, and verdicts.
 //! - [`queue`]: the Redis side, and the only module that talks to Redis:
@@ -21,6 +21,7 @@
 //!   `Dispatcher` → one `ContainerRunner` per job.
 //! - [`http`]: the axum routers (the proof of concept's API, health checks,
 //!   stats) and their one error type.
+//! - [`status`]: what a worker says about itself in its heartbeat.
 //! - [`app`]: wires the parts together for the `serve`, `api` and `worker`
 //!   roles, and exposes the bound address so tests can start it on port 0.
 
@@ -35,4 +36,5 @@ pub mod language;
 pub mod metrics;
 pub mod queue;
 pub mod sandbox;
+pub mod status;
 pub mod telemetry;

@@ -11,8 +11,9 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber; a second call does nothing.
 pub fn init(format: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,bollard=warn,hyper=warn,bullmq=warn"));
+    let filter = crate::config::log_filter()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new("info,bollard=warn,hyper=warn,bullmq=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

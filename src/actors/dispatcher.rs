@@ -23,13 +23,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::WorkerServices;
 use super::registry::RegistryMsg;
-use super::runner::{ContainerRunner, RunnerArgs};
+use super::runner::{ContainerRunner, RunnerArgs, RunnerReport};
 use crate::execute::{ExecutionSettings, prepare};
 use crate::job::{JobSpec, now_ms};
 use crate::queue::cancel::watch_cancellations;
-use crate::queue::heartbeat::{HEARTBEAT_INTERVAL, WorkerInfo, WorkerJob};
+use crate::queue::heartbeat::HEARTBEAT_INTERVAL;
 use crate::queue::worker::{ClaimedJob, JobOutcome, QueueWorker};
 use crate::sandbox::pool::POOL_JOB;
+use crate::status::{WorkerInfo, WorkerJob};
 
 /// With fault injection on, a job whose code contains this makes its runner
 /// panic while the program runs (tests only).
@@ -76,6 +77,31 @@ pub enum DispatcherMsg {
     Running(RpcReplyPort<usize>),
     /// Test-only fault hook: fail the dispatcher.
     InjectFault,
+}
+
+impl From<RunnerReport> for DispatcherMsg {
+    fn from(report: RunnerReport) -> Self {
+        match report {
+            RunnerReport::Done { runner, outcome } => DispatcherMsg::RunnerDone { runner, outcome },
+            RunnerReport::EngineDown(reason) => DispatcherMsg::EngineDown(reason),
+        }
+    }
+}
+
+/// Only for ractor's `get_derived` (a report that could not be delivered
+/// comes back in its own type).
+impl TryFrom<DispatcherMsg> for RunnerReport {
+    type Error = DispatcherMsg;
+
+    fn try_from(message: DispatcherMsg) -> Result<Self, DispatcherMsg> {
+        match message {
+            DispatcherMsg::RunnerDone { runner, outcome } => {
+                Ok(RunnerReport::Done { runner, outcome })
+            }
+            DispatcherMsg::EngineDown(reason) => Ok(RunnerReport::EngineDown(reason)),
+            other => Err(other),
+        }
+    }
 }
 
 /// A job in flight.
@@ -411,7 +437,7 @@ async fn start_job(
         sandbox: services.sandbox.clone(),
         pool: Some(services.pool.clone()),
         registry: services.registry.clone(),
-        dispatcher: myself.clone(),
+        report: myself.get_derived(),
         cancel: job.cancel.clone(),
         shutdown: shutdown.clone(),
         panic_when_running,
@@ -611,7 +637,7 @@ fn worker_info(
 ) -> WorkerInfo {
     WorkerInfo {
         id: services.worker_settings.worker_id.clone(),
-        host: hostname(),
+        host: crate::config::hostname(),
         concurrency: services.worker_settings.concurrency,
         running,
         engine_ok,
@@ -677,7 +703,7 @@ async fn heartbeat_loop(
             engine_ok.load(Ordering::Relaxed),
         );
         // The live view of this process's actors, for dashboards elsewhere.
-        if let Some(snapshot) = services.registry.snapshot(Duration::from_millis(250)).await {
+        if let Some(snapshot) = services.registry.snapshot().await {
             info.jobs = snapshot
                 .in_flight
                 .into_iter()
@@ -697,14 +723,4 @@ async fn heartbeat_loop(
             tracing::warn!(error = %e, "heartbeat not recorded");
         }
     }
-}
-
-/// This machine's name, for the worker list.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown".into())
 }

@@ -14,6 +14,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
 use crate::job::{Phase, Verdict, now_ms};
+use crate::status::RestartRecord;
 
 /// Finished jobs kept for the live view.
 const RECENT_CAPACITY: usize = 200;
@@ -44,14 +45,10 @@ pub struct FinishedJob {
     pub run_ms: u64,
 }
 
-/// Restarts of one supervised actor.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RestartRecord {
-    pub count: u64,
-    pub last_reason: String,
-    pub last_at_ms: u64,
-}
+/// The longest anyone waits for the registry: it is a cache of the live
+/// view, so a caller that does not hear from it in time answers from Redis
+/// (or without the live part) instead of waiting.
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Everything the registry knows, for stats and the dashboard.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -246,12 +243,12 @@ impl RegistryHandle {
     }
 
     /// The job, if it is in flight in this process; `None` also when the
-    /// registry does not answer within `timeout`.
-    pub async fn job(&self, id: &str, timeout: Duration) -> Option<LiveJob> {
+    /// registry does not answer within [`CALL_TIMEOUT`].
+    pub async fn job(&self, id: &str) -> Option<LiveJob> {
         let registry = self.get()?;
         let id = id.to_string();
         match registry
-            .call(|reply| RegistryMsg::GetJob(id, reply), Some(timeout))
+            .call(|reply| RegistryMsg::GetJob(id, reply), Some(CALL_TIMEOUT))
             .await
         {
             Ok(ractor::rpc::CallResult::Success(job)) => job,
@@ -265,9 +262,14 @@ impl RegistryHandle {
         self.changed.notified().await;
     }
 
-    pub async fn snapshot(&self, timeout: Duration) -> Option<RegistrySnapshot> {
+    /// Everything it knows; `None` when it does not answer within
+    /// [`CALL_TIMEOUT`].
+    pub async fn snapshot(&self) -> Option<RegistrySnapshot> {
         let registry = self.get()?;
-        match registry.call(RegistryMsg::Snapshot, Some(timeout)).await {
+        match registry
+            .call(RegistryMsg::Snapshot, Some(CALL_TIMEOUT))
+            .await
+        {
             Ok(ractor::rpc::CallResult::Success(snapshot)) => Some(snapshot),
             _ => None,
         }

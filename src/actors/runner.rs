@@ -12,12 +12,12 @@
 //! itself (ractor runs no `post_stop` then): its dispatcher removes its
 //! containers by label.
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, DerivedActorRef};
 use tokio_util::sync::CancellationToken;
 
 use super::registry::{RegistryHandle, RegistryMsg};
 use crate::execute::{Execution, ExecutionSettings, PreparedJob, execute};
-use crate::job::{JobResult, Phase, PhaseMark, Verdict};
+use crate::job::{Phase, PhaseMark};
 use crate::queue::worker::JobOutcome;
 use crate::sandbox::pool::WarmPool;
 use crate::sandbox::{Sandbox, SandboxError};
@@ -30,8 +30,9 @@ pub struct RunnerArgs {
     /// Warm containers to take instead of creating them.
     pub pool: Option<std::sync::Arc<WarmPool>>,
     pub registry: RegistryHandle,
-    /// Where the outcome goes.
-    pub dispatcher: ActorRef<super::dispatcher::DispatcherMsg>,
+    /// Where its reports go (its dispatcher, which this module need not
+    /// know).
+    pub report: DerivedActorRef<RunnerReport>,
     /// The client cancelled the job.
     pub cancel: CancellationToken,
     /// The worker is stopping.
@@ -39,6 +40,19 @@ pub struct RunnerArgs {
     /// Test-only fault hook: panic once the program is running, leaving its
     /// container behind for the dispatcher to remove.
     pub panic_when_running: bool,
+}
+
+/// What a runner tells the actor that spawned it.
+#[derive(Debug)]
+pub enum RunnerReport {
+    /// Its job ended with `outcome`; the runner stops next.
+    Done {
+        runner: ActorId,
+        outcome: JobOutcome,
+    },
+    /// Its Docker engine stopped answering: claim no more jobs until it is
+    /// back.
+    EngineDown(String),
 }
 
 pub enum RunnerMsg {
@@ -101,11 +115,12 @@ impl Actor for ContainerRunner {
             span,
         )
         .await;
-        args.dispatcher
-            .cast(super::dispatcher::DispatcherMsg::RunnerDone {
+        args.report
+            .send_message(RunnerReport::Done {
                 runner: myself.get_id(),
                 outcome,
-            })?;
+            })
+            .map_err(|e| e.to_string())?;
         myself.stop(None);
         Ok(())
     }
@@ -170,10 +185,11 @@ async fn run(args: &RunnerArgs) -> JobOutcome {
             JobOutcome::Finished(result)
         }
         Ok(Execution::Cancelled) if args.cancel.is_cancelled() => {
-            let mut result = JobResult::without_run(Verdict::Cancelled, "cancelled while it ran");
-            result.language = args.job.language.id.clone();
-            result.version = args.job.version.clone();
-            result.worker_id = args.sandbox.settings().worker_id.clone();
+            let mut result = crate::execute::cancelled(
+                Some(&args.job),
+                &args.sandbox.settings().worker_id,
+                "cancelled while it ran",
+            );
             result.timeline = timeline;
             JobOutcome::Finished(Box::new(result))
         }
@@ -182,8 +198,8 @@ async fn run(args: &RunnerArgs) -> JobOutcome {
             // The engine went away: stop claiming at once rather than at
             // the next ping, so waiting jobs wait instead of failing.
             let _ = args
-                .dispatcher
-                .cast(super::dispatcher::DispatcherMsg::EngineDown(e.to_string()));
+                .report
+                .send_message(RunnerReport::EngineDown(e.to_string()));
             if started.load(std::sync::atomic::Ordering::Relaxed) {
                 JobOutcome::Failed {
                     reason: e.to_string(),

@@ -15,8 +15,9 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 
 use super::WorkerServices;
 use super::dispatcher::{Dispatcher, DispatcherMsg};
-use super::registry::{JobRegistry, RegistryHandle, RegistryMsg, RestartRecord};
+use super::registry::{JobRegistry, RegistryHandle, RegistryMsg};
 use crate::job::now_ms;
+use crate::status::RestartRecord;
 
 /// First restart delay; doubled for each further failure within
 /// [`BACKOFF_WINDOW`], up to [`MAX_BACKOFF`].

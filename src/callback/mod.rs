@@ -80,7 +80,7 @@ impl CallbackSender {
         mac.update(b".");
         mac.update(body);
         let digest = mac.finalize().into_bytes();
-        format!("t={timestamp},v1={}", hex(&digest))
+        format!("t={timestamp},v1={}", hex::encode(digest))
     }
 
     /// The webhook secret of an API key's jobs: the hex HMAC-SHA256 of the
@@ -90,7 +90,7 @@ impl CallbackSender {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
         mac.update(b"code-runner webhook secret of key ");
         mac.update(key.as_bytes());
-        hex(&mac.finalize().into_bytes())
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// The secret a delivery is signed with: its key's, or the configured one.
@@ -156,10 +156,6 @@ impl CallbackSender {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,7 +178,10 @@ mod tests {
         mac.update(b"1700000000.{}");
         assert_eq!(
             signature,
-            format!("t=1700000000,v1={}", hex(&mac.finalize().into_bytes()))
+            format!(
+                "t=1700000000,v1={}",
+                hex::encode(mac.finalize().into_bytes())
+            )
         );
     }
 

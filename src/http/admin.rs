@@ -37,13 +37,13 @@ use uuid::Uuid;
 
 use super::error::{self, ApiError, ErrorBody};
 use super::{AppState, health};
-use crate::actors::registry::{LiveJob, RestartRecord};
+use crate::actors::registry::LiveJob;
 use crate::actors::supervisor::SupervisorMsg;
 use crate::job::{JobResult, JobSpec, Verdict, now_ms};
 use crate::queue::admin::{JobFilter, JobPage, LIST_STATES, Overview};
 use crate::queue::cancel::CancelOutcome;
-use crate::queue::heartbeat::WorkerInfo;
 use crate::queue::{JobView, PublicState};
+use crate::status::{RestartRecord, WorkerInfo};
 
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
 const APP_JS: &str = include_str!("dashboard/app.js");
@@ -180,11 +180,11 @@ async fn require_token(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| t.trim().to_string());
-        let from_query = request.uri().query().and_then(|q| {
-            q.split('&')
-                .find_map(|pair| pair.strip_prefix("token="))
-                .map(percent_decode)
-        });
+        // A token in the query (the dashboard's event stream cannot send
+        // headers); a query that does not parse holds none.
+        let from_query = Query::<HashMap<String, String>>::try_from_uri(request.uri())
+            .ok()
+            .and_then(|Query(mut query)| query.remove("token"));
         let presented = from_header
             .or(from_query)
             .map(|t| -> [u8; 32] { Sha256::digest(t.as_bytes()).into() });
@@ -196,26 +196,6 @@ async fn require_token(
         }
     }
     Ok(next.run(request).await)
-}
-
-/// Decodes `%XX` escapes of a query value.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn page() -> Html<&'static str> {
@@ -361,7 +341,7 @@ async fn job_detail(
     let Some(job) = state.queue.get(&id).await? else {
         return Err(not_found(&id));
     };
-    let live = state.registry.job(&id.to_string(), CALL_TIMEOUT).await;
+    let live = state.registry.job(&id.to_string()).await;
     let mut view = job.view();
     view.phase = live.as_ref().map(|l| l.phase);
     Ok(Json(JobDetail {
@@ -557,7 +537,7 @@ async fn actors(State(state): State<AppState>) -> Result<Json<Actors>, ApiError>
 
 async fn actor_tree(state: &AppState) -> Result<Actors, ApiError> {
     let now = now_ms();
-    let snapshot = state.registry.snapshot(CALL_TIMEOUT).await;
+    let snapshot = state.registry.snapshot().await;
     let dispatcher = match &state.supervisor {
         Some(supervisor) => matches!(
             supervisor

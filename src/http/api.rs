@@ -7,8 +7,6 @@
 //!   the job is completed (how the code ended) or failed (why the service
 //!   could not run it, with `status: "internal_error"`).
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Extension, Path, State};
@@ -18,14 +16,12 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::AppState;
+use super::admission::{check_queue_depth, fair_priority, max_body_bytes};
 use super::auth::Caller;
 use super::body::json_body;
 use super::error::{ApiError, ErrorBody};
 use crate::job::{JobResult, JobSpec, Phase, RunStatus, now_ms};
 use crate::queue::PublicState;
-
-/// How long a status read waits for the local `JobRegistry`.
-const REGISTRY_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// `POST /run`'s body (the proof of concept's).
 #[derive(utoipa::ToSchema)]
@@ -128,7 +124,7 @@ pub async fn run(
     let offset = super::auth::admit_share(&state, &caller, &[id]).await?;
     let mut spec = spec;
     spec.caller = offset.map(|_| caller.bucket.clone());
-    let priority = super::v1::fair_priority(0, offset, 0);
+    let priority = fair_priority(0, offset, 0);
     if let Err(e) = state
         .queue
         .enqueue_with_id(id, &spec, priority, &state.enqueue)
@@ -191,7 +187,7 @@ pub async fn status(
         )
         .with_field("jobId")
     };
-    let live = state.registry.job(&id.to_string(), REGISTRY_TIMEOUT).await;
+    let live = state.registry.job(&id.to_string()).await;
     let Some(job) = state.queue.get(&id).await? else {
         return Err(not_found());
     };
@@ -276,73 +272,4 @@ fn poc_result(result: &JobResult) -> Value {
         value["message"] = Value::String(message.clone());
     }
     value
-}
-
-/// 429 when the queue cannot take `adding` more jobs; nothing is enqueued.
-pub(super) async fn check_queue_depth(state: &AppState, adding: u64) -> Result<(), ApiError> {
-    let waiting = match state.depth.recent(adding, state.max_queue_depth) {
-        Some(waiting) => waiting,
-        None => {
-            let waiting = state.queue.waiting_count().await?;
-            state.depth.store(waiting);
-            waiting
-        }
-    };
-    if waiting + adding > state.max_queue_depth {
-        let mut error = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "the queue is full ({waiting} jobs waiting, at most {}); retry later",
-                state.max_queue_depth
-            ),
-        );
-        error.retry_after = Some(5);
-        return Err(error);
-    }
-    state.depth.added(adding);
-    Ok(())
-}
-
-/// The waiting count as last read, so that a submission far below the
-/// queue's cap costs no extra Redis round trip: it is read again after
-/// [`QueueDepth::MAX_AGE_MS`], or at once when within a tenth of the cap.
-#[derive(Debug, Default)]
-pub struct QueueDepth {
-    waiting: std::sync::atomic::AtomicU64,
-    /// When it was read (ms since the epoch); 0: never.
-    read_at_ms: std::sync::atomic::AtomicU64,
-}
-
-impl QueueDepth {
-    const MAX_AGE_MS: u64 = 100;
-
-    /// The count, if read recently and far enough below `cap`.
-    fn recent(&self, adding: u64, cap: u64) -> Option<u64> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let read_at = self.read_at_ms.load(Relaxed);
-        let waiting = self.waiting.load(Relaxed);
-        let fresh = read_at != 0 && crate::job::now_ms().saturating_sub(read_at) < Self::MAX_AGE_MS;
-        let far = waiting.saturating_add(adding).saturating_add(cap / 10) < cap;
-        (fresh && far).then_some(waiting)
-    }
-
-    fn store(&self, waiting: u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.waiting.store(waiting, Relaxed);
-        self.read_at_ms.store(crate::job::now_ms(), Relaxed);
-    }
-
-    fn added(&self, adding: u64) {
-        self.waiting
-            .fetch_add(adding, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// The largest body worth reading: JSON may spell one byte of code as six
-/// (`\u00XX`), and stdin and expected outputs come on top.
-pub(super) fn max_body_bytes(state: &AppState) -> usize {
-    state
-        .max_code_bytes
-        .saturating_mul(12)
-        .saturating_add(64 * 1024)
 }

@@ -113,10 +113,8 @@ impl ApiKeys {
                 ));
             }
             let mut hash = [0u8; 32];
-            for (i, byte) in hash.iter_mut().enumerate() {
-                *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-                    .map_err(|_| format!("API key {name}: the hash is not hex"))?;
-            }
+            hex::decode_to_slice(hex, &mut hash)
+                .map_err(|_| format!("API key {name}: the hash is not hex"))?;
             if keys
                 .by_hash
                 .insert(hash, (name.to_string(), share))
@@ -158,9 +156,8 @@ pub fn new_key(name: &str) -> (String, String) {
 
 /// The configuration entry of a key.
 pub fn entry_for(name: &str, key: &str) -> String {
-    let hash = Sha256::digest(key.as_bytes());
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{name}:sha256:{hex}")
+    let hash = hex::encode(Sha256::digest(key.as_bytes()));
+    format!("{name}:sha256:{hash}")
 }
 
 /// How the job API is guarded.

@@ -69,7 +69,7 @@ pub async fn workers(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let counts = state.queue.counts().await?;
     let workers = state.queue.live_workers(now_ms()).await?;
-    let registry = state.registry.snapshot(CHECK_TIMEOUT).await;
+    let registry = state.registry.snapshot().await;
     let restarts = match &state.supervisor {
         Some(supervisor) => match supervisor
             .call(SupervisorMsg::Restarts, Some(CHECK_TIMEOUT))

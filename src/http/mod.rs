@@ -16,6 +16,7 @@
 //! `JobRegistry` for a job in flight in this process).
 
 pub mod admin;
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod body;
@@ -65,7 +66,7 @@ pub struct AppState {
     /// Most jobs waiting before submissions get 429.
     pub max_queue_depth: u64,
     /// The waiting count as last read, shared by this process's requests.
-    pub depth: Arc<api::QueueDepth>,
+    pub depth: Arc<admission::QueueDepth>,
     pub enqueue: EnqueueOptions,
     /// The engine, in processes that run jobs (for `/readyz`).
     pub sandbox: Option<Sandbox>,

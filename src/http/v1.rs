@@ -25,8 +25,6 @@ use super::request::{AcceptedJob, BatchRequest, JobRequest, RequestRules, check,
 use crate::queue::cancel::CancelOutcome;
 use crate::queue::{JobView, PublicState};
 
-/// How long a status read waits for the local `JobRegistry`.
-const REGISTRY_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long `DELETE` waits for a running job's worker to stop it.
 const CANCEL_WAIT: Duration = Duration::from_secs(15);
 
@@ -61,7 +59,7 @@ pub async fn create_job(
     let body = json_body(
         &headers,
         body,
-        super::api::max_body_bytes(&state),
+        super::admission::max_body_bytes(&state),
         state.body_read_timeout,
     )
     .await?;
@@ -152,13 +150,13 @@ pub async fn create_batch(
         }
         jobs.push((Uuid::new_v4(), accepted.spec, accepted.priority));
     }
-    super::api::check_queue_depth(&state, jobs.len() as u64).await?;
+    super::admission::check_queue_depth(&state, jobs.len() as u64).await?;
     super::auth::admit_jobs(&state, &caller, jobs.len() as u64, "jobs").await?;
     let ids: Vec<Uuid> = jobs.iter().map(|(id, _, _)| *id).collect();
     let offset = super::auth::admit_share(&state, &caller, &ids).await?;
     for (i, (_, spec, priority)) in jobs.iter_mut().enumerate() {
         spec.caller = offset.map(|_| caller.bucket.clone());
-        *priority = fair_priority(*priority, offset, i as u32);
+        *priority = super::admission::fair_priority(*priority, offset, i as u32);
     }
     if let Err(e) = state.queue.enqueue_batch(&jobs, &state.enqueue).await {
         if offset.is_some() {
@@ -321,20 +319,6 @@ pub async fn languages(State(state): State<AppState>) -> Result<Json<Languages>,
     Ok(Json(Languages { languages }))
 }
 
-/// A job's BullMQ priority: what it asked for, pushed back by its caller's
-/// unfinished jobs (see [`super::auth::admit_share`]), within BullMQ's range.
-pub(super) fn fair_priority(requested: u32, offset: Option<u32>, index: u32) -> u32 {
-    /// BullMQ's largest priority (2^21 - 1).
-    const MAX: u32 = 2_097_151;
-    match offset {
-        None => requested,
-        Some(offset) => requested
-            .saturating_add(offset)
-            .saturating_add(index)
-            .min(MAX),
-    }
-}
-
 /// 400 naming `callback_url` when a webhook could never be sent there: a
 /// literal address, or a name resolving only to addresses, that webhooks
 /// may not reach (the rule is applied again when it is sent).
@@ -366,7 +350,7 @@ async fn enqueue(
     caller: &Caller,
     accepted: &AcceptedJob,
 ) -> Result<(Uuid, bool), ApiError> {
-    super::api::check_queue_depth(state, 1).await?;
+    super::admission::check_queue_depth(state, 1).await?;
     let id = Uuid::new_v4();
     // Keys are per caller: one key's idempotency key never names another's job.
     let idempotency = accepted
@@ -394,7 +378,7 @@ async fn enqueue(
     };
     let mut spec = accepted.spec.clone();
     spec.caller = offset.map(|_| caller.bucket.clone());
-    let priority = fair_priority(accepted.priority, offset, 0);
+    let priority = super::admission::fair_priority(accepted.priority, offset, 0);
     let queued = state
         .queue
         .enqueue_with_id(id, &spec, priority, &state.enqueue)
@@ -416,7 +400,7 @@ async fn enqueue(
 }
 
 async fn view_of(state: &AppState, caller: &Caller, id: &Uuid) -> Result<JobView, ApiError> {
-    let live = state.registry.job(&id.to_string(), REGISTRY_TIMEOUT).await;
+    let live = state.registry.job(&id.to_string()).await;
     let Some(job) = state.queue.get(id).await? else {
         return Err(not_found(id));
     };

@@ -173,10 +173,7 @@ impl JobQueue {
         key: &str,
         id: &Uuid,
     ) -> Result<Option<Uuid>, QueueError> {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(key.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        let redis_key = self.settings.own_key(&format!("idempotency:{hex}"));
+        let redis_key = self.idempotency_key(key);
         let set: Option<String> = with_timeout(
             self.connection().cmd(
                 redis::cmd("SET")
@@ -196,12 +193,17 @@ impl JobQueue {
         Ok(existing.and_then(|e| Uuid::parse_str(&e).ok()))
     }
 
+    /// Where an idempotency key's job id is kept (the key hashed: a
+    /// client's key may be any text).
+    fn idempotency_key(&self, key: &str) -> String {
+        use sha2::Digest;
+        let digest = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+        self.settings.own_key(&format!("idempotency:{digest}"))
+    }
+
     /// Forgets an idempotency key (its job could not be enqueued).
     pub async fn forget_idempotency_key(&self, key: &str) -> Result<(), QueueError> {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(key.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        let redis_key = self.settings.own_key(&format!("idempotency:{hex}"));
+        let redis_key = self.idempotency_key(key);
         with_timeout(self.connection().cmd(redis::cmd("DEL").arg(redis_key))).await
     }
 

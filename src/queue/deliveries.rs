@@ -17,7 +17,7 @@ use bullmq::types::{BackoffStrategy, KeepJobs, RemoveOnFinish};
 use bullmq::{Job, JobState, Queue, QueueOptions, Worker, WorkerOptions};
 use serde::{Deserialize, Serialize};
 
-use super::worker::ClosingWorker;
+use super::ClosingWorker;
 use super::{JobQueue, QueueError, QueueSettings, with_timeout};
 
 /// The BullMQ job name of a delivery.

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use super::{DEFAULT_REDIS_URL, QueueError};
+use super::QueueError;
+use crate::config::DEFAULT_REDIS_URL;
 
 /// A `redis-server` this process started.
 pub struct EmbeddedRedis {
@@ -126,7 +127,7 @@ pub async fn ensure_default_redis(
             embedded: None,
         });
     }
-    let Some(binary) = find_in_path("redis-server") else {
+    let Some(binary) = crate::config::find_program("redis-server") else {
         return Err(QueueError::Unavailable(format!(
             "nothing answers at {DEFAULT_REDIS_URL} and redis-server is not installed; \
              install it (apt-get install redis-server), or point CODE_RUNNER_REDIS_URL \
@@ -197,14 +198,6 @@ fn config_text(dir: &Path, password: &str, maxmemory_mb: u64) -> String {
         dir = dir.display(),
         log = dir.join("redis.log").display(),
     )
-}
-
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
 }
 
 #[cfg(test)]

@@ -7,56 +7,13 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use super::{JobQueue, QueueError, with_timeout};
+use crate::status::{WorkerInfo, WorkerJob};
 
 /// How often a worker refreshes its heartbeat.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// A worker silent for this long is dead.
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(20);
-
-/// What a worker says about itself.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct WorkerInfo {
-    pub id: String,
-    pub host: String,
-    /// Jobs it runs at once.
-    pub concurrency: u32,
-    /// Jobs it is running now.
-    pub running: usize,
-    /// Whether its Docker engine answers (it claims no jobs while not).
-    #[serde(default = "yes")]
-    pub engine_ok: bool,
-    pub started_at_ms: u64,
-    pub heartbeat_at_ms: u64,
-    /// Its jobs in flight (its `ContainerRunner`s) and their phase.
-    #[serde(default)]
-    pub jobs: Vec<WorkerJob>,
-    /// Restarts of its supervised actors: name → count, last reason.
-    #[serde(default)]
-    pub restarts: std::collections::BTreeMap<String, crate::actors::registry::RestartRecord>,
-    /// Its warm container pool.
-    #[serde(default)]
-    pub pool: Option<crate::sandbox::pool::PoolStats>,
-}
-
-/// A job in flight on a worker, as its heartbeat shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct WorkerJob {
-    pub job_id: String,
-    pub language: String,
-    pub phase: crate::job::Phase,
-    pub claimed_at_ms: u64,
-    pub phase_at_ms: u64,
-    pub container_id: Option<String>,
-}
-
-fn yes() -> bool {
-    true
-}
 
 impl JobQueue {
     fn workers_key(&self) -> String {

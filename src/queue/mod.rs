@@ -34,9 +34,6 @@ use uuid::Uuid;
 
 use crate::job::{JOB_NAME, JobResult, JobSpec};
 
-/// Where Redis is expected when none is configured.
-pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
-
 /// Longest wait for one Redis operation made on behalf of an HTTP request;
 /// past it the API answers 503 instead of hanging.
 pub const REDIS_OP_TIMEOUT: Duration = Duration::from_secs(3);
@@ -421,6 +418,29 @@ impl JobQueue {
 
     pub(crate) fn connection(&self) -> &bullmq::redis_connection::RedisConnection {
         self.queue.connection()
+    }
+}
+
+/// A BullMQ worker that stops claiming and closes in the background when
+/// dropped, so an owner that dies (even by panic) takes no more jobs.
+pub(crate) struct ClosingWorker(pub(crate) std::sync::Arc<bullmq::Worker>);
+
+impl std::ops::Deref for ClosingWorker {
+    type Target = bullmq::Worker;
+    fn deref(&self) -> &bullmq::Worker {
+        &self.0
+    }
+}
+
+impl Drop for ClosingWorker {
+    fn drop(&mut self) {
+        self.0.pause();
+        let worker = self.0.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = worker.close(10_000).await;
+            });
+        }
     }
 }
 

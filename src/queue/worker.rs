@@ -78,33 +78,10 @@ impl WorkerSettings {
     }
 }
 
-/// A BullMQ worker that stops claiming and closes in the background when
-/// dropped, so an owner that dies (even by panic) takes no more jobs.
-pub(crate) struct ClosingWorker(pub(crate) Arc<Worker>);
-
-impl std::ops::Deref for ClosingWorker {
-    type Target = Worker;
-    fn deref(&self) -> &Worker {
-        &self.0
-    }
-}
-
-impl Drop for ClosingWorker {
-    fn drop(&mut self) {
-        self.0.pause();
-        let worker = self.0.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = worker.close(10_000).await;
-            });
-        }
-    }
-}
-
 /// A running BullMQ worker of the jobs' queue. Dropping it stops claiming
-/// jobs (see [`ClosingWorker`]).
+/// jobs (see [`super::ClosingWorker`]).
 pub struct QueueWorker {
-    worker: ClosingWorker,
+    worker: super::ClosingWorker,
 }
 
 impl QueueWorker {
@@ -220,8 +197,7 @@ impl QueueWorker {
                 };
                 // Cancelled before it was claimed: it never runs.
                 if queue.is_cancel_requested(job.id()).await.unwrap_or(false) {
-                    let result =
-                        JobResult::without_run(Verdict::Cancelled, "cancelled before it ran");
+                    let result = crate::execute::cancelled(None, "", "cancelled before it ran");
                     notify(owed(PublicState::Cancelled, Some(&result), None)).await;
                     let _ = queue.record_cancelled(job.id()).await;
                     release(queue.clone(), job.id().to_string()).await;
@@ -309,7 +285,7 @@ impl QueueWorker {
             .await
             .map_err(|e| QueueError::Unavailable(e.to_string()))?;
         Ok(QueueWorker {
-            worker: ClosingWorker(Arc::new(worker)),
+            worker: super::ClosingWorker(Arc::new(worker)),
         })
     }
 

@@ -18,7 +18,7 @@ pub mod sweep;
 
 use bollard::Docker;
 
-pub use run::{TaskOutcome, TaskOutput, TaskRequest};
+pub use run::{TaskOutcome, TaskOutput, TaskRequest, Unreported};
 pub use spec::ContainerLimits;
 
 /// Marks a container as created by code-runner.

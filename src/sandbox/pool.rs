@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use super::spec::{ContainerLimits, container_spec};
 use super::{Sandbox, SandboxError};
+use crate::status::PoolStats;
 
 /// A key not taken from for this long is emptied.
 pub const IDLE_TTL: Duration = Duration::from_secs(300);
@@ -142,21 +143,6 @@ struct PoolState {
     stopped: bool,
     hits: u64,
     misses: u64,
-}
-
-/// The pool's figures, for the dashboard and `/v1/stats`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PoolStats {
-    pub enabled: bool,
-    /// Idle containers per image.
-    pub idle: HashMap<String, usize>,
-    /// Wanted containers per image.
-    pub target: HashMap<String, usize>,
-    /// Runs that took a warm container.
-    pub hits: u64,
-    /// Runs that found none and created a fresh one.
-    pub misses: u64,
 }
 
 /// The pool. One per worker process; cheap to share.

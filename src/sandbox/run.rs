@@ -62,12 +62,25 @@ pub struct TaskOutput {
     /// the program corrupted the report stream, or stopped the monitor
     /// (which only a runtime weaker than runc's PID namespace allows).
     pub lost: Option<String>,
+    /// Set when the monitor never reported and the engine tells why (what
+    /// that means for the job is `execute`'s to decide).
+    pub unreported: Option<Unreported>,
+}
+
+/// Why a container ended without its monitor's report, as the engine and
+/// the service's own clock saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreported {
+    /// The engine says the container was OOM-killed (the monitor with it).
+    OomKilled { wall_ms: u64 },
+    /// The service's own deadline for the run passed first.
+    Deadline { wall_ms: u64 },
 }
 
 /// How a container's work ended, from the service's point of view.
 #[derive(Debug)]
 pub enum TaskOutcome {
-    Done(TaskOutput),
+    Done(Box<TaskOutput>),
     /// Cancelled (its container killed and removed) before it ended.
     Cancelled,
 }
@@ -90,10 +103,15 @@ impl Sandbox {
             Ok(TaskOutcome::Done(output)) => {
                 metrics::output_bytes("stdout", output.stdout.len());
                 metrics::output_bytes("stderr", output.stderr.len());
-                if output.report.oom_killed {
+                let unreported = output.unreported;
+                if output.report.oom_killed
+                    || matches!(unreported, Some(Unreported::OomKilled { .. }))
+                {
                     metrics::oom_kill();
                 }
-                if matches!(output.report.limit, Some(LimitHit::Wall | LimitHit::Cpu)) {
+                if matches!(output.report.limit, Some(LimitHit::Wall | LimitHit::Cpu))
+                    || matches!(unreported, Some(Unreported::Deadline { .. }))
+                {
                     metrics::timeout();
                 }
             }
@@ -347,11 +365,11 @@ impl Sandbox {
             output.lost = Some(format!(
                 "the program wrote into the sandbox's report stream: {tampered}"
             ));
-            return Ok(TaskOutcome::Done(output));
+            return Ok(TaskOutcome::Done(Box::new(output)));
         }
         if let Some(report) = report {
             output.report = report;
-            return Ok(TaskOutcome::Done(output));
+            return Ok(TaskOutcome::Done(Box::new(output)));
         }
         // No report: find out why from the engine.
         let condition = WaitContainerOptionsBuilder::new()
@@ -366,19 +384,14 @@ impl Sandbox {
         let oom_killed = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
         let exited = state.as_ref().and_then(|s| s.running) == Some(false);
         if oom_killed || timed_out {
-            // The monitor itself was OOM-killed, or never answered in time:
-            // the run's own limit is what stopped it.
-            output.report = Report {
-                oom_killed,
-                limit: Some(if oom_killed {
-                    LimitHit::Memory
-                } else {
-                    LimitHit::Wall
-                }),
-                wall_ms: started.elapsed().as_millis() as u64,
-                ..Report::default()
-            };
-            return Ok(TaskOutcome::Done(output));
+            // The monitor itself was OOM-killed, or never answered in time.
+            let wall_ms = started.elapsed().as_millis() as u64;
+            output.unreported = Some(if oom_killed {
+                Unreported::OomKilled { wall_ms }
+            } else {
+                Unreported::Deadline { wall_ms }
+            });
+            return Ok(TaskOutcome::Done(Box::new(output)));
         }
         if exited && stream_error.is_none() {
             // The stream ended cleanly and the container stopped, but the
@@ -393,7 +406,7 @@ impl Sandbox {
                     format!(" ({})", String::from_utf8_lossy(&diagnostics).trim())
                 }
             ));
-            return Ok(TaskOutcome::Done(output));
+            return Ok(TaskOutcome::Done(Box::new(output)));
         }
         Err(SandboxError::Monitor(format!(
             "the container ended without a report ({}){}",

@@ -284,6 +284,20 @@ async fn stats_live_on_the_admin_listener_behind_its_token() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    // Or in the query (the event stream's), percent-encoded; a query that
+    // is not one (a broken escape before a multi-byte character) is no
+    // token, never a crash.
+    let client = reqwest::Client::new();
+    let query = |q: &str| {
+        client
+            .get(format!("{}/v1/stats?{q}", service.admin_url))
+            .send()
+    };
+    assert_eq!(query("token=admin%2Dsecret").await.unwrap().status(), 200);
+    for bad in ["token=%é", "token=admin-secre%", "token=%%", "token"] {
+        assert_eq!(query(bad).await.unwrap().status(), 401, "{bad}");
+    }
+    assert_eq!(service.admin_get("/v1/stats").await.0, 401, "still serving");
     service.stop().await;
 }
 

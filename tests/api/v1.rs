@@ -198,8 +198,14 @@ async fn jobs_without_priority_run_before_deprioritized_ones() {
     let first = service
         .wait_v1(&first, &["completed"], Duration::from_secs(60))
         .await;
+    // Both must carry the time (comparing Options, a missing one would pass).
+    let started = |view: &serde_json::Value| {
+        view["started_at_ms"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no started_at_ms: {view}"))
+    };
     assert!(
-        first["started_at_ms"].as_u64() < later["started_at_ms"].as_u64(),
+        started(&first) < started(&later),
         "first {first}\nlater {later}"
     );
     service.stop().await;

@@ -1,0 +1,91 @@
+//! What every submission route checks before it enqueues, whatever its
+//! API: the queue's depth, the body's size, and the caller's place in the
+//! queue (its budgets and share are in [`super::auth`]).
+
+use axum::http::StatusCode;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// 429 when the queue cannot take `adding` more jobs; nothing is enqueued.
+pub async fn check_queue_depth(state: &AppState, adding: u64) -> Result<(), ApiError> {
+    let waiting = match state.depth.recent(adding, state.max_queue_depth) {
+        Some(waiting) => waiting,
+        None => {
+            let waiting = state.queue.waiting_count().await?;
+            state.depth.store(waiting);
+            waiting
+        }
+    };
+    if waiting + adding > state.max_queue_depth {
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "the queue is full ({waiting} jobs waiting, at most {}); retry later",
+                state.max_queue_depth
+            ),
+        );
+        error.retry_after = Some(5);
+        return Err(error);
+    }
+    state.depth.added(adding);
+    Ok(())
+}
+
+/// The waiting count as last read, so that a submission far below the
+/// queue's cap costs no extra Redis round trip: it is read again after
+/// [`QueueDepth::MAX_AGE_MS`], or at once when within a tenth of the cap.
+#[derive(Debug, Default)]
+pub struct QueueDepth {
+    waiting: std::sync::atomic::AtomicU64,
+    /// When it was read (ms since the epoch); 0: never.
+    read_at_ms: std::sync::atomic::AtomicU64,
+}
+
+impl QueueDepth {
+    const MAX_AGE_MS: u64 = 100;
+
+    /// The count, if read recently and far enough below `cap`.
+    fn recent(&self, adding: u64, cap: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let read_at = self.read_at_ms.load(Relaxed);
+        let waiting = self.waiting.load(Relaxed);
+        let fresh = read_at != 0 && crate::job::now_ms().saturating_sub(read_at) < Self::MAX_AGE_MS;
+        let far = waiting.saturating_add(adding).saturating_add(cap / 10) < cap;
+        (fresh && far).then_some(waiting)
+    }
+
+    fn store(&self, waiting: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.waiting.store(waiting, Relaxed);
+        self.read_at_ms.store(crate::job::now_ms(), Relaxed);
+    }
+
+    fn added(&self, adding: u64) {
+        self.waiting
+            .fetch_add(adding, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The largest body worth reading: JSON may spell one byte of code as six
+/// (`\u00XX`), and stdin and expected outputs come on top.
+pub fn max_body_bytes(state: &AppState) -> usize {
+    state
+        .max_code_bytes
+        .saturating_mul(12)
+        .saturating_add(64 * 1024)
+}
+
+/// A job's BullMQ priority: what it asked for, pushed back by its caller's
+/// unfinished jobs (see [`super::auth::admit_share`]), within BullMQ's range.
+pub fn fair_priority(requested: u32, offset: Option<u32>, index: u32) -> u32 {
+    /// BullMQ's largest priority (2^21 - 1).
+    const MAX: u32 = 2_097_151;
+    match offset {
+        None => requested,
+        Some(offset) => requested
+            .saturating_add(offset)
+            .saturating_add(index)
+            .min(MAX),
+    }
+}

@@ -1,0 +1,76 @@
+//! What a worker process says about itself, in its heartbeat (see
+//! [`crate::queue::heartbeat`]): written by the worker's dispatcher, read by
+//! any API process's stats and dashboard. Like [`crate::job`], this is a
+//! wire format between processes, and a model the parts share without
+//! depending on each other: the registry's restart records and the warm
+//! pool's figures travel in it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+/// What a worker says about itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerInfo {
+    pub id: String,
+    pub host: String,
+    /// Jobs it runs at once.
+    pub concurrency: u32,
+    /// Jobs it is running now.
+    pub running: usize,
+    /// Whether its Docker engine answers (it claims no jobs while not).
+    #[serde(default = "yes")]
+    pub engine_ok: bool,
+    pub started_at_ms: u64,
+    pub heartbeat_at_ms: u64,
+    /// Its jobs in flight (its `ContainerRunner`s) and their phase.
+    #[serde(default)]
+    pub jobs: Vec<WorkerJob>,
+    /// Restarts of its supervised actors: name → count, last reason.
+    #[serde(default)]
+    pub restarts: BTreeMap<String, RestartRecord>,
+    /// Its warm container pool.
+    #[serde(default)]
+    pub pool: Option<PoolStats>,
+}
+
+/// A job in flight on a worker, as its heartbeat shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerJob {
+    pub job_id: String,
+    pub language: String,
+    pub phase: crate::job::Phase,
+    pub claimed_at_ms: u64,
+    pub phase_at_ms: u64,
+    pub container_id: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Restarts of one supervised actor.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartRecord {
+    pub count: u64,
+    pub last_reason: String,
+    pub last_at_ms: u64,
+}
+
+/// The pool's figures, for the dashboard and `/v1/stats`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStats {
+    pub enabled: bool,
+    /// Idle containers per image.
+    pub idle: HashMap<String, usize>,
+    /// Wanted containers per image.
+    pub target: HashMap<String, usize>,
+    /// Runs that took a warm container.
+    pub hits: u64,
+    /// Runs that found none and created a fresh one.
+    pub misses: u64,
+}
