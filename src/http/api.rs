@@ -130,12 +130,7 @@ pub async fn run(
         .enqueue_with_id(id, &spec, priority, &state.enqueue)
         .await
     {
-        if offset.is_some() {
-            let _ = state
-                .queue
-                .release_share(&caller.bucket, &id.to_string())
-                .await;
-        }
+        super::auth::return_share(&state, &caller, offset, &[id]).await;
         return Err(e.into());
     }
     tracing::Span::current().record("job", tracing::field::display(&id));

@@ -27,6 +27,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
@@ -324,7 +325,7 @@ pub async fn guard(
 pub async fn admit_share(
     state: &AppState,
     caller: &Caller,
-    ids: &[uuid::Uuid],
+    ids: &[Uuid],
 ) -> Result<Option<u32>, ApiError> {
     let cap = caller
         .share
@@ -344,6 +345,17 @@ pub async fn admit_share(
             ),
             5,
         )),
+    }
+}
+
+/// Gives back the share [`admit_share`] took for `ids` when they could not
+/// be enqueued after all (`offset` is what it answered: `None` took none).
+pub async fn return_share(state: &AppState, caller: &Caller, offset: Option<u32>, ids: &[Uuid]) {
+    if offset.is_some() {
+        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        if let Err(e) = state.queue.release_share(&caller.bucket, &ids).await {
+            tracing::warn!(error = %e, "could not give a share back (pruned later)");
+        }
     }
 }
 

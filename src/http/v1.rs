@@ -159,14 +159,7 @@ pub async fn create_batch(
         *priority = super::admission::fair_priority(*priority, offset, i as u32);
     }
     if let Err(e) = state.queue.enqueue_batch(&jobs, &state.enqueue).await {
-        if offset.is_some() {
-            for id in &ids {
-                let _ = state
-                    .queue
-                    .release_share(&caller.bucket, &id.to_string())
-                    .await;
-            }
-        }
+        super::auth::return_share(&state, &caller, offset, &ids).await;
         return Err(e.into());
     }
     let jobs = jobs
@@ -387,12 +380,7 @@ async fn enqueue(
         if let Some(key) = &idempotency {
             let _ = state.queue.forget_idempotency_key(key).await;
         }
-        if offset.is_some() {
-            let _ = state
-                .queue
-                .release_share(&caller.bucket, &id.to_string())
-                .await;
-        }
+        super::auth::return_share(state, caller, offset, &[id]).await;
         return Err(e.into());
     }
     tracing::info!(job = %id, language = %accepted.spec.language, "job accepted");

@@ -104,7 +104,8 @@ impl JobQueue {
                 if with_timeout(self.queue.remove(&id)).await? {
                     self.record_cancelled(&id).await?;
                     if let Some(caller) = &caller {
-                        self.release_share(caller, &id).await?;
+                        self.release_share(caller, std::slice::from_ref(&id))
+                            .await?;
                     }
                     Ok(CancelOutcome::Removed)
                 } else {

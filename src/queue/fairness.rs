@@ -35,12 +35,12 @@ impl JobQueue {
         Ok(u64::try_from(before).ok())
     }
 
-    /// Forgets `id` as one of `bucket`'s unfinished jobs (it ended, or was
-    /// never queued).
-    pub async fn release_share(&self, bucket: &str, id: &str) -> Result<(), QueueError> {
+    /// Forgets `ids` as `bucket`'s unfinished jobs (they ended, or were
+    /// never queued), in one round trip.
+    pub async fn release_share(&self, bucket: &str, ids: &[String]) -> Result<(), QueueError> {
         super::with_timeout(
             self.connection()
-                .cmd(redis::cmd("ZREM").arg(self.share_key(bucket)).arg(id)),
+                .cmd(redis::cmd("ZREM").arg(self.share_key(bucket)).arg(ids)),
         )
         .await
         .map(|_: i64| ())

@@ -188,7 +188,9 @@ impl QueueWorker {
                     let caller = caller.clone();
                     async move {
                         if let Some(bucket) = caller
-                            && let Err(e) = queue.release_share(&bucket, &id).await
+                            && let Err(e) = queue
+                                .release_share(&bucket, std::slice::from_ref(&id))
+                                .await
                         {
                             tracing::warn!(job = %id, error = %e,
                                 "could not give the caller's share back (pruned later)");
