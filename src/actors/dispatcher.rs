@@ -25,7 +25,7 @@ use super::WorkerServices;
 use super::registry::RegistryMsg;
 use super::runner::{ContainerRunner, RunnerArgs, RunnerReport};
 use crate::execute::{ExecutionSettings, prepare};
-use crate::job::{JobSpec, now_ms};
+use crate::job::now_ms;
 use crate::queue::cancel::watch_cancellations;
 use crate::queue::heartbeat::HEARTBEAT_INTERVAL;
 use crate::queue::worker::{ClaimedJob, JobOutcome, QueueWorker};
@@ -364,16 +364,7 @@ async fn start_job(
     reply: RpcReplyPort<JobOutcome>,
 ) {
     let services = &state.services;
-    let spec: JobSpec = match serde::Deserialize::deserialize(&job.data) {
-        Ok(spec) => spec,
-        Err(e) => {
-            let _ = reply.send(JobOutcome::Failed {
-                reason: format!("the job's data is not a valid job: {e}"),
-                retryable: false,
-            });
-            return;
-        }
-    };
+    let spec = job.spec.clone();
     let Some(language) = services.languages.find(&spec.language).cloned() else {
         let _ = reply.send(JobOutcome::Failed {
             reason: format!("unknown language {:?}", spec.language),

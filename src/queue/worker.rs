@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::deliveries::Delivery;
 use super::{JobQueue, JobView, PublicState, QueueError};
-use crate::job::{JobResult, Verdict};
+use crate::job::{JobResult, JobSpec, Verdict, now_ms};
 
 /// How a claimed job ended, as the dispatcher tells the queue.
 #[derive(Debug)]
@@ -36,9 +36,9 @@ pub enum JobOutcome {
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
     pub id: String,
-    /// The job's data (a [`JobSpec`](crate::job::JobSpec), unless a foreign
-    /// producer wrote something else).
-    pub data: serde_json::Value,
+    /// The job's data, decoded once (a job whose data is not a `JobSpec`,
+    /// from a foreign producer, fails before it is handed on).
+    pub spec: Arc<JobSpec>,
     /// Attempts made before this one.
     pub attempts_made: u32,
     /// Cancelled when the queue asks the job to stop.
@@ -74,6 +74,122 @@ impl WorkerSettings {
             keep_failed_secs: config.keep_failed_secs,
             keep_failed_count: config.keep_failed_count,
             callback_attempts: config.callback_attempts,
+        }
+    }
+}
+
+fn since(from: u64, to: u64) -> Duration {
+    Duration::from_millis(to.saturating_sub(from))
+}
+
+/// The end of one claimed job, in one place: what a final outcome records
+/// besides BullMQ's own state (metrics, the cancellation record, the
+/// webhook owed, the caller's share given back), and the outcome mapped
+/// onto BullMQ.
+struct JobEnd<'a> {
+    job: &'a Job,
+    spec: &'a JobSpec,
+    queue: &'a JobQueue,
+    callback_attempts: u32,
+}
+
+impl JobEnd<'_> {
+    fn submitted_at_ms(&self) -> u64 {
+        match self.spec.submitted_at_ms {
+            0 => self.job.timestamp(),
+            at => at,
+        }
+    }
+
+    /// Records what a final `outcome` owes; a retry or a re-queue owes
+    /// nothing yet.
+    async fn finish(&self, outcome: &JobOutcome) {
+        let attempts = self.job.opts().attempts.unwrap_or(1).max(1);
+        let (state, result, error) = match outcome {
+            JobOutcome::Finished(result) if result.verdict == Verdict::Cancelled => {
+                (PublicState::Cancelled, Some(&**result), None)
+            }
+            JobOutcome::Finished(result) => (PublicState::Completed, Some(&**result), None),
+            JobOutcome::Failed { reason, retryable }
+                if !retryable || self.job.attempts_made() + 1 >= attempts =>
+            {
+                (PublicState::Failed, None, Some(reason.clone()))
+            }
+            _ => return,
+        };
+        let id = self.job.id();
+        let verdict = result.map_or("failed", |r| r.verdict.as_str());
+        crate::metrics::job_finished(&self.spec.language, verdict);
+        crate::metrics::job_duration(since(self.submitted_at_ms(), now_ms()));
+        if state == PublicState::Cancelled {
+            let _ = self.queue.record_cancelled(id).await;
+        }
+        if let Some(delivery) = self.delivery(state, result, error) {
+            if let Err(e) = self
+                .queue
+                .owe_delivery(&delivery, self.callback_attempts)
+                .await
+            {
+                tracing::warn!(job = %id, error = %e, "could not record the webhook owed");
+            }
+        }
+        // Its caller's share of the queue comes back.
+        if let Some(bucket) = &self.spec.caller
+            && let Err(e) = self.queue.release_share(bucket, &[id.to_string()]).await
+        {
+            tracing::warn!(job = %id, error = %e,
+                "could not give the caller's share back (pruned later)");
+        }
+    }
+
+    /// The webhook this job owes, if it asked for one: the job as
+    /// `GET /v1/jobs/{id}` shows it.
+    fn delivery(
+        &self,
+        state: PublicState,
+        result: Option<&JobResult>,
+        error: Option<String>,
+    ) -> Option<Delivery> {
+        let url = self.spec.callback_url.as_ref()?;
+        let view = JobView {
+            id: self.job.id().to_string(),
+            state,
+            phase: None,
+            language: Some(self.spec.language.clone()),
+            attempts_made: self.job.attempts_made() + 1,
+            submitted_at_ms: (self.spec.submitted_at_ms != 0).then_some(self.spec.submitted_at_ms),
+            started_at_ms: self.job.processed_on(),
+            finished_at_ms: Some(now_ms()),
+            result: result.cloned(),
+            error,
+        };
+        Some(Delivery {
+            job_id: self.job.id().to_string(),
+            url: url.clone(),
+            body: serde_json::to_string(&view).ok()?,
+            owner: self.spec.owner.clone(),
+        })
+    }
+
+    /// The outcome as BullMQ's processor answers it.
+    async fn into_bullmq(&self, outcome: JobOutcome) -> Result<serde_json::Value, bullmq::Error> {
+        match outcome {
+            JobOutcome::Finished(result) => Ok(serde_json::to_value(&result)?),
+            JobOutcome::Requeue => match self.job.move_to_wait(None).await {
+                // Tells the worker the job was moved already.
+                Ok(_) => Err(bullmq::Error::Delayed),
+                Err(e) => Err(bullmq::Error::ProcessingError(format!(
+                    "could not re-queue after shutdown: {e}"
+                ))),
+            },
+            JobOutcome::Failed {
+                reason,
+                retryable: true,
+            } => Err(bullmq::Error::ProcessingError(reason)),
+            JobOutcome::Failed {
+                reason,
+                retryable: false,
+            } => Err(bullmq::Error::Unrecoverable(reason)),
         }
     }
 }
@@ -130,96 +246,30 @@ impl QueueWorker {
             let handle = handle.clone();
             let queue = reader.clone();
             async move {
-                let attempts = job.opts().attempts.unwrap_or(1).max(1);
-                let callback_url = job
-                    .data()
-                    .get("callback_url")
-                    .and_then(|u| u.as_str())
-                    .map(str::to_string);
-                // The webhook this job owes, if it asked for one.
-                let owed = |state: PublicState,
-                            result: Option<&JobResult>,
-                            error: Option<String>| {
-                    let url = callback_url.as_ref()?;
-                    let view = JobView {
-                        id: job.id().to_string(),
-                        state,
-                        phase: None,
-                        language: job
-                            .data()
-                            .get("language")
-                            .and_then(|l| l.as_str())
-                            .map(str::to_string),
-                        attempts_made: job.attempts_made() + 1,
-                        submitted_at_ms: job.data().get("submitted_at_ms").and_then(|t| t.as_u64()),
-                        started_at_ms: job.processed_on(),
-                        finished_at_ms: Some(crate::job::now_ms()),
-                        result: result.cloned(),
-                        error,
-                    };
-                    Some(Delivery {
-                        job_id: job.id().to_string(),
-                        url: url.clone(),
-                        body: serde_json::to_string(&view).ok()?,
-                        owner: job
-                            .data()
-                            .get("owner")
-                            .and_then(|o| o.as_str())
-                            .map(str::to_string),
-                    })
-                };
-                let notify = |delivery: Option<Delivery>| {
-                    let queue = queue.clone();
-                    async move {
-                        let Some(delivery) = delivery else { return };
-                        if let Err(e) = queue.owe_delivery(&delivery, callback_attempts).await {
-                            tracing::warn!(job = %delivery.job_id, error = %e,
-                                "could not record the webhook owed");
-                        }
+                let spec: Arc<JobSpec> = match serde::Deserialize::deserialize(job.data()) {
+                    Ok(spec) => Arc::new(spec),
+                    Err(e) => {
+                        return Err(bullmq::Error::Unrecoverable(format!(
+                            "the job's data is not a valid job: {e}"
+                        )));
                     }
                 };
-                // Its caller's share of the queue comes back when it ends.
-                let caller = job
-                    .data()
-                    .get("caller")
-                    .and_then(|c| c.as_str())
-                    .map(str::to_string);
-                let release = |queue: JobQueue, id: String| {
-                    let caller = caller.clone();
-                    async move {
-                        if let Some(bucket) = caller
-                            && let Err(e) = queue
-                                .release_share(&bucket, std::slice::from_ref(&id))
-                                .await
-                        {
-                            tracing::warn!(job = %id, error = %e,
-                                "could not give the caller's share back (pruned later)");
-                        }
-                    }
+                let end = JobEnd {
+                    job: &job,
+                    spec: &spec,
+                    queue: &queue,
+                    callback_attempts,
                 };
                 // Cancelled before it was claimed: it never runs.
                 if queue.is_cancel_requested(job.id()).await.unwrap_or(false) {
                     let result = crate::execute::cancelled(None, "", "cancelled before it ran");
-                    notify(owed(PublicState::Cancelled, Some(&result), None)).await;
-                    let _ = queue.record_cancelled(job.id()).await;
-                    release(queue.clone(), job.id().to_string()).await;
-                    return Ok(serde_json::to_value(&result)?);
+                    let outcome = JobOutcome::Finished(Box::new(result));
+                    end.finish(&outcome).await;
+                    return end.into_bullmq(outcome).await;
                 }
-                let language = job
-                    .data()
-                    .get("language")
-                    .and_then(|l| l.as_str())
-                    .unwrap_or("unknown")
-                    .to_string();
-                let submitted_ms = job
-                    .data()
-                    .get("submitted_at_ms")
-                    .and_then(|t| t.as_u64())
-                    .unwrap_or(job.timestamp());
-                let since = |from: u64, to: u64| Duration::from_millis(to.saturating_sub(from));
                 crate::metrics::queue_wait(since(
-                    submitted_ms,
-                    job.processed_on().unwrap_or_else(crate::job::now_ms),
+                    end.submitted_at_ms(),
+                    job.processed_on().unwrap_or_else(now_ms),
                 ));
                 let cancel = CancellationToken::new();
                 // Bridge BullMQ's token to ours for as long as the job runs.
@@ -234,53 +284,14 @@ impl QueueWorker {
                 };
                 let claimed = ClaimedJob {
                     id: job.id().to_string(),
-                    data: job.data().clone(),
+                    spec: spec.clone(),
                     attempts_made: job.attempts_made(),
                     cancel: cancel.clone(),
                 };
                 let outcome = handle(claimed).await;
                 bridge.abort();
-                match &outcome {
-                    JobOutcome::Finished(result) => {
-                        crate::metrics::job_finished(&language, result.verdict.as_str());
-                        crate::metrics::job_duration(since(submitted_ms, crate::job::now_ms()));
-                        let state = if result.verdict == Verdict::Cancelled {
-                            let _ = queue.record_cancelled(job.id()).await;
-                            PublicState::Cancelled
-                        } else {
-                            PublicState::Completed
-                        };
-                        notify(owed(state, Some(result), None)).await;
-                        release(queue.clone(), job.id().to_string()).await;
-                    }
-                    JobOutcome::Failed { reason, retryable }
-                        if !retryable || job.attempts_made() + 1 >= attempts =>
-                    {
-                        crate::metrics::job_finished(&language, "failed");
-                        crate::metrics::job_duration(since(submitted_ms, crate::job::now_ms()));
-                        notify(owed(PublicState::Failed, None, Some(reason.clone()))).await;
-                        release(queue.clone(), job.id().to_string()).await;
-                    }
-                    _ => {}
-                }
-                match outcome {
-                    JobOutcome::Finished(result) => Ok(serde_json::to_value(&result)?),
-                    JobOutcome::Requeue => match job.move_to_wait(None).await {
-                        // Tells the worker the job was moved already.
-                        Ok(_) => Err(bullmq::Error::Delayed),
-                        Err(e) => Err(bullmq::Error::ProcessingError(format!(
-                            "could not re-queue after shutdown: {e}"
-                        ))),
-                    },
-                    JobOutcome::Failed {
-                        reason,
-                        retryable: true,
-                    } => Err(bullmq::Error::ProcessingError(reason)),
-                    JobOutcome::Failed {
-                        reason,
-                        retryable: false,
-                    } => Err(bullmq::Error::Unrecoverable(reason)),
-                }
+                end.finish(&outcome).await;
+                end.into_bullmq(outcome).await
             }
         };
         let worker = Worker::with_options(&queue_settings.queue_name, processor, options)
