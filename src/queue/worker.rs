@@ -124,14 +124,13 @@ impl JobEnd<'_> {
         if state == PublicState::Cancelled {
             let _ = self.queue.record_cancelled(id).await;
         }
-        if let Some(delivery) = self.delivery(state, result, error) {
-            if let Err(e) = self
+        if let Some(delivery) = self.delivery(state, result, error)
+            && let Err(e) = self
                 .queue
                 .owe_delivery(&delivery, self.callback_attempts)
                 .await
-            {
-                tracing::warn!(job = %id, error = %e, "could not record the webhook owed");
-            }
+        {
+            tracing::warn!(job = %id, error = %e, "could not record the webhook owed");
         }
         // Its caller's share of the queue comes back.
         if let Some(bucket) = &self.spec.caller
@@ -172,7 +171,7 @@ impl JobEnd<'_> {
     }
 
     /// The outcome as BullMQ's processor answers it.
-    async fn into_bullmq(&self, outcome: JobOutcome) -> Result<serde_json::Value, bullmq::Error> {
+    async fn answer(&self, outcome: JobOutcome) -> Result<serde_json::Value, bullmq::Error> {
         match outcome {
             JobOutcome::Finished(result) => Ok(serde_json::to_value(&result)?),
             JobOutcome::Requeue => match self.job.move_to_wait(None).await {
@@ -265,7 +264,7 @@ impl QueueWorker {
                     let result = crate::execute::cancelled(None, "", "cancelled before it ran");
                     let outcome = JobOutcome::Finished(Box::new(result));
                     end.finish(&outcome).await;
-                    return end.into_bullmq(outcome).await;
+                    return end.answer(outcome).await;
                 }
                 crate::metrics::queue_wait(since(
                     end.submitted_at_ms(),
@@ -291,7 +290,7 @@ impl QueueWorker {
                 let outcome = handle(claimed).await;
                 bridge.abort();
                 end.finish(&outcome).await;
-                end.into_bullmq(outcome).await
+                end.answer(outcome).await
             }
         };
         let worker = Worker::with_options(&queue_settings.queue_name, processor, options)
