@@ -27,6 +27,7 @@
 
 pub mod actors;
 pub mod app;
+pub mod backoff;
 pub mod callback;
 pub mod config;
 pub mod execute;

@@ -10,40 +10,34 @@
 //! When a runner fails (panics, or stops without reporting) the dispatcher
 //! removes the job's container by label, fails the job with
 //! `internal_error` (no retry: the job itself may be what broke it) and
-//! frees the slot. It also sweeps containers left behind (see [`sweep`]): at
-//! start and every 15 seconds.
+//! frees the slot.
+//!
+//! Its helpers, so that its own mailbox never waits on I/O: the
+//! [`Sweeper`] (a linked actor, respawned if it fails) removes containers
+//! left behind, at start, every 15 seconds and after an engine outage; the
+//! [`heartbeat`] and [`engine_watch`] tasks live as long as its state.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use tokio_util::sync::CancellationToken;
 
-use super::WorkerServices;
+use super::{AbortOnDrop, WorkerServices};
+use super::engine_watch::{self, EngineChange};
+use super::heartbeat::{self, WorkerVitals};
 use super::registry::RegistryMsg;
-use super::runner::{ContainerRunner, RunnerArgs, RunnerReport};
+use super::runner::{ContainerRunner, RunnerArgs, RunnerMsg, RunnerReport};
+use super::sweeper::{SWEEP_INTERVAL, SweepMode, Sweeper, SweeperMsg, sweep};
+use crate::backoff::Backoff;
 use crate::execute::{ExecutionSettings, prepare};
-use crate::job::now_ms;
 use crate::queue::cancel::watch_cancellations;
-use crate::queue::heartbeat::HEARTBEAT_INTERVAL;
 use crate::queue::worker::{ClaimedJob, JobOutcome, QueueWorker};
-use crate::sandbox::pool::POOL_JOB;
-use crate::status::{WorkerInfo, WorkerJob};
 
 /// With fault injection on, a job whose code contains this makes its runner
 /// panic while the program runs (tests only).
 pub const PANIC_RUNNER_MARKER: &str = "code-runner:fault:panic-runner";
-
-/// How often leftover containers are looked for.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
-/// A container younger than this is swept only when its worker is dead: its
-/// runner may have just created it.
-const SWEEP_MIN_AGE_SECS: i64 = 30;
-/// How often the engine is pinged, and how long a ping may take.
-const ENGINE_PING_INTERVAL: Duration = Duration::from_secs(1);
-const ENGINE_PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub enum DispatcherMsg {
     /// A job claimed by the queue worker; answer `reply` when it ends.
@@ -110,19 +104,9 @@ struct InFlight {
     /// Its worker slot: the job's programs run under the slot's own uid.
     slot: u32,
     reply: RpcReplyPort<JobOutcome>,
-    /// The client cancelled it.
-    cancel: CancellationToken,
-    /// The worker is stopping.
-    shutdown: CancellationToken,
-}
-
-/// Aborts a background task when dropped (also when the owner panics).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    /// Its runner, told to stop when the job is cancelled or the worker
+    /// stops.
+    runner: ActorRef<RunnerMsg>,
 }
 
 pub struct DispatcherState {
@@ -130,10 +114,10 @@ pub struct DispatcherState {
     /// Dropped with the state, even on panic: stops claiming jobs.
     worker: QueueWorker,
     running: HashMap<ActorId, InFlight>,
-    /// `running.len()`, for the heartbeat task.
-    running_count: Arc<AtomicUsize>,
-    /// Whether the engine answers, for the heartbeat and `resume`.
-    engine_ok: Arc<AtomicBool>,
+    /// Jobs in flight and whether the engine answers, shared with the
+    /// heartbeat.
+    vitals: WorkerVitals,
+    sweeper: ActorRef<SweeperMsg>,
     /// Pings the engine every second.
     _engine_watch: AbortOnDrop,
     _heartbeat: AbortOnDrop,
@@ -144,6 +128,14 @@ pub struct DispatcherState {
     /// are gone (or their processes killed), so no two jobs' programs share
     /// a uid at the same time.
     free_slots: Arc<std::sync::Mutex<Vec<u32>>>,
+}
+
+/// The sweeper goes with the state, also when the dispatcher fails (ractor
+/// stops no child of a failed actor).
+impl Drop for DispatcherState {
+    fn drop(&mut self) {
+        self.sweeper.stop(None);
+    }
 }
 
 pub struct Dispatcher;
@@ -165,23 +157,22 @@ impl Actor for Dispatcher {
         services.registry.tell(RegistryMsg::ForgetWorker {
             worker_id: worker_id.clone(),
         });
-
-        let running_count = Arc::new(AtomicUsize::new(0));
-        let engine_ok = Arc::new(AtomicBool::new(true));
         // Alive before the first container exists, so that no other
         // worker's sweep takes this one's containers for a dead worker's.
-        let started_at_ms = now_ms();
-        services
-            .queue
-            .heartbeat(&worker_info(&services, started_at_ms, 0, true))
-            .await?;
-        let heartbeat = tokio::spawn(heartbeat_loop(
-            services.clone(),
-            running_count.clone(),
-            engine_ok.clone(),
-            started_at_ms,
-        ));
-        let engine_watch = tokio::spawn(engine_watch(services.clone(), myself.clone()));
+        let vitals = WorkerVitals::default();
+        heartbeat::beat(&services, &vitals).await?;
+        let heartbeat = tokio::spawn(heartbeat::run(services.clone(), vitals.clone()));
+        let engine_watch = {
+            let me = myself.clone();
+            tokio::spawn(engine_watch::run(services.clone(), move |change| {
+                let _ = me.cast(match change {
+                    EngineChange::Down(reason) => DispatcherMsg::EngineDown(reason),
+                    EngineChange::Up => DispatcherMsg::EngineUp,
+                });
+            }))
+        };
+        let (sweeper, _) =
+            Actor::spawn_linked(None, Sweeper, services.clone(), myself.get_cell()).await?;
 
         let me = myself.clone();
         let worker = QueueWorker::start(
@@ -225,9 +216,9 @@ impl Actor for Dispatcher {
             worker,
             running: HashMap::new(),
             free_slots,
-            running_count,
+            vitals,
+            sweeper,
             _heartbeat: AbortOnDrop(heartbeat),
-            engine_ok,
             _engine_watch: AbortOnDrop(engine_watch),
             _cancellations: AbortOnDrop(cancellations),
             draining: None,
@@ -272,18 +263,15 @@ impl Actor for Dispatcher {
             DispatcherMsg::CancelJob(job_id) => {
                 if let Some(entry) = state.running.values().find(|e| e.job_id == job_id) {
                     tracing::info!(job = %job_id, "cancelling a running job");
-                    entry.cancel.cancel();
+                    let _ = entry.runner.cast(RunnerMsg::Cancel);
                 }
             }
-            DispatcherMsg::Sweep => {
-                let services = state.services.clone();
-                let known: HashSet<String> =
-                    state.running.values().map(|e| e.job_id.clone()).collect();
-                tokio::spawn(async move { sweep(&services, &known, SweepMode::Periodic).await });
-            }
+            DispatcherMsg::Sweep => ask_sweep(state, SweepMode::Periodic, None),
             DispatcherMsg::Drain(reply) => {
                 state.worker.pause();
-                state.services.pool.drain().await;
+                // Warm containers go meanwhile; post_stop waits for them.
+                let pool = state.services.pool.clone();
+                tokio::spawn(async move { pool.drain().await });
                 state.draining = Some(reply);
                 let grace = state.services.shutdown_grace;
                 if grace.is_zero() {
@@ -296,7 +284,7 @@ impl Actor for Dispatcher {
             DispatcherMsg::DrainDeadline => cancel_all(state),
             DispatcherMsg::EngineDown(reason) => {
                 tracing::error!(%reason, "the Docker engine does not answer: claiming no jobs");
-                state.engine_ok.store(false, Ordering::Relaxed);
+                state.vitals.engine_ok.store(false, Ordering::Relaxed);
                 state.worker.pause();
                 // Its idle containers may be gone with the engine.
                 let pool = state.services.pool.clone();
@@ -304,20 +292,19 @@ impl Actor for Dispatcher {
             }
             DispatcherMsg::EngineUp => {
                 tracing::info!("the Docker engine answers again");
-                state.engine_ok.store(true, Ordering::Relaxed);
+                state.vitals.engine_ok.store(true, Ordering::Relaxed);
                 // Remove what the outage left (runs whose removal failed)
                 // while nothing new starts, then claim jobs again.
-                let services = state.services.clone();
-                let known: HashSet<String> =
-                    state.running.values().map(|e| e.job_id.clone()).collect();
+                let (done, swept) = ractor::concurrency::oneshot();
+                ask_sweep(state, SweepMode::Paused, Some(done.into()));
                 let me = myself.clone();
                 tokio::spawn(async move {
-                    sweep(&services, &known, SweepMode::Paused).await;
+                    let _ = swept.await;
                     let _ = me.cast(DispatcherMsg::Resume);
                 });
             }
             DispatcherMsg::Resume => {
-                if state.engine_ok.load(Ordering::Relaxed) && state.draining.is_none() {
+                if state.vitals.engine_ok.load(Ordering::Relaxed) && state.draining.is_none() {
                     state.services.pool.resume();
                     state.worker.resume();
                 }
@@ -333,13 +320,25 @@ impl Actor for Dispatcher {
     }
 
     // Runners are short-lived children: one stopping or failing must never
-    // stop the dispatcher (ractor's default would).
+    // stop the dispatcher (ractor's default would). Nor may its sweeper.
     async fn handle_supervisor_evt(
         &self,
         myself: ActorRef<Self::Msg>,
         event: SupervisionEvent,
-        _state: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        if event
+            .actor_cell()
+            .is_some_and(|cell| cell.get_id() == state.sweeper.get_id())
+        {
+            // A sweep failed: the next one gets a new sweeper.
+            tracing::error!("the sweeper stopped; starting another");
+            let (sweeper, _) =
+                Actor::spawn_linked(None, Sweeper, state.services.clone(), myself.get_cell())
+                    .await?;
+            state.sweeper = sweeper;
+            return Ok(());
+        }
         let (runner, reason) = match event {
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 (cell.get_id(), reason.unwrap_or_else(|| "stopped".into()))
@@ -417,7 +416,6 @@ async fn start_job(
         let _ = reply.send(JobOutcome::Requeue);
         return;
     };
-    let shutdown = CancellationToken::new();
     let args = RunnerArgs {
         job: prepared,
         settings: ExecutionSettings {
@@ -429,8 +427,7 @@ async fn start_job(
         pool: Some(services.pool.clone()),
         registry: services.registry.clone(),
         report: myself.get_derived(),
-        cancel: job.cancel.clone(),
-        shutdown: shutdown.clone(),
+        cancel: job.cancel,
         panic_when_running,
     };
     match Actor::spawn_linked(None, ContainerRunner, args, myself.get_cell()).await {
@@ -441,12 +438,12 @@ async fn start_job(
                     job_id: job.id,
                     slot,
                     reply,
-                    cancel: job.cancel,
-                    shutdown,
+                    runner: runner.clone(),
                 },
             );
             state
-                .running_count
+                .vitals
+                .running
                 .store(state.running.len(), Ordering::Relaxed);
         }
         Err(e) => {
@@ -480,7 +477,8 @@ fn finish(state: &mut DispatcherState, entry: InFlight, outcome: JobOutcome) {
     // The monitor killed every process of the run before it reported.
     give_slot(&state.free_slots, entry.slot);
     state
-        .running_count
+        .vitals
+        .running
         .store(state.running.len(), Ordering::Relaxed);
     answer_drain_if_done(state);
 }
@@ -503,13 +501,14 @@ fn runner_failed(state: &mut DispatcherState, entry: InFlight, reason: String) {
         outcome: format!("failed: runner {reason}"),
     });
     tokio::spawn(async move {
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(8));
         for attempt in 0..5 {
             match services.sandbox.remove_job_containers(&entry.job_id).await {
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(job = %entry.job_id, error = %e, attempt,
                         "could not remove a failed runner's container yet");
-                    tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+                    backoff.wait().await;
                 }
             }
         }
@@ -521,7 +520,8 @@ fn runner_failed(state: &mut DispatcherState, entry: InFlight, reason: String) {
         });
     });
     state
-        .running_count
+        .vitals
+        .running
         .store(state.running.len(), Ordering::Relaxed);
     answer_drain_if_done(state);
 }
@@ -529,7 +529,7 @@ fn runner_failed(state: &mut DispatcherState, entry: InFlight, reason: String) {
 /// Stops every running job for a shutdown (they go back to the queue).
 fn cancel_all(state: &mut DispatcherState) {
     for entry in state.running.values() {
-        entry.shutdown.cancel();
+        let _ = entry.runner.cast(RunnerMsg::Shutdown);
     }
 }
 
@@ -541,177 +541,12 @@ fn answer_drain_if_done(state: &mut DispatcherState) {
     }
 }
 
-/// When a sweep runs, which says what of this worker's own is left over.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum SweepMode {
-    /// The dispatcher starts or stops: no runner of it exists, all of this
-    /// worker's containers are left over.
-    NoRunners,
-    /// No runner starts meanwhile (the queue worker is paused): this
-    /// worker's containers that no job in flight owns are left over.
-    Paused,
-    /// Runners may start meanwhile: only containers older than
-    /// [`SWEEP_MIN_AGE_SECS`] that no job in flight owns are left over.
-    Periodic,
-}
-
-/// Removes leftover containers. A container is left over when:
-/// - it is this worker's and no runner owns it (see [`SweepMode`]);
-/// - its worker's heartbeat expired (that process is dead);
-/// - its job is no longer active in Redis (finished, or taken over by
-///   another worker after its own died), and it is older than
-///   [`SWEEP_MIN_AGE_SECS`], so a fresh container is never taken.
-async fn sweep(services: &WorkerServices, in_flight: &HashSet<String>, mode: SweepMode) {
-    let own = &services.worker_settings.worker_id;
-    let containers = match services.sandbox.list_queue_containers().await {
-        Ok(containers) => containers,
-        Err(e) => {
-            tracing::warn!(error = %e, "sweep: cannot list containers");
-            return;
-        }
-    };
-    // After the listing: a container the pool adds meanwhile is too young
-    // for a periodic sweep, and the other modes run while it does not refill.
-    let pooled_now = services.pool.container_ids();
-    let now = now_ms();
-    let mut alive: HashMap<String, bool> = HashMap::new();
-    let mut orphans = Vec::new();
-    for c in containers {
-        let old = (now / 1000) as i64 - c.created > SWEEP_MIN_AGE_SECS;
-        let waiting_in_pool = c.pooled && c.job_id == POOL_JOB;
-        let orphan = if pooled_now.contains(&c.id) {
-            false
-        } else if &c.worker_id == own && waiting_in_pool {
-            // Warm, but not the pool's: the pool lost track of it.
-            old || mode != SweepMode::Periodic
-        } else if &c.worker_id == own {
-            match mode {
-                SweepMode::NoRunners => true,
-                SweepMode::Paused => !in_flight.contains(&c.job_id),
-                SweepMode::Periodic => !in_flight.contains(&c.job_id) && old,
-            }
-        } else {
-            let live = match alive.get(&c.worker_id) {
-                Some(&live) => live,
-                None => {
-                    // When Redis cannot tell, leave the container alone.
-                    let live = services
-                        .queue
-                        .is_worker_alive(&c.worker_id, now)
-                        .await
-                        .unwrap_or(true);
-                    alive.insert(c.worker_id.clone(), live);
-                    live
-                }
-            };
-            // Another live worker's warm container is its own business.
-            !live
-                || (!waiting_in_pool
-                    && old
-                    && !services.queue.is_active(&c.job_id).await.unwrap_or(true))
-        };
-        if orphan {
-            orphans.push(c);
-        }
-    }
-    if !orphans.is_empty() {
-        let removed = services.sandbox.remove_all(&orphans).await;
-        tracing::info!(removed, "sweep removed leftover containers");
-    }
-}
-
-fn worker_info(
-    services: &WorkerServices,
-    started_at_ms: u64,
-    running: usize,
-    engine_ok: bool,
-) -> WorkerInfo {
-    WorkerInfo {
-        id: services.worker_settings.worker_id.clone(),
-        host: crate::config::hostname(),
-        concurrency: services.worker_settings.concurrency,
-        running,
-        engine_ok,
-        started_at_ms,
-        heartbeat_at_ms: now_ms(),
-        jobs: Vec::new(),
-        restarts: Default::default(),
-        pool: Some(services.pool.stats()),
-    }
-}
-
-/// Pings the engine every second and tells the dispatcher when it stops
-/// or starts answering again.
-async fn engine_watch(services: Arc<WorkerServices>, dispatcher: ActorRef<DispatcherMsg>) {
-    let mut up = true;
-    let mut ticker = tokio::time::interval(ENGINE_PING_INTERVAL);
-    loop {
-        ticker.tick().await;
-        let ping = tokio::time::timeout(ENGINE_PING_TIMEOUT, services.sandbox.engine_info()).await;
-        match (up, ping) {
-            (true, Ok(Err(e))) => {
-                up = false;
-                let _ = dispatcher.cast(DispatcherMsg::EngineDown(e.to_string()));
-            }
-            (true, Err(_)) => {
-                up = false;
-                let _ = dispatcher.cast(DispatcherMsg::EngineDown("no answer in time".into()));
-            }
-            (false, Ok(Ok(_))) => {
-                up = true;
-                let _ = dispatcher.cast(DispatcherMsg::EngineUp);
-            }
-            _ => {}
-        }
-    }
-}
-
-/// How long after a phase change the heartbeat publishing it is written
-/// (the changes within it go in one write).
-const PHASE_PUBLISH_DELAY: Duration = Duration::from_millis(200);
-
-async fn heartbeat_loop(
-    services: Arc<WorkerServices>,
-    running: Arc<AtomicUsize>,
-    engine_ok: Arc<AtomicBool>,
-    started_at_ms: u64,
-) {
-    let mut ticker = tokio::time::interval(HEARTBEAT_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            // Phases are read from the heartbeat by other processes (an
-            // `api` process answering for a running job): publish changes
-            // soon, at most every PHASE_PUBLISH_DELAY.
-            _ = services.registry.changed() => {
-                tokio::time::sleep(PHASE_PUBLISH_DELAY).await;
-            }
-        }
-        let mut info = worker_info(
-            &services,
-            started_at_ms,
-            running.load(Ordering::Relaxed),
-            engine_ok.load(Ordering::Relaxed),
-        );
-        // The live view of this process's actors, for dashboards elsewhere.
-        if let Some(snapshot) = services.registry.snapshot().await {
-            info.jobs = snapshot
-                .in_flight
-                .into_iter()
-                .filter(|j| j.worker_id == info.id)
-                .map(|j| WorkerJob {
-                    job_id: j.job_id,
-                    language: j.language,
-                    phase: j.phase,
-                    claimed_at_ms: j.claimed_at_ms,
-                    phase_at_ms: j.phase_at_ms,
-                    container_id: j.container_id,
-                })
-                .collect();
-            info.restarts = snapshot.restarts;
-        }
-        if let Err(e) = services.queue.heartbeat(&info).await {
-            tracing::warn!(error = %e, "heartbeat not recorded");
-        }
-    }
+/// Asks the sweeper for a sweep that spares the jobs in flight now.
+fn ask_sweep(state: &DispatcherState, mode: SweepMode, done: Option<RpcReplyPort<()>>) {
+    let in_flight: HashSet<String> = state.running.values().map(|e| e.job_id.clone()).collect();
+    let _ = state.sweeper.cast(SweeperMsg::Sweep {
+        mode,
+        in_flight,
+        done,
+    });
 }

@@ -12,9 +12,12 @@
 //! [`crate::queue`]) touch Redis.
 
 pub mod dispatcher;
+pub mod engine_watch;
+pub mod heartbeat;
 pub mod registry;
 pub mod runner;
 pub mod supervisor;
+pub mod sweeper;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,4 +59,13 @@ pub struct WorkerServices {
     pub pinned_cpus: bool,
     /// Test-only fault hooks enabled.
     pub fault_injection: bool,
+}
+
+/// Aborts a background task when dropped (also when its owner panics).
+pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

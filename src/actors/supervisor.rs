@@ -16,13 +16,13 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 use super::WorkerServices;
 use super::dispatcher::{Dispatcher, DispatcherMsg};
 use super::registry::{JobRegistry, RegistryHandle, RegistryMsg};
+use crate::backoff::Backoff;
 use crate::job::now_ms;
 use crate::status::RestartRecord;
 
-/// First restart delay; doubled for each further failure within
-/// [`BACKOFF_WINDOW`], up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Restart delays: 100 ms, doubled for each further failure within
+/// [`BACKOFF_WINDOW`], up to 10 s.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
 const BACKOFF_WINDOW: Duration = Duration::from_secs(60);
 
 /// Longest a graceful stop waits for the dispatcher to drain, beyond the
@@ -214,8 +214,7 @@ fn failed(
         recent.pop_front();
     }
     recent.push_back(now);
-    let doublings = (recent.len() as u32).saturating_sub(1).min(16);
-    let delay = (FIRST_BACKOFF * 2u32.pow(doublings)).min(MAX_BACKOFF);
+    let delay = BACKOFF.nth((recent.len() as u32).saturating_sub(1));
     tracing::warn!(
         child = child.name(),
         delay_ms = delay.as_millis() as u64,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{JobQueue, PublicState, QueueError, QueueSettings, StoredJob, with_timeout};
+use crate::backoff::Backoff;
 use crate::job::{JobSpec, now_ms};
 
 /// How long a cancellation request waits for a worker to claim the job.
@@ -255,7 +256,7 @@ impl JobQueue {
 /// as long as it runs (reconnecting with backoff when Redis goes away).
 pub async fn watch_cancellations(settings: QueueSettings, on_cancel: impl Fn(String)) {
     let channel = settings.cancel_channel();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         let subscribed = async {
             let client = redis::Client::open(settings.redis_url.as_str())?;
@@ -265,7 +266,7 @@ pub async fn watch_cancellations(settings: QueueSettings, on_cancel: impl Fn(Str
         };
         match subscribed.await {
             Ok(mut pubsub) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 let mut messages = pubsub.on_message();
                 while let Some(message) = messages.next().await {
                     if let Ok(id) = message.get_payload::<String>() {
@@ -275,7 +276,6 @@ pub async fn watch_cancellations(settings: QueueSettings, on_cancel: impl Fn(Str
             }
             Err(e) => tracing::warn!(error = %e, "cannot subscribe to cancellations; retrying"),
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        backoff.wait().await;
     }
 }

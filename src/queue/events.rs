@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{JobQueue, PublicState, QueueError, QueueSettings, StoredJob};
+use crate::backoff::Backoff;
 
 type Waiters = Arc<Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>>;
 
@@ -63,15 +64,14 @@ impl JobEvents {
             let settings = settings.clone();
             tokio::spawn(async move {
                 let mut events = Some(first);
-                let mut backoff = Duration::from_millis(100);
+                let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
                 loop {
                     let Some(current) = events.take() else {
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        backoff.wait().await;
                         events = listen(&settings).await.ok();
                         continue;
                     };
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     while let Some(entry) = current.next_event().await {
                         let _ = activity.send(QueueActivity {
                             event: entry.event.name().to_string(),
