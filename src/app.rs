@@ -25,7 +25,7 @@ use crate::execute::ExecutionSettings;
 use crate::http::admin::admin_router;
 use crate::http::auth::{AccessPolicy, ApiKeys, RequestLimiter};
 use crate::http::serve::{ListenerLimits, serve};
-use crate::http::{AppState, router};
+use crate::http::{AppState, Intake, LocalView, router};
 use crate::language::LanguageTable;
 use crate::queue::deliveries::{DeliverySettings, DeliveryWorker};
 use crate::queue::embedded::{EmbeddedRedis, ensure_default_redis};
@@ -361,27 +361,34 @@ impl App {
                 queue: queue.clone(),
                 registry: registry.clone(),
                 languages,
-                default_limits,
-                max_limits,
-                max_code_bytes: config.max_code_bytes as usize,
-                max_test_cases: config.max_test_cases as usize,
-                max_batch: config.max_batch as usize,
-                max_batch_bytes: config.max_batch_bytes as usize,
-                max_wait: std::time::Duration::from_millis(config.max_wait_ms),
                 events: Arc::new(JobEvents::start(&queue_settings).await?),
-                access,
-                max_queue_depth: config.max_queue_depth,
-                depth: Default::default(),
-                enqueue: EnqueueOptions {
-                    attempts: config.attempts,
+                intake: Arc::new(Intake {
+                    default_limits,
+                    max_limits,
+                    max_code_bytes: config.max_code_bytes as usize,
+                    max_test_cases: config.max_test_cases as usize,
+                    max_batch: config.max_batch as usize,
+                    max_batch_bytes: config.max_batch_bytes as usize,
+                    max_wait: std::time::Duration::from_millis(config.max_wait_ms),
+                    access,
+                    max_queue_depth: config.max_queue_depth,
+                    depth: Default::default(),
+                    enqueue: EnqueueOptions {
+                        attempts: config.attempts,
+                    },
+                    callback_policy: callback_policy.clone(),
+                    body_read_timeout: std::time::Duration::from_millis(
+                        config.body_read_timeout_ms,
+                    ),
+                }),
+                local: LocalView {
+                    sandbox: sandbox.clone(),
+                    supervisor: Some(supervisor.clone()),
+                    worker: worker_id.clone().map(|id| (id, config.concurrency)),
+                    runtime: config.runtime.clone(),
+                    image_prefix: config.image_prefix.clone(),
+                    pool: pool.clone(),
                 },
-                sandbox: sandbox.clone(),
-                supervisor: Some(supervisor.clone()),
-                worker: worker_id.clone().map(|id| (id, config.concurrency)),
-                runtime: config.runtime.clone(),
-                pool: pool.clone(),
-                callback_policy: callback_policy.clone(),
-                body_read_timeout: std::time::Duration::from_millis(config.body_read_timeout_ms),
             };
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await

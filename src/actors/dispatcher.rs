@@ -24,12 +24,12 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
-use super::{AbortOnDrop, WorkerServices};
 use super::engine_watch::{self, EngineChange};
 use super::heartbeat::{self, WorkerVitals};
 use super::registry::RegistryMsg;
 use super::runner::{ContainerRunner, RunnerArgs, RunnerMsg, RunnerReport};
 use super::sweeper::{SWEEP_INTERVAL, SweepMode, Sweeper, SweeperMsg, sweep};
+use super::{AbortOnDrop, WorkerServices};
 use crate::backoff::Backoff;
 use crate::execute::{ExecutionSettings, prepare};
 use crate::queue::cancel::watch_cancellations;

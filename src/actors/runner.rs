@@ -65,10 +65,7 @@ pub enum RunnerMsg {
     /// Start the job (sent to itself once spawned).
     Start,
     /// The job reached `phase`, in `container_id` if it has one.
-    Phase {
-        phase: Phase,
-        container_id: String,
-    },
+    Phase { phase: Phase, container_id: String },
     /// The client cancelled the job: stop it; it ends as `cancelled`.
     Cancel,
     /// The worker is stopping: stop the job; it goes back to the queue.
@@ -211,7 +208,11 @@ fn start(myself: &ActorRef<RunnerMsg>, state: &mut RunnerState) {
     };
     // The queue's own request to stop the job arrives as a `Cancel`.
     let relay = {
-        let (cancel, stop, me) = (state.args.cancel.clone(), state.stop.clone(), myself.clone());
+        let (cancel, stop, me) = (
+            state.args.cancel.clone(),
+            state.stop.clone(),
+            myself.clone(),
+        );
         tokio::spawn(async move {
             tokio::select! {
                 _ = cancel.cancelled() => { let _ = me.cast(RunnerMsg::Cancel); }

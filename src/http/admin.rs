@@ -338,12 +338,13 @@ async fn job_detail(
     Path(id): Path<String>,
 ) -> Result<Json<JobDetail>, ApiError> {
     let id = job_id(&id)?;
-    let Some(job) = state.queue.get(&id).await? else {
+    let Some(super::jobs::LoadedJob { job, phase, live }) =
+        super::jobs::load(&state, None, &id).await?
+    else {
         return Err(not_found(&id));
     };
-    let live = state.registry.job(&id.to_string()).await;
     let mut view = job.view();
-    view.phase = live.as_ref().map(|l| l.phase);
+    view.phase = phase;
     Ok(Json(JobDetail {
         worker_id: job
             .result
@@ -374,19 +375,11 @@ async fn retry_job(
     Path(id): Path<String>,
 ) -> Result<Json<Done>, ApiError> {
     let id = job_id(&id)?;
-    if state.queue.get(&id).await?.is_none() {
-        return Err(not_found(&id));
-    }
-    if !state.queue.retry_failed_job(&id.to_string()).await? {
-        return Err(
-            ApiError::new(StatusCode::CONFLICT, "only a failed job can be retried")
-                .with_field("id"),
-        );
-    }
-    Ok(Json(Done {
-        done: "retried".into(),
-        count: 1,
-    }))
+    let acted = match state.queue.get(&id).await? {
+        None => Acted::NotFound,
+        Some(_) => Acted::done_if(state.queue.retry_failed_job(&id.to_string()).await?),
+    };
+    acted.answer(&id, "retried", "only a failed job can be retried")
 }
 
 /// Moves every failed job back to the queue.
@@ -409,16 +402,12 @@ async fn cancel_job(
     Path(id): Path<String>,
 ) -> Result<Json<Done>, ApiError> {
     let id = job_id(&id)?;
-    match state.queue.cancel(&id).await? {
-        CancelOutcome::NotFound => Err(not_found(&id)),
-        CancelOutcome::Finished(_) => {
-            Err(ApiError::new(StatusCode::CONFLICT, "the job had already ended").with_field("id"))
-        }
-        CancelOutcome::Removed | CancelOutcome::Signalled => Ok(Json(Done {
-            done: "cancelled".into(),
-            count: 1,
-        })),
-    }
+    let acted = match state.queue.cancel(&id).await? {
+        CancelOutcome::NotFound => Acted::NotFound,
+        CancelOutcome::Finished(_) => Acted::Conflict,
+        CancelOutcome::Removed | CancelOutcome::Signalled => Acted::Done,
+    };
+    acted.answer(&id, "cancelled", "the job had already ended")
 }
 
 /// Removes a job that is not running.
@@ -430,19 +419,11 @@ async fn remove_job(
     Path(id): Path<String>,
 ) -> Result<Json<Done>, ApiError> {
     let id = job_id(&id)?;
-    if state.queue.get(&id).await?.is_none() {
-        return Err(not_found(&id));
-    }
-    if !state.queue.remove_job(&id.to_string()).await? {
-        return Err(
-            ApiError::new(StatusCode::CONFLICT, "the job is running: cancel it first")
-                .with_field("id"),
-        );
-    }
-    Ok(Json(Done {
-        done: "removed".into(),
-        count: 1,
-    }))
+    let acted = match state.queue.get(&id).await? {
+        None => Acted::NotFound,
+        Some(_) => Acted::done_if(state.queue.remove_job(&id.to_string()).await?),
+    };
+    acted.answer(&id, "removed", "the job is running: cancel it first")
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -462,7 +443,7 @@ async fn clean(
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<Done>, ApiError> {
-    let body = super::body::json_body(&headers, body, 4096, state.body_read_timeout).await?;
+    let body = super::body::json_body(&headers, body, 4096, state.intake.body_read_timeout).await?;
     let request: CleanRequest = super::request::parse(&body, "")?;
     if !matches!(request.state.as_str(), "completed" | "failed") {
         return Err(ApiError::bad_field(
@@ -538,7 +519,7 @@ async fn actors(State(state): State<AppState>) -> Result<Json<Actors>, ApiError>
 async fn actor_tree(state: &AppState) -> Result<Actors, ApiError> {
     let now = now_ms();
     let snapshot = state.registry.snapshot().await;
-    let dispatcher = match &state.supervisor {
+    let dispatcher = match &state.local.supervisor {
         Some(supervisor) => matches!(
             supervisor
                 .call(SupervisorMsg::Dispatcher, Some(CALL_TIMEOUT))
@@ -547,7 +528,7 @@ async fn actor_tree(state: &AppState) -> Result<Actors, ApiError> {
         ),
         None => false,
     };
-    let restarts = match &state.supervisor {
+    let restarts = match &state.local.supervisor {
         Some(supervisor) => match supervisor
             .call(SupervisorMsg::Restarts, Some(CALL_TIMEOUT))
             .await
@@ -563,7 +544,7 @@ async fn actor_tree(state: &AppState) -> Result<Actors, ApiError> {
         detail: None,
         children: Vec::new(),
     }];
-    if let Some((worker_id, cap)) = &state.worker {
+    if let Some((worker_id, cap)) = &state.local.worker {
         let runners = snapshot
             .as_ref()
             .map(|s| {
@@ -599,7 +580,7 @@ async fn actor_tree(state: &AppState) -> Result<Actors, ApiError> {
     Ok(Actors {
         tree: ActorNode {
             kind: "Supervisor".into(),
-            alive: state.supervisor.is_some(),
+            alive: state.local.supervisor.is_some(),
             detail: None,
             children,
         },
@@ -617,7 +598,7 @@ async fn system(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         Err(e) => json!({ "ok": false, "error": e.to_string() }),
     };
     let mut images = HashMap::new();
-    let docker = match &state.sandbox {
+    let docker = match &state.local.sandbox {
         None => json!({ "ok": null, "note": "this process runs no jobs; see the workers" }),
         Some(sandbox) => {
             match tokio::time::timeout(Duration::from_secs(2), sandbox.engine_info()).await {
@@ -641,12 +622,12 @@ async fn system(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         .map(|l| {
             json!({
                 "id": l.id,
-                "image": format!("code-runner/{}:latest", l.image),
+                "image": crate::sandbox::image_name(&state.local.image_prefix, &l.image),
                 "declared_version": l.version,
                 // Present on this process's engine (when it runs jobs).
                 "image_here": images.get(&l.id).map(|v| v.is_some()),
                 "versions_reported": reported.get(&l.id).cloned().unwrap_or_default(),
-                "runtime": l.runtime.clone().or(state.runtime.clone()).unwrap_or_else(|| "runc".into()),
+                "runtime": l.runtime.clone().or(state.local.runtime.clone()).unwrap_or_else(|| "runc".into()),
             })
         })
         .collect();
@@ -654,7 +635,7 @@ async fn system(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
     Ok(Json(json!({
         "redis": redis,
         "docker": docker,
-        "runtime": state.runtime.clone().unwrap_or_else(|| "runc (the engine's default)".into()),
+        "runtime": state.local.runtime.clone().unwrap_or_else(|| "runc (the engine's default)".into()),
         "languages": languages,
         "workers_engines": workers.iter().map(|w| json!({ "id": w.id, "host": w.host, "engine_ok": w.engine_ok })).collect::<Vec<_>>(),
     })))
@@ -757,6 +738,32 @@ async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
 
 fn job_id(text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|_| ApiError::bad_field("id", "id must be a job id (a UUID)"))
+}
+
+/// What an action on one job did.
+enum Acted {
+    Done,
+    NotFound,
+    /// The job's state does not allow it.
+    Conflict,
+}
+
+impl Acted {
+    fn done_if(done: bool) -> Acted {
+        if done { Acted::Done } else { Acted::Conflict }
+    }
+
+    /// 200 `{done, count: 1}`, 404, or 409 with `conflict`.
+    fn answer(self, id: &Uuid, done: &str, conflict: &str) -> Result<Json<Done>, ApiError> {
+        match self {
+            Acted::Done => Ok(Json(Done {
+                done: done.into(),
+                count: 1,
+            })),
+            Acted::NotFound => Err(not_found(id)),
+            Acted::Conflict => Err(ApiError::new(StatusCode::CONFLICT, conflict).with_field("id")),
+        }
+    }
 }
 
 fn not_found(id: &Uuid) -> ApiError {

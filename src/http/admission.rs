@@ -9,26 +9,30 @@ use super::error::ApiError;
 
 /// 429 when the queue cannot take `adding` more jobs; nothing is enqueued.
 pub async fn check_queue_depth(state: &AppState, adding: u64) -> Result<(), ApiError> {
-    let waiting = match state.depth.recent(adding, state.max_queue_depth) {
+    let waiting = match state
+        .intake
+        .depth
+        .recent(adding, state.intake.max_queue_depth)
+    {
         Some(waiting) => waiting,
         None => {
             let waiting = state.queue.waiting_count().await?;
-            state.depth.store(waiting);
+            state.intake.depth.store(waiting);
             waiting
         }
     };
-    if waiting + adding > state.max_queue_depth {
+    if waiting + adding > state.intake.max_queue_depth {
         let mut error = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
                 "the queue is full ({waiting} jobs waiting, at most {}); retry later",
-                state.max_queue_depth
+                state.intake.max_queue_depth
             ),
         );
         error.retry_after = Some(5);
         return Err(error);
     }
-    state.depth.added(adding);
+    state.intake.depth.added(adding);
     Ok(())
 }
 
@@ -71,6 +75,7 @@ impl QueueDepth {
 /// (`\u00XX`), and stdin and expected outputs come on top.
 pub fn max_body_bytes(state: &AppState) -> usize {
     state
+        .intake
         .max_code_bytes
         .saturating_mul(12)
         .saturating_add(64 * 1024)

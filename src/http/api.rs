@@ -75,7 +75,7 @@ pub async fn run(
         &headers,
         body,
         max_body_bytes(&state),
-        state.body_read_timeout,
+        state.intake.body_read_timeout,
     )
     .await?;
     // The proof of concept ignored fields it did not know: so does this.
@@ -97,13 +97,13 @@ pub async fn run(
         ));
     };
     for (field, text) in [("code", &code), ("stdin", &stdin)] {
-        if text.len() > state.max_code_bytes {
+        if text.len() > state.intake.max_code_bytes {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
                     "{field} is {} bytes; the limit is {} bytes",
                     text.len(),
-                    state.max_code_bytes
+                    state.intake.max_code_bytes
                 ),
             )
             .with_field(field));
@@ -127,7 +127,7 @@ pub async fn run(
     let priority = fair_priority(0, offset, 0);
     if let Err(e) = state
         .queue
-        .enqueue_with_id(id, &spec, priority, &state.enqueue)
+        .enqueue_with_id(id, &spec, priority, &state.intake.enqueue)
         .await
     {
         super::auth::return_share(&state, &caller, offset, &[id]).await;
@@ -182,19 +182,15 @@ pub async fn status(
         )
         .with_field("jobId")
     };
-    let live = state.registry.job(&id.to_string()).await;
-    let Some(job) = state.queue.get(&id).await? else {
+    let Some(loaded) = super::jobs::load(&state, Some(&caller), &id).await? else {
         return Err(not_found());
     };
-    // Another key's job does not exist for this caller.
-    if !caller.may_see(job.spec.as_ref().and_then(|s| s.owner.as_deref())) {
-        return Err(not_found());
-    }
+    let job = loaded.job;
     if job.state == PublicState::Active {
         return Ok(Json(StatusBody {
             job_id: id.to_string(),
             state: PublicState::Active,
-            phase: active_phase(&state, &job, live).await,
+            phase: loaded.phase,
             result: None,
             attempts_made: Some(job.attempts_made),
         }));
@@ -217,27 +213,6 @@ pub async fn status(
         result,
         attempts_made: Some(job.attempts_made),
     }))
-}
-
-/// How far an active job got: from this process's `JobRegistry` when it
-/// runs here, else from the heartbeat of the worker that claimed it (every
-/// worker publishes its jobs' phases in Redis within a moment of a change).
-pub(super) async fn active_phase(
-    state: &AppState,
-    job: &crate::queue::StoredJob,
-    live: Option<crate::actors::registry::LiveJob>,
-) -> Option<Phase> {
-    if let Some(live) = live {
-        return Some(live.phase);
-    }
-    let worker = job.processed_by.as_deref()?;
-    match state.queue.published_job(worker, &job.id).await {
-        Ok(published) => published.map(|j| j.phase),
-        Err(e) => {
-            tracing::debug!(error = %e, "cannot read the worker's heartbeat");
-            None
-        }
-    }
 }
 
 /// A result in the proof of concept's shape (camelCase, `status`), plus the

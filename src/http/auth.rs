@@ -262,7 +262,7 @@ pub async fn guard(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let caller = match &state.access.keys {
+    let caller = match &state.intake.access.keys {
         None => {
             let address = super::serve::client_address(&request).map(|addr| addr.ip());
             Caller {
@@ -299,7 +299,7 @@ pub async fn guard(
     if let Some(key) = &caller.key {
         tracing::Span::current().record("key", key.as_str());
     }
-    if let Some(limiter) = &state.access.requests
+    if let Some(limiter) = &state.intake.access.requests
         && let Err(retry_after) = limiter.check(&caller.bucket)
     {
         return Err(too_many(
@@ -330,7 +330,7 @@ pub async fn admit_share(
     let cap = caller
         .share
         .max_jobs
-        .unwrap_or(state.access.max_jobs_per_caller);
+        .unwrap_or(state.intake.access.max_jobs_per_caller);
     if cap == 0 {
         return Ok(None);
     }
@@ -368,7 +368,7 @@ pub async fn admit_jobs(
     jobs: u64,
     field: &str,
 ) -> Result<(), ApiError> {
-    let limit = state.access.submit_per_minute;
+    let limit = state.intake.access.submit_per_minute;
     if limit == 0 {
         return Ok(());
     }

@@ -36,7 +36,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Ok(()) => json!({ "ok": true }),
         Err(e) => json!({ "ok": false, "error": e.to_string() }),
     };
-    let docker = match &state.sandbox {
+    let docker = match &state.local.sandbox {
         None => json!({ "ok": true, "note": "this process runs no jobs" }),
         Some(sandbox) => match tokio::time::timeout(CHECK_TIMEOUT, sandbox.engine_info()).await {
             Ok(Ok(info)) => json!({ "ok": true, "version": info.version }),
@@ -70,7 +70,7 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     let counts = state.queue.counts().await?;
     let workers = state.queue.live_workers(now_ms()).await?;
     let registry = state.registry.snapshot().await;
-    let restarts = match &state.supervisor {
+    let restarts = match &state.local.supervisor {
         Some(supervisor) => match supervisor
             .call(SupervisorMsg::Restarts, Some(CHECK_TIMEOUT))
             .await
@@ -85,7 +85,7 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
         "workers": workers,
         "registry": registry,
         "restarts": restarts,
-        "pool": state.pool.as_ref().map(|p| p.stats()),
+        "pool": state.local.pool.as_ref().map(|p| p.stats()),
     })))
 }
 
@@ -103,7 +103,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok(workers) = state.queue.live_workers(now_ms()).await {
         crate::metrics::workers_live(workers.len());
     }
-    if let (Some(sandbox), Some((worker, _))) = (&state.sandbox, &state.worker) {
+    if let (Some(sandbox), Some((worker, _))) = (&state.local.sandbox, &state.local.worker) {
         match sandbox.list_managed(Some(worker)).await {
             Ok(containers) => crate::metrics::containers_running(
                 containers
@@ -114,7 +114,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             Err(e) => crate::metrics::docker_error(e.kind()),
         }
     }
-    if let Some(pool) = &state.pool {
+    if let Some(pool) = &state.local.pool {
         let stats = pool.stats();
         crate::metrics::pool_sizes(&stats.idle, &stats.target);
     }

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod health;
+pub mod jobs;
 pub mod openapi;
 pub mod request;
 pub mod serve;
@@ -47,6 +48,16 @@ pub struct AppState {
     pub queue: JobQueue,
     pub registry: RegistryHandle,
     pub languages: Arc<LanguageTable>,
+    /// Wakes requests waiting for jobs to finish.
+    pub events: Arc<JobEvents>,
+    /// What a submission may be and who may make it.
+    pub intake: Arc<Intake>,
+    /// This process's own worker side, for health and the dashboard.
+    pub local: LocalView,
+}
+
+/// The rules a submission meets before it is queued.
+pub struct Intake {
     /// Limits of a job that asks for none (before its language's overrides).
     pub default_limits: Limits,
     /// The most a job may ask for.
@@ -59,15 +70,22 @@ pub struct AppState {
     pub max_batch_bytes: usize,
     /// Longest `?wait=true` holds a request.
     pub max_wait: std::time::Duration,
-    /// Wakes requests waiting for jobs to finish.
-    pub events: Arc<JobEvents>,
     /// Who may use the job API, and how much.
     pub access: auth::AccessPolicy,
     /// Most jobs waiting before submissions get 429.
     pub max_queue_depth: u64,
     /// The waiting count as last read, shared by this process's requests.
-    pub depth: Arc<admission::QueueDepth>,
+    pub depth: admission::QueueDepth,
     pub enqueue: EnqueueOptions,
+    /// Where a job's `callback_url` may point.
+    pub callback_policy: Arc<crate::callback::policy::DestinationPolicy>,
+    /// Longest a request body may take to arrive.
+    pub body_read_timeout: std::time::Duration,
+}
+
+/// What this process runs besides its listeners.
+#[derive(Clone)]
+pub struct LocalView {
     /// The engine, in processes that run jobs (for `/readyz`).
     pub sandbox: Option<Sandbox>,
     /// The actor tree's root, for restart counts in `/v1/stats`.
@@ -76,12 +94,10 @@ pub struct AppState {
     pub worker: Option<(String, u32)>,
     /// The configured OCI runtime, for the dashboard.
     pub runtime: Option<String>,
+    /// Images are `<image_prefix>/<language image>:latest`.
+    pub image_prefix: String,
     /// This process's warm pool, when it runs jobs.
     pub pool: Option<Arc<crate::sandbox::pool::WarmPool>>,
-    /// Where a job's `callback_url` may point.
-    pub callback_policy: Arc<crate::callback::policy::DestinationPolicy>,
-    /// Longest a request body may take to arrive.
-    pub body_read_timeout: std::time::Duration,
 }
 
 /// The public listener: the job API (behind keys and rate limits when

@@ -60,7 +60,7 @@ pub async fn create_job(
         &headers,
         body,
         super::admission::max_body_bytes(&state),
-        state.body_read_timeout,
+        state.intake.body_read_timeout,
     )
     .await?;
     let request: JobRequest = parse(&body, "")?;
@@ -77,7 +77,7 @@ pub async fn create_job(
     let (id, replayed) = enqueue(&state, &caller, &accepted).await?;
     tracing::Span::current().record("job", tracing::field::display(&id));
     if wait && !replayed {
-        let timeout = state.max_wait;
+        let timeout = state.intake.max_wait;
         if let Some(job) = state
             .queue
             .wait_finished(&state.events, &id, timeout)
@@ -121,16 +121,16 @@ pub async fn create_batch(
     let body = json_body(
         &headers,
         body,
-        state.max_batch_bytes,
-        state.body_read_timeout,
+        state.intake.max_batch_bytes,
+        state.intake.body_read_timeout,
     )
     .await?;
     let batch: BatchRequest = parse(&body, "")?;
     drop(body);
-    if batch.jobs.is_empty() || batch.jobs.len() > state.max_batch {
+    if batch.jobs.is_empty() || batch.jobs.len() > state.intake.max_batch {
         return Err(ApiError::bad_field(
             "jobs",
-            format!("jobs must hold 1 to {} jobs", state.max_batch),
+            format!("jobs must hold 1 to {} jobs", state.intake.max_batch),
         ));
     }
     let versions = state.queue.language_versions().await?;
@@ -158,7 +158,11 @@ pub async fn create_batch(
         spec.caller = offset.map(|_| caller.bucket.clone());
         *priority = super::admission::fair_priority(*priority, offset, i as u32);
     }
-    if let Err(e) = state.queue.enqueue_batch(&jobs, &state.enqueue).await {
+    if let Err(e) = state
+        .queue
+        .enqueue_batch(&jobs, &state.intake.enqueue)
+        .await
+    {
         super::auth::return_share(&state, &caller, offset, &ids).await;
         return Err(e.into());
     }
@@ -204,7 +208,7 @@ pub async fn get_job(
     }
     state
         .queue
-        .wait_finished(&state.events, &id, state.max_wait)
+        .wait_finished(&state.events, &id, state.intake.max_wait)
         .await?;
     Ok(Json(view_of(&state, &caller, &id).await?))
 }
@@ -317,7 +321,7 @@ pub async fn languages(State(state): State<AppState>) -> Result<Json<Languages>,
 /// may not reach (the rule is applied again when it is sent).
 async fn check_callback(state: &AppState, url: Option<&str>, prefix: &str) -> Result<(), ApiError> {
     let Some(url) = url else { return Ok(()) };
-    match state.callback_policy.resolve(url).await {
+    match state.intake.callback_policy.resolve(url).await {
         Ok(_) => Ok(()),
         Err(why) => Err(ApiError::bad_field(
             format!("{prefix}callback_url"),
@@ -330,9 +334,9 @@ fn rules<'a>(state: &'a AppState, versions: &'a HashMap<String, Vec<String>>) ->
     RequestRules {
         languages: &state.languages,
         versions,
-        max_limits: &state.max_limits,
-        max_code_bytes: state.max_code_bytes,
-        max_test_cases: state.max_test_cases,
+        max_limits: &state.intake.max_limits,
+        max_code_bytes: state.intake.max_code_bytes,
+        max_test_cases: state.intake.max_test_cases,
     }
 }
 
@@ -374,7 +378,7 @@ async fn enqueue(
     let priority = super::admission::fair_priority(accepted.priority, offset, 0);
     let queued = state
         .queue
-        .enqueue_with_id(id, &spec, priority, &state.enqueue)
+        .enqueue_with_id(id, &spec, priority, &state.intake.enqueue)
         .await;
     if let Err(e) = queued {
         if let Some(key) = &idempotency {
@@ -388,17 +392,11 @@ async fn enqueue(
 }
 
 async fn view_of(state: &AppState, caller: &Caller, id: &Uuid) -> Result<JobView, ApiError> {
-    let live = state.registry.job(&id.to_string()).await;
-    let Some(job) = state.queue.get(id).await? else {
+    let Some(loaded) = super::jobs::load(state, Some(caller), id).await? else {
         return Err(not_found(id));
     };
-    if !caller.may_see(job.spec.as_ref().and_then(|s| s.owner.as_deref())) {
-        return Err(not_found(id));
-    }
-    let mut view = job.view();
-    if view.state == PublicState::Active {
-        view.phase = super::api::active_phase(state, &job, live).await;
-    }
+    let mut view = loaded.job.view();
+    view.phase = loaded.phase;
     Ok(view)
 }
 

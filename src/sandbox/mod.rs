@@ -115,6 +115,11 @@ pub struct EngineInfo {
     pub api_version: String,
 }
 
+/// The full name of language image folder `image` under `prefix`.
+pub fn image_name(prefix: &str, image: &str) -> String {
+    format!("{prefix}/{image}:latest")
+}
+
 impl Sandbox {
     /// Connects to the engine named by `DOCKER_HOST`, or the local socket,
     /// and agrees on an API version with it.
@@ -150,7 +155,7 @@ impl Sandbox {
 
     /// The full image name of a language image folder.
     pub fn image_name(&self, image: &str) -> String {
-        format!("{}/{}:latest", self.settings.image_prefix, image)
+        image_name(&self.settings.image_prefix, image)
     }
 
     /// True when the image is present on the engine.

@@ -426,3 +426,24 @@ async fn ten_thousand_retained_jobs_list_and_filter() {
     service.app().queue().clean("wait", 0).await.unwrap();
     service.stop().await;
 }
+
+#[tokio::test]
+async fn the_dashboard_names_images_under_the_configured_prefix() {
+    let service = TestService::start_role(Role::Api, |c| {
+        c.image_prefix = "registry.test/runners".into()
+    })
+    .await;
+    let (status, system) = admin(&service, Method::GET, "/admin/api/system", None).await;
+    assert_eq!(status, 200, "{system}");
+    let languages = system["languages"].as_array().unwrap();
+    assert!(!languages.is_empty());
+    for language in languages {
+        let id = language["id"].as_str().unwrap();
+        let image = language["image"].as_str().unwrap();
+        assert!(
+            image.starts_with("registry.test/runners/") && image.ends_with(":latest"),
+            "{id}: {image}"
+        );
+    }
+    service.stop().await;
+}
