@@ -12,10 +12,11 @@ use monitor_protocol::{FileSpec, LimitHit, Report, Task, signal_name};
 use tokio_util::sync::CancellationToken;
 
 use crate::job::{
-    CaseResult, JobResult, JobSpec, Limits, Phase, RunFigures, TimeLimit, Verdict, output_matches,
+    CaseResult, JobResult, JobSpec, Phase, RunFigures, TimeLimit, Verdict, output_matches,
     status_of,
 };
 use crate::language::Language;
+use crate::limits::{Limits, StepLimits};
 use crate::sandbox::pool::WarmPool;
 use crate::sandbox::{
     ContainerLimits, Sandbox, SandboxError, TaskOutcome, TaskOutput, TaskRequest, Unreported,
@@ -200,11 +201,12 @@ pub async fn execute(
 
     let mut run_files = job.files.clone();
     if let Some(compile) = &language.compile {
+        let step = limits.compilation(&language.limits);
         let task = Task {
             nonce: [0; 16], // set per container by the sandbox
-            wall_ms: limits.compile_wall_time_ms,
-            cpu_ms: limits.compile_wall_time_ms,
-            output_bytes: limits.output_bytes,
+            wall_ms: step.wall_ms,
+            cpu_ms: step.cpu_ms,
+            output_bytes: step.output_bytes,
             artifacts: Some(settings.tmpfs_bytes),
             env: env.clone(),
             files: job.files.clone(),
@@ -216,23 +218,7 @@ pub async fn execute(
             stdin: Vec::new(),
             uid: Some(settings.uid),
         };
-        let container = ContainerLimits {
-            memory_bytes: language
-                .limits
-                .compile_memory_mb
-                .map_or(limits.memory_bytes, |mb| {
-                    (mb << 20).max(limits.memory_bytes)
-                }),
-            processes: language
-                .limits
-                .compile_processes
-                .unwrap_or(limits.processes)
-                .max(limits.processes),
-            cpus: settings.cpus,
-            tmpfs_bytes: settings.tmpfs_bytes,
-            runtime: language.runtime.clone(),
-            cpuset: settings.cpuset.map(|cpu| cpu.to_string()),
-        };
+        let container = container_limits(&step, settings, language);
         let request = TaskRequest {
             job_id: &job.job_id,
             image: &language.image,
@@ -305,21 +291,15 @@ pub async fn execute(
         .map(String::into_bytes)
         .collect();
     argv.extend(job.args.iter().map(|a| a.clone().into_bytes()));
-    let container = ContainerLimits {
-        memory_bytes: limits.memory_bytes,
-        processes: limits.processes,
-        cpus: settings.cpus,
-        tmpfs_bytes: settings.tmpfs_bytes,
-        runtime: language.runtime.clone(),
-        cpuset: settings.cpuset.map(|cpu| cpu.to_string()),
-    };
+    let step = limits.run();
+    let container = container_limits(&step, settings, language);
     let mut cases = Vec::with_capacity(job.cases.len());
     for (index, case) in job.cases.iter().enumerate() {
         let task = Task {
             nonce: [0; 16], // set per container by the sandbox
-            wall_ms: limits.wall_time_ms,
-            cpu_ms: limits.cpu_time_ms,
-            output_bytes: limits.output_bytes,
+            wall_ms: step.wall_ms,
+            cpu_ms: step.cpu_ms,
+            output_bytes: step.output_bytes,
             artifacts: None,
             env: env.clone(),
             files: run_files.clone(),
@@ -462,6 +442,23 @@ fn finish(
     result.time_limit = time_limit;
     result.message = message;
     Box::new(result)
+}
+
+/// The container one step runs in: the step's memory and processes, the
+/// worker's CPU share, tmpfs and slot CPU, the language's runtime.
+fn container_limits(
+    step: &StepLimits,
+    settings: &ExecutionSettings,
+    language: &Language,
+) -> ContainerLimits {
+    ContainerLimits {
+        memory_bytes: step.memory_bytes,
+        processes: step.processes,
+        cpus: settings.cpus,
+        tmpfs_bytes: settings.tmpfs_bytes,
+        runtime: language.runtime.clone(),
+        cpuset: settings.cpuset.map(|cpu| cpu.to_string()),
+    }
 }
 
 /// A run's verdict from what the monitor measured.

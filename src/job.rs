@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::RequestedLimits;
+
 /// The BullMQ job name given to every job (Bull Board shows it).
 pub const JOB_NAME: &str = "run";
 
@@ -82,85 +84,6 @@ pub struct JobSpec {
     /// the job carry the same id, so its logs join up across processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
-}
-
-/// Limits a client asked for; what it leaves out takes the defaults (the
-/// server's, with its language's overrides).
-#[derive(utoipa::ToSchema, Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
-pub struct RequestedLimits {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wall_time_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_time_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_mb: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub processes: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_bytes: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compile_wall_time_ms: Option<u64>,
-}
-
-impl RequestedLimits {
-    /// The limits a job runs under: `defaults` with the language's
-    /// overrides, then the client's values, all clamped to `max`.
-    pub fn resolve(
-        &self,
-        defaults: &Limits,
-        language: &crate::language::LanguageLimits,
-        max: &Limits,
-    ) -> Limits {
-        Limits {
-            wall_time_ms: self.wall_time_ms.unwrap_or(defaults.wall_time_ms),
-            cpu_time_ms: self.cpu_time_ms.unwrap_or(defaults.cpu_time_ms),
-            memory_bytes: self
-                .memory_mb
-                .or(language.memory_mb)
-                .map_or(defaults.memory_bytes, |mb| mb << 20),
-            processes: self
-                .processes
-                .or(language.processes)
-                .unwrap_or(defaults.processes),
-            output_bytes: self.output_bytes.unwrap_or(defaults.output_bytes),
-            compile_wall_time_ms: self
-                .compile_wall_time_ms
-                .or(language.compile_wall_time_ms)
-                .unwrap_or(defaults.compile_wall_time_ms),
-        }
-        .clamp_to(max)
-    }
-}
-
-/// Limits of one job.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-pub struct Limits {
-    /// Wall-clock limit of each run, in milliseconds.
-    pub wall_time_ms: u64,
-    /// CPU-time limit of each run (all its processes), in milliseconds.
-    pub cpu_time_ms: u64,
-    /// Memory limit of each run, in bytes (no swap).
-    pub memory_bytes: u64,
-    /// Processes and threads at once.
-    pub processes: i64,
-    /// Bytes kept of stdout, and separately of stderr, per run.
-    pub output_bytes: u64,
-    /// Wall-clock limit of the compilation, in milliseconds.
-    pub compile_wall_time_ms: u64,
-}
-
-impl Limits {
-    /// The stricter of `self` and `max`, field by field.
-    pub fn clamp_to(self, max: &Limits) -> Limits {
-        Limits {
-            wall_time_ms: self.wall_time_ms.min(max.wall_time_ms),
-            cpu_time_ms: self.cpu_time_ms.min(max.cpu_time_ms),
-            memory_bytes: self.memory_bytes.min(max.memory_bytes),
-            processes: self.processes.min(max.processes),
-            output_bytes: self.output_bytes.min(max.output_bytes),
-            compile_wall_time_ms: self.compile_wall_time_ms.min(max.compile_wall_time_ms),
-        }
-    }
 }
 
 /// A job's verdict.
@@ -451,31 +374,5 @@ mod tests {
         assert!(!output_matches(b"1\n\n2", b"1\n2"));
         assert!(!output_matches(b"abc", b"ABC"));
         assert!(output_matches(b"", b"\n"));
-    }
-
-    #[test]
-    fn clamping_keeps_the_stricter_limit() {
-        let max = Limits {
-            wall_time_ms: 10_000,
-            cpu_time_ms: 5_000,
-            memory_bytes: 100,
-            processes: 64,
-            output_bytes: 10,
-            compile_wall_time_ms: 1,
-        };
-        let asked = Limits {
-            wall_time_ms: 60_000,
-            cpu_time_ms: 1_000,
-            memory_bytes: 50,
-            processes: 1000,
-            output_bytes: 10,
-            compile_wall_time_ms: 100,
-        };
-        let got = asked.clamp_to(&max);
-        assert_eq!(got.wall_time_ms, 10_000);
-        assert_eq!(got.cpu_time_ms, 1_000);
-        assert_eq!(got.memory_bytes, 50);
-        assert_eq!(got.processes, 64);
-        assert_eq!(got.compile_wall_time_ms, 1);
     }
 }

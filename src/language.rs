@@ -12,24 +12,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::limits::LanguageLimits;
+
 /// The table built into the binary.
 const BUILT_IN: &str = include_str!("../docker/languages.toml");
-
-/// Per-language overrides of the server's default limits.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct LanguageLimits {
-    /// Default memory of a run, in MiB.
-    pub memory_mb: Option<u64>,
-    /// Default processes of a run.
-    pub processes: Option<i64>,
-    /// Memory of the compilation, in MiB.
-    pub compile_memory_mb: Option<u64>,
-    /// Processes of the compilation.
-    pub compile_processes: Option<i64>,
-    /// Default wall-clock limit of the compilation, in milliseconds.
-    pub compile_wall_time_ms: Option<u64>,
-}
 
 /// One runnable language.
 #[derive(Debug, Clone, Deserialize, PartialEq)]

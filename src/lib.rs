@@ -7,8 +7,10 @@
 //! - [`config`]: the one [`Config`](config::Config) type, read from flags and
 //!   `CODE_RUNNER_*` environment variables.
 //! - [`job`]: the job model shared by every part: what a client submits
-//!   ([`JobSpec`](job::JobSpec)), the limits it runs under, and the
-//!   [`JobResult`](job::JobResult) with its verdict.
+//!   ([`JobSpec`](job::JobSpec)) and the [`JobResult`](job::JobResult) with
+//!   its verdict.
+//! - [`limits`]: every rule about a job's limits, in one place.
+//! - [`backoff`]: delays between retries.
 //! - [`language`]: the language table (a data file, `docker/languages.toml`).
 //! - [`execute`]: one job's compile-then-run over the sandbox, and verdicts.
 //! - [`queue`]: the Redis side, and the only module that talks to Redis:
@@ -16,9 +18,9 @@
 //!   worker heartbeats, and the embedded `redis-server` fallback.
 //! - [`sandbox`]: the Docker side, and the only module that talks to the
 //!   engine: the hardened container spec, one container's run lifecycle,
-//!   and the sweep of orphaned containers.
+//!   the warm pool, and listing and removing labelled containers.
 //! - [`actors`]: the ractor tree: `Supervisor` → `JobRegistry` and
-//!   `Dispatcher` → one `ContainerRunner` per job.
+//!   `Dispatcher` → its `Sweeper` and one `ContainerRunner` per job.
 //! - [`http`]: the axum routers (the proof of concept's API, health checks,
 //!   stats) and their one error type.
 //! - [`status`]: what a worker says about itself in its heartbeat.
@@ -34,6 +36,7 @@ pub mod execute;
 pub mod http;
 pub mod job;
 pub mod language;
+pub mod limits;
 pub mod metrics;
 pub mod queue;
 pub mod sandbox;

@@ -327,9 +327,14 @@ impl Actor for Dispatcher {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if event
-            .actor_cell()
-            .is_some_and(|cell| cell.get_id() == state.sweeper.get_id())
+        let ended = matches!(
+            event,
+            SupervisionEvent::ActorTerminated(..) | SupervisionEvent::ActorFailed(..)
+        );
+        if ended
+            && event
+                .actor_cell()
+                .is_some_and(|cell| cell.get_id() == state.sweeper.get_id())
         {
             // A sweep failed: the next one gets a new sweeper.
             tracing::error!("the sweeper stopped; starting another");

@@ -4,12 +4,13 @@
 //! Supervisor                  restarts a failed child with backoff, counts it
 //! ├── JobRegistry             live view: jobs in flight, phases, recent results, restarts
 //! └── Dispatcher              (worker processes) claims jobs while running < cap
-//!     └── ContainerRunner ×N  one per job: drives its container, reports phases + result
+//!     ├── Sweeper             removes leftover containers, one sweep at a time
+//!     ├── ContainerRunner ×N  one per job: drives its containers, reports phases + result
+//!     └── (tasks)             heartbeat, engine watch, cancellation listener
 //! ```
 //!
-//! Only the runners (through [`crate::sandbox`]) touch Docker; only the
-//! dispatcher's queue worker and the HTTP handlers (through
-//! [`crate::queue`]) touch Redis.
+//! Actors reach Docker only through [`crate::sandbox`] and Redis only
+//! through [`crate::queue`].
 
 pub mod dispatcher;
 pub mod engine_watch;
@@ -25,8 +26,8 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use crate::execute::ExecutionSettings;
-use crate::job::Limits;
 use crate::language::LanguageTable;
+use crate::limits::Limits;
 use crate::queue::worker::WorkerSettings;
 use crate::queue::{JobQueue, QueueSettings};
 use crate::sandbox::Sandbox;

@@ -36,8 +36,8 @@ use ractor::ActorRef;
 
 use crate::actors::RegistryHandle;
 use crate::actors::supervisor::SupervisorMsg;
-use crate::job::Limits;
 use crate::language::LanguageTable;
+use crate::limits::Limits;
 use crate::queue::events::JobEvents;
 use crate::queue::{EnqueueOptions, JobQueue};
 use crate::sandbox::Sandbox;

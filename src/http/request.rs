@@ -5,8 +5,9 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::error::ApiError;
-use crate::job::{JobSpec, Limits, RequestedLimits, SourceFile, TestCase, now_ms};
+use crate::job::{JobSpec, SourceFile, TestCase, now_ms};
 use crate::language::LanguageTable;
+use crate::limits::{Limits, RequestedLimits};
 
 /// Most files in one job.
 pub const MAX_FILES: usize = 64;
@@ -452,42 +453,21 @@ pub fn check(
     })
 }
 
+/// The limits asked for, checked against `max` (see
+/// [`RequestedLimits::check`]); `None` when none was given.
 fn check_limits(
     limits: LimitsRequest,
     max: &Limits,
     bad: &dyn Fn(&str, String) -> ApiError,
 ) -> Result<Option<RequestedLimits>, ApiError> {
-    let within = |name: &str, value: Option<u64>, min: u64, max: u64| match value {
-        Some(v) if v < min || v > max => {
-            let field = format!("limits.{name}");
-            Err(bad(
-                &field,
-                format!("{field} must be between {min} and {max}"),
-            ))
-        }
-        other => Ok(other),
-    };
-    let processes = match limits.processes {
-        Some(p) if p < 1 || p > max.processes => {
-            return Err(bad(
-                "limits.processes",
-                format!("limits.processes must be between 1 and {}", max.processes),
-            ));
-        }
-        other => other,
-    };
     let requested = RequestedLimits {
-        wall_time_ms: within("wall_time_ms", limits.wall_time_ms, 1, max.wall_time_ms)?,
-        cpu_time_ms: within("cpu_time_ms", limits.cpu_time_ms, 1, max.cpu_time_ms)?,
-        memory_mb: within("memory_mb", limits.memory_mb, 16, max.memory_bytes >> 20)?,
-        processes,
-        output_bytes: within("output_bytes", limits.output_bytes, 1, max.output_bytes)?,
-        compile_wall_time_ms: within(
-            "compile_wall_time_ms",
-            limits.compile_wall_time_ms,
-            1,
-            max.compile_wall_time_ms,
-        )?,
+        wall_time_ms: limits.wall_time_ms,
+        cpu_time_ms: limits.cpu_time_ms,
+        memory_mb: limits.memory_mb,
+        processes: limits.processes,
+        output_bytes: limits.output_bytes,
+        compile_wall_time_ms: limits.compile_wall_time_ms,
     };
+    requested.check(max).map_err(|e| bad(&e.field, e.message))?;
     Ok((requested != RequestedLimits::default()).then_some(requested))
 }
