@@ -29,17 +29,22 @@ async fn admin(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-#[tokio::test]
-async fn every_dashboard_endpoint_answers_and_refuses_bad_input() {
+/// The jobs the dashboard's tests look at: one completed, one failed (its
+/// runner panics, a fault no retry cures), one running (for 25 s).
+struct Jobs {
+    done: String,
+    failed: String,
+    running: String,
+}
+
+async fn start_with_jobs() -> (TestService, Jobs) {
     let service = TestService::start_with(|c| c.wall_time_limit_ms = 30_000).await;
     let done = service
         .run_v1(json!({ "language": "python", "code": "print('done')" }))
         .await;
-    let done_id = done["id"].as_str().unwrap().to_string();
     let failed = service
         .run_v1(json!({ "language": "python", "code": format!("# {PANIC_RUNNER_MARKER}\nimport time\ntime.sleep(30)") }))
         .await;
-    let failed_id = failed["id"].as_str().unwrap().to_string();
     assert_eq!(failed["state"], "failed", "{failed}");
     let running = service
         .submit_v1(json!({ "language": "python", "code": "import time\ntime.sleep(25)" }))
@@ -47,7 +52,30 @@ async fn every_dashboard_endpoint_answers_and_refuses_bad_input() {
     service
         .wait_v1(&running, &["active"], Duration::from_secs(30))
         .await;
+    let jobs = Jobs {
+        done: done["id"].as_str().unwrap().to_string(),
+        failed: failed["id"].as_str().unwrap().to_string(),
+        running,
+    };
+    (service, jobs)
+}
 
+/// Stops the service once its running job is cancelled (a stop would
+/// otherwise wait for it).
+async fn stop(service: TestService, jobs: &Jobs) {
+    admin(
+        &service,
+        Method::POST,
+        &format!("/admin/api/jobs/{}/cancel", jobs.running),
+        None,
+    )
+    .await;
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn the_overview_counts_jobs_by_state_and_by_minute() {
+    let (service, jobs) = start_with_jobs().await;
     // Overview.
     let (status, overview) = admin(&service, Method::GET, "/admin/api/overview", None).await;
     assert_eq!(status, 200);
@@ -67,6 +95,17 @@ async fn every_dashboard_endpoint_answers_and_refuses_bad_input() {
     assert_eq!(recent("completed_per_minute"), 1, "{overview}");
     assert_eq!(recent("failed_per_minute"), 1, "{overview}");
 
+    stop(service, &jobs).await;
+}
+
+#[tokio::test]
+async fn job_lists_filter_and_refuse_bad_queries_naming_the_field() {
+    let (service, jobs) = start_with_jobs().await;
+    let Jobs {
+        done: done_id,
+        failed: failed_id,
+        running,
+    } = &jobs;
     // Lists.
     let (status, page) = admin(
         &service,
@@ -134,6 +173,16 @@ async fn every_dashboard_endpoint_answers_and_refuses_bad_input() {
         assert_eq!(body["field"], field, "{query}: {body}");
     }
 
+    stop(service, &jobs).await;
+}
+
+#[tokio::test]
+async fn a_jobs_detail_has_its_code_result_and_timeline() {
+    let service = TestService::start().await;
+    let done = service
+        .run_v1(json!({ "language": "python", "code": "print('done')" }))
+        .await;
+    let done_id = done["id"].as_str().unwrap().to_string();
     // Detail.
     let (status, detail) = admin(
         &service,
@@ -168,6 +217,17 @@ async fn every_dashboard_endpoint_answers_and_refuses_bad_input() {
     .await;
     assert_eq!(status, 404);
 
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn retry_cancel_remove_and_clean_act_or_answer_404_409_and_400() {
+    let (service, jobs) = start_with_jobs().await;
+    let Jobs {
+        done: done_id,
+        failed: failed_id,
+        running,
+    } = &jobs;
     // Actions.
     let (status, body) = admin(
         &service,
@@ -281,6 +341,12 @@ async fn every_dashboard_endpoint_answers_and_refuses_bad_input() {
     assert!(body["count"].as_u64().unwrap() >= 1, "{body}");
     assert_eq!(service.get(&format!("/v1/jobs/{done_id}")).await.0, 404);
 
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn the_queue_pauses_and_resumes() {
+    let service = TestService::start().await;
     // Pause and resume.
     assert_eq!(
         admin(&service, Method::POST, "/admin/api/queue/pause", None)
@@ -307,6 +373,12 @@ async fn every_dashboard_endpoint_answers_and_refuses_bad_input() {
         false
     );
 
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn actors_system_events_and_the_document_answer() {
+    let service = TestService::start().await;
     // Actors, system, the event stream, the document.
     let (status, actors) = admin(&service, Method::GET, "/admin/api/actors", None).await;
     assert_eq!(status, 200);
