@@ -633,4 +633,124 @@ mod tests {
         share_output(&mut None, &mut cases, 10, true);
         assert_eq!(cases[0].0.figures.stdout, "QUJDQUJD");
     }
+
+    fn output(report: Report) -> TaskOutput {
+        TaskOutput {
+            report,
+            stdout: b"42\n".to_vec(),
+            stderr: Vec::new(),
+            files: Vec::new(),
+            container_id: "c".into(),
+            lost: None,
+            unreported: None,
+        }
+    }
+
+    fn exited(code: i32) -> Report {
+        Report {
+            exit_code: Some(code),
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn a_clean_exit_is_accepted_or_judged_by_its_output() {
+        let ok = output(exited(0));
+        assert_eq!(judge(&ok, None), (Verdict::Accepted, None, None));
+        assert_eq!(judge(&ok, Some(b"42")).0, Verdict::Accepted);
+        let (verdict, _, message) = judge(&ok, Some(b"41\n"));
+        assert_eq!(verdict, Verdict::WrongAnswer);
+        assert!(message.unwrap().contains("differs"));
+    }
+
+    #[test]
+    fn a_failed_exit_or_a_signal_is_a_runtime_error_saying_which() {
+        let (verdict, _, message) = judge(&output(exited(3)), Some(b"42"));
+        assert_eq!(verdict, Verdict::RuntimeError);
+        assert_eq!(message.as_deref(), Some("exited with status 3"));
+        let segv = Report {
+            signal: Some(11),
+            ..Report::default()
+        };
+        let (verdict, _, message) = judge(&output(segv), None);
+        assert_eq!(verdict, Verdict::RuntimeError);
+        assert_eq!(message.as_deref(), Some("killed by SIGSEGV"));
+        // Neither an exit status nor a signal: the sandbox's fault.
+        assert_eq!(
+            judge(&output(Report::default()), None).0,
+            Verdict::InternalError
+        );
+    }
+
+    #[test]
+    fn a_limit_beats_the_signal_it_was_enforced_with() {
+        let cases = [
+            (
+                LimitHit::Wall,
+                Verdict::TimeLimitExceeded,
+                Some(TimeLimit::Wall),
+            ),
+            (
+                LimitHit::Cpu,
+                Verdict::TimeLimitExceeded,
+                Some(TimeLimit::Cpu),
+            ),
+            (LimitHit::Memory, Verdict::MemoryLimitExceeded, None),
+            (LimitHit::Output, Verdict::OutputLimitExceeded, None),
+        ];
+        for (limit, verdict, time_limit) in cases {
+            let report = Report {
+                limit: Some(limit),
+                signal: Some(9),
+                ..Report::default()
+            };
+            let judged = judge(&output(report), Some(b"42"));
+            assert_eq!((judged.0, judged.1), (verdict, time_limit), "{limit:?}");
+            assert!(judged.2.is_some(), "{limit:?} says why");
+        }
+        // The OOM killer, seen by the monitor, without a limit hit.
+        let oom = Report {
+            oom_killed: true,
+            signal: Some(9),
+            ..Report::default()
+        };
+        assert_eq!(judge(&output(oom), None).0, Verdict::MemoryLimitExceeded);
+    }
+
+    #[test]
+    fn no_report_is_judged_from_what_the_engine_and_the_clock_saw() {
+        let mut killed = output(Report::default());
+        killed.unreported = Some(Unreported::OomKilled { wall_ms: 900 });
+        assert_eq!(judge(&killed, None).0, Verdict::MemoryLimitExceeded);
+        let mut late = output(Report::default());
+        late.unreported = Some(Unreported::Deadline { wall_ms: 5000 });
+        assert_eq!(
+            judge(&late, None),
+            (
+                Verdict::TimeLimitExceeded,
+                Some(TimeLimit::Wall),
+                Some("wall-clock time limit exceeded".into())
+            )
+        );
+    }
+
+    #[test]
+    fn a_tampered_stream_or_a_monitor_error_wins_over_everything() {
+        let mut lost = output(exited(0));
+        lost.lost = Some("the report stream was corrupted".into());
+        assert_eq!(
+            judge(&lost, Some(b"42")),
+            (
+                Verdict::RuntimeError,
+                None,
+                Some("the report stream was corrupted".into())
+            )
+        );
+        let failed = Report {
+            error: Some("cannot fork".into()),
+            exit_code: Some(0),
+            ..Report::default()
+        };
+        assert_eq!(judge(&output(failed), None).0, Verdict::InternalError);
+    }
 }

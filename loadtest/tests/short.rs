@@ -3,9 +3,7 @@
 //! service; it fails on any lost or wrong job, never on speed. And proof
 //! that the load test does fail when outputs are wrong.
 
-#[path = "../../tests/api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
+use code_runner_testkit as helpers;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

@@ -3,9 +3,12 @@
 //! queue (its budgets and share are in [`super::auth`]).
 
 use axum::http::StatusCode;
+use uuid::Uuid;
 
 use super::AppState;
+use super::auth::Caller;
 use super::error::ApiError;
+use crate::job::JobSpec;
 
 /// 429 when the queue cannot take `adding` more jobs; nothing is enqueued.
 pub async fn check_queue_depth(state: &AppState, adding: u64) -> Result<(), ApiError> {
@@ -93,4 +96,42 @@ pub fn fair_priority(requested: u32, offset: Option<u32>, index: u32) -> u32 {
             .saturating_add(index)
             .min(MAX),
     }
+}
+
+/// Admits `jobs` (id, spec, requested priority) for `caller` and queues
+/// them, all or none: the queue's depth, the caller's submission budget
+/// (`budget_field` names what a batch too large for any minute's budget
+/// gets its 400 on) and its share of the queue, which sets each job's fair
+/// priority. A refused enqueue gives the share back.
+pub async fn queue_jobs(
+    state: &AppState,
+    caller: &Caller,
+    mut jobs: Vec<(Uuid, JobSpec, u32)>,
+    budget_field: &str,
+) -> Result<(), ApiError> {
+    check_queue_depth(state, jobs.len() as u64).await?;
+    super::auth::admit_jobs(state, caller, jobs.len() as u64, budget_field).await?;
+    let ids: Vec<Uuid> = jobs.iter().map(|(id, _, _)| *id).collect();
+    let offset = super::auth::admit_share(state, caller, &ids).await?;
+    for (index, (_, spec, priority)) in jobs.iter_mut().enumerate() {
+        spec.caller = offset.map(|_| caller.bucket.clone());
+        *priority = fair_priority(*priority, offset, index as u32);
+    }
+    let options = &state.intake.enqueue;
+    let queued = match jobs.as_slice() {
+        [(id, spec, priority)] => state
+            .queue
+            .enqueue_with_id(*id, spec, *priority, options)
+            .await
+            .map(|_| ()),
+        _ => state.queue.enqueue_batch(&jobs, options).await,
+    };
+    if let Err(e) = queued {
+        super::auth::return_share(state, caller, offset, &ids).await;
+        return Err(e.into());
+    }
+    for (id, spec, _) in &jobs {
+        tracing::info!(job = %id, language = %spec.language, "job accepted");
+    }
+    Ok(())
 }

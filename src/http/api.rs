@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::AppState;
-use super::admission::{check_queue_depth, fair_priority, max_body_bytes};
+use super::admission::{max_body_bytes, queue_jobs};
 use super::auth::Caller;
 use super::body::json_body;
 use super::error::{ApiError, ErrorBody};
@@ -118,23 +118,9 @@ pub async fn run(
         trace_id: crate::telemetry::current_trace_id(),
         ..JobSpec::default()
     };
-    check_queue_depth(&state, 1).await?;
-    super::auth::admit_jobs(&state, &caller, 1, "").await?;
     let id = Uuid::new_v4();
-    let offset = super::auth::admit_share(&state, &caller, &[id]).await?;
-    let mut spec = spec;
-    spec.caller = offset.map(|_| caller.bucket.clone());
-    let priority = fair_priority(0, offset, 0);
-    if let Err(e) = state
-        .queue
-        .enqueue_with_id(id, &spec, priority, &state.intake.enqueue)
-        .await
-    {
-        super::auth::return_share(&state, &caller, offset, &[id]).await;
-        return Err(e.into());
-    }
+    queue_jobs(&state, &caller, vec![(id, spec, 0)], "").await?;
     tracing::Span::current().record("job", tracing::field::display(&id));
-    tracing::info!(job = %id, language = %spec.language, "job accepted");
     Ok(Json(RunAccepted {
         job_id: id.to_string(),
     }))

@@ -165,6 +165,7 @@ pub struct RequestRules<'a> {
 }
 
 /// A checked job, ready to enqueue.
+#[derive(Debug)]
 pub struct AcceptedJob {
     pub spec: JobSpec,
     pub priority: u32,
@@ -470,4 +471,128 @@ fn check_limits(
     };
     requested.check(max).map_err(|e| bad(&e.field, e.message))?;
     Ok((requested != RequestedLimits::default()).then_some(requested))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn max() -> Limits {
+        Limits {
+            wall_time_ms: 10_000,
+            cpu_time_ms: 10_000,
+            memory_bytes: 512 << 20,
+            processes: 128,
+            output_bytes: 1 << 20,
+            compile_wall_time_ms: 30_000,
+        }
+    }
+
+    /// Checks `body` as job `prefix` of a request, with small caps.
+    fn checked(body: serde_json::Value, prefix: &str) -> Result<AcceptedJob, ApiError> {
+        let languages = LanguageTable::built_in();
+        let versions = std::collections::HashMap::new();
+        let max = max();
+        let rules = RequestRules {
+            languages: &languages,
+            versions: &versions,
+            max_limits: &max,
+            max_code_bytes: 1000,
+            max_test_cases: 3,
+        };
+        let request: JobRequest = parse(body.to_string().as_bytes(), prefix)?;
+        check(request, &rules, prefix)
+    }
+
+    fn refused(body: serde_json::Value) -> (u16, String) {
+        let error = checked(body, "").expect_err("refused");
+        (error.status.as_u16(), error.field.unwrap_or_default())
+    }
+
+    #[test]
+    fn a_good_request_becomes_a_spec_under_the_languages_own_id() {
+        let accepted = checked(
+            serde_json::json!({ "language": "py", "code": "print(1)", "stdin": "x" }),
+            "",
+        )
+        .unwrap();
+        assert_eq!(accepted.spec.language, "python");
+        assert_eq!(accepted.spec.code.as_deref(), Some("print(1)"));
+        assert!(
+            accepted.spec.limits.is_none(),
+            "no limits asked, none stored"
+        );
+        assert_eq!(accepted.priority, 0);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases = [
+            (
+                serde_json::json!({ "language": "klingon", "code": "x" }),
+                400,
+                "language",
+            ),
+            (serde_json::json!({ "language": "python" }), 400, "code"),
+            (
+                serde_json::json!({ "language": "python", "code": "x", "files": [] }),
+                400,
+                "files",
+            ),
+            (
+                serde_json::json!({ "language": "python", "code": "x".repeat(1001) }),
+                413,
+                "code",
+            ),
+            (
+                serde_json::json!({ "language": "python", "code": "%%%", "base64": true }),
+                400,
+                "code",
+            ),
+            (
+                serde_json::json!({ "language": "python", "code": "x", "limits": { "memory_mb": 4 } }),
+                400,
+                "limits.memory_mb",
+            ),
+            (
+                serde_json::json!({ "language": "python", "code": "x", "limits": { "processes": 0 } }),
+                400,
+                "limits.processes",
+            ),
+            (
+                serde_json::json!({ "language": "python", "code": "x", "version": "0.1" }),
+                400,
+                "version",
+            ),
+            (
+                serde_json::json!({ "language": "python", "code": "x", "colour": "blue" }),
+                400,
+                "colour",
+            ),
+        ];
+        for (body, status, field) in cases {
+            assert_eq!(refused(body.clone()), (status, field.to_string()), "{body}");
+        }
+    }
+
+    #[test]
+    fn too_many_test_cases_are_refused() {
+        let cases: Vec<_> = (0..4)
+            .map(|i| serde_json::json!({ "stdin": i.to_string() }))
+            .collect();
+        let (status, field) =
+            refused(serde_json::json!({ "language": "python", "code": "x", "test_cases": cases }));
+        assert_eq!((status, field.as_str()), (400, "test_cases"));
+    }
+
+    #[test]
+    fn a_batchs_job_is_named_by_its_place() {
+        let error = checked(
+            serde_json::json!({ "language": "klingon", "code": "x" }),
+            "jobs[2].",
+        )
+        .expect_err("refused");
+        assert_eq!(error.field.as_deref(), Some("jobs[2].language"));
+        assert!(error.message.contains("available:"), "{}", error.message);
+    }
 }

@@ -150,26 +150,12 @@ pub async fn create_batch(
         }
         jobs.push((Uuid::new_v4(), accepted.spec, accepted.priority));
     }
-    super::admission::check_queue_depth(&state, jobs.len() as u64).await?;
-    super::auth::admit_jobs(&state, &caller, jobs.len() as u64, "jobs").await?;
     let ids: Vec<Uuid> = jobs.iter().map(|(id, _, _)| *id).collect();
-    let offset = super::auth::admit_share(&state, &caller, &ids).await?;
-    for (i, (_, spec, priority)) in jobs.iter_mut().enumerate() {
-        spec.caller = offset.map(|_| caller.bucket.clone());
-        *priority = super::admission::fair_priority(*priority, offset, i as u32);
-    }
-    if let Err(e) = state
-        .queue
-        .enqueue_batch(&jobs, &state.intake.enqueue)
-        .await
-    {
-        super::auth::return_share(&state, &caller, offset, &ids).await;
-        return Err(e.into());
-    }
-    let jobs = jobs
-        .iter()
-        .map(|(id, _, _)| Created {
-            id: *id,
+    super::admission::queue_jobs(&state, &caller, jobs, "jobs").await?;
+    let jobs = ids
+        .into_iter()
+        .map(|id| Created {
+            id,
             state: PublicState::Waiting,
         })
         .collect();
@@ -341,13 +327,12 @@ fn rules<'a>(state: &'a AppState, versions: &'a HashMap<String, Vec<String>>) ->
 }
 
 /// Enqueues a checked job; `true` when its idempotency key named an
-/// existing job instead.
+/// existing job instead (which costs no submission).
 async fn enqueue(
     state: &AppState,
     caller: &Caller,
     accepted: &AcceptedJob,
 ) -> Result<(Uuid, bool), ApiError> {
-    super::admission::check_queue_depth(state, 1).await?;
     let id = Uuid::new_v4();
     // Keys are per caller: one key's idempotency key never names another's job.
     let idempotency = accepted
@@ -359,35 +344,13 @@ async fn enqueue(
     {
         return Ok((existing, true));
     }
-    // A replayed idempotency key (above) costs no submission.
-    let admitted = match super::auth::admit_jobs(state, caller, 1, "").await {
-        Ok(()) => super::auth::admit_share(state, caller, &[id]).await,
-        Err(e) => Err(e),
-    };
-    let offset = match admitted {
-        Ok(offset) => offset,
-        Err(e) => {
-            if let Some(key) = &idempotency {
-                let _ = state.queue.forget_idempotency_key(key).await;
-            }
-            return Err(e);
-        }
-    };
-    let mut spec = accepted.spec.clone();
-    spec.caller = offset.map(|_| caller.bucket.clone());
-    let priority = super::admission::fair_priority(accepted.priority, offset, 0);
-    let queued = state
-        .queue
-        .enqueue_with_id(id, &spec, priority, &state.intake.enqueue)
-        .await;
-    if let Err(e) = queued {
+    let job = (id, accepted.spec.clone(), accepted.priority);
+    if let Err(e) = super::admission::queue_jobs(state, caller, vec![job], "").await {
         if let Some(key) = &idempotency {
             let _ = state.queue.forget_idempotency_key(key).await;
         }
-        super::auth::return_share(state, caller, offset, &[id]).await;
-        return Err(e.into());
+        return Err(e);
     }
-    tracing::info!(job = %id, language = %accepted.spec.language, "job accepted");
     Ok((id, false))
 }
 

@@ -254,7 +254,7 @@ async fn retry_cancel_remove_and_clean_act_or_answer_404_409_and_400() {
     .await;
     assert_eq!(status, 200);
     service
-        .wait_v1(&running, &["cancelled"], Duration::from_secs(30))
+        .wait_v1(running, &["cancelled"], Duration::from_secs(30))
         .await;
     let (status, _) = admin(
         &service,
@@ -297,7 +297,7 @@ async fn retry_cancel_remove_and_clean_act_or_answer_404_409_and_400() {
     assert_eq!(status, 200);
     assert_eq!(body["count"], 1, "{body}");
     service
-        .wait_v1(&failed_id, &["failed"], Duration::from_secs(60))
+        .wait_v1(failed_id, &["failed"], Duration::from_secs(60))
         .await;
     let (status, _) = admin(
         &service,

@@ -4,11 +4,12 @@
 //! One test binary (shared helpers, one compile); each test starts its own
 //! service on 127.0.0.1:0 with its own queue, so tests run in parallel.
 
+use code_runner_testkit as helpers;
+
 mod admin;
 mod concurrency;
 mod faults;
 mod hardening;
-mod helpers;
 mod interop;
 mod languages;
 mod limits;

@@ -5,9 +5,7 @@
 //! failed job and cancels a running one from the page, and takes a
 //! screenshot (`make screenshot` keeps it as docs/dashboard.png).
 
-#[path = "../api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
+use code_runner_testkit as helpers;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

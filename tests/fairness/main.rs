@@ -4,9 +4,7 @@
 //!
 //! `make test` runs it under runc, `make test-gvisor` under gVisor.
 
-#[path = "../api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
+use code_runner_testkit as helpers;
 
 use std::time::Duration;
 

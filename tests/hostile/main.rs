@@ -10,9 +10,7 @@
 //!
 //! No test sends a packet anywhere but the container's own loopback.
 
-#[path = "../api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
+use code_runner_testkit as helpers;
 
 use std::time::Duration;
 

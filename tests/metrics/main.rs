@@ -3,9 +3,7 @@
 //! text. Its own test binary: the recorder is process-wide, so no other
 //! test may run jobs meanwhile.
 
-#[path = "../api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
+use code_runner_testkit as helpers;
 
 use std::collections::HashMap;
 

@@ -7,9 +7,7 @@
 //!
 //! The tests here start several processes each; they run one at a time.
 
-#[path = "../api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
+use code_runner_testkit as helpers;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

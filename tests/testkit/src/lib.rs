@@ -1,5 +1,7 @@
-//! Starting a service for a test, talking to it, and checking it left no
-//! container behind.
+//! What code-runner's test suites share: starting a service for a test
+//! (in-process, or as a process of the built binary), talking to it, and
+//! checking it left no container behind. A crate of its own, so that each
+//! suite uses what it needs of it without `#[path]` includes.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,7 +50,6 @@ pub fn runtime() -> Option<String> {
 }
 
 /// True when the tests run jobs under gVisor.
-#[allow(dead_code)]
 pub fn under_gvisor() -> bool {
     runtime().as_deref() == Some("runsc")
 }
@@ -360,14 +361,29 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The `code-runner` binary cargo built beside the running test binary
+/// (`target/<profile>/deps/<test>` → `target/<profile>/code-runner`); cargo
+/// builds it for the service crate's own integration tests.
+pub fn service_binary() -> std::path::PathBuf {
+    let test = std::env::current_exe().expect("the test binary's path");
+    let profile = test
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary lies in target/<profile>/deps");
+    let binary = profile.join("code-runner");
+    assert!(
+        binary.exists(),
+        "{} is not built: only the service crate's own tests start it as a process",
+        binary.display()
+    );
+    binary
+}
+
 /// `code-runner <role>` on `port` for the test queue `queue`, with its own
 /// data directory (the same for the same queue and role, so a restarted
 /// process keeps its worker id) and a free admin port.
 pub fn service_command(role: &str, queue: &str, port: u16) -> Command {
-    // Set for the service crate's own tests (others run it in-process).
-    let Some(binary) = option_env!("CARGO_BIN_EXE_code-runner") else {
-        panic!("only the service crate's own tests start it as a process");
-    };
+    let binary = service_binary();
     let mut command = Command::new(binary);
     command
         .arg(role)
@@ -401,7 +417,6 @@ pub fn start_service(queue: &str, port: u16, extra_env: &[(&str, String)]) -> Ch
 }
 
 /// `POST /v1/jobs` to a service process: the new job's id (201 asserted).
-#[allow(dead_code)]
 pub async fn submit_to(client: &reqwest::Client, url: &str, body: Value) -> String {
     let response = client
         .post(format!("{url}/v1/jobs"))
