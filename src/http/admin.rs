@@ -375,11 +375,11 @@ async fn retry_job(
     Path(id): Path<String>,
 ) -> Result<Json<Done>, ApiError> {
     let id = job_id(&id)?;
-    let acted = match state.queue.get(&id).await? {
-        None => Acted::NotFound,
-        Some(_) => Acted::done_if(state.queue.retry_failed_job(&id.to_string()).await?),
-    };
-    acted.answer(&id, "retried", "only a failed job can be retried")
+    act_on_stored(&state, &id, async |id| {
+        state.queue.retry_failed_job(id).await
+    })
+    .await?
+    .answer(&id, "retried", "only a failed job can be retried")
 }
 
 /// Moves every failed job back to the queue.
@@ -419,11 +419,9 @@ async fn remove_job(
     Path(id): Path<String>,
 ) -> Result<Json<Done>, ApiError> {
     let id = job_id(&id)?;
-    let acted = match state.queue.get(&id).await? {
-        None => Acted::NotFound,
-        Some(_) => Acted::done_if(state.queue.remove_job(&id.to_string()).await?),
-    };
-    acted.answer(&id, "removed", "the job is running: cancel it first")
+    act_on_stored(&state, &id, async |id| state.queue.remove_job(id).await)
+        .await?
+        .answer(&id, "removed", "the job is running: cancel it first")
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -443,8 +441,8 @@ async fn clean(
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<Done>, ApiError> {
-    let body = super::body::json_body(&headers, body, 4096, state.intake.body_read_timeout).await?;
-    let request: CleanRequest = super::request::parse(&body, "")?;
+    let request: CleanRequest =
+        super::body::read_json(&headers, body, 4096, state.intake.body_read_timeout).await?;
     if !matches!(request.state.as_str(), "completed" | "failed") {
         return Err(ApiError::bad_field(
             "state",
@@ -748,11 +746,24 @@ enum Acted {
     Conflict,
 }
 
-impl Acted {
-    fn done_if(done: bool) -> Acted {
-        if done { Acted::Done } else { Acted::Conflict }
+/// `act` on job `id` when it is stored: `Done` when it did, `Conflict`
+/// when the job's state does not allow it (`act` answered false).
+async fn act_on_stored(
+    state: &AppState,
+    id: &Uuid,
+    act: impl AsyncFnOnce(&str) -> Result<bool, crate::queue::QueueError>,
+) -> Result<Acted, ApiError> {
+    if state.queue.get(id).await?.is_none() {
+        return Ok(Acted::NotFound);
     }
+    Ok(if act(&id.to_string()).await? {
+        Acted::Done
+    } else {
+        Acted::Conflict
+    })
+}
 
+impl Acted {
     /// 200 `{done, count: 1}`, 404, or 409 with `conflict`.
     fn answer(self, id: &Uuid, done: &str, conflict: &str) -> Result<Json<Done>, ApiError> {
         match self {

@@ -18,9 +18,9 @@ use uuid::Uuid;
 use super::AppState;
 use super::admission::{max_body_bytes, queue_jobs};
 use super::auth::Caller;
-use super::body::json_body;
+use super::body::read_json;
 use super::error::{ApiError, ErrorBody};
-use crate::job::{JobResult, JobSpec, Phase, RunStatus, now_ms};
+use crate::job::{JobResult, Phase, RunStatus};
 use crate::queue::PublicState;
 
 /// `POST /run`'s body (the proof of concept's).
@@ -71,53 +71,30 @@ pub async fn run(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<RunAccepted>, ApiError> {
-    let body = json_body(
+    // The proof of concept ignored fields it did not know: so does this.
+    let fields: PocRunBody = read_json(
         &headers,
         body,
         max_body_bytes(&state),
         state.intake.body_read_timeout,
     )
     .await?;
-    // The proof of concept ignored fields it did not know: so does this.
-    let fields: PocRunBody = super::request::parse(&body, "")?;
-    drop(body);
     let required = |name: &'static str, value: Option<String>| {
         value.ok_or_else(|| ApiError::bad_field(name, format!("{name} is required")))
     };
     let language = required("language", fields.language)?;
     let code = required("code", fields.code)?;
-    let stdin = fields.stdin.unwrap_or_default();
-    let Some(language) = state.languages.find(&language) else {
-        return Err(ApiError::bad_field(
-            "language",
-            format!(
-                "unknown language {language:?}; available: {}",
-                state.languages.ids().join(", ")
-            ),
-        ));
-    };
-    for (field, text) in [("code", &code), ("stdin", &stdin)] {
-        if text.len() > state.intake.max_code_bytes {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "{field} is {} bytes; the limit is {} bytes",
-                    text.len(),
-                    state.intake.max_code_bytes
-                ),
-            )
-            .with_field(field));
-        }
-    }
-    let spec = JobSpec {
-        language: language.id.clone(),
+    // Checked as a /v1 job is: the same rules, the same field names.
+    let request = super::request::JobRequest {
+        language,
         code: Some(code),
-        stdin,
-        submitted_at_ms: now_ms(),
-        owner: caller.key.clone(),
-        trace_id: crate::telemetry::current_trace_id(),
-        ..JobSpec::default()
+        stdin: Some(fields.stdin.unwrap_or_default()),
+        ..Default::default()
     };
+    let versions = std::collections::HashMap::new();
+    let mut spec = super::request::check(request, &state.request_rules(&versions), "")?.spec;
+    spec.owner = caller.key.clone();
+    spec.trace_id = crate::telemetry::current_trace_id();
     let id = Uuid::new_v4();
     queue_jobs(&state, &caller, vec![(id, spec, 0)], "").await?;
     tracing::Span::current().record("job", tracing::field::display(&id));

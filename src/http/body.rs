@@ -60,3 +60,15 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
         ))
     }
 }
+
+/// Reads a JSON body (see [`json_body`]) straight into the request's type
+/// `T` (see [`super::request::parse`]); the bytes are dropped once parsed.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<T, ApiError> {
+    let bytes = json_body(headers, body, limit, timeout).await?;
+    super::request::parse(&bytes, "")
+}

@@ -56,6 +56,23 @@ pub struct AppState {
     pub local: LocalView,
 }
 
+impl AppState {
+    /// What `request::check` checks a job request against; `versions`:
+    /// the versions workers reported, by language.
+    pub fn request_rules<'a>(
+        &'a self,
+        versions: &'a std::collections::HashMap<String, Vec<String>>,
+    ) -> request::RequestRules<'a> {
+        request::RequestRules {
+            languages: &self.languages,
+            versions,
+            max_limits: &self.intake.max_limits,
+            max_code_bytes: self.intake.max_code_bytes,
+            max_test_cases: self.intake.max_test_cases,
+        }
+    }
+}
+
 /// The rules a submission meets before it is queued.
 pub struct Intake {
     /// Limits of a job that asks for none (before its language's overrides).

@@ -18,7 +18,7 @@ pub const MAX_ARG_BYTES: usize = 4096;
 pub const MAX_PRIORITY: u32 = 1_000;
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     /// A language id or alias (see `GET /v1/languages`).

@@ -19,9 +19,9 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::Caller;
-use super::body::json_body;
+use super::body::read_json;
 use super::error::{ApiError, ErrorBody};
-use super::request::{AcceptedJob, BatchRequest, JobRequest, RequestRules, check, parse};
+use super::request::{AcceptedJob, BatchRequest, JobRequest, check};
 use crate::queue::cancel::CancelOutcome;
 use crate::queue::{JobView, PublicState};
 
@@ -56,21 +56,19 @@ pub async fn create_job(
     body: Body,
 ) -> Result<Response, ApiError> {
     let wait = wait_flag(&query)?;
-    let body = json_body(
+    let request: JobRequest = read_json(
         &headers,
         body,
         super::admission::max_body_bytes(&state),
         state.intake.body_read_timeout,
     )
     .await?;
-    let request: JobRequest = parse(&body, "")?;
-    drop(body);
     let versions = if request.version.is_some() {
         state.queue.language_versions().await?
     } else {
         HashMap::new()
     };
-    let mut accepted = check(request, &rules(&state, &versions), "")?;
+    let mut accepted = check(request, &state.request_rules(&versions), "")?;
     check_callback(&state, accepted.spec.callback_url.as_deref(), "").await?;
     accepted.spec.owner = caller.key.clone();
     accepted.spec.trace_id = crate::telemetry::current_trace_id();
@@ -118,15 +116,13 @@ pub async fn create_batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = json_body(
+    let batch: BatchRequest = read_json(
         &headers,
         body,
         state.intake.max_batch_bytes,
         state.intake.body_read_timeout,
     )
     .await?;
-    let batch: BatchRequest = parse(&body, "")?;
-    drop(body);
     if batch.jobs.is_empty() || batch.jobs.len() > state.intake.max_batch {
         return Err(ApiError::bad_field(
             "jobs",
@@ -134,7 +130,7 @@ pub async fn create_batch(
         ));
     }
     let versions = state.queue.language_versions().await?;
-    let rules = rules(&state, &versions);
+    let rules = state.request_rules(&versions);
     let mut jobs = Vec::with_capacity(batch.jobs.len());
     for (i, request) in batch.jobs.into_iter().enumerate() {
         let prefix = format!("jobs[{i}].");
@@ -313,16 +309,6 @@ async fn check_callback(state: &AppState, url: Option<&str>, prefix: &str) -> Re
             format!("{prefix}callback_url"),
             format!("{prefix}callback_url cannot be used: {why}"),
         )),
-    }
-}
-
-fn rules<'a>(state: &'a AppState, versions: &'a HashMap<String, Vec<String>>) -> RequestRules<'a> {
-    RequestRules {
-        languages: &state.languages,
-        versions,
-        max_limits: &state.intake.max_limits,
-        max_code_bytes: state.intake.max_code_bytes,
-        max_test_cases: state.intake.max_test_cases,
     }
 }
 
