@@ -76,6 +76,9 @@ pub struct FileRequest {
     pub content: String,
 }
 
+/// `limits` as a client sends it: strict (an unknown field is a 400), where
+/// the stored [`RequestedLimits`] it becomes is tolerant, so that a job a
+/// newer API queued never fails to decode in an older worker.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsRequest {
