@@ -904,3 +904,89 @@ fn relay(stream: &mut Stream, buffer: &mut [u8], out: &mut Output, cap: u64) -> 
         }
     }
 }
+
+/// `run` as the monitor runs it, outside a container: each test's command
+/// is forked, limited and reaped as a job's would be (its own process
+/// group, since the test is not PID 1), its frames written to a file.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(argv: &[&str], stdin: &str) -> Task {
+        Task {
+            wall_ms: 10_000,
+            cpu_ms: 10_000,
+            output_bytes: 1 << 20,
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            stdin: stdin.as_bytes().to_vec(),
+            ..Task::default()
+        }
+    }
+
+    fn run_task(task: &Task) -> Report {
+        std::fs::create_dir_all(WORK_DIR).unwrap();
+        let path = std::env::temp_dir().join(format!(
+            "monitor-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let frames = std::fs::File::create(&path).unwrap();
+        let mut out = Output {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&frames),
+            nonce: [7; 16],
+        };
+        let report = run(task, &mut out);
+        let _ = std::fs::remove_file(&path);
+        report
+    }
+
+    #[test]
+    fn the_exit_status_of_a_command_that_read_its_stdin() {
+        let report = run_task(&task(&["sh", "-c", "read x; exit $x"], "3\n"));
+        assert_eq!(report.exit_code, Some(3), "{report:?}");
+        assert_eq!((report.signal, report.limit), (None, None));
+        assert!(report.error.is_none() && !report.exec_failed);
+    }
+
+    #[test]
+    fn the_wall_clock_limit_kills_the_command() {
+        let mut sleeper = task(&["sleep", "30"], "");
+        sleeper.wall_ms = 200;
+        let report = run_task(&sleeper);
+        assert_eq!(report.limit, Some(LimitHit::Wall), "{report:?}");
+        assert_eq!(report.signal, Some(libc::SIGKILL));
+        assert!(report.wall_ms < 10_000, "{report:?}");
+    }
+
+    #[test]
+    fn output_past_its_cap_stops_the_command() {
+        let mut talker = task(&["yes"], "");
+        talker.output_bytes = 4096;
+        let report = run_task(&talker);
+        assert_eq!(report.limit, Some(LimitHit::Output), "{report:?}");
+        assert!(report.stdout_truncated && !report.stderr_truncated);
+    }
+
+    #[test]
+    fn cpu_time_is_limited() {
+        let mut spinner = task(&["sh", "-c", "while :; do :; done"], "");
+        spinner.cpu_ms = 300;
+        let report = run_task(&spinner);
+        // RLIMIT_CPU's SIGXCPU, or the cgroup's count, whichever is first.
+        assert_eq!(report.limit, Some(LimitHit::Cpu), "{report:?}");
+    }
+
+    #[test]
+    fn a_program_that_cannot_be_executed_is_said_so() {
+        let report = run_task(&task(&["/nonexistent/program"], ""));
+        assert!(report.exec_failed, "{report:?}");
+        assert!(
+            report
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("cannot run /nonexistent/program")),
+            "{report:?}"
+        );
+    }
+}

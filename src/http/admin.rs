@@ -36,7 +36,7 @@ use utoipa::OpenApi;
 use uuid::Uuid;
 
 use super::error::{self, ApiError, ErrorBody};
-use super::{AppState, health};
+use super::{AppState, health, observe};
 use crate::actors::registry::LiveJob;
 use crate::actors::supervisor::SupervisorMsg;
 use crate::job::{JobResult, JobSpec, Verdict, now_ms};
@@ -86,13 +86,13 @@ pub fn admin_router(state: AppState, token: Option<&str>, hosts: &[String]) -> R
         .route("/admin/api/events", get(events))
         .route("/v1/stats", get(health::stats))
         .route("/v1/workers", get(health::workers))
-        .route("/metrics", get(health::metrics))
+        .route("/metrics", get(observe::metrics))
         .route_layer(axum::middleware::from_fn_with_state(token, require_token))
         .route("/healthz", get(health::healthz))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(hosts, same_origin))
-        .layer(axum::middleware::from_fn(health::track))
+        .layer(axum::middleware::from_fn(observe::track))
         .with_state(state)
 }
 

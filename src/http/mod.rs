@@ -23,6 +23,7 @@ pub mod body;
 pub mod error;
 pub mod health;
 pub mod jobs;
+pub mod observe;
 pub mod openapi;
 pub mod request;
 pub mod serve;
@@ -138,6 +139,6 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(axum::middleware::from_fn(health::track))
+        .layer(axum::middleware::from_fn(observe::track))
         .with_state(state)
 }

@@ -145,6 +145,69 @@ struct PoolState {
     misses: u64,
 }
 
+impl PoolState {
+    /// Records a run's look for `key` at `now`: the key is in use, and a
+    /// miss asks for one more of it, up to `max`. Past [`MAX_KEYS`] keys a
+    /// new one is not tracked (its runs get fresh containers).
+    fn record_take(&mut self, key: &PoolKey, max: usize, hit: bool, now: Instant) {
+        let keys = self.demand.len();
+        let demand = match self.demand.get_mut(key) {
+            Some(demand) => demand,
+            None if keys < MAX_KEYS => self.demand.entry(key.clone()).or_default(),
+            None => return,
+        };
+        demand.last_used = Some(now);
+        if !hit {
+            demand.target = (demand.target + 1).min(max);
+        }
+    }
+
+    /// What a refill does at `now`: the idle containers of keys unused for
+    /// [`IDLE_TTL`] (to destroy; their keys forgotten), and the keys to
+    /// create one container each for (at most `parallel` creations at once
+    /// in all; none while paused, none for a key whose last creation failed
+    /// too recently). Counts the creations as started.
+    fn plan_refill(&mut self, parallel: usize, now: Instant) -> (Vec<Warm>, Vec<PoolKey>) {
+        let stale: Vec<PoolKey> = self
+            .demand
+            .iter()
+            .filter(|(_, d)| {
+                d.filling == 0 && d.last_used.is_none_or(|t| now.duration_since(t) > IDLE_TTL)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut expired = Vec::new();
+        for key in &stale {
+            self.demand.remove(key);
+            expired.extend(self.idle.remove(key).into_iter().flatten());
+        }
+        let mut starts = Vec::new();
+        if !self.paused {
+            let PoolState {
+                idle,
+                demand,
+                filling,
+                ..
+            } = self;
+            for (key, want) in demand.iter_mut() {
+                if want.retry_at.is_some_and(|t| t > now) {
+                    continue;
+                }
+                let have = idle.get(key).map_or(0, VecDeque::len) + want.filling;
+                for _ in have..want.target {
+                    if *filling >= parallel {
+                        break;
+                    }
+                    *filling += 1;
+                    want.filling += 1;
+                    starts.push(key.clone());
+                }
+            }
+        }
+        (expired, starts)
+    }
+}
+
 /// The pool. One per worker process; cheap to share.
 pub struct WarmPool {
     sandbox: Sandbox,
@@ -225,16 +288,7 @@ impl WarmPool {
             state.misses += 1;
         }
         crate::metrics::pool_take(warm.is_some());
-        let keys = state.demand.len();
-        let demand = match state.demand.get_mut(key) {
-            Some(demand) => demand,
-            None if keys < MAX_KEYS => state.demand.entry(key.clone()).or_default(),
-            None => return warm,
-        };
-        demand.last_used = Some(Instant::now());
-        if warm.is_none() {
-            demand.target = (demand.target + 1).min(max);
-        }
+        state.record_take(key, max, warm.is_some(), Instant::now());
         drop(state);
         self.wake.notify_one();
         warm
@@ -363,44 +417,7 @@ impl WarmPool {
             if state.stopped {
                 return;
             }
-            let now = Instant::now();
-            let stale: Vec<PoolKey> = state
-                .demand
-                .iter()
-                .filter(|(_, d)| {
-                    d.filling == 0 && d.last_used.is_none_or(|t| now.duration_since(t) > IDLE_TTL)
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
-            let mut expired = Vec::new();
-            for key in &stale {
-                state.demand.remove(key);
-                expired.extend(state.idle.remove(key).into_iter().flatten());
-            }
-            let mut starts = Vec::new();
-            if !state.paused {
-                let PoolState {
-                    idle,
-                    demand,
-                    filling,
-                    ..
-                } = &mut *state;
-                for (key, want) in demand.iter_mut() {
-                    if want.retry_at.is_some_and(|t| t > now) {
-                        continue;
-                    }
-                    let have = idle.get(key).map_or(0, VecDeque::len) + want.filling;
-                    for _ in have..want.target {
-                        if *filling >= self.settings.parallel {
-                            break;
-                        }
-                        *filling += 1;
-                        want.filling += 1;
-                        starts.push(key.clone());
-                    }
-                }
-            }
-            (expired, starts)
+            state.plan_refill(self.settings.parallel, Instant::now())
         };
         for warm in expired {
             self.destroy(warm).await;
@@ -511,5 +528,103 @@ impl<'a> Taken<'a> {
 impl Drop for Taken<'_> {
     fn drop(&mut self) {
         self.pool.release(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(image: &str) -> PoolKey {
+        PoolKey::new(
+            image,
+            &ContainerLimits {
+                memory_bytes: 256 << 20,
+                processes: 64,
+                cpus: 1.0,
+                tmpfs_bytes: 64 << 20,
+                runtime: None,
+                cpuset: Some("1".into()),
+            },
+        )
+    }
+
+    #[test]
+    fn sizes_parse_per_image_and_refuse_nonsense() {
+        let sizes = PoolSettings::parse_sizes(" python=4, c=1,,").unwrap();
+        assert_eq!(sizes.get("python"), Some(&4));
+        assert_eq!(sizes.get("c"), Some(&1));
+        assert!(PoolSettings::parse_sizes("python").is_err());
+        assert!(PoolSettings::parse_sizes("python=many").is_err());
+        let settings = PoolSettings {
+            size: 2,
+            sizes,
+            ..PoolSettings::default()
+        };
+        assert_eq!((settings.max_for("python"), settings.max_for("go")), (4, 2));
+    }
+
+    #[test]
+    fn a_key_gives_back_its_limits_but_no_cpu_pin() {
+        let limits = key("python").limits();
+        assert_eq!((limits.memory_bytes, limits.processes), (256 << 20, 64));
+        assert_eq!(limits.cpus, 1.0);
+        // A warm container is pinned when a job takes it.
+        assert_eq!(limits.cpuset, None);
+    }
+
+    #[test]
+    fn each_miss_asks_for_one_more_up_to_the_keys_maximum() {
+        let mut state = PoolState::default();
+        let now = Instant::now();
+        for _ in 0..5 {
+            state.record_take(&key("python"), 3, false, now);
+        }
+        assert_eq!(state.demand[&key("python")].target, 3);
+        state.record_take(&key("python"), 3, true, now);
+        assert_eq!(
+            state.demand[&key("python")].target,
+            3,
+            "a hit asks for nothing"
+        );
+        // Past MAX_KEYS keys, a new one is not tracked.
+        for i in 0..MAX_KEYS {
+            state.record_take(&key(&format!("image-{i}")), 1, false, now);
+        }
+        assert_eq!(state.demand.len(), MAX_KEYS);
+        assert!(!state.demand.contains_key(&key("image-15")));
+    }
+
+    #[test]
+    fn a_refill_starts_what_is_missing_within_its_parallelism() {
+        let mut state = PoolState::default();
+        let now = Instant::now();
+        for _ in 0..3 {
+            state.record_take(&key("python"), 3, false, now);
+        }
+        let (expired, starts) = state.plan_refill(2, now);
+        assert!(expired.is_empty());
+        assert_eq!(starts, [key("python"), key("python")]);
+        // Those two are being created: one more once one finishes.
+        assert!(state.plan_refill(2, now).1.is_empty());
+        state.filling -= 1;
+        state.demand.get_mut(&key("python")).unwrap().filling -= 1;
+        assert_eq!(state.plan_refill(2, now).1.len(), 1);
+    }
+
+    #[test]
+    fn nothing_is_started_while_paused_or_after_a_failure_and_unused_keys_expire() {
+        let mut state = PoolState::default();
+        let now = Instant::now();
+        state.record_take(&key("python"), 2, false, now);
+        state.paused = true;
+        assert!(state.plan_refill(4, now).1.is_empty());
+        state.paused = false;
+        state.demand.get_mut(&key("python")).unwrap().retry_at = Some(now + Duration::from_secs(5));
+        assert!(state.plan_refill(4, now).1.is_empty());
+        // Unused for longer than IDLE_TTL: the key is forgotten.
+        let later = now + IDLE_TTL + Duration::from_secs(1);
+        state.plan_refill(4, later);
+        assert!(state.demand.is_empty());
     }
 }
