@@ -478,19 +478,44 @@ impl Config {
         if let Some(json) = &self.container_overrides {
             crate::sandbox::overrides::parse_overrides(json)?;
         }
-        if let Some(field) = self.default_limits().first_above(&self.max_limits()) {
-            let name = match field {
-                "wall_time_ms" => "WALL_TIME_LIMIT_MS",
-                "cpu_time_ms" => "CPU_TIME_LIMIT_MS",
-                "memory_bytes" => "MEMORY_LIMIT_MB",
-                "processes" => "PIDS_LIMIT",
-                "output_bytes" => "OUTPUT_LIMIT_BYTES",
-                _ => "COMPILE_WALL_TIME_LIMIT_MS",
-            };
-            return Err(format!(
-                "CODE_RUNNER_{name} is above CODE_RUNNER_MAX_{name}: a job's default must be \
-                 within what it may ask for"
-            ));
+        let pairs = [
+            (
+                "WALL_TIME_LIMIT_MS",
+                self.wall_time_limit_ms,
+                self.max_wall_time_limit_ms,
+            ),
+            (
+                "CPU_TIME_LIMIT_MS",
+                self.cpu_time_limit_ms,
+                self.max_cpu_time_limit_ms,
+            ),
+            (
+                "MEMORY_LIMIT_MB",
+                self.memory_limit_mb,
+                self.max_memory_limit_mb,
+            ),
+            (
+                "PIDS_LIMIT",
+                self.pids_limit as u64,
+                self.max_pids_limit as u64,
+            ),
+            (
+                "OUTPUT_LIMIT_BYTES",
+                self.output_limit_bytes,
+                self.max_output_limit_bytes,
+            ),
+            (
+                "COMPILE_WALL_TIME_LIMIT_MS",
+                self.compile_wall_time_limit_ms,
+                self.max_compile_wall_time_limit_ms,
+            ),
+        ];
+        for (name, default, max) in pairs {
+            if default > max {
+                return Err(format!(
+                    "CODE_RUNNER_{name} ({default}) is above CODE_RUNNER_MAX_{name} ({max})"
+                ));
+            }
         }
         Ok(())
     }

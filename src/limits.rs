@@ -161,23 +161,6 @@ impl Limits {
         }
     }
 
-    /// The first field of `self` above `max`'s, by its name.
-    pub fn first_above(&self, max: &Limits) -> Option<&'static str> {
-        [
-            ("wall_time_ms", self.wall_time_ms > max.wall_time_ms),
-            ("cpu_time_ms", self.cpu_time_ms > max.cpu_time_ms),
-            ("memory_bytes", self.memory_bytes > max.memory_bytes),
-            ("processes", self.processes > max.processes),
-            ("output_bytes", self.output_bytes > max.output_bytes),
-            (
-                "compile_wall_time_ms",
-                self.compile_wall_time_ms > max.compile_wall_time_ms,
-            ),
-        ]
-        .into_iter()
-        .find_map(|(name, above)| above.then_some(name))
-    }
-
     /// The compilation's: its own wall-clock limit (as its CPU limit too),
     /// the run's output cap, and at least the run's memory and processes
     /// (more where the language's compiler needs it).
@@ -209,10 +192,11 @@ impl Limits {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn max() -> Limits {
+    /// The server's most in unit tests (here and in `http::request`).
+    pub(crate) fn max() -> Limits {
         Limits {
             wall_time_ms: 10_000,
             cpu_time_ms: 10_000,
@@ -352,15 +336,5 @@ mod tests {
         assert_eq!(hungry.processes, limits.processes);
         let run = limits.run();
         assert_eq!((run.wall_ms, run.cpu_ms), (5_000, 5_000));
-    }
-
-    #[test]
-    fn defaults_above_the_most_are_named() {
-        assert_eq!(defaults().first_above(&max()), None);
-        let wrong = Limits {
-            processes: 500,
-            ..defaults()
-        };
-        assert_eq!(wrong.first_above(&max()), Some("processes"));
     }
 }
