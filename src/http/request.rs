@@ -479,17 +479,7 @@ fn check_limits(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn max() -> Limits {
-        Limits {
-            wall_time_ms: 10_000,
-            cpu_time_ms: 10_000,
-            memory_bytes: 512 << 20,
-            processes: 128,
-            output_bytes: 1 << 20,
-            compile_wall_time_ms: 30_000,
-        }
-    }
+    use crate::limits::tests::max;
 
     /// Checks `body` as job `prefix` of a request, with small caps.
     fn checked(body: serde_json::Value, prefix: &str) -> Result<AcceptedJob, ApiError> {
