@@ -1,27 +1,41 @@
 #!/usr/bin/env bash
-# Builds the runner image of every language under docker/<language>/.
+# Builds the runner images from Debian packages, offline from any container
+# registry: one shared base, then one image per recipe under docker/images/.
 #
-#   docker/build-images.sh [language ...]     (default: every language)
+#   docker/build-images.sh [image ...]      (default: every image the
+#                                            language table names, in its order)
 #
-# Each image is tagged code-runner/<language>:latest and labelled with a hash
-# of everything that went into it (its folder, the monitor's sources, this
-# script); an image whose label matches is current and is not rebuilt, so a
-# second run takes about a second. Each image is also labelled with the
-# version it really provides (code-runner.version, from the file its
-# Dockerfile writes to /etc/code-runner/version).
+# The base (code-runner/base:bookworm) is a minimal Debian made once with
+# debootstrap and imported with `docker import`; it keeps apt's package lists,
+# so a recipe installs its packages with `apt-get install` and nothing else.
+# Each image (code-runner/<image>:latest) is docker/runner.Dockerfile built on
+# that base with one recipe:
+#
+#   docker/images/<image>/packages   the Debian packages (one or more a line,
+#                                    # comments allowed)
+#   docker/images/<image>/setup      optional: a shell script run as root
+#                                    after the packages are in
+#
+# A recipe may serve several languages (every entry of docker/languages.toml
+# whose `image` names it): the C-family compilers share one image, so do the
+# small interpreters. Each image is labelled with a hash of what went into it
+# (the base, its recipe, the template, the monitor, its languages'
+# version_command); an image whose label matches is current and is not
+# rebuilt, so a second run takes about a second. Images build in parallel
+# (CODE_RUNNER_BUILD_JOBS at a time, default 3: apt downloads and dpkg's
+# unpacking overlap well on two cores), in the table's order, so the first
+# languages are ready first.
+#
+# After a build each language's version_command runs in the image and the
+# versions it prints are put on the image as the label code-runner.versions
+# (a JSON object: language id -> version), which workers report.
 #
 # The monitor (PID 1 of every job container, monitor/ in this repository) is
 # built first as a static binary into docker/.build/ (needs cargo).
 #
-# Offline / air-gapped: each Dockerfile starts `ARG BASE_IMAGE=<upstream>`.
-# When that base is neither present nor pullable, an equivalent base is built
-# from Debian packages (debootstrap --variant=minbase plus the packages listed
-# in docker/<language>/debian-packages) and imported with `docker import`; the
-# Dockerfile is then built on it with --build-arg BASE_IMAGE=<that base>.
-# Downloaded packages are cached in /var/cache/code-runner/debootstrap.
-#
 # Environment: DEBIAN_MIRROR (default http://deb.debian.org/debian),
-# DEBIAN_SUITE (default bookworm), CODE_RUNNER_IMAGE_PREFIX (default code-runner).
+# DEBIAN_SUITE (default bookworm), CODE_RUNNER_IMAGE_PREFIX (default
+# code-runner), CODE_RUNNER_BUILD_JOBS (default 3).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -29,22 +43,14 @@ root="$(dirname "$here")"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 suite="${DEBIAN_SUITE:-bookworm}"
 prefix="${CODE_RUNNER_IMAGE_PREFIX:-code-runner}"
+jobs="${CODE_RUNNER_BUILD_JOBS:-3}"
 cache="${CODE_RUNNER_DEBOOTSTRAP_CACHE:-/var/cache/code-runner/debootstrap}"
+logs="${CODE_RUNNER_BUILD_LOGS:-/tmp/code-runner-image-builds}"
 # The engine here is older than the client's default builder; the classic
 # builder needs no plugin and works with every engine we support.
 export DOCKER_BUILDKIT=0
 
-log() { echo "build-images: $*" >&2; }
-
-# docker build, quiet unless it fails (the classic builder's deprecation
-# notice is noise here).
-quiet_build() {
-    local out
-    if ! out="$(docker build -q "$@" 2>&1 >/dev/null)"; then
-        echo "$out" >&2
-        return 1
-    fi
-}
+log() { echo "build-images: $(date +%T) $*" >&2; }
 
 hash_of() {
     # Content hash of files (names and bytes), stable across checkouts.
@@ -54,6 +60,19 @@ hash_of() {
 
 image_label() {
     docker image inspect --format "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true
+}
+
+# The language table, read with Python's TOML parser: prints one line per
+# language, "<image>\t<id>\t<version_command>", in the table's order.
+table() {
+    python3 - "$here/languages.toml" <<'PY'
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    table = tomllib.load(f)
+for language in table["language"]:
+    command = language.get("version_command", "")
+    print(f"{language['image']}\t{language['id']}\t{command}")
+PY
 }
 
 monitor_hash="$(hash_of monitor/src monitor/Cargo.toml)"
@@ -75,76 +94,128 @@ build_monitor() {
     echo "$monitor_hash" > "$here/.build/monitor.hash"
 }
 
-# Builds (once) a base image from Debian packages and prints its tag.
-debian_base() {
-    local language="$1"
-    local packages
-    packages="$(grep -v '^#' "$here/$language/debian-packages" | xargs | tr ' ' ',')"
-    local tag="$prefix/base-$language:$suite"
-    local want
-    want="$(echo "$suite $mirror $packages" | sha256sum | cut -c1-16)"
-    if [ "$(image_label "$tag" code-runner.base-hash)" = "$want" ]; then
-        echo "$tag"
+base_tag="$prefix/base:$suite"
+base_hash="$(echo "$suite $mirror $(hash_of docker/base)" | sha256sum | cut -c1-16)"
+
+# The shared base, built once from Debian packages.
+build_base() {
+    if [ "$(image_label "$base_tag" code-runner.base-hash)" = "$base_hash" ]; then
         return
     fi
     command -v debootstrap >/dev/null || {
-        log "debootstrap is needed to build $tag offline (apt-get install debootstrap)"
+        log "debootstrap is needed to build $base_tag (apt-get install debootstrap)"
         exit 1
     }
     local rootfs
     rootfs="$(mktemp -d /tmp/code-runner-rootfs.XXXXXX)"
     trap 'rm -rf "$rootfs"' RETURN
     mkdir -p "$cache"
-    log "building $tag from Debian $suite packages: ${packages:-(minbase only)}"
-    local include=()
-    [ -n "$packages" ] && include=(--include="$packages")
-    debootstrap --variant=minbase --cache-dir="$cache" "${include[@]}" \
-        "$suite" "$rootfs" "$mirror" >/dev/null
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
-        "$rootfs"/usr/share/doc "$rootfs"/usr/share/man
+    log "building $base_tag (debootstrap $suite, minbase)"
+    debootstrap --variant=minbase --cache-dir="$cache" "$suite" "$rootfs" "$mirror" >/dev/null
+    cp "$here/base/apt.conf" "$rootfs/etc/apt/apt.conf.d/90code-runner"
+    cp "$here/base/dpkg.cfg" "$rootfs/etc/dpkg/dpkg.cfg.d/90code-runner"
+    echo "deb $mirror $suite main" > "$rootfs/etc/apt/sources.list"
+    # Package lists stay (the recipes install from them); docs do not.
+    chroot "$rootfs" apt-get update -q >/dev/null
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin \
+        "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/*
     tar --numeric-owner -C "$rootfs" -c . | docker import \
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         --change 'ENV LANG=C.UTF-8' \
-        --change "LABEL code-runner.base-hash=$want" \
-        - "$tag" >/dev/null
-    echo "$tag"
+        --change "LABEL code-runner.base-hash=$base_hash" \
+        - "$base_tag" >/dev/null
+    log "built $base_tag"
 }
 
-build_language() {
-    local language="$1"
-    local dir="$here/$language"
-    [ -f "$dir/Dockerfile" ] || { log "no Dockerfile in $dir"; exit 1; }
-    local tag="$prefix/$language:latest"
+# The languages an image serves, as "<id>\t<version_command>" lines.
+languages_of() {
+    awk -F'\t' -v image="$1" '$1 == image { print $2 "\t" $3 }' <<<"$table_lines"
+}
+
+build_image() {
+    local image="$1"
+    local dir="$here/images/$image"
+    [ -f "$dir/packages" ] || { log "no recipe: $dir/packages is missing"; return 1; }
+    local tag="$prefix/$image:latest"
     local want
-    want="$(hash_of "docker/$language" docker/build-images.sh)-$monitor_hash"
+    want="$( (hash_of "docker/images/$image" docker/runner.Dockerfile; languages_of "$image") \
+        | sha256sum | cut -c1-16)-$base_hash-$monitor_hash"
     if [ "$(image_label "$tag" code-runner.build-hash)" = "$want" ]; then
-        log "$tag is current"
         return
     fi
-    build_monitor
-    local upstream
-    upstream="$(sed -n 's/^ARG BASE_IMAGE=//p' "$dir/Dockerfile" | head -n1)"
-    local args=()
-    if [ -n "$upstream" ] && ! docker image inspect "$upstream" >/dev/null 2>&1 \
-        && ! timeout 60 docker pull -q "$upstream" >/dev/null 2>&1; then
-        log "$upstream cannot be pulled; using a base built from Debian packages"
-        args+=(--build-arg "BASE_IMAGE=$(debian_base "$language")")
-    fi
+    local started=$SECONDS
     log "building $tag"
-    quiet_build "${args[@]}" --label "code-runner.language=$language" \
-        -f "$dir/Dockerfile" -t "$tag" "$here"
-    local version
-    version="$(docker run --rm --network none --entrypoint cat "$tag" /etc/code-runner/version)"
-    # The same build again (every layer cached) with the labels that mark
-    # it current and say its version.
-    quiet_build "${args[@]}" --label "code-runner.language=$language" \
-        --label "code-runner.version=$version" --label "code-runner.build-hash=$want" \
-        -f "$dir/Dockerfile" -t "$tag" "$here"
-    log "built $tag ($language $version)"
+    docker build -q --network host --build-arg "BASE_IMAGE=$base_tag" \
+        --build-arg "RECIPE=$image" -f "$here/runner.Dockerfile" -t "$tag.building" "$here" >/dev/null
+    # Every language's version, asked of the image itself.
+    local script="" id command
+    while IFS=$'\t' read -r id command; do
+        [ -n "$id" ] || continue
+        [ -n "$command" ] || { log "$id has no version_command"; return 1; }
+        script+="v=\$( { $command ; } 2>/dev/null | head -n1); printf '%s\\t%s\\n' '$id' \"\$v\";"
+    done < <(languages_of "$image")
+    local versions
+    if ! versions="$(docker run --rm --network none --user 65534:65534 -e HOME=/tmp --entrypoint /bin/sh \
+        "$tag.building" -c "$script" | python3 -c '
+import json, sys
+versions = {}
+for line in sys.stdin:
+    id, _, version = line.rstrip("\n").partition("\t")
+    version = version.strip()
+    if not version:
+        sys.exit(f"{id}: its version_command printed nothing")
+    versions[id] = version
+print(json.dumps(versions, sort_keys=True))')"; then
+        docker rmi -f "$tag.building" >/dev/null 2>&1 || true
+        return 1
+    fi
+    # The labels that mark the image current and say its versions (a layer
+    # of metadata only).
+    printf 'FROM %s\n' "$tag.building" | docker build -q \
+        --label "code-runner.image=$image" --label "code-runner.versions=$versions" \
+        --label "code-runner.build-hash=$want" -t "$tag" - >/dev/null
+    docker rmi -f "$tag.building" >/dev/null 2>&1 || true
+    log "built $tag in $((SECONDS - started)) s: $versions"
 }
 
-languages=("$@")
-if [ "${#languages[@]}" -eq 0 ]; then
-    for d in "$here"/*/Dockerfile; do languages+=("$(basename "$(dirname "$d")")"); done
+table_lines="$(table)"
+images=("$@")
+if [ "${#images[@]}" -eq 0 ]; then
+    mapfile -t images < <(cut -f1 <<<"$table_lines" | awk '!seen[$0]++')
 fi
-for language in "${languages[@]}"; do build_language "$language"; done
+build_monitor
+build_base
+
+# Builds run in parallel, `jobs` at a time; each one's output goes to its
+# own log, shown when it fails.
+mkdir -p "$logs"
+started=$SECONDS
+failed=()
+declare -A running=()
+# Waits for one build to end and reports it.
+reap() {
+    local pid status=0
+    wait -n -p pid || status=$?
+    local image="${running[$pid]}"
+    unset "running[$pid]"
+    if [ "$status" = 0 ]; then
+        grep -h ' built ' "$logs/$image.log" >&2 || true
+    else
+        log "building $image failed:"
+        tail -n 30 "$logs/$image.log" >&2
+        failed+=("$image")
+    fi
+}
+for image in "${images[@]}"; do
+    while [ "${#running[@]}" -ge "$jobs" ]; do reap; done
+    build_image "$image" >"$logs/$image.log" 2>&1 &
+    running[$!]="$image"
+done
+while [ "${#running[@]}" -gt 0 ]; do reap; done
+if [ "${#failed[@]}" -gt 0 ]; then
+    log "failed: ${failed[*]} (logs in $logs)"
+    exit 1
+fi
+if [ $((SECONDS - started)) -gt 2 ]; then
+    log "images ready in $((SECONDS - started)) s"
+fi

@@ -30,6 +30,8 @@ missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+# docker/build-images.sh reads the language table with Python's TOML parser.
+command -v python3 >/dev/null || missing+=(python3)
 [ "$want_gvisor" = 1 ] && { command -v runsc >/dev/null || missing+=(runsc); }
 # The tests check interoperability with Node BullMQ.
 if [ "$want_redis" = 1 ]; then

@@ -7,7 +7,6 @@
 //! [`App::start`] returns once everything is up and the HTTP listener is
 //! bound, exposing its address (tests bind port 0).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -242,25 +241,22 @@ impl App {
                 concurrency = config.concurrency,
                 "CPU pinning (a CPU of its own per worker slot)"
             );
-            let mut versions = HashMap::new();
-            for language in languages.all() {
-                match sandbox.has_image(&language.image).await {
-                    Ok(true) => {
-                        if let Ok(Some(version)) = sandbox.image_version(&language.image).await {
-                            versions.insert(language.id.clone(), version);
-                        }
+            let images = Arc::new(crate::sandbox::images::LanguageImages::default());
+            match images.check(&sandbox, &languages).await {
+                Ok(_) => {
+                    let missing = images.missing().unwrap_or_default();
+                    if !missing.is_empty() {
+                        tracing::warn!(
+                            languages = ?missing,
+                            "runner images missing: their jobs wait (delayed) until the \
+                             images are built (docker/build-images.sh)"
+                        );
                     }
-                    Ok(false) => tracing::warn!(
-                        image = %sandbox.image_name(&language.image),
-                        "runner image missing: {} jobs will fail until it is built \
-                         (docker/build-images.sh)",
-                        language.id
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "cannot check runner images"),
+                    if let Err(e) = queue.publish_versions(&images.versions()).await {
+                        tracing::warn!(error = %e, "cannot publish language versions");
+                    }
                 }
-            }
-            if let Err(e) = queue.publish_versions(&versions).await {
-                tracing::warn!(error = %e, "cannot publish language versions");
+                Err(e) => tracing::warn!(error = %e, "cannot check runner images"),
             }
             let callback_secret = match &config.callback_secret {
                 Some(secret) => secret.clone().into_bytes(),
@@ -310,7 +306,7 @@ impl App {
                     cpuset: None,
                 },
                 pinned_cpus,
-                versions,
+                images,
                 pool: WarmPool::start(
                     sandbox.clone(),
                     PoolSettings {
@@ -373,6 +369,7 @@ impl App {
                     access,
                     max_queue_depth: config.max_queue_depth,
                     depth: Default::default(),
+                    unready: Default::default(),
                     enqueue: EnqueueOptions {
                         attempts: config.attempts,
                     },

@@ -1,7 +1,8 @@
 //! The language table: which languages can run, in which image, compiled
 //! and run how. It is data (`docker/languages.toml`, built into the binary,
 //! or a file named by `CODE_RUNNER_LANGUAGES_FILE`), not code: adding a
-//! language is an entry there and a `docker/<image>/Dockerfile`.
+//! language is an entry there and, unless an image has its packages already,
+//! a recipe `docker/images/<image>/packages` (Debian packages).
 //!
 //! Commands are argument lists (no shell). In them, `{source}` is the entry
 //! file's name, `{stem}` that name without its extension, and `{sources}`
@@ -30,6 +31,11 @@ pub struct Language {
     pub name: String,
     /// The version the image provides, as declared here.
     pub version: String,
+    /// A shell command printing the version the image really provides;
+    /// `docker/build-images.sh` runs it in the image and labels the image
+    /// with what it prints (read back by [`crate::sandbox::Sandbox::image_versions`]).
+    #[serde(default)]
+    pub version_command: Option<String>,
     /// Image folder under `docker/` and image name.
     pub image: String,
     /// File name given to a job's `code` (the entry point).
@@ -212,7 +218,7 @@ mod tests {
         let table = LanguageTable::built_in();
         assert_eq!(table.find("python").unwrap().id, "python");
         assert_eq!(table.find("Python3").unwrap().id, "python");
-        assert!(table.find("cobol").is_none());
+        assert!(table.find("intercal").is_none());
         for id in [
             "python",
             "c",

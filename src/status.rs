@@ -5,7 +5,7 @@
 //! depending on each other: the registry's restart records and the warm
 //! pool's figures travel in it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,26 @@ pub struct WorkerInfo {
     /// Its warm container pool.
     #[serde(default)]
     pub pool: Option<PoolStats>,
+    /// Languages whose image its engine lacks (still being built): it
+    /// delays their jobs, and API processes refuse them while no live
+    /// worker has the image.
+    #[serde(default)]
+    pub missing_languages: Vec<String>,
+}
+
+/// The languages no live worker can run yet: those every one of `workers`
+/// lacks the image of. None when there is no live worker (jobs then wait in
+/// the queue for one, whatever their language).
+pub fn unready_languages(workers: &[WorkerInfo]) -> BTreeSet<String> {
+    let mut workers = workers.iter();
+    let Some(first) = workers.next() else {
+        return BTreeSet::new();
+    };
+    let mut unready: BTreeSet<String> = first.missing_languages.iter().cloned().collect();
+    for worker in workers {
+        unready.retain(|l| worker.missing_languages.contains(l));
+    }
+    unready
 }
 
 /// A job in flight on a worker, as its heartbeat shows it.
@@ -73,4 +93,39 @@ pub struct PoolStats {
     pub hits: u64,
     /// Runs that found none and created a fresh one.
     pub misses: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(missing: &[&str]) -> WorkerInfo {
+        WorkerInfo {
+            id: "w".into(),
+            host: "h".into(),
+            concurrency: 1,
+            running: 0,
+            engine_ok: true,
+            started_at_ms: 0,
+            heartbeat_at_ms: 0,
+            jobs: Vec::new(),
+            restarts: BTreeMap::new(),
+            pool: None,
+            missing_languages: missing.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_language_is_unready_only_when_every_live_worker_lacks_it() {
+        assert!(unready_languages(&[]).is_empty(), "no worker: jobs wait");
+        assert_eq!(
+            unready_languages(&[worker(&["a", "b"])]),
+            BTreeSet::from(["a".to_string(), "b".to_string()])
+        );
+        assert_eq!(
+            unready_languages(&[worker(&["a", "b"]), worker(&["b", "c"])]),
+            BTreeSet::from(["b".to_string()])
+        );
+        assert!(unready_languages(&[worker(&["a"]), worker(&[])]).is_empty());
+    }
 }

@@ -385,11 +385,15 @@ async fn start_job(
         &language.limits,
         &services.max_limits,
     );
-    let version = services
-        .versions
-        .get(&language.id)
-        .cloned()
-        .unwrap_or_else(|| language.version.clone());
+    // A language whose image is not here yet (still being built): the job
+    // waits, delayed, for this or another worker to have it.
+    let Some(version) = services.images.version(&language.id) else {
+        let _ = reply.send(JobOutcome::NotReady(format!(
+            "the image of {} is not on this worker's engine yet",
+            language.id
+        )));
+        return;
+    };
     let prepared = match prepare(&job.id, &spec, &language, &version, limits) {
         Ok(prepared) => prepared,
         Err(reason) => {
@@ -471,6 +475,7 @@ fn finish(state: &mut DispatcherState, entry: InFlight, outcome: JobOutcome) {
     let (verdict, summary) = match &outcome {
         JobOutcome::Finished(result) => (Some(result.verdict), "completed".to_string()),
         JobOutcome::Requeue => (None, "requeued".to_string()),
+        JobOutcome::NotReady(reason) => (None, format!("delayed: {reason}")),
         JobOutcome::Failed { reason, .. } => (None, format!("failed: {reason}")),
     };
     state.services.registry.tell(RegistryMsg::JobFinished {

@@ -94,5 +94,6 @@ fn worker_info(services: &WorkerServices, vitals: &WorkerVitals) -> WorkerInfo {
         jobs: Vec::new(),
         restarts: Default::default(),
         pool: Some(services.pool.stats()),
+        missing_languages: services.images.missing().unwrap_or_default(),
     }
 }

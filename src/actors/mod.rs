@@ -23,8 +23,6 @@ pub mod sweeper;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::HashMap;
-
 use crate::execute::ExecutionSettings;
 use crate::language::LanguageTable;
 use crate::limits::Limits;
@@ -48,8 +46,9 @@ pub struct WorkerServices {
     /// The most a job may have.
     pub max_limits: Limits,
     pub execution: ExecutionSettings,
-    /// Language id → the version this worker's image provides.
-    pub versions: HashMap<String, String>,
+    /// The languages whose image this worker's engine has, and their
+    /// versions (refreshed by the engine watch).
+    pub images: Arc<crate::sandbox::images::LanguageImages>,
     /// Warm containers (see [`crate::sandbox::pool`]); also when disabled.
     pub pool: Arc<WarmPool>,
     /// How long a stopping worker lets running jobs finish.

@@ -163,6 +163,7 @@ impl Actor for ContainerRunner {
                     }
                     JobOutcome::Failed { reason, .. } => tracing::warn!(%reason, "job failed"),
                     JobOutcome::Requeue => tracing::info!("job goes back to the queue"),
+                    JobOutcome::NotReady(reason) => tracing::info!(%reason, "job delayed"),
                 });
                 state
                     .args

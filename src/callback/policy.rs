@@ -146,7 +146,9 @@ impl DestinationPolicy {
         use DestinationError::*;
         let url = Url::parse(url).map_err(|e| Invalid(format!("not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(Invalid("the scheme must be http or https".into()));
+            return Err(Invalid(
+                "the URL must start with http:// or https://".into(),
+            ));
         }
         let port = url
             .port_or_known_default()

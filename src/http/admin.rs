@@ -602,7 +602,7 @@ async fn system(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
             match tokio::time::timeout(Duration::from_secs(2), sandbox.engine_info()).await {
                 Ok(Ok(info)) => {
                     for language in state.languages.all() {
-                        let version = sandbox.image_version(&language.image).await.ok().flatten();
+                        let version = sandbox.image_versions(&language.image).await.ok().flatten();
                         images.insert(language.id.clone(), version);
                     }
                     json!({ "ok": true, "version": info.version, "api_version": info.api_version })

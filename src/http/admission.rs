@@ -74,6 +74,63 @@ impl QueueDepth {
     }
 }
 
+/// 503 naming the language when workers are up and none of them has its
+/// image yet (on a fresh machine the images build one after another): the
+/// client learns at once, rather than waiting on a job no worker can start.
+/// `languages`: each job's language id, with the field naming it.
+pub async fn check_languages_ready(
+    state: &AppState,
+    languages: impl Iterator<Item = (String, String)>,
+) -> Result<(), ApiError> {
+    let unready = state.intake.unready.get(state).await?;
+    if unready.is_empty() {
+        return Ok(());
+    }
+    for (field, language) in languages {
+        if unready.contains(&language) {
+            let mut error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{language} is not ready yet: no worker has its image (it is still being \
+                     built); retry later, or see GET /v1/languages for the ready ones"
+                ),
+            )
+            .with_field(field);
+            error.retry_after = Some(30);
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// The languages no live worker has the image of
+/// ([`crate::status::unready_languages`]), read from the workers'
+/// heartbeats at most every [`UnreadyLanguages::MAX_AGE_MS`].
+#[derive(Debug, Default)]
+pub struct UnreadyLanguages {
+    last: std::sync::Mutex<Option<(u64, std::sync::Arc<std::collections::BTreeSet<String>>)>>,
+}
+
+impl UnreadyLanguages {
+    const MAX_AGE_MS: u64 = 1_000;
+
+    pub async fn get(
+        &self,
+        state: &AppState,
+    ) -> Result<std::sync::Arc<std::collections::BTreeSet<String>>, ApiError> {
+        let now = crate::job::now_ms();
+        if let Some((read_at, unready)) = &*self.last.lock().unwrap_or_else(|e| e.into_inner())
+            && now.saturating_sub(*read_at) < Self::MAX_AGE_MS
+        {
+            return Ok(unready.clone());
+        }
+        let workers = state.queue.live_workers(now).await?;
+        let unready = std::sync::Arc::new(crate::status::unready_languages(&workers));
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((now, unready.clone()));
+        Ok(unready)
+    }
+}
+
 /// The largest body worth reading: JSON may spell one byte of code as six
 /// (`\u00XX`), and stdin and expected outputs come on top.
 pub fn max_body_bytes(state: &AppState) -> usize {
@@ -99,7 +156,7 @@ pub fn fair_priority(requested: u32, offset: Option<u32>, index: u32) -> u32 {
 }
 
 /// Admits `jobs` (id, spec, requested priority) for `caller` and queues
-/// them, all or none: the queue's depth, the caller's submission budget
+/// them, all or none: their languages' readiness, the queue's depth, the caller's submission budget
 /// (`budget_field` names what a batch too large for any minute's budget
 /// gets its 400 on) and its share of the queue, which sets each job's fair
 /// priority. A refused enqueue gives the share back.
@@ -109,6 +166,17 @@ pub async fn queue_jobs(
     mut jobs: Vec<(Uuid, JobSpec, u32)>,
     budget_field: &str,
 ) -> Result<(), ApiError> {
+    check_languages_ready(
+        state,
+        jobs.iter().enumerate().map(|(i, (_, spec, _))| {
+            let field = match budget_field {
+                "" => "language".to_string(),
+                batch => format!("{batch}[{i}].language"),
+            };
+            (field, spec.language.clone())
+        }),
+    )
+    .await?;
     check_queue_depth(state, jobs.len() as u64).await?;
     super::auth::admit_jobs(state, caller, jobs.len() as u64, budget_field).await?;
     let ids: Vec<Uuid> = jobs.iter().map(|(id, _, _)| *id).collect();

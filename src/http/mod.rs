@@ -94,6 +94,8 @@ pub struct Intake {
     pub max_queue_depth: u64,
     /// The waiting count as last read, shared by this process's requests.
     pub depth: admission::QueueDepth,
+    /// The languages no live worker has the image of, as last read.
+    pub unready: admission::UnreadyLanguages,
     pub enqueue: EnqueueOptions,
     /// Where a job's `callback_url` may point.
     pub callback_policy: Arc<crate::callback::policy::DestinationPolicy>,

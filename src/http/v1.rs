@@ -258,6 +258,10 @@ pub struct LanguageView {
     pub version: String,
     /// Versions the workers' images report.
     pub versions: Vec<String>,
+    /// A live worker has its image and runs its jobs now. On a fresh
+    /// machine the images build one after another; until a language's is
+    /// built, jobs for it get 503 (while workers are up).
+    pub ready: bool,
     pub aliases: Vec<String>,
     /// Compiled once per job before its runs.
     pub compiled: bool,
@@ -280,6 +284,7 @@ pub struct Languages {
     ))]
 pub async fn languages(State(state): State<AppState>) -> Result<Json<Languages>, ApiError> {
     let mut reported = state.queue.language_versions().await?;
+    let workers = state.queue.live_workers(crate::job::now_ms()).await?;
     let languages = state
         .languages
         .all()
@@ -289,6 +294,7 @@ pub async fn languages(State(state): State<AppState>) -> Result<Json<Languages>,
             name: l.name.clone(),
             version: l.version.clone(),
             versions: reported.remove(&l.id).unwrap_or_default(),
+            ready: workers.iter().any(|w| !w.missing_languages.contains(&l.id)),
             aliases: l.aliases.clone(),
             compiled: l.compile.is_some(),
             source_file: l.source_file.clone(),

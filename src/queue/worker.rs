@@ -26,11 +26,19 @@ pub enum JobOutcome {
     /// Put the job back in the queue untouched (its run was stopped by a
     /// shutdown); it does not count as an attempt.
     Requeue,
+    /// This worker cannot run it yet (its language's image is still being
+    /// built): the job goes back to the queue, delayed by
+    /// [`NOT_READY_DELAY`], without counting as an attempt.
+    NotReady(String),
     /// The service could not run it. A `retryable` failure (infrastructure)
     /// is retried with backoff while attempts remain; otherwise, or after
     /// the last attempt, the job is failed with `reason`.
     Failed { reason: String, retryable: bool },
 }
+
+/// How long a job this worker cannot run yet waits before it is claimed
+/// again.
+pub const NOT_READY_DELAY: Duration = Duration::from_secs(3);
 
 /// A job claimed from the queue, handed to the dispatcher.
 #[derive(Debug, Clone)]
@@ -181,6 +189,18 @@ impl JobEnd<'_> {
                     "could not re-queue after shutdown: {e}"
                 ))),
             },
+            JobOutcome::NotReady(reason) => {
+                let at = now_ms() + NOT_READY_DELAY.as_millis() as u64;
+                match self.job.move_to_delayed(at).await {
+                    Ok(()) => {
+                        tracing::info!(job = %self.job.id(), %reason, "job delayed");
+                        Err(bullmq::Error::Delayed)
+                    }
+                    Err(e) => Err(bullmq::Error::ProcessingError(format!(
+                        "could not delay the job ({reason}): {e}"
+                    ))),
+                }
+            }
             JobOutcome::Failed {
                 reason,
                 retryable: true,

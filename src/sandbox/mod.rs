@@ -4,12 +4,14 @@
 //! - [`run`]: one container's lifecycle: create → attach → start → hand the
 //!   monitor its task → read its frames (output, artifacts, report) → remove.
 //! - [`sweep`]: finds and removes containers this service left behind.
+//! - [`images`]: which languages' images this engine has, and their versions.
 //!
 //! **Invariant:** every container this service creates carries the
 //! [`LABEL_MANAGED`] label, the id of the worker that created it, its queue
 //! and the id of its job, so that a sweep can always find what a crash left
 //! behind (and never takes another queue's).
 
+pub mod images;
 pub mod overrides;
 pub mod pool;
 pub mod run;
@@ -158,24 +160,22 @@ impl Sandbox {
         image_name(&self.settings.image_prefix, image)
     }
 
-    /// True when the image is present on the engine.
-    pub async fn has_image(&self, image: &str) -> Result<bool, SandboxError> {
+    /// The versions a language image provides (its
+    /// [`images::LABEL_VERSIONS`] label: language id → version), or `None`
+    /// when the image is missing. An image without the label gives an
+    /// empty map.
+    pub async fn image_versions(
+        &self,
+        image: &str,
+    ) -> Result<Option<std::collections::HashMap<String, String>>, SandboxError> {
         match self.docker.inspect_image(&self.image_name(image)).await {
-            Ok(_) => Ok(true),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The version label `docker/build-images.sh` put on a language image.
-    pub async fn image_version(&self, image: &str) -> Result<Option<String>, SandboxError> {
-        match self.docker.inspect_image(&self.image_name(image)).await {
-            Ok(info) => Ok(info
-                .config
-                .and_then(|c| c.labels)
-                .and_then(|labels| labels.get("code-runner.version").cloned())),
+            Ok(info) => Ok(Some(
+                info.config
+                    .and_then(|c| c.labels)
+                    .and_then(|labels| labels.get(images::LABEL_VERSIONS).cloned())
+                    .and_then(|json| serde_json::from_str(&json).ok())
+                    .unwrap_or_default(),
+            )),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(None),

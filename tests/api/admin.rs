@@ -157,7 +157,7 @@ async fn job_lists_filter_and_refuse_bad_queries_naming_the_field() {
         ("state=sleeping", "state"),
         ("state=completed&page=0", "page"),
         ("state=completed&page_size=500", "page_size"),
-        ("state=completed&language=cobol", "language"),
+        ("state=completed&language=intercal", "language"),
         ("state=completed&verdict=great", "verdict"),
         ("state=completed&page=x", "page"),
         ("state=completed&colour=blue", "colour"),

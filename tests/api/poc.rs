@@ -100,7 +100,7 @@ async fn every_bad_input_gets_a_4xx_json_error_naming_the_field() {
         ),
         (
             "unknown language",
-            json!({"language": "cobol", "code": "DISPLAY 1"}).to_string(),
+            json!({"language": "intercal", "code": "DISPLAY 1"}).to_string(),
             400,
             Some("language"),
         ),
