@@ -1,6 +1,7 @@
 # The two commands a new user needs (see README.md):
 #   make run    install what is missing, start the Docker engine, build the
-#               runner images, then run the service (API + workers) on :3000
+#               core languages' runner images (the others build in the
+#               background), then run the service (API + workers) on :3000
 #   make test   the same set-up plus a test Redis, then the whole test suite
 #               (integration tests and the hostile-program suite, under runc)
 # Both are quick when everything is already in place.
@@ -38,7 +39,7 @@ test-gvisor: setup-test
 	scripts/check-no-containers.sh
 
 setup:
-	scripts/setup.sh
+	scripts/setup.sh --core-images
 
 setup-test:
 	scripts/setup.sh --redis

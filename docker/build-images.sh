@@ -4,6 +4,14 @@
 #
 #   docker/build-images.sh [image ...]      (default: every image the
 #                                            language table names, in its order)
+#   docker/build-images.sh --core-first     the core languages' images (core =
+#       true in the table), then the others in the background (log:
+#       /tmp/code-runner-image-builds/background.log): what `make run` does, so
+#       that on a fresh machine the service starts serving the core languages
+#       while the rest build (each is served from the moment its image exists)
+#
+# One build at a time: a build waits for one already running (a lock);
+# --core-first returns at once when one is running.
 #
 # The base (code-runner/base:bookworm) is a minimal Debian made once with
 # debootstrap and imported with `docker import`; it keeps apt's package lists,
@@ -71,7 +79,8 @@ with open(sys.argv[1], "rb") as f:
     table = tomllib.load(f)
 for language in table["language"]:
     command = language.get("version_command", "")
-    print(f"{language['image']}\t{language['id']}\t{command}")
+    core = "1" if language.get("core") else "0"
+    print(f"{language['image']}\t{language['id']}\t{command}\t{core}")
 PY
 }
 
@@ -132,14 +141,23 @@ languages_of() {
     awk -F'\t' -v image="$1" '$1 == image { print $2 "\t" $3 }' <<<"$table_lines"
 }
 
+# What an image's build-hash label must be for it to be current.
+want_hash() {
+    echo "$( (hash_of "docker/images/$1" docker/runner.Dockerfile; languages_of "$1") \
+        | sha256sum | cut -c1-16)-$base_hash-$monitor_hash"
+}
+
+is_current() {
+    [ "$(image_label "$prefix/$1:latest" code-runner.build-hash)" = "$(want_hash "$1")" ]
+}
+
 build_image() {
     local image="$1"
     local dir="$here/images/$image"
     [ -f "$dir/packages" ] || { log "no recipe: $dir/packages is missing"; return 1; }
     local tag="$prefix/$image:latest"
     local want
-    want="$( (hash_of "docker/images/$image" docker/runner.Dockerfile; languages_of "$image") \
-        | sha256sum | cut -c1-16)-$base_hash-$monitor_hash"
+    want="$(want_hash "$image")"
     if [ "$(image_label "$tag" code-runner.build-hash)" = "$want" ]; then
         return
     fi
@@ -178,17 +196,35 @@ print(json.dumps(versions, sort_keys=True))')"; then
     log "built $tag in $((SECONDS - started)) s: $versions"
 }
 
+core_first=0
+if [ "${1:-}" = "--core-first" ]; then
+    core_first=1
+    shift
+fi
 table_lines="$(table)"
 images=("$@")
-if [ "${#images[@]}" -eq 0 ]; then
+if [ "$core_first" = 1 ]; then
+    mapfile -t images < <(awk -F'\t' '$4 == "1" { print $1 }' <<<"$table_lines" | awk '!seen[$0]++')
+elif [ "${#images[@]}" -eq 0 ]; then
     mapfile -t images < <(cut -f1 <<<"$table_lines" | awk '!seen[$0]++')
+fi
+
+mkdir -p "$logs"
+exec 9>"$logs/.lock"
+if [ "$core_first" = 1 ]; then
+    if ! flock -n 9; then
+        log "images are being built in the background already (log: $logs/background.log)"
+        exit 0
+    fi
+elif ! flock -n 9; then
+    log "waiting for the image build already running (log: $logs/background.log)"
+    flock 9
 fi
 build_monitor
 build_base
 
 # Builds run in parallel, `jobs` at a time; each one's output goes to its
 # own log, shown when it fails.
-mkdir -p "$logs"
 started=$SECONDS
 failed=()
 declare -A running=()
@@ -218,4 +254,16 @@ if [ "${#failed[@]}" -gt 0 ]; then
 fi
 if [ $((SECONDS - started)) -gt 2 ]; then
     log "images ready in $((SECONDS - started)) s"
+fi
+if [ "$core_first" = 1 ]; then
+    exec 9>&-
+    stale=0
+    while read -r image; do
+        is_current "$image" || stale=$((stale + 1))
+    done < <(cut -f1 <<<"$table_lines" | awk '!seen[$0]++')
+    if [ "$stale" -gt 0 ]; then
+        log "core images ready; the other $stale build in the background" \
+            "(log: $logs/background.log); GET /v1/languages says which are ready"
+        setsid nohup "$0" </dev/null >"$logs/background.log" 2>&1 &
+    fi
 fi

@@ -24,6 +24,10 @@ const BUILT_IN: &str = include_str!("../docker/languages.toml");
 pub struct Language {
     /// What clients send as `"language"`.
     pub id: String,
+    /// A core language: its image is built first (`docker/build-images.sh
+    /// --core-first`, what `make run` does on a fresh machine).
+    #[serde(default)]
+    pub core: bool,
     /// Other names accepted for it.
     #[serde(default)]
     pub aliases: Vec<String>,

@@ -253,3 +253,25 @@ async fn hostile_programs_are_contained_in_every_runtime_family() {
     service.assert_containers_gone(None).await;
     service.stop().await;
 }
+
+/// Python ships the libraries data-science exercises import.
+#[tokio::test]
+async fn python_imports_numpy_scipy_pandas_sympy_and_networkx() {
+    let service = TestService::start().await;
+    let code = "import numpy as np, scipy.linalg, pandas as pd, sympy, networkx as nx\n\
+                a = np.array([[2.0, 0.0], [0.0, 4.0]])\n\
+                print(round(np.linalg.det(a)), round(scipy.linalg.det(a)))\n\
+                print(pd.DataFrame({'x': [1, 2, 3]})['x'].sum())\n\
+                print(sympy.factor(sympy.Symbol('x') ** 2 - 1))\n\
+                print(nx.shortest_path_length(nx.path_graph(5), 0, 4))\n";
+    let view = service
+        .run_v1(json!({ "language": "python", "code": code,
+                        "limits": { "wall_time_ms": 20_000, "cpu_time_ms": 10_000 } }))
+        .await;
+    assert_eq!(view["result"]["verdict"], "accepted", "{view}");
+    assert_eq!(
+        view["result"]["stdout"], "8 8\n6\n(x - 1)*(x + 1)\n4\n",
+        "{view}"
+    );
+    service.stop().await;
+}
