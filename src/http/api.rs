@@ -63,7 +63,7 @@ pub struct RunAccepted {
         (status = 413, description = "code or stdin over the size limit", body = ErrorBody),
         (status = 429, description = "Over the key's rate, or the queue is full", body = ErrorBody),
         (status = 415, description = "Not sent as application/json", body = ErrorBody),
-        (status = 503, description = "Redis unavailable", body = ErrorBody),
+        (status = 503, description = "Redis unavailable, or no live worker has the language's image yet (`field` names it; Retry-After)", body = ErrorBody),
     ))]
 pub async fn run(
     State(state): State<AppState>,

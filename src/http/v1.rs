@@ -46,7 +46,7 @@ const CANCEL_WAIT: Duration = Duration::from_secs(15);
         (status = 413, description = "Sources or inputs over the size limit", body = ErrorBody),
         (status = 429, description = "Over the key's rate, or the queue is full", body = ErrorBody),
         (status = 415, description = "Not sent as application/json", body = ErrorBody),
-        (status = 503, description = "Redis unavailable", body = ErrorBody),
+        (status = 503, description = "Redis unavailable, or no live worker has the language's image yet (`field` names it; Retry-After)", body = ErrorBody),
     ))]
 pub async fn create_job(
     State(state): State<AppState>,
@@ -108,7 +108,7 @@ pub async fn create_job(
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "Not sent as application/json", body = ErrorBody),
         (status = 429, description = "Over the key's rate, or the queue is full", body = ErrorBody),
-        (status = 503, description = "Redis unavailable", body = ErrorBody),
+        (status = 503, description = "Redis unavailable, or no live worker has the language's image yet (`field` names it; Retry-After)", body = ErrorBody),
     ))]
 pub async fn create_batch(
     State(state): State<AppState>,
