@@ -891,13 +891,15 @@ async fn a_docker_outage_pauses_the_worker_and_work_resumes_after() {
 #[tokio::test]
 async fn infrastructure_failures_are_retried_and_user_failures_are_not() {
     let _one = ONE_AT_A_TIME.lock().await;
-    // A language whose image does not exist: an infrastructure failure.
+    // A language whose containers the engine cannot create (an OCI runtime
+    // it does not know): an infrastructure failure. (A missing image is
+    // not one any more: such a language is not ready, and refused.)
     let table: PathBuf =
         std::env::temp_dir().join(format!("ghost-languages-{}.toml", std::process::id()));
     std::fs::write(
         &table,
         format!(
-            "{}\n[[language]]\nid = \"ghost\"\nname = \"Ghost\"\nversion = \"1\"\nimage = \"no-such-image\"\nsource_file = \"main.sh\"\nrun = [\"bash\", \"main.sh\"]\n",
+            "{}\n[[language]]\nid = \"ghost\"\nname = \"Ghost\"\nversion = \"1\"\nimage = \"bash\"\nruntime = \"no-such-runtime\"\nsource_file = \"main.sh\"\nrun = [\"bash\", \"main.sh\"]\n",
             include_str!("../../docker/languages.toml")
         ),
     )
@@ -914,7 +916,7 @@ async fn infrastructure_failures_are_retried_and_user_failures_are_not() {
     assert_eq!(view["state"], "failed", "{view}");
     assert_eq!(view["attempts_made"], 3, "{view}");
     assert!(
-        view["error"].as_str().unwrap().contains("missing"),
+        view["error"].as_str().unwrap().contains("no-such-runtime"),
         "{view}"
     );
     let view = service
