@@ -601,9 +601,12 @@ async fn system(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         Some(sandbox) => {
             match tokio::time::timeout(Duration::from_secs(2), sandbox.engine_info()).await {
                 Ok(Ok(info)) => {
+                    // One look per image (several languages share one).
                     for language in state.languages.all() {
-                        let version = sandbox.image_versions(&language.image).await.ok().flatten();
-                        images.insert(language.id.clone(), version);
+                        if !images.contains_key(&language.image) {
+                            let present = sandbox.image_versions(&language.image).await;
+                            images.insert(language.image.clone(), present.ok().flatten().is_some());
+                        }
                     }
                     json!({ "ok": true, "version": info.version, "api_version": info.api_version })
                 }
@@ -623,7 +626,7 @@ async fn system(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
                 "image": crate::sandbox::image_name(&state.local.image_prefix, &l.image),
                 "declared_version": l.version,
                 // Present on this process's engine (when it runs jobs).
-                "image_here": images.get(&l.id).map(|v| v.is_some()),
+                "image_here": images.get(&l.image).copied(),
                 "versions_reported": reported.get(&l.id).cloned().unwrap_or_default(),
                 "runtime": l.runtime.clone().or(state.local.runtime.clone()).unwrap_or_else(|| "runc".into()),
             })
