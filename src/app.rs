@@ -377,6 +377,7 @@ impl App {
                     body_read_timeout: std::time::Duration::from_millis(
                         config.body_read_timeout_ms,
                     ),
+                    callback_attempts: config.callback_attempts,
                 }),
                 local: LocalView {
                     sandbox: sandbox.clone(),

@@ -421,6 +421,11 @@ pub fn machine_cpus() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
+/// The machine's architecture (`x86_64`, `aarch64`), as this binary was built for it.
+pub fn machine_arch() -> &'static str {
+    std::env::consts::ARCH
+}
+
 /// Jobs a caller may have waiting or running at once, by default where
 /// callers are told apart: a tenth of the default queue depth, so that no
 /// one caller fills the queue.

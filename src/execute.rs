@@ -53,6 +53,14 @@ pub struct PreparedJob {
     pub version: String,
     pub files: Vec<FileSpec>,
     pub args: Vec<String>,
+    /// Arguments added to the compiler's (its `{options}`).
+    pub compiler_options: Vec<String>,
+    /// The runs' stderr goes into their stdout.
+    pub stderr_to_stdout: bool,
+    /// The runs' stack limit, when the job sets one.
+    pub stack_bytes: Option<u64>,
+    /// The largest file a run may write, when the job sets one.
+    pub file_size_bytes: Option<u64>,
     pub cases: Vec<PreparedCase>,
     /// Whether the client gave test cases (the result then lists them).
     pub has_test_cases: bool,
@@ -131,6 +139,9 @@ pub fn prepare(
     if files.is_empty() {
         return Err("the job has neither code nor files".into());
     }
+    if !spec.compiler_options.is_empty() && !language.takes_compiler_options() {
+        return Err(format!("{} takes no compiler options", language.name));
+    }
     let cases = if spec.test_cases.is_empty() {
         vec![PreparedCase {
             stdin: decode("stdin", &spec.stdin)?,
@@ -162,6 +173,10 @@ pub fn prepare(
         version: version.to_string(),
         files,
         args: spec.args.clone(),
+        compiler_options: spec.compiler_options.clone(),
+        stderr_to_stdout: spec.stderr_to_stdout,
+        stack_bytes: spec.limits.and_then(|l| l.stack_kb).map(|kb| kb << 10),
+        file_size_bytes: spec.limits.and_then(|l| l.file_size_kb).map(|kb| kb << 10),
         cases,
         has_test_cases: !spec.test_cases.is_empty(),
         trace_id: spec.trace_id.clone().unwrap_or_default(),
@@ -211,12 +226,13 @@ pub async fn execute(
             env: env.clone(),
             files: job.files.clone(),
             argv: language
-                .expand(compile, &names)
+                .expand_with(compile, &names, &job.compiler_options)
                 .into_iter()
                 .map(String::into_bytes)
                 .collect(),
             stdin: Vec::new(),
             uid: Some(settings.uid),
+            ..Task::default()
         };
         let container = container_limits(&step, settings, language);
         let request = TaskRequest {
@@ -306,6 +322,9 @@ pub async fn execute(
             argv: argv.clone(),
             stdin: case.stdin.clone(),
             uid: Some(settings.uid),
+            stack_bytes: job.stack_bytes,
+            file_size_bytes: job.file_size_bytes,
+            stderr_to_stdout: job.stderr_to_stdout,
         };
         let request = TaskRequest {
             job_id: &job.job_id,

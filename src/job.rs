@@ -51,6 +51,13 @@ pub struct JobSpec {
     /// Arguments given to the program.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
+    /// Arguments added to the compiler's (where the language's compile
+    /// command has `{options}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compiler_options: Vec<String>,
+    /// The program's stderr goes into its stdout, in write order.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stderr_to_stdout: bool,
     /// Limits the client asked for (the API checked them against its
     /// maxima; a worker clamps them to its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +91,36 @@ pub struct JobSpec {
     /// the job carry the same id, so its logs join up across processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// A Judge0 submission's own attributes (it is shown, and its webhook
+    /// sent, the way Judge0 does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge0: Option<Judge0Request>,
+}
+
+/// What a Judge0 client asked (see [`crate::compat::judge0`]), with
+/// Judge0's defaults filled in as this service has them: kept in the job's
+/// data, since Judge0 shows it back.
+#[derive(utoipa::ToSchema, Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Judge0Request {
+    pub language_id: u32,
+    pub number_of_runs: u32,
+    /// Seconds.
+    pub cpu_time_limit: f64,
+    pub cpu_extra_time: f64,
+    pub wall_time_limit: f64,
+    /// KB.
+    pub memory_limit: u64,
+    pub stack_limit: u64,
+    pub max_processes_and_or_threads: i64,
+    pub max_file_size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compiler_options: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_line_arguments: Option<String>,
+    #[serde(default)]
+    pub redirect_stderr_to_stdout: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 /// A job's verdict.

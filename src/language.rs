@@ -62,11 +62,47 @@ pub struct Language {
     /// instead of the server's `CODE_RUNNER_RUNTIME`.
     #[serde(default)]
     pub runtime: Option<String>,
+    /// How the Judge0 API knows it.
+    #[serde(default)]
+    pub judge0: Option<Judge0Entry>,
+}
+
+/// A language's place in the Judge0 API: the ids clients send as
+/// `language_id`, and the name `GET /languages` shows.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Judge0Entry {
+    /// Judge0 CE's ids for it (several where Judge0 has several versions);
+    /// 1000 and up for languages Judge0 CE does not have.
+    pub ids: Vec<u32>,
+    /// The name with `{version}` where the version goes; by default the
+    /// language's name with the version inside its parentheses.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 impl Language {
     /// A command with its placeholders filled in for these files.
     pub fn expand(&self, command: &[String], files: &[String]) -> Vec<String> {
+        self.expand_with(command, files, &[])
+    }
+
+    /// Whether its compilation takes a job's `compiler_options` (its
+    /// compile command has the `{options}` placeholder).
+    pub fn takes_compiler_options(&self) -> bool {
+        self.compile
+            .as_ref()
+            .is_some_and(|c| c.iter().any(|a| a == "{options}"))
+    }
+
+    /// [`Language::expand`], with `{options}` replaced by `options` (each
+    /// one argument; none when empty).
+    pub fn expand_with(
+        &self,
+        command: &[String],
+        files: &[String],
+        options: &[String],
+    ) -> Vec<String> {
         let entry = files
             .first()
             .map(String::as_str)
@@ -74,7 +110,9 @@ impl Language {
         let stem = entry.rsplit_once('.').map_or(entry, |(stem, _)| stem);
         let mut out = Vec::with_capacity(command.len() + files.len());
         for arg in command {
-            if arg == "{sources}" {
+            if arg == "{options}" {
+                out.extend(options.iter().cloned());
+            } else if arg == "{sources}" {
                 out.extend(
                     files
                         .iter()
@@ -91,6 +129,18 @@ impl Language {
             }
         }
         out
+    }
+
+    /// Its name as the Judge0 API shows it, e.g. `C (GCC 12.2.0)` or
+    /// `Python (3.11.2)`: Judge0 clients read versions from names.
+    pub fn judge0_name(&self, version: &str) -> String {
+        if let Some(name) = self.judge0.as_ref().and_then(|j| j.name.as_deref()) {
+            return name.replace("{version}", version);
+        }
+        match self.name.strip_suffix(')') {
+            Some(open) => format!("{open} {version})"),
+            None => format!("{} ({version})", self.name),
+        }
     }
 
     /// The environment of its programs, as the monitor sets it.
@@ -140,6 +190,7 @@ pub enum LanguageTableError {
 pub struct LanguageTable {
     languages: Vec<Language>,
     by_name: HashMap<String, usize>,
+    by_judge0_id: BTreeMap<u32, usize>,
 }
 
 impl LanguageTable {
@@ -166,6 +217,7 @@ impl LanguageTable {
     pub fn parse(text: &str) -> Result<Self, LanguageTableError> {
         let file: TableFile = toml::from_str(text)?;
         let mut by_name = HashMap::new();
+        let mut by_judge0_id = BTreeMap::new();
         for (index, language) in file.language.iter().enumerate() {
             let invalid = |what: &str| {
                 Err(LanguageTableError::Invalid(format!(
@@ -189,10 +241,19 @@ impl LanguageTable {
                     return invalid(&format!("{name} names two languages"));
                 }
             }
+            for &id in language.judge0.iter().flat_map(|j| &j.ids) {
+                if by_judge0_id.insert(id, index).is_some() {
+                    return invalid(&format!("Judge0 id {id} names two languages"));
+                }
+            }
+            if language.compile.is_none() && language.run.iter().any(|a| a == "{options}") {
+                return invalid("{options} belongs in a compile command");
+            }
         }
         Ok(LanguageTable {
             languages: file.language,
             by_name,
+            by_judge0_id,
         })
     }
 
@@ -205,6 +266,18 @@ impl LanguageTable {
 
     pub fn all(&self) -> &[Language] {
         &self.languages
+    }
+
+    /// The language with this Judge0 language id.
+    pub fn find_judge0(&self, id: u32) -> Option<&Language> {
+        self.by_judge0_id.get(&id).map(|&i| &self.languages[i])
+    }
+
+    /// Every Judge0 language id, ascending, with its language.
+    pub fn judge0_ids(&self) -> impl Iterator<Item = (u32, &Language)> {
+        self.by_judge0_id
+            .iter()
+            .map(|(&id, &i)| (id, &self.languages[i]))
     }
 
     /// Ids of all languages, for error messages.
@@ -253,6 +326,63 @@ mod tests {
         let java = table.find("java").unwrap();
         let run = java.expand(&java.run, &["Hello.java".to_string()]);
         assert_eq!(run.last().unwrap(), "Hello");
+    }
+
+    #[test]
+    fn every_language_has_a_judge0_id_and_judge0s_own_ids_mean_theirs() {
+        let table = LanguageTable::built_in();
+        for language in table.all() {
+            assert!(
+                language.judge0.as_ref().is_some_and(|j| !j.ids.is_empty()),
+                "{} has no Judge0 id",
+                language.id
+            );
+        }
+        // Judge0 CE's ids for the core languages, as its clients hard-code them.
+        for (id, language) in [
+            (71, "python"),
+            (50, "c"),
+            (54, "cpp"),
+            (63, "javascript"),
+            (46, "bash"),
+            (60, "go"),
+            (73, "rust"),
+            (62, "java"),
+        ] {
+            assert_eq!(table.find_judge0(id).unwrap().id, language, "id {id}");
+        }
+        assert!(table.find_judge0(70).is_none(), "Python 2 is not here");
+    }
+
+    #[test]
+    fn judge0_names_carry_the_version() {
+        let table = LanguageTable::built_in();
+        let name = |id: &str, version: &str| table.find(id).unwrap().judge0_name(version);
+        assert_eq!(name("python", "3.11.2"), "Python (3.11.2)");
+        assert_eq!(name("c", "12.2.0"), "C (GCC 12.2.0)");
+        assert_eq!(
+            name("javascript", "18.20.4"),
+            "JavaScript (Node.js 18.20.4)"
+        );
+        assert_eq!(name("assembly", "2.16.01"), "Assembly (NASM 2.16.01)");
+    }
+
+    #[test]
+    fn compiler_options_go_where_the_table_says() {
+        let table = LanguageTable::built_in();
+        let c = table.find("c").unwrap();
+        let files = ["main.c".to_string()];
+        let options = ["-O0".to_string(), "-DX=1".to_string()];
+        let compile = c.expand_with(c.compile.as_ref().unwrap(), &files, &options);
+        let at = compile.iter().position(|a| a == "-O0").unwrap();
+        assert_eq!(compile[at + 1], "-DX=1");
+        assert!(at > compile.iter().position(|a| a == "-O2").unwrap());
+        assert!(
+            !c.expand(c.compile.as_ref().unwrap(), &files)
+                .contains(&"{options}".to_string())
+        );
+        assert!(c.takes_compiler_options());
+        assert!(!table.find("python").unwrap().takes_compiler_options());
     }
 
     #[test]

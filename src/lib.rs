@@ -4,6 +4,8 @@
 //! # Layout
 //!
 //! - [`callback`]: webhooks (signed POSTs of finished jobs, retried).
+//! - [`compat`]: other code runners' APIs (Judge0) translated to and from
+//!   jobs: pure functions the HTTP handlers and webhooks use.
 //! - [`config`]: the one [`Config`](config::Config) type, read from flags and
 //!   `CODE_RUNNER_*` environment variables.
 //! - [`job`]: the job model shared by every part: what a client submits
@@ -31,6 +33,7 @@ pub mod actors;
 pub mod app;
 pub mod backoff;
 pub mod callback;
+pub mod compat;
 pub mod config;
 pub mod execute;
 pub mod http;

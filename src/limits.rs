@@ -25,6 +25,13 @@ pub struct RequestedLimits {
     pub output_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compile_wall_time_ms: Option<u64>,
+    /// The program's stack (`RLIMIT_STACK`), in KiB; the container's by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack_kb: Option<u64>,
+    /// The largest file the program may write (`RLIMIT_FSIZE`), in KiB;
+    /// past it the write fails with SIGXFSZ. Within the container's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_size_kb: Option<u64>,
 }
 
 /// Limits of one job.

@@ -487,6 +487,38 @@ fn the_modules_depend_on_each_other_without_a_cycle() {
     report("the modules form no cycle", &steps);
 }
 
+#[test]
+fn foreign_apis_are_translations_of_the_job_model() {
+    let sources = sources();
+    let modules: BTreeSet<Vec<String>> = sources.iter().map(|(f, _)| f.module.clone()).collect();
+    let allowed = ["compat", "job", "language", "limits"];
+    let mut violations = Vec::new();
+    for (file, found) in &sources {
+        if file.module.first().map(String::as_str) != Some("compat") {
+            continue;
+        }
+        for (path, line) in &found.paths {
+            let Some(target) = resolve(&file.module, path, &modules) else {
+                continue;
+            };
+            if target
+                .first()
+                .is_some_and(|m| !allowed.contains(&m.as_str()))
+            {
+                violations.push(format!(
+                    "src/{}:{line}: {}",
+                    file.path.display(),
+                    path.join("::")
+                ));
+            }
+        }
+    }
+    report(
+        "compat depends only on job, language and limits",
+        &violations,
+    );
+}
+
 /// The rules above are only as good as their reading of the source: make
 /// sure each one sees what it looks for.
 #[test]

@@ -10,6 +10,9 @@
 //! output_bytes <n>\n          cap of stdout, and separately of stderr
 //! artifacts <max bytes>\n     (optional) send back the work dir's files after
 //! uid <n>\n                   (optional) the uid (and gid) the command runs as
+//! stack_bytes <n>\n           (optional) the command's stack limit (RLIMIT_STACK)
+//! file_size_bytes <n>\n       (optional) largest file it may write (RLIMIT_FSIZE)
+//! stderr_to_stdout\n          (optional) its stderr goes into its stdout stream
 //! env <NAME>=<value>\n        (repeated) the command's whole environment
 //! file <size> <mode> <name length>\n<name><size bytes>   (repeated) written to the work dir
 //! arg <len>\n<len bytes>      (repeated) the command, argv[0] first
@@ -114,6 +117,13 @@ pub struct Task {
     /// per-user kernel quotas (pending signals, inotify instances, message
     /// queues) are not shared with neighbours. `None`: the monitor's own.
     pub uid: Option<u32>,
+    /// The command's stack limit (`RLIMIT_STACK`), when the job sets one.
+    pub stack_bytes: Option<u64>,
+    /// The largest file the command may write (`RLIMIT_FSIZE`: past it the
+    /// write fails with SIGXFSZ), when the job sets one.
+    pub file_size_bytes: Option<u64>,
+    /// The command's stderr is its stdout (one stream, in write order).
+    pub stderr_to_stdout: bool,
 }
 
 /// True for a plain file name: no directory part, not `.` or `..`, no
@@ -159,6 +169,17 @@ impl Task {
         }
         if let Some(uid) = self.uid {
             line(&mut out, format!("uid {uid}"));
+        }
+        // Optional lines are sent only when set, so a task that does not
+        // use them is read by a monitor that predates them.
+        if let Some(bytes) = self.stack_bytes {
+            line(&mut out, format!("stack_bytes {bytes}"));
+        }
+        if let Some(bytes) = self.file_size_bytes {
+            line(&mut out, format!("file_size_bytes {bytes}"));
+        }
+        if self.stderr_to_stdout {
+            line(&mut out, "stderr_to_stdout".to_string());
         }
         for (name, value) in &self.env {
             line(&mut out, format!("env {name}={value}"));
@@ -220,6 +241,9 @@ impl Task {
                     }
                     task.uid = Some(uid);
                 }
+                "stack_bytes" => task.stack_bytes = Some(number(rest)?),
+                "file_size_bytes" => task.file_size_bytes = Some(number(rest)?),
+                "stderr_to_stdout" => task.stderr_to_stdout = true,
                 "env" => {
                     let (name, value) = rest.split_once('=').ok_or("bad env line")?;
                     if !valid_env_name(name) {
@@ -403,6 +427,11 @@ impl FrameReader {
     }
 }
 
+/// The number of a signal named as [`signal_name`] names it.
+pub fn signal_number(name: &str) -> Option<i32> {
+    (1..=64).find(|&n| signal_name(n) == name)
+}
+
 /// The name of a signal number (SIGSEGV, ...).
 pub fn signal_name(signal: i32) -> String {
     let name = match signal {
@@ -463,6 +492,9 @@ mod tests {
             argv: vec![b"gcc".to_vec(), b"a b\nc".to_vec()],
             stdin: b"line\nmore".to_vec(),
             uid: Some(60_001),
+            stack_bytes: Some(64 << 20),
+            file_size_bytes: Some(1 << 20),
+            stderr_to_stdout: true,
         };
         let bytes = task.encode();
         let decoded = Task::decode(&mut std::io::Cursor::new(bytes)).unwrap();

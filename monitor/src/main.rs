@@ -561,6 +561,8 @@ fn run(task: &Task, out: &mut Output) -> Report {
         filter: filter.as_ptr() as *mut libc::sock_filter,
     };
     let program_uid = task.uid;
+    let (stack_bytes, file_size_bytes) = (task.stack_bytes, task.file_size_bytes);
+    let stderr_to_stdout = task.stderr_to_stdout;
     let cpu_seconds = (task.cpu_ms.div_ceil(1000) + 1) as libc::rlim_t;
 
     let (stdin_r, stdin_w) = pipe();
@@ -587,7 +589,7 @@ fn run(task: &Task, out: &mut Output) -> Report {
             libc::setsid();
             libc::dup2(stdin_r, 0);
             libc::dup2(out_w, 1);
-            libc::dup2(err_w, 2);
+            libc::dup2(if stderr_to_stdout { out_w } else { err_w }, 2);
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             // The OOM killer picks the job, never the monitor. The child
             // inherited the monitor's non-dumpable flag, which makes its
@@ -603,6 +605,25 @@ fn run(task: &Task, out: &mut Output) -> Report {
                 rlim_max: cpu_seconds + 1,
             };
             libc::setrlimit(libc::RLIMIT_CPU, &limit);
+            // The job's own stack and file-size limits, never above what
+            // the container allows (lowering a hard limit needs no privilege).
+            for (resource, bytes) in [
+                (libc::RLIMIT_STACK, stack_bytes),
+                (libc::RLIMIT_FSIZE, file_size_bytes),
+            ] {
+                let Some(bytes) = bytes else { continue };
+                let mut current = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::getrlimit(resource, &mut current);
+                let value = (bytes as libc::rlim_t).min(current.rlim_max);
+                let limit = libc::rlimit {
+                    rlim_cur: value,
+                    rlim_max: value,
+                };
+                libc::setrlimit(resource, &limit);
+            }
             if let Some(uid) = program_uid {
                 // Its own uid and gid, no supplementary group, and no
                 // capability left (the monitor's uid is not root, so the
@@ -925,6 +946,17 @@ mod tests {
     }
 
     fn run_task(task: &Task) -> Report {
+        run_task_frames(task).0
+    }
+
+    /// What the command wrote, as the service reads it from the frames.
+    #[derive(Default)]
+    struct Streams {
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+    }
+
+    fn run_task_frames(task: &Task) -> (Report, Streams) {
         std::fs::create_dir_all(WORK_DIR).unwrap();
         let path = std::env::temp_dir().join(format!(
             "monitor-test-{}-{:?}",
@@ -937,8 +969,19 @@ mod tests {
             nonce: [7; 16],
         };
         let report = run(task, &mut out);
+        let bytes = std::fs::read(&path).unwrap_or_default();
         let _ = std::fs::remove_file(&path);
-        report
+        let mut reader = monitor_protocol::FrameReader::new([7; 16]);
+        reader.push(&bytes);
+        let mut streams = Streams::default();
+        while let Ok(Some(frame)) = reader.next_frame() {
+            match frame {
+                monitor_protocol::Frame::Stdout(chunk) => streams.stdout.extend(chunk),
+                monitor_protocol::Frame::Stderr(chunk) => streams.stderr.extend(chunk),
+                _ => {}
+            }
+        }
+        (report, streams)
     }
 
     #[test]
@@ -975,6 +1018,42 @@ mod tests {
         let report = run_task(&spinner);
         // RLIMIT_CPU's SIGXCPU, or the cgroup's count, whichever is first.
         assert_eq!(report.limit, Some(LimitHit::Cpu), "{report:?}");
+    }
+
+    #[test]
+    fn stderr_can_join_stdout_in_write_order() {
+        let mut both = task(&["sh", "-c", "echo out; echo err >&2; echo out2"], "");
+        both.stderr_to_stdout = true;
+        let (report, frames) = run_task_frames(&both);
+        assert_eq!(report.exit_code, Some(0), "{report:?}");
+        assert_eq!(frames.stdout, b"out\nerr\nout2\n");
+        assert!(frames.stderr.is_empty());
+    }
+
+    #[test]
+    fn the_file_size_limit_stops_a_large_write_with_sigxfsz() {
+        let mut writer = task(
+            &[
+                "sh",
+                "-c",
+                "head -c 100000 /dev/zero > /tmp/monitor-fsize-test",
+            ],
+            "",
+        );
+        writer.file_size_bytes = Some(4096);
+        let (report, _) = run_task_frames(&writer);
+        let _ = std::fs::remove_file("/tmp/monitor-fsize-test");
+        // head is killed by SIGXFSZ; the shell reports it as 128 + 25.
+        assert_eq!(report.exit_code, Some(128 + libc::SIGXFSZ), "{report:?}");
+    }
+
+    #[test]
+    fn the_stack_limit_is_the_jobs() {
+        let mut shell = task(&["sh", "-c", "ulimit -s"], "");
+        shell.stack_bytes = Some(4 << 20);
+        let (report, frames) = run_task_frames(&shell);
+        assert_eq!(report.exit_code, Some(0), "{report:?}");
+        assert_eq!(frames.stdout, b"4096\n");
     }
 
     #[test]

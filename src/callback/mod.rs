@@ -1,5 +1,5 @@
 //! Webhooks: when a job has a `callback_url`, its finished view is POSTed
-//! there, signed. What is owed is recorded in Redis
+//! there, signed (a Judge0 submission's is PUT, in Judge0's shape). What is owed is recorded in Redis
 //! ([`crate::queue::deliveries`]) and retried with backoff by any worker;
 //! this module makes one attempt: check the destination ([`policy`]),
 //! connect only to a checked address, over http or https, and post.
@@ -140,8 +140,13 @@ impl CallbackSender {
             now,
             delivery.body.as_bytes(),
         );
+        let method = if delivery.put {
+            reqwest::Method::PUT
+        } else {
+            reqwest::Method::POST
+        };
         let sent = client
-            .post(destination.url)
+            .request(method, destination.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(SIGNATURE_HEADER, signature)
             .header(JOB_HEADER, &delivery.job_id)

@@ -3,7 +3,8 @@
 //! - API keys are configured as `name:sha256:<hex>` (the SHA-256 of the key;
 //!   the key itself is never stored), in `CODE_RUNNER_API_KEYS` or one per
 //!   line in `CODE_RUNNER_API_KEYS_FILE`, and sent as
-//!   `Authorization: Bearer <key>`. `code-runner new-key <name>` makes one.
+//!   `Authorization: Bearer <key>` (or `X-Auth-Token: <key>`, as Judge0's
+//!   clients send theirs). `code-runner new-key <name>` makes one.
 //! - Keys are required whenever some are configured, and the service refuses
 //!   to listen on anything but loopback without keys (unless
 //!   `CODE_RUNNER_AUTH=off` says so explicitly).
@@ -272,11 +273,18 @@ pub async fn guard(
             }
         }
         Some(keys) => {
+            // Judge0's clients send their token as `X-Auth-Token`.
             let presented = request
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
+                .or_else(|| {
+                    request
+                        .headers()
+                        .get("x-auth-token")
+                        .and_then(|v| v.to_str().ok())
+                })
                 .map(str::trim);
             let Some((name, share)) = presented.and_then(|key| keys.lookup(key)) else {
                 let mut response = ApiError::new(

@@ -18,6 +18,15 @@ pub async fn json_body(
     timeout: std::time::Duration,
 ) -> Result<Bytes, ApiError> {
     require_json(headers)?;
+    any_body(body, limit, timeout).await
+}
+
+/// A request body of any type, read as [`json_body`] reads one (413, 408).
+pub async fn any_body(
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
     let too_slow = || {
         ApiError::new(
             StatusCode::REQUEST_TIMEOUT,

@@ -6,6 +6,8 @@
 //!   checked in [`request`].
 //! - [`health`]: `GET /healthz`, `GET /readyz`, `GET /v1/stats`.
 //! - [`auth`]: API keys, job ownership, per-key rate limits.
+//! - [`compat`]: Judge0 CE's API (`/submissions`, `/languages`, ...),
+//!   translated by [`crate::compat`] into jobs.
 //! - [`admin`]: the admin listener (stats, the dashboard), loopback by default.
 //! - [`error`]: the one error type, JSON bodies for every 4xx/5xx.
 //! - [`openapi`]: the OpenAPI document, generated from these types.
@@ -20,6 +22,7 @@ pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod body;
+pub mod compat;
 pub mod error;
 pub mod health;
 pub mod jobs;
@@ -35,6 +38,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use ractor::ActorRef;
 
+use self::compat::judge0;
 use crate::actors::RegistryHandle;
 use crate::actors::supervisor::SupervisorMsg;
 use crate::language::LanguageTable;
@@ -101,6 +105,22 @@ pub struct Intake {
     pub callback_policy: Arc<crate::callback::policy::DestinationPolicy>,
     /// Longest a request body may take to arrive.
     pub body_read_timeout: std::time::Duration,
+    /// Attempts at each webhook (Judge0's `callbacks_max_tries`).
+    pub callback_attempts: u32,
+}
+
+impl Intake {
+    /// Judge0's configuration variables, from these rules.
+    pub fn judge0_settings(&self) -> crate::compat::judge0::Settings {
+        crate::compat::judge0::Settings::new(
+            &self.default_limits,
+            &self.max_limits,
+            self.max_test_cases,
+            self.max_queue_depth,
+            self.max_batch,
+            self.callback_attempts,
+        )
+    }
 }
 
 /// What this process runs besides its listeners.
@@ -129,6 +149,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs", post(v1::create_job))
         .route("/v1/jobs/batch", post(v1::create_batch))
         .route("/v1/jobs/{id}", get(v1::get_job).delete(v1::cancel_job))
+        .route("/submissions", post(judge0::create))
+        .route(
+            "/submissions/batch",
+            get(judge0::batch_show).post(judge0::batch_create),
+        )
+        .route(
+            "/submissions/{token}",
+            get(judge0::show).delete(judge0::destroy),
+        )
+        .route("/workers", get(judge0::workers))
+        .route("/system_info", get(judge0::system_info))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::guard,
@@ -138,6 +169,13 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/languages", get(v1::languages))
+        .route("/languages", get(judge0::languages))
+        .route("/languages/all", get(judge0::all_languages))
+        .route("/languages/{id}", get(judge0::language))
+        .route("/statuses", get(judge0::statuses))
+        .route("/about", get(judge0::about))
+        .route("/version", get(judge0::version))
+        .route("/config_info", get(judge0::config_info))
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

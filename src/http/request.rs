@@ -451,6 +451,7 @@ pub fn check(
             owner: None,
             caller: None,
             trace_id: None,
+            ..JobSpec::default()
         },
         priority,
         idempotency_key: request.idempotency_key,
@@ -471,6 +472,7 @@ fn check_limits(
         processes: limits.processes,
         output_bytes: limits.output_bytes,
         compile_wall_time_ms: limits.compile_wall_time_ms,
+        ..RequestedLimits::default()
     };
     requested.check(max).map_err(|e| bad(&e.field, e.message))?;
     Ok((requested != RequestedLimits::default()).then_some(requested))

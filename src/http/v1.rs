@@ -307,7 +307,11 @@ pub async fn languages(State(state): State<AppState>) -> Result<Json<Languages>,
 /// 400 naming `callback_url` when a webhook could never be sent there: a
 /// literal address, or a name resolving only to addresses, that webhooks
 /// may not reach (the rule is applied again when it is sent).
-async fn check_callback(state: &AppState, url: Option<&str>, prefix: &str) -> Result<(), ApiError> {
+pub(crate) async fn check_callback(
+    state: &AppState,
+    url: Option<&str>,
+    prefix: &str,
+) -> Result<(), ApiError> {
     let Some(url) = url else { return Ok(()) };
     match state.intake.callback_policy.resolve(url).await {
         Ok(_) => Ok(()),

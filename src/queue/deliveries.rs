@@ -41,6 +41,9 @@ pub struct Delivery {
     /// key's secret.
     #[serde(default)]
     pub owner: Option<String>,
+    /// Sent with PUT (a Judge0 submission's callback), not POST.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub put: bool,
 }
 
 /// How one attempt of a delivery went.

@@ -146,6 +146,28 @@ pub struct JobView {
     pub error: Option<String>,
 }
 
+impl From<&StoredJob> for crate::compat::judge0::Submission {
+    fn from(job: &StoredJob) -> Self {
+        use crate::compat::judge0::Stage;
+        crate::compat::judge0::Submission {
+            token: job.id.clone(),
+            stage: Some(match job.state {
+                PublicState::Waiting => Stage::Queued,
+                PublicState::Active => Stage::Running,
+                PublicState::Completed => Stage::Completed,
+                PublicState::Failed => Stage::Failed,
+                PublicState::Cancelled => Stage::Cancelled,
+            }),
+            spec: job.spec.clone(),
+            result: job.result.clone(),
+            failed_reason: job.failed_reason.clone(),
+            started_at_ms: job.started_at_ms,
+            finished_at_ms: job.finished_at_ms,
+            execution_host: job.processed_by.clone(),
+        }
+    }
+}
+
 impl StoredJob {
     pub fn view(&self) -> JobView {
         JobView {

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::deliveries::Delivery;
 use super::{JobQueue, JobView, PublicState, QueueError};
+use crate::compat::judge0::{Stage, Submission};
 use crate::job::{JobResult, JobSpec, Verdict, now_ms};
 
 /// How a claimed job ended, as the dispatcher tells the queue.
@@ -158,6 +159,9 @@ impl JobEnd<'_> {
         error: Option<String>,
     ) -> Option<Delivery> {
         let url = self.spec.callback_url.as_ref()?;
+        if self.spec.judge0.is_some() {
+            return self.judge0_delivery(url, state, result, error);
+        }
         let view = JobView {
             id: self.job.id().to_string(),
             state,
@@ -175,6 +179,42 @@ impl JobEnd<'_> {
             url: url.clone(),
             body: serde_json::to_string(&view).ok()?,
             owner: self.spec.owner.clone(),
+            put: false,
+        })
+    }
+
+    /// A Judge0 submission's callback: PUT, the submission's default
+    /// attributes in base64, as Judge0 sends it.
+    fn judge0_delivery(
+        &self,
+        url: &str,
+        state: PublicState,
+        result: Option<&JobResult>,
+        error: Option<String>,
+    ) -> Option<Delivery> {
+        let job = Submission {
+            token: self.job.id().to_string(),
+            stage: Some(match state {
+                PublicState::Cancelled => Stage::Cancelled,
+                PublicState::Failed => Stage::Failed,
+                _ => Stage::Completed,
+            }),
+            spec: Some(self.spec.clone()),
+            result: result.cloned(),
+            failed_reason: error,
+            started_at_ms: self.job.processed_on(),
+            finished_at_ms: Some(now_ms()),
+            execution_host: None,
+        };
+        let shown =
+            crate::compat::judge0::render(&job, &crate::compat::judge0::DEFAULT_FIELDS, true, None)
+                .ok()?;
+        Some(Delivery {
+            job_id: job.token,
+            url: url.to_string(),
+            body: serde_json::to_string(&shown).ok()?,
+            owner: self.spec.owner.clone(),
+            put: true,
         })
     }
 

@@ -11,6 +11,7 @@ mod concurrency;
 mod faults;
 mod hardening;
 mod interop;
+mod judge0;
 mod languages;
 mod limits;
 mod openapi;

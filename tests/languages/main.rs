@@ -146,7 +146,7 @@ async fn every_language_runs_input_and_reports_its_errors() {
 }
 
 /// The README's language table lists every language of the table, with its
-/// compile and run commands as the table has them.
+/// Judge0 ids and its compile and run commands as the table has them.
 #[test]
 fn the_readme_lists_every_language() {
     let readme = include_str!("../../README.md");
@@ -165,12 +165,17 @@ fn the_readme_lists_every_language() {
         let row = readme.lines().find(|line| line.starts_with(&prefix));
         let compile = language.compile.as_deref().map_or("—".to_string(), command);
         let run = command(&language.run);
+        let ids = language
+            .judge0
+            .iter()
+            .flat_map(|j| &j.ids)
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let cells = format!("| {ids} | {compile} | {run} |");
         match row {
-            Some(row) if row.contains(&format!("| {compile} | {run} |")) => {}
-            Some(row) => missing.push(format!(
-                "{}: {row}\n  wants | {compile} | {run} |",
-                language.id
-            )),
+            Some(row) if row.contains(&cells) => {}
+            Some(row) => missing.push(format!("{}: {row}\n  wants {cells}", language.id)),
             None => missing.push(format!("{}: no row starting {prefix:?}", language.id)),
         }
     }

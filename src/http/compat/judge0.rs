@@ -1,0 +1,622 @@
+//! Judge0 CE's routes, as its documentation describes them:
+//!
+//! - `POST /submissions[?base64_encoded=&wait=&fields=]`, `GET` and
+//!   `DELETE /submissions/{token}`, `GET` and `POST /submissions/batch`
+//!   (behind the API's keys: `X-Auth-Token` is accepted as one);
+//! - `GET /languages`, `/languages/all`, `/languages/{id}`, `/statuses`,
+//!   `/about`, `/version`, `/config_info` (public), `/workers`,
+//!   `/system_info` (behind the keys).
+//!
+//! Errors keep Judge0's shapes: `422 {"attribute": ["message"]}` for a bad
+//! submission, `400`/`404`/`503 {"error": "..."}` otherwise.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::compat::judge0::{
+    self, Errors, NOT_UTF8, NotUtf8, Scalar, SubmissionParams, Translated,
+};
+use crate::http::AppState;
+use crate::http::auth::Caller;
+use crate::http::error::ApiError;
+use crate::http::request::{self, JobRequest, LimitsRequest, TestCaseRequest};
+use crate::job::JobSpec;
+use crate::queue::{PublicState, StoredJob};
+
+/// A Judge0-shaped answer: `status` and a JSON body.
+fn answer(status: StatusCode, body: impl serde::Serialize) -> Response {
+    (status, Json(body)).into_response()
+}
+
+/// `{"error": message}` with `status`, as Judge0 answers what is not a
+/// validation error.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    answer(status, json!({ "error": message.into() }))
+}
+
+/// Query parameters, where a body's attribute of the same name wins (Rails
+/// reads both into one `params`).
+fn param(query: &HashMap<String, String>, body: Option<&Scalar>, name: &str) -> Option<Scalar> {
+    body.cloned()
+        .or_else(|| query.get(name).map(|v| Scalar::Text(v.clone())))
+}
+
+/// Judge0 reads `base64_encoded` and `wait` as "is it `true`".
+fn flag(value: Option<Scalar>) -> bool {
+    value.is_some_and(|v| v.flag())
+}
+
+/// A submission's body: JSON (whatever the content type says) or a form.
+fn parse_params<T: serde::de::DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    bytes: &[u8],
+) -> Result<T, Box<Response>> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        return serde_urlencoded::from_bytes(bytes).map_err(|e| {
+            Box::new(error(
+                StatusCode::BAD_REQUEST,
+                format!("malformed form: {e}"),
+            ))
+        });
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let parsed = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() && path != "." {
+            let mut errors = Errors::default();
+            errors.add(path.split('.').next().unwrap_or(&path), "is invalid");
+            Box::new(answer(StatusCode::UNPROCESSABLE_ENTITY, errors))
+        } else {
+            Box::new(error(
+                StatusCode::BAD_REQUEST,
+                format!("malformed JSON: {inner}"),
+            ))
+        }
+    })?;
+    deserializer.end().map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("malformed JSON: {e}"),
+        ))
+    })?;
+    Ok(parsed)
+}
+
+/// A submission checked and made into a job, or Judge0's errors.
+async fn accept(
+    state: &AppState,
+    caller: &Caller,
+    params: &SubmissionParams,
+    base64_encoded: bool,
+) -> Result<JobSpec, Errors> {
+    let settings = state.intake.judge0_settings();
+    let translated = judge0::translate(params, base64_encoded, &settings, &state.languages)?;
+    let versions = HashMap::new();
+    // The job API's own checks (sizes, arguments, limits, the callback's
+    // form), named back in Judge0's attributes.
+    let accepted = request::check(
+        job_request(&translated),
+        &state.request_rules(&versions),
+        "",
+    )
+    .map_err(|e| {
+        Errors::one(
+            judge0::judge0_field(e.field.as_deref().unwrap_or("")),
+            e.message,
+        )
+    })?;
+    let Translated {
+        record,
+        compiler_options,
+        stderr_to_stdout,
+        stack_kb,
+        file_size_kb,
+        ..
+    } = translated;
+    let mut spec = accepted.spec;
+    if let Err(e) = super::super::v1::check_callback(state, spec.callback_url.as_deref(), "").await
+    {
+        return Err(Errors::one("callback_url", e.message));
+    }
+    spec.owner = caller.key.clone();
+    spec.trace_id = crate::telemetry::current_trace_id();
+    spec.compiler_options = compiler_options;
+    spec.stderr_to_stdout = stderr_to_stdout;
+    let limits = spec.limits.get_or_insert_with(Default::default);
+    limits.stack_kb = Some(stack_kb);
+    limits.file_size_kb = Some(file_size_kb);
+    spec.judge0 = Some(record);
+    Ok(spec)
+}
+
+/// The job API's request for a translated submission: its inputs in
+/// base64 (exact bytes, whatever the client sent), several runs as test
+/// cases of one compilation.
+fn job_request(t: &Translated) -> JobRequest {
+    let text = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let (stdin, expected_output, test_cases) = if t.runs > 1 {
+        let case = || TestCaseRequest {
+            stdin: Some(text(&t.stdin)),
+            expected_output: t.expected.as_deref().map(text),
+        };
+        (None, None, Some((0..t.runs).map(|_| case()).collect()))
+    } else {
+        (Some(text(&t.stdin)), t.expected.as_deref().map(text), None)
+    };
+    let limits = &t.limits;
+    JobRequest {
+        language: t.language.clone(),
+        code: Some(text(&t.source)),
+        stdin,
+        args: (!t.args.is_empty()).then(|| t.args.clone()),
+        limits: Some(LimitsRequest {
+            wall_time_ms: limits.wall_time_ms,
+            cpu_time_ms: limits.cpu_time_ms,
+            memory_mb: limits.memory_mb,
+            processes: limits.processes,
+            output_bytes: None,
+            compile_wall_time_ms: None,
+        }),
+        expected_output,
+        test_cases,
+        base64: Some(true),
+        callback_url: t.callback_url.clone(),
+        ..JobRequest::default()
+    }
+}
+
+/// `POST /submissions`.
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = super::super::body::any_body(
+        body,
+        super::super::admission::max_body_bytes(&state),
+        state.intake.body_read_timeout,
+    )
+    .await?;
+    let params: SubmissionParams = match parse_params(&headers, &bytes) {
+        Ok(params) => params,
+        Err(response) => return Ok(*response),
+    };
+    let fields = param(&query, params.fields.as_ref(), "fields").map(|f| match f {
+        Scalar::Text(t) => t,
+        other => format!("{other:?}"),
+    });
+    let fields = match judge0::parse_fields(fields.as_deref()) {
+        Ok(fields) => fields,
+        Err(message) => return Ok(error(StatusCode::BAD_REQUEST, message)),
+    };
+    let base64_encoded = flag(param(
+        &query,
+        params.base64_encoded.as_ref(),
+        "base64_encoded",
+    ));
+    let wait = flag(param(&query, params.wait.as_ref(), "wait"));
+    let spec = match accept(&state, &caller, &params, base64_encoded).await {
+        Ok(spec) => spec,
+        Err(errors) => return Ok(answer(StatusCode::UNPROCESSABLE_ENTITY, errors)),
+    };
+    let id = Uuid::new_v4();
+    super::super::admission::queue_jobs(&state, &caller, vec![(id, spec, 0)], "").await?;
+    tracing::Span::current().record("job", tracing::field::display(&id));
+    if !wait {
+        return Ok(answer(StatusCode::CREATED, json!({ "token": id })));
+    }
+    // Judge0 waits for the end; the wait here is bounded, then the
+    // submission is answered as it is (In Queue or Processing): its token
+    // reads it later.
+    let finished = state
+        .queue
+        .wait_finished(&state.events, &id, state.intake.max_wait)
+        .await?;
+    let job = match finished {
+        Some(job) => job,
+        None => match state.queue.get(&id).await? {
+            Some(job) => job,
+            None => return Ok(answer(StatusCode::CREATED, json!({ "token": id }))),
+        },
+    };
+    Ok(
+        match judge0::render(
+            &(&job).into(),
+            &fields,
+            base64_encoded,
+            Some(&state.languages),
+        ) {
+            Ok(shown) => answer(StatusCode::CREATED, shown),
+            Err(NotUtf8) => answer(
+                StatusCode::CREATED,
+                json!({ "error": NOT_UTF8, "token": id }),
+            ),
+        },
+    )
+}
+
+/// A token as a job id: anything else names no submission.
+fn token(text: &str) -> Option<Uuid> {
+    Uuid::parse_str(text.trim()).ok()
+}
+
+fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// A submission the caller may see.
+async fn load(state: &AppState, caller: &Caller, id: &Uuid) -> Result<Option<StoredJob>, ApiError> {
+    Ok(super::super::jobs::load(state, Some(caller), id)
+        .await?
+        .map(|loaded| loaded.job))
+}
+
+/// `fields` and `base64_encoded` of a read.
+fn read_options(
+    query: &HashMap<String, String>,
+) -> Result<(Vec<&'static str>, bool), Box<Response>> {
+    let fields = judge0::parse_fields(query.get("fields").map(String::as_str))
+        .map_err(|message| Box::new(error(StatusCode::BAD_REQUEST, message)))?;
+    let base64_encoded = flag(query.get("base64_encoded").map(|v| Scalar::Text(v.clone())));
+    Ok((fields, base64_encoded))
+}
+
+/// `GET /submissions/{token}`.
+pub async fn show(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(token_text): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let (fields, base64_encoded) = match read_options(&query) {
+        Ok(options) => options,
+        Err(response) => return Ok(*response),
+    };
+    let Some(id) = token(&token_text) else {
+        return Ok(not_found());
+    };
+    let Some(job) = load(&state, &caller, &id).await? else {
+        return Ok(not_found());
+    };
+    Ok(
+        match judge0::render(
+            &(&job).into(),
+            &fields,
+            base64_encoded,
+            Some(&state.languages),
+        ) {
+            Ok(shown) => answer(StatusCode::OK, shown),
+            Err(NotUtf8) => error(StatusCode::BAD_REQUEST, NOT_UTF8),
+        },
+    )
+}
+
+/// `DELETE /submissions/{token}`: a finished submission is removed and
+/// answered (in base64, as Judge0 does); one in the queue or running cannot
+/// be (`DELETE /v1/jobs/{id}` cancels it).
+pub async fn destroy(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(token_text): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let (fields, _) = match read_options(&query) {
+        Ok(options) => options,
+        Err(response) => return Ok(*response),
+    };
+    let Some(id) = token(&token_text) else {
+        return Ok(not_found());
+    };
+    let Some(job) = load(&state, &caller, &id).await? else {
+        return Ok(not_found());
+    };
+    let request = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.judge0.clone())
+        .unwrap_or_default();
+    let status = judge0::outcome(&(&job).into(), &request).status;
+    if matches!(job.state, PublicState::Waiting | PublicState::Active) {
+        let description = judge0::STATUSES
+            .iter()
+            .find(|(i, _)| *i == status)
+            .map_or("", |(_, d)| d);
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            format!("submission cannot be deleted because its status is {status} ({description})"),
+        ));
+    }
+    let shown =
+        judge0::render(&(&job).into(), &fields, true, Some(&state.languages)).unwrap_or_default();
+    if !state.queue.remove_job(&job.id).await? {
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            "submission cannot be deleted because it is running",
+        ));
+    }
+    Ok(answer(StatusCode::OK, shown))
+}
+
+/// `GET /submissions/batch?tokens=a,b,c`.
+pub async fn batch_show(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (fields, base64_encoded) = match read_options(&query) {
+        Ok(options) => options,
+        Err(response) => return Ok(*response),
+    };
+    let tokens = headers
+        .get("tokens")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| query.get("tokens").cloned())
+        .unwrap_or_default();
+    let tokens: Vec<&str> = tokens
+        .trim()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    let most = state.intake.judge0_settings().max_submission_batch_size;
+    if tokens.len() > most {
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            format!("number of submissions in a batch should be less than or equal to {most}"),
+        ));
+    }
+    if tokens.is_empty() {
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            "there should be at least one submission in a batch",
+        ));
+    }
+    let mut submissions = Vec::with_capacity(tokens.len());
+    for text in tokens {
+        let job = match token(text) {
+            Some(id) => load(&state, &caller, &id).await?,
+            None => None,
+        };
+        submissions.push(match job {
+            None => Value::Null,
+            Some(job) => match judge0::render(&(&job).into(), &fields, base64_encoded, Some(&state.languages)) {
+                Ok(shown) => Value::Object(shown),
+                Err(NotUtf8) => {
+                    return Ok(error(
+                        StatusCode::BAD_REQUEST,
+                        "some attributes for one or more submissions cannot be converted to UTF-8, use base64_encoded=true query parameter",
+                    ));
+                }
+            },
+        });
+    }
+    Ok(answer(
+        StatusCode::OK,
+        json!({ "submissions": submissions }),
+    ))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct BatchParams {
+    submissions: Option<Vec<SubmissionParams>>,
+    base64_encoded: Option<Scalar>,
+}
+
+/// `POST /submissions/batch`: each submission is checked on its own; the
+/// answer lists a token or the errors of each, `201` when any was queued.
+pub async fn batch_create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = super::super::body::any_body(
+        body,
+        state.intake.max_batch_bytes,
+        state.intake.body_read_timeout,
+    )
+    .await?;
+    let batch: BatchParams = match parse_params(&headers, &bytes) {
+        Ok(batch) => batch,
+        Err(response) => return Ok(*response),
+    };
+    let base64_encoded = flag(param(
+        &query,
+        batch.base64_encoded.as_ref(),
+        "base64_encoded",
+    ));
+    let submissions = batch.submissions.unwrap_or_default();
+    let most = state.intake.judge0_settings().max_submission_batch_size;
+    if submissions.len() > most {
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            format!("number of submissions in a batch should be less than or equal to {most}"),
+        ));
+    }
+    if submissions.is_empty() {
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            "there should be at least one submission in a batch",
+        ));
+    }
+    let mut answers = Vec::with_capacity(submissions.len());
+    let mut jobs = Vec::new();
+    for params in &submissions {
+        match accept(&state, &caller, params, base64_encoded).await {
+            Ok(spec) => {
+                let id = Uuid::new_v4();
+                answers.push(json!({ "token": id }));
+                jobs.push((id, spec, 0));
+            }
+            Err(errors) => answers.push(serde_json::to_value(errors).unwrap_or_default()),
+        }
+    }
+    if jobs.is_empty() {
+        return Ok(answer(StatusCode::UNPROCESSABLE_ENTITY, answers));
+    }
+    super::super::admission::queue_jobs(&state, &caller, jobs, "submissions").await?;
+    Ok(answer(StatusCode::CREATED, answers))
+}
+
+/// `GET /languages`: every active language's id and name.
+pub async fn languages(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let versions = state.queue.language_versions().await?;
+    Ok(answer(
+        StatusCode::OK,
+        judge0::languages_json(&state.languages, &versions),
+    ))
+}
+
+/// `GET /languages/all`: as `/languages`, with `is_archived` (none is).
+pub async fn all_languages(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let versions = state.queue.language_versions().await?;
+    let mut all = judge0::languages_json(&state.languages, &versions);
+    for language in &mut all {
+        language["is_archived"] = json!(false);
+    }
+    Ok(answer(StatusCode::OK, all))
+}
+
+/// `GET /languages/{id}`: a language with its source file and commands.
+pub async fn language(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some((id, language)) = id
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .and_then(|id| state.languages.find_judge0(id).map(|l| (id, l)))
+    else {
+        return Ok(not_found());
+    };
+    let versions = state.queue.language_versions().await?;
+    let version = judge0::reported_version(language, &versions);
+    Ok(answer(
+        StatusCode::OK,
+        judge0::language_json(id, language, &version),
+    ))
+}
+
+/// `GET /statuses`.
+pub async fn statuses() -> Response {
+    let all: Vec<Value> = judge0::STATUSES
+        .iter()
+        .map(|(id, description)| json!({ "id": id, "description": description }))
+        .collect();
+    answer(StatusCode::OK, all)
+}
+
+/// `GET /about`.
+pub async fn about() -> Response {
+    answer(
+        StatusCode::OK,
+        json!({
+            "version": judge0::VERSION,
+            "homepage": "https://github.com/judge0/judge0",
+            "source_code": "https://github.com/judge0/judge0",
+            "maintainer": concat!("code-runner ", env!("CARGO_PKG_VERSION"), " (Judge0 CE API)"),
+        }),
+    )
+}
+
+/// `GET /version`: plain text, as Judge0 answers it.
+pub async fn version() -> Response {
+    (StatusCode::OK, judge0::VERSION).into_response()
+}
+
+/// `GET /config_info`: the service's real limits in Judge0's names.
+pub async fn config_info(State(state): State<AppState>) -> Response {
+    answer(StatusCode::OK, state.intake.judge0_settings().config_info())
+}
+
+/// `GET /workers`: the job slots of the live workers, as Judge0 counts its
+/// workers, on its one queue.
+pub async fn workers(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let workers = state.queue.live_workers(crate::job::now_ms()).await?;
+    let counts = state.queue.counts().await?;
+    let slots: u64 = workers.iter().map(|w| u64::from(w.concurrency)).sum();
+    let working: u64 = workers.iter().map(|w| w.running as u64).sum();
+    let count = |name: &str| counts.get(name).copied().unwrap_or(0);
+    Ok(answer(
+        StatusCode::OK,
+        json!([{
+            "queue": judge0::VERSION,
+            "size": count("waiting") + count("prioritized") + count("delayed"),
+            "available": slots,
+            "idle": slots.saturating_sub(working),
+            "working": working,
+            "paused": if count("paused") > 0 { slots } else { 0 },
+            "failed": count("failed"),
+        }]),
+    ))
+}
+
+/// `GET /system_info`: this API process's host, in `lscpu`'s words as
+/// Judge0 answers them (the workers' hosts may differ).
+pub async fn system_info() -> Response {
+    let cpus = crate::config::machine_cpus();
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let kb = |key: &str| {
+                text.lines()
+                    .find(|l| l.starts_with(key))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            Some((kb("MemTotal:")?, kb("SwapTotal:").unwrap_or(0)))
+        });
+    let mut info = serde_json::Map::new();
+    info.insert("Architecture".into(), json!(crate::config::machine_arch()));
+    info.insert("CPU(s)".into(), json!(cpus.to_string()));
+    if !model.is_empty() {
+        info.insert("Model name".into(), json!(model));
+    }
+    if let Some((memory, swap)) = memory {
+        info.insert(
+            "Mem".into(),
+            json!(format!("{:.1}G", memory as f64 / 1048576.0)),
+        );
+        info.insert(
+            "Swap".into(),
+            json!(format!("{:.1}G", swap as f64 / 1048576.0)),
+        );
+    }
+    answer(StatusCode::OK, info)
+}
