@@ -65,6 +65,10 @@ pub struct Language {
     /// How the Judge0 API knows it.
     #[serde(default)]
     pub judge0: Option<Judge0Entry>,
+    /// Its name in Piston's API (`/api/v2/runtimes`), where Piston's
+    /// differs from its id (`c++`); its id and aliases are accepted too.
+    #[serde(default)]
+    pub piston: Option<String>,
 }
 
 /// A language's place in the Judge0 API: the ids clients send as

@@ -6,5 +6,7 @@
 //! same admission path as `/v1/jobs`.
 //!
 //! - [`judge0`]: Judge0 CE (`/submissions`, `/languages`, `/statuses`, ...).
+//! - [`piston`]: Piston's API v2 (`/api/v2/runtimes`, `/api/v2/execute`).
 
 pub mod judge0;
+pub mod piston;

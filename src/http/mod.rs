@@ -6,8 +6,8 @@
 //!   checked in [`request`].
 //! - [`health`]: `GET /healthz`, `GET /readyz`, `GET /v1/stats`.
 //! - [`auth`]: API keys, job ownership, per-key rate limits.
-//! - [`compat`]: Judge0 CE's API (`/submissions`, `/languages`, ...),
-//!   translated by [`crate::compat`] into jobs.
+//! - [`compat`]: Judge0 CE's API (`/submissions`, `/languages`, ...) and
+//!   Piston's (`/api/v2/...`), translated by [`crate::compat`] into jobs.
 //! - [`admin`]: the admin listener (stats, the dashboard), loopback by default.
 //! - [`error`]: the one error type, JSON bodies for every 4xx/5xx.
 //! - [`openapi`]: the OpenAPI document, generated from these types.
@@ -38,7 +38,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use ractor::ActorRef;
 
-use self::compat::judge0;
+use self::compat::{judge0, piston};
 use crate::actors::RegistryHandle;
 use crate::actors::supervisor::SupervisorMsg;
 use crate::language::LanguageTable;
@@ -158,6 +158,8 @@ pub fn router(state: AppState) -> Router {
             "/submissions/{token}",
             get(judge0::show).delete(judge0::destroy),
         )
+        .route("/api/v2/execute", post(piston::execute))
+        .route("/api/v2/piston/execute", post(piston::execute))
         .route("/workers", get(judge0::workers))
         .route("/system_info", get(judge0::system_info))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -176,6 +178,18 @@ pub fn router(state: AppState) -> Router {
         .route("/about", get(judge0::about))
         .route("/version", get(judge0::version))
         .route("/config_info", get(judge0::config_info))
+        .route("/api/v2/runtimes", get(piston::runtimes))
+        .route("/api/v2/piston/runtimes", get(piston::runtimes))
+        .route(
+            "/api/v2/packages",
+            get(piston::packages)
+                .post(piston::manage_packages)
+                .delete(piston::manage_packages),
+        )
+        .route(
+            "/api/v2/packages/{language}/{version}",
+            post(piston::manage_packages).delete(piston::manage_packages),
+        )
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

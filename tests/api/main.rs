@@ -15,6 +15,7 @@ mod judge0;
 mod languages;
 mod limits;
 mod openapi;
+mod piston;
 mod poc;
 mod process;
 mod retention;
