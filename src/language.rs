@@ -62,6 +62,11 @@ pub struct Language {
     /// instead of the server's `CODE_RUNNER_RUNTIME`.
     #[serde(default)]
     pub runtime: Option<String>,
+    /// A project: its program is the job's files and no source of its own
+    /// (Judge0's "Multi-file program", whose `compile` and `run` scripts
+    /// are among them).
+    #[serde(default)]
+    pub project: bool,
     /// How the Judge0 API knows it.
     #[serde(default)]
     pub judge0: Option<Judge0Entry>,

@@ -192,6 +192,25 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
+impl utoipa::PartialSchema for Scalar {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([
+                Type::String,
+                Type::Number,
+                Type::Boolean,
+                Type::Null,
+            ]))
+            .description(Some(
+                "A string, number or boolean, each read as the others where that makes sense",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Scalar {}
+
 impl Scalar {
     /// As text (a number or boolean as it would be written).
     fn text(&self) -> String {
@@ -232,8 +251,7 @@ impl Scalar {
 /// `POST /submissions`' body: Judge0's attributes (and the query
 /// parameters, which Rails also reads from the body). Unknown attributes
 /// are ignored, as Rails' `permit` ignores them.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct SubmissionParams {
     pub source_code: Option<Scalar>,
     pub language_id: Option<Scalar>,
@@ -284,6 +302,9 @@ pub struct Settings {
     pub max_queue_size: u64,
     pub max_submission_batch_size: usize,
     pub callbacks_max_tries: u32,
+    /// Largest `additional_files` once extracted (Judge0's
+    /// `max_extract_size`, in bytes here): the job API's largest sources.
+    pub max_extract_bytes: usize,
 }
 
 impl Settings {
@@ -296,6 +317,7 @@ impl Settings {
         max_queue_size: u64,
         max_batch: usize,
         callbacks_max_tries: u32,
+        max_code_bytes: usize,
     ) -> Settings {
         let seconds = |ms: u64| ms as f64 / 1000.0;
         Settings {
@@ -321,6 +343,7 @@ impl Settings {
             max_queue_size,
             max_submission_batch_size: max_batch.min(20),
             callbacks_max_tries,
+            max_extract_bytes: max_code_bytes,
         }
     }
 
@@ -336,7 +359,7 @@ impl Settings {
             "enable_callbacks": true,
             "callbacks_max_tries": self.callbacks_max_tries,
             "callbacks_timeout": 10.0,
-            "enable_additional_files": false,
+            "enable_additional_files": true,
             "max_queue_size": self.max_queue_size,
             "cpu_time_limit": self.cpu_time_limit,
             "max_cpu_time_limit": self.max_cpu_time_limit,
@@ -359,7 +382,7 @@ impl Settings {
             "number_of_runs": self.number_of_runs,
             "max_number_of_runs": self.max_number_of_runs,
             "redirect_stderr_to_stdout": false,
-            "max_extract_size": 10240,
+            "max_extract_size": self.max_extract_bytes / 1024,
             "enable_batched_submissions": true,
             "max_submission_batch_size": self.max_submission_batch_size,
             "submission_cache_duration": 0.0,
@@ -400,7 +423,13 @@ impl Errors {
 pub struct Translated {
     /// The language's id in the table.
     pub language: String,
-    pub source: Vec<u8>,
+    /// The program, written to the language's source file; `None` for a
+    /// multi-file program.
+    pub source: Option<Vec<u8>>,
+    /// The additional files (a multi-file program's whole program), beside
+    /// it; never one of the source's name (the source wins, as Judge0's
+    /// `unzip -n` keeps it).
+    pub files: Vec<(String, Vec<u8>)>,
     pub stdin: Vec<u8>,
     pub expected: Option<Vec<u8>>,
     /// Runs of the one compilation (`number_of_runs`), each with the stdin.
@@ -413,6 +442,60 @@ pub struct Translated {
     pub stderr_to_stdout: bool,
     pub stack_kb: u64,
     pub file_size_kb: u64,
+}
+
+/// Most files in `additional_files` (with the source, the job API's most).
+pub const MAX_ADDITIONAL_FILES: usize = 63;
+
+/// The files of a zip archive (Judge0's `additional_files`), in its order:
+/// plain files at its top level only (folders are refused, empty ones
+/// skipped), `max_bytes` uncompressed in all and `max_files` at most. Read
+/// with every limit enforced as it is decompressed (a zip bomb stops at the
+/// limit).
+pub fn unzip(
+    zip: &[u8],
+    max_bytes: usize,
+    max_files: usize,
+) -> Result<Vec<(String, Vec<u8>)>, String> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip))
+        .map_err(|e| format!("is not a zip archive ({e})"))?;
+    let mut files = Vec::new();
+    let mut total = 0usize;
+    for index in 0..archive.len() {
+        let mut entry = archive
+            .by_index(index)
+            .map_err(|e| format!("cannot be read ({e})"))?;
+        let name = entry.name().to_string();
+        if entry.is_dir() {
+            continue;
+        }
+        if name.contains('/') || name.contains('\\') {
+            return Err(format!(
+                "holds {name:?}, in a folder: only files at the top level are supported"
+            ));
+        }
+        if !monitor_protocol::valid_file_name(&name) {
+            return Err(format!("holds {name:?}, which is not a plain file name"));
+        }
+        if files.len() == max_files {
+            return Err(format!("holds more than {max_files} files"));
+        }
+        let mut content = Vec::new();
+        let room = max_bytes.saturating_sub(total);
+        (&mut entry)
+            .take(room as u64 + 1)
+            .read_to_end(&mut content)
+            .map_err(|e| format!("cannot be read ({e})"))?;
+        if content.len() > room {
+            return Err(format!(
+                "is too large (more than {max_bytes} bytes once extracted)"
+            ));
+        }
+        total += content.len();
+        files.push((name, content));
+    }
+    Ok(files)
 }
 
 /// Characters Judge0 removes from compiler options and command-line
@@ -463,12 +546,12 @@ pub fn translate(
     let source = bytes("source_code", &params.source_code);
     let stdin = bytes("stdin", &params.stdin);
     let expected = bytes("expected_output", &params.expected_output);
-    if source
-        .as_ref()
-        .is_none_or(|s| s.iter().all(u8::is_ascii_whitespace))
-    {
-        errors.add("source_code", "can't be blank");
-    }
+    let blank = |bytes: &Option<Vec<u8>>| {
+        bytes
+            .as_ref()
+            .is_none_or(|s| s.iter().all(u8::is_ascii_whitespace))
+    };
+    let source_blank = blank(&source);
 
     let language = match &params.language_id {
         None => {
@@ -491,6 +574,37 @@ pub fn translate(
             }
             language
         }
+    };
+
+    // A multi-file program is its additional files and nothing else.
+    let project = language.is_some_and(|(_, l)| l.project);
+    if project && !source_blank {
+        errors.add("source_code", "must be blank");
+    } else if !project && source_blank {
+        errors.add("source_code", "can't be blank");
+    }
+    let files = match params
+        .additional_files
+        .as_ref()
+        .map(Scalar::text)
+        .filter(|f| !f.trim().is_empty())
+    {
+        None => {
+            if project {
+                errors.add("additional_files", "can't be blank");
+            }
+            Vec::new()
+        }
+        Some(archive) => match decode_base64(&archive)
+            .map_err(|_| "is not valid Base64".to_string())
+            .and_then(|zip| unzip(&zip, settings.max_extract_bytes, MAX_ADDITIONAL_FILES))
+        {
+            Ok(files) => files,
+            Err(message) => {
+                errors.add("additional_files", message);
+                Vec::new()
+            }
+        },
     };
 
     // Numbers in Judge0's units, checked as its model checks them.
@@ -596,16 +710,6 @@ pub fn translate(
     if params.enable_network.as_ref().is_some_and(Scalar::flag) {
         errors.add("enable_network", "enabling network is not allowed");
     }
-    if params
-        .additional_files
-        .as_ref()
-        .is_some_and(|f| !f.text().trim().is_empty())
-    {
-        errors.add(
-            "additional_files",
-            "setting additional files is not allowed",
-        );
-    }
 
     let mut words = |field: &str, value: &Option<Scalar>| -> Option<(String, Vec<String>)> {
         let text = value.as_ref()?.text();
@@ -656,9 +760,10 @@ pub fn translate(
         .map(Scalar::text)
         .filter(|u| !u.trim().is_empty());
 
-    let (Some(source), Some((language_id, language))) = (source, language) else {
+    let Some((language_id, language)) = language else {
         return Err(errors);
     };
+    let source = source.unwrap_or_default();
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -711,7 +816,8 @@ pub fn translate(
     };
     Ok(Translated {
         language: language.id.clone(),
-        source,
+        source: (!project).then_some(source),
+        files,
         stdin: stdin.unwrap_or_default(),
         expected,
         runs,
@@ -1101,14 +1207,23 @@ struct Inputs {
 /// A job's [`Inputs`].
 fn inputs(spec: &JobSpec, language: Option<&Language>) -> Inputs {
     let decode = |text: &str| input_bytes(text, spec.base64);
-    let source = spec.code.as_deref().map(decode).or_else(|| {
-        let entry = language.map(|l| l.source_file.as_str());
-        spec.files
-            .iter()
-            .find(|f| Some(f.name.as_str()) == entry)
-            .or(spec.files.first())
-            .map(|f| decode(&f.content))
-    });
+    let project = language.is_some_and(|l| l.project);
+    let source = spec
+        .code
+        .as_deref()
+        .map(decode)
+        .filter(|_| !project)
+        .or_else(|| {
+            if project {
+                return None;
+            }
+            let entry = language.map(|l| l.source_file.as_str());
+            spec.files
+                .iter()
+                .find(|f| Some(f.name.as_str()) == entry)
+                .or(spec.files.first())
+                .map(|f| decode(&f.content))
+        });
     let (stdin, expected) = match spec.test_cases.first() {
         Some(case) => (
             Some(decode(&case.stdin)),
@@ -1215,7 +1330,7 @@ mod tests {
             processes: 256,
             ..defaults
         };
-        Settings::new(&defaults, &max, 100, 1000, 100, 3)
+        Settings::new(&defaults, &max, 100, 1000, 100, 3, 1 << 20)
     }
 
     fn params(json: &str) -> SubmissionParams {
@@ -1238,7 +1353,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.language, "python");
-        assert_eq!(t.source, b"print(input())");
+        assert_eq!(t.source.as_deref(), Some(&b"print(input())"[..]));
         assert_eq!(t.stdin, b"world");
         assert_eq!(t.expected.as_deref(), Some(&b"world"[..]));
         // Stopped at the limit plus Judge0's extra second.
@@ -1312,7 +1427,7 @@ mod tests {
             &LanguageTable::built_in(),
         )
         .unwrap();
-        assert_eq!(t.source, b"print(1)");
+        assert_eq!(t.source.as_deref(), Some(&b"print(1)"[..]));
         assert_eq!(t.stdin, [0, 1]);
     }
 

@@ -23,31 +23,47 @@ use crate::limits::{Limits, MIN_MEMORY_MB, RequestedLimits};
 pub const MAX_FILES: usize = 64;
 
 /// One file of a request.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct FileParams {
+    /// Its name (the first file's is the language's own when none).
     pub name: Option<String>,
+    #[schema(required = true)]
     pub content: Option<String>,
+    /// `utf8` (the default), `base64` or `hex`.
+    #[schema(pattern = "^(utf8|base64|hex)$")]
     pub encoding: Option<String>,
 }
 
 /// `POST /api/v2/execute`'s body. Unknown attributes are ignored, as
 /// Piston ignores them; a value of the wrong type is refused with Piston's
 /// message for it (see [`type_error`]).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct ExecuteParams {
+    /// A language or alias (`GET /api/v2/runtimes`).
+    #[schema(required = true)]
     pub language: Option<String>,
+    /// A SemVer selector: `*`, `3`, `3.11`, `^3.10.0`...
+    #[schema(required = true)]
     pub version: Option<String>,
-    #[serde(deserialize_with = "at_most_files")]
+    /// The first UTF-8 file is the program.
+    #[serde(default, deserialize_with = "at_most_files")]
+    #[schema(required = true, max_items = 64)]
     pub files: Option<Vec<FileParams>>,
     pub stdin: Option<String>,
+    /// Arguments given to the program.
     pub args: Option<Vec<String>>,
+    /// Milliseconds; 0 or absent: the default.
     pub compile_timeout: Option<f64>,
+    /// Milliseconds of wall-clock time; 0 or absent: the default.
     pub run_timeout: Option<f64>,
+    /// Milliseconds; checked, the compilation's CPU is bounded by its time.
     pub compile_cpu_time: Option<f64>,
+    /// Milliseconds of CPU time; 0 or absent: the default.
     pub run_cpu_time: Option<f64>,
+    /// Bytes; -1, 0 or absent: the default. Checked; the compilation's
+    /// memory is its language's.
     pub compile_memory_limit: Option<f64>,
+    /// Bytes (at least 16 MiB); -1, 0 or absent: the default.
     pub run_memory_limit: Option<f64>,
 }
 

@@ -105,3 +105,17 @@ pub async fn method_not_allowed() -> ApiError {
         "method not allowed on this endpoint",
     )
 }
+
+/// Any JSON value, in the OpenAPI document: the answers of the foreign APIs
+/// whose shape depends on the request (Judge0's `fields`, a batch's errors).
+pub struct AnyJson;
+
+impl utoipa::PartialSchema for AnyJson {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for AnyJson {}

@@ -119,6 +119,7 @@ impl Intake {
             self.max_queue_depth,
             self.max_batch,
             self.callback_attempts,
+            self.max_code_bytes,
         )
     }
 }
@@ -184,11 +185,11 @@ pub fn router(state: AppState) -> Router {
             "/api/v2/packages",
             get(piston::packages)
                 .post(piston::manage_packages)
-                .delete(piston::manage_packages),
+                .delete(piston::remove_packages),
         )
         .route(
             "/api/v2/packages/{language}/{version}",
-            post(piston::manage_packages).delete(piston::manage_packages),
+            post(piston::manage_packages).delete(piston::remove_packages),
         )
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(error::not_found)

@@ -755,3 +755,120 @@ async fn judge0s_token_header_is_an_api_key_and_its_callbacks_are_put() {
     assert_eq!(sent["status"], json!({"id": 3, "description": "Accepted"}));
     service.stop().await;
 }
+
+/// A zip archive of `files`, base64, as Judge0's `additional_files`.
+fn zip_of(files: &[(&str, &str)]) -> String {
+    use std::io::Write;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, content) in files {
+        if name.ends_with('/') {
+            writer.add_directory(*name, options).unwrap();
+        } else {
+            writer.start_file(*name, options).unwrap();
+            writer.write_all(content.as_bytes()).unwrap();
+        }
+    }
+    b64(writer.finish().unwrap().into_inner())
+}
+
+#[tokio::test]
+async fn additional_files_and_multi_file_programs_run_as_in_judge0() {
+    let service = TestService::start().await;
+    let run = |body: Value| {
+        let service = &service;
+        async move {
+            let (status, done) = call(
+                service,
+                Method::POST,
+                "/submissions?wait=true&fields=*",
+                Some(body),
+            )
+            .await;
+            assert_eq!(status, 201, "{done}");
+            done
+        }
+    };
+    // Files beside the program; the source wins over a file of its name.
+    let beside = run(json!({
+        "source_code": "import helper\nprint(helper.double(int(input())), open('data.txt').read())",
+        "language_id": 71,
+        "stdin": "21",
+        "additional_files": zip_of(&[
+            ("helper.py", "def double(x):\n    return 2 * x\n"),
+            ("data.txt", "from the zip"),
+            ("main.py", "print('the zip lost')"),
+            ("empty-folder/", ""),
+        ]),
+    }))
+    .await;
+    assert_eq!(beside["stdout"], "42 from the zip\n", "{beside}");
+    // A multi-file program: its compile and run scripts, no source of its own.
+    let project = run(json!({
+        "language_id": 89,
+        "additional_files": zip_of(&[
+            ("compile", "gcc -O2 -o main main.c twice.c\n"),
+            ("run", "./main \"$@\"\n"),
+            ("main.c", "#include <stdio.h>\nint twice(int);\nint main(int argc, char **argv) { printf(\"%d %s\\n\", twice(21), argv[1]); return 0; }\n"),
+            ("twice.c", "int twice(int x) { return 2 * x; }\n"),
+        ]),
+        "command_line_arguments": "arg",
+    }))
+    .await;
+    assert_eq!(project["status"]["id"], 3, "{project}");
+    assert_eq!(project["stdout"], "42 arg\n");
+    assert_eq!(project["source_code"], Value::Null);
+    let failing = run(json!({
+        "language_id": 89,
+        "additional_files": zip_of(&[("compile", "gcc -o main main.c\n"), ("main.c", "int main( {"), ("run", "./main\n")]),
+    }))
+    .await;
+    assert_eq!(failing["status"]["id"], 6, "{failing}");
+    assert!(
+        failing["compile_output"]
+            .as_str()
+            .unwrap()
+            .contains("error"),
+        "{failing}"
+    );
+
+    let refused = |body: Value| {
+        let service = &service;
+        async move {
+            let (status, errors) = call(service, Method::POST, "/submissions", Some(body)).await;
+            assert_eq!(status, 422, "{errors}");
+            errors
+        }
+    };
+    assert_eq!(
+        refused(json!({"language_id": 89, "source_code": "x", "additional_files": zip_of(&[("run", "true")])})).await,
+        json!({"source_code": ["must be blank"]})
+    );
+    assert_eq!(
+        refused(json!({"language_id": 89})).await,
+        json!({"additional_files": ["can't be blank"]})
+    );
+    let nested = refused(json!({"language_id": 71, "source_code": "1", "additional_files": zip_of(&[("src/a.py", "1")])})).await;
+    assert!(
+        nested["additional_files"][0]
+            .as_str()
+            .unwrap()
+            .contains("folder"),
+        "{nested}"
+    );
+    let not_zip = refused(
+        json!({"language_id": 71, "source_code": "1", "additional_files": b64("not a zip")}),
+    )
+    .await;
+    assert!(
+        not_zip["additional_files"][0]
+            .as_str()
+            .unwrap()
+            .contains("zip"),
+        "{not_zip}"
+    );
+    let (_, config) = call(&service, Method::GET, "/config_info", None).await;
+    assert_eq!(config["enable_additional_files"], true);
+    service.stop().await;
+}

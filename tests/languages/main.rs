@@ -21,6 +21,8 @@ use helpers::TestService;
 struct Programs {
     reads: String,
     compile_error: Option<String>,
+    /// A compile error as files instead (a project's `compile` script).
+    compile_error_files: Option<BTreeMap<String, String>>,
     runtime_error: Option<String>,
     /// Why the language has no failing run (exactly one of the two).
     no_runtime_error: Option<String>,
@@ -63,7 +65,17 @@ async fn every_language_runs_input_and_reports_its_errors() {
             failures.push(format!("{}: no programs in programs.toml", language.id));
             continue;
         };
-        if program.compile_error.is_some() != language.compile.is_some() {
+        let compile_error = match (&program.compile_error, &program.compile_error_files) {
+            (Some(code), None) => Some(json!({ "code": code })),
+            (None, Some(files)) => Some(json!({
+                "files": files
+                    .iter()
+                    .map(|(name, content)| json!({ "name": name, "content": content }))
+                    .collect::<Vec<_>>()
+            })),
+            _ => None,
+        };
+        if compile_error.is_some() != language.compile.is_some() {
             failures.push(format!(
                 "{}: a compile_error program is for compiled languages only, and each needs one",
                 language.id
@@ -75,11 +87,10 @@ async fn every_language_runs_input_and_reports_its_errors() {
             json!({ "language": language.id, "code": program.reads, "stdin": "21\n",
                     "expected_output": "42\n", "limits": limits }),
         )];
-        if let Some(code) = &program.compile_error {
-            cases.push((
-                Expect::CompilationError,
-                json!({ "language": language.id, "code": code, "limits": limits }),
-            ));
+        if let Some(mut body) = compile_error {
+            body["language"] = json!(language.id);
+            body["limits"] = limits.clone();
+            cases.push((Expect::CompilationError, body));
         }
         match (&program.runtime_error, &program.no_runtime_error) {
             (Some(code), None) => cases.push((

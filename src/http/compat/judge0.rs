@@ -27,8 +27,8 @@ use crate::compat::judge0::{
 };
 use crate::http::AppState;
 use crate::http::auth::Caller;
-use crate::http::error::ApiError;
-use crate::http::request::{self, JobRequest, LimitsRequest, TestCaseRequest};
+use crate::http::error::{AnyJson, ApiError};
+use crate::http::request::{self, FileRequest, JobRequest, LimitsRequest, TestCaseRequest};
 use crate::job::JobSpec;
 use crate::queue::{PublicState, StoredJob};
 
@@ -75,7 +75,17 @@ fn parse_params<T: serde::de::DeserializeOwned + Default>(
             ))
         });
     }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    // Rails reads attributes only from an object: anything else (an
+    // array, a string) gives none.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err()
+            && !bytes.iter().all(u8::is_ascii_whitespace)
+        {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "malformed JSON: the body is not JSON",
+            )));
+        }
         return Ok(T::default());
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
@@ -114,8 +124,12 @@ async fn accept(
     let versions = HashMap::new();
     // The job API's own checks (sizes, arguments, limits, the callback's
     // form), named back in Judge0's attributes.
+    let source_file = state
+        .languages
+        .find(&translated.language)
+        .map_or(String::new(), |l| l.source_file.clone());
     let accepted = request::check(
-        job_request(&translated),
+        job_request(&translated, &source_file),
         &state.request_rules(&versions),
         "",
     )
@@ -152,7 +166,7 @@ async fn accept(
 /// The job API's request for a translated submission: its inputs in
 /// base64 (exact bytes, whatever the client sent), several runs as test
 /// cases of one compilation.
-fn job_request(t: &Translated) -> JobRequest {
+fn job_request(t: &Translated, source_file: &str) -> JobRequest {
     let text = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let (stdin, expected_output, test_cases) = if t.runs > 1 {
         let case = || TestCaseRequest {
@@ -164,9 +178,33 @@ fn job_request(t: &Translated) -> JobRequest {
         (Some(text(&t.stdin)), t.expected.as_deref().map(text), None)
     };
     let limits = &t.limits;
+    // The source alone is `code`; with additional files, the source first
+    // (under the language's file name), then the others.
+    let (code, files) = match (&t.source, t.files.is_empty()) {
+        (Some(source), true) => (Some(text(source)), None),
+        (source, _) => {
+            let entry = source.as_ref().map(|s| (source_file.to_string(), s));
+            let files = entry
+                .iter()
+                .map(|(n, b)| (n.as_str(), b.as_slice()))
+                .chain(
+                    t.files
+                        .iter()
+                        .filter(|(n, _)| source.is_none() || n != source_file)
+                        .map(|(n, b)| (n.as_str(), b.as_slice())),
+                )
+                .map(|(name, bytes)| FileRequest {
+                    name: name.to_string(),
+                    content: text(bytes),
+                })
+                .collect();
+            (None, Some(files))
+        }
+    };
     JobRequest {
         language: t.language.clone(),
-        code: Some(text(&t.source)),
+        code,
+        files,
         stdin,
         args: (!t.args.is_empty()).then(|| t.args.clone()),
         limits: Some(LimitsRequest {
@@ -185,7 +223,26 @@ fn job_request(t: &Translated) -> JobRequest {
     }
 }
 
-/// `POST /submissions`.
+/// `POST /submissions` (Judge0): a submission; its token, or with
+/// `wait=true` the finished submission.
+#[utoipa::path(post, path = "/submissions", tag = "judge0",
+    request_body = SubmissionParams,
+    params(
+        ("base64_encoded" = Option<String>, Query, description = "`true`: text attributes are base64, in and out"),
+        ("wait" = Option<String>, Query, description = "`true`: answer the finished submission (bounded wait)"),
+        ("fields" = Option<String>, Query, description = "Attributes to answer, comma-separated, or `*`"),
+    ),
+    responses(
+        (status = 201, description = "`{\"token\"}`, or the submission (wait=true)", body = AnyJson),
+        (status = 400, description = "Malformed body, or unknown `fields`: `{\"error\"}`", body = AnyJson),
+        (status = 401, description = "No valid API key (`X-Auth-Token` or bearer)", body = AnyJson),
+        (status = 408, description = "The body came too slowly", body = AnyJson),
+        (status = 413, description = "The body is too large", body = AnyJson),
+        (status = 422, description = "Invalid attributes: `{\"attribute\": [\"message\"]}`", body = AnyJson),
+        (status = 429, description = "Over the key's rate, or the queue is full", body = AnyJson),
+        (status = 503, description = "Redis unavailable, or the language not ready", body = AnyJson),
+        (status = 507, description = "Redis is out of memory", body = AnyJson),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -283,7 +340,21 @@ fn read_options(
     Ok((fields, base64_encoded))
 }
 
-/// `GET /submissions/{token}`.
+/// `GET /submissions/{token}` (Judge0).
+#[utoipa::path(get, path = "/submissions/{token}", tag = "judge0",
+    params(
+        ("token" = String, Path, description = "The submission's token"),
+        ("base64_encoded" = Option<String>, Query, description = "`true`: text attributes in base64"),
+        ("fields" = Option<String>, Query, description = "Attributes to answer, comma-separated, or `*`"),
+    ),
+    responses(
+        (status = 200, description = "The submission", body = AnyJson),
+        (status = 400, description = "Unknown `fields`, or output that is not UTF-8 without base64", body = AnyJson),
+        (status = 401, description = "No valid API key", body = AnyJson),
+        (status = 404, description = "No such submission", body = AnyJson),
+        (status = 429, description = "Over the key's rate", body = AnyJson),
+        (status = 503, description = "Redis unavailable", body = AnyJson),
+    ))]
 pub async fn show(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -316,6 +387,19 @@ pub async fn show(
 /// `DELETE /submissions/{token}`: a finished submission is removed and
 /// answered (in base64, as Judge0 does); one in the queue or running cannot
 /// be (`DELETE /v1/jobs/{id}` cancels it).
+#[utoipa::path(delete, path = "/submissions/{token}", tag = "judge0",
+    params(
+        ("token" = String, Path, description = "The submission's token"),
+        ("fields" = Option<String>, Query, description = "Attributes to answer, comma-separated, or `*`"),
+    ),
+    responses(
+        (status = 200, description = "Deleted; the submission (base64)", body = AnyJson),
+        (status = 400, description = "Still in the queue or running, or unknown `fields`", body = AnyJson),
+        (status = 401, description = "No valid API key", body = AnyJson),
+        (status = 404, description = "No such submission", body = AnyJson),
+        (status = 429, description = "Over the key's rate", body = AnyJson),
+        (status = 503, description = "Redis unavailable", body = AnyJson),
+    ))]
 pub async fn destroy(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -359,7 +443,20 @@ pub async fn destroy(
     Ok(answer(StatusCode::OK, shown))
 }
 
-/// `GET /submissions/batch?tokens=a,b,c`.
+/// `GET /submissions/batch?tokens=a,b,c` (Judge0).
+#[utoipa::path(get, path = "/submissions/batch", tag = "judge0",
+    params(
+        ("tokens" = Option<String>, Query, description = "Tokens, comma-separated"),
+        ("base64_encoded" = Option<String>, Query, description = "`true`: text attributes in base64"),
+        ("fields" = Option<String>, Query, description = "Attributes to answer, comma-separated, or `*`"),
+    ),
+    responses(
+        (status = 200, description = "`{\"submissions\": [...]}` (null for an unknown token)", body = AnyJson),
+        (status = 400, description = "No tokens, too many, unknown `fields`, or output that is not UTF-8", body = AnyJson),
+        (status = 401, description = "No valid API key", body = AnyJson),
+        (status = 429, description = "Over the key's rate", body = AnyJson),
+        (status = 503, description = "Redis unavailable", body = AnyJson),
+    ))]
 pub async fn batch_show(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -420,15 +517,29 @@ pub async fn batch_show(
     ))
 }
 
-#[derive(Default, Deserialize)]
-#[serde(default)]
-struct BatchParams {
+/// `POST /submissions/batch`'s body.
+#[derive(Default, Deserialize, utoipa::ToSchema)]
+pub struct BatchParams {
     submissions: Option<Vec<SubmissionParams>>,
     base64_encoded: Option<Scalar>,
 }
 
 /// `POST /submissions/batch`: each submission is checked on its own; the
 /// answer lists a token or the errors of each, `201` when any was queued.
+#[utoipa::path(post, path = "/submissions/batch", tag = "judge0",
+    request_body = BatchParams,
+    params(("base64_encoded" = Option<String>, Query, description = "`true`: text attributes are base64")),
+    responses(
+        (status = 201, description = "Each submission's token or errors", body = AnyJson),
+        (status = 400, description = "No submissions, or too many", body = AnyJson),
+        (status = 401, description = "No valid API key", body = AnyJson),
+        (status = 408, description = "The body came too slowly", body = AnyJson),
+        (status = 413, description = "The body is too large", body = AnyJson),
+        (status = 422, description = "None was valid: each one's errors", body = AnyJson),
+        (status = 429, description = "Over the key's rate, or the queue is full", body = AnyJson),
+        (status = 503, description = "Redis unavailable, or a language not ready", body = AnyJson),
+        (status = 507, description = "Redis is out of memory", body = AnyJson),
+    ))]
 pub async fn batch_create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -485,6 +596,11 @@ pub async fn batch_create(
 }
 
 /// `GET /languages`: every active language's id and name.
+#[utoipa::path(get, path = "/languages", tag = "judge0",
+    responses(
+        (status = 200, description = "`[{\"id\", \"name\"}]`", body = AnyJson),
+        (status = 503, description = "Redis unavailable", body = AnyJson),
+    ))]
 pub async fn languages(State(state): State<AppState>) -> Result<Response, ApiError> {
     let versions = state.queue.language_versions().await?;
     Ok(answer(
@@ -494,6 +610,11 @@ pub async fn languages(State(state): State<AppState>) -> Result<Response, ApiErr
 }
 
 /// `GET /languages/all`: as `/languages`, with `is_archived` (none is).
+#[utoipa::path(get, path = "/languages/all", tag = "judge0",
+    responses(
+        (status = 200, description = "`[{\"id\", \"name\", \"is_archived\"}]`", body = AnyJson),
+        (status = 503, description = "Redis unavailable", body = AnyJson),
+    ))]
 pub async fn all_languages(State(state): State<AppState>) -> Result<Response, ApiError> {
     let versions = state.queue.language_versions().await?;
     let mut all = judge0::languages_json(&state.languages, &versions);
@@ -504,6 +625,13 @@ pub async fn all_languages(State(state): State<AppState>) -> Result<Response, Ap
 }
 
 /// `GET /languages/{id}`: a language with its source file and commands.
+#[utoipa::path(get, path = "/languages/{id}", tag = "judge0",
+    params(("id" = i64, Path, description = "A Judge0 language id")),
+    responses(
+        (status = 200, description = "The language", body = AnyJson),
+        (status = 404, description = "No language has this id", body = AnyJson),
+        (status = 503, description = "Redis unavailable", body = AnyJson),
+    ))]
 pub async fn language(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -525,6 +653,8 @@ pub async fn language(
 }
 
 /// `GET /statuses`.
+#[utoipa::path(get, path = "/statuses", tag = "judge0",
+    responses((status = 200, description = "`[{\"id\", \"description\"}]`, 1 to 14", body = AnyJson)))]
 pub async fn statuses() -> Response {
     let all: Vec<Value> = judge0::STATUSES
         .iter()
@@ -534,6 +664,8 @@ pub async fn statuses() -> Response {
 }
 
 /// `GET /about`.
+#[utoipa::path(get, path = "/about", tag = "judge0",
+    responses((status = 200, description = "The Judge0 version served", body = AnyJson)))]
 pub async fn about() -> Response {
     answer(
         StatusCode::OK,
@@ -547,17 +679,28 @@ pub async fn about() -> Response {
 }
 
 /// `GET /version`: plain text, as Judge0 answers it.
+#[utoipa::path(get, path = "/version", tag = "judge0",
+    responses((status = 200, description = "The Judge0 version served", body = String, content_type = "text/plain")))]
 pub async fn version() -> Response {
     (StatusCode::OK, judge0::VERSION).into_response()
 }
 
 /// `GET /config_info`: the service's real limits in Judge0's names.
+#[utoipa::path(get, path = "/config_info", tag = "judge0",
+    responses((status = 200, description = "Judge0's configuration variables", body = AnyJson)))]
 pub async fn config_info(State(state): State<AppState>) -> Response {
     answer(StatusCode::OK, state.intake.judge0_settings().config_info())
 }
 
 /// `GET /workers`: the job slots of the live workers, as Judge0 counts its
 /// workers, on its one queue.
+#[utoipa::path(get, path = "/workers", tag = "judge0",
+    responses(
+        (status = 200, description = "The job slots of the live workers", body = AnyJson),
+        (status = 401, description = "No valid API key", body = AnyJson),
+        (status = 429, description = "Over the key's rate", body = AnyJson),
+        (status = 503, description = "Redis unavailable", body = AnyJson),
+    ))]
 pub async fn workers(State(state): State<AppState>) -> Result<Response, ApiError> {
     let workers = state.queue.live_workers(crate::job::now_ms()).await?;
     let counts = state.queue.counts().await?;
@@ -580,6 +723,12 @@ pub async fn workers(State(state): State<AppState>) -> Result<Response, ApiError
 
 /// `GET /system_info`: this API process's host, in `lscpu`'s words as
 /// Judge0 answers them (the workers' hosts may differ).
+#[utoipa::path(get, path = "/system_info", tag = "judge0",
+    responses(
+        (status = 200, description = "This API process's host", body = AnyJson),
+        (status = 401, description = "No valid API key", body = AnyJson),
+        (status = 429, description = "Over the key's rate", body = AnyJson),
+    ))]
 pub async fn system_info() -> Response {
     let cpus = crate::config::machine_cpus();
     let model = std::fs::read_to_string("/proc/cpuinfo")

@@ -5,7 +5,7 @@
 //! - `POST /api/v2/execute`: runs the code and answers when it is done
 //!   (behind the API's keys);
 //! - `GET /api/v2/packages` (public); installing or removing a package
-//!   answers 501: every language is built into the runner images.
+//!   answers 400 saying so: every language is built into the runner images.
 //!
 //! Errors keep Piston's shape: `{"message": "..."}`.
 
@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::compat::piston::{self, Constraints, ExecuteParams, Translated};
 use crate::http::AppState;
 use crate::http::auth::Caller;
-use crate::http::error::ApiError;
+use crate::http::error::{AnyJson, ApiError};
 use crate::http::request::{self, FileRequest, JobRequest, LimitsRequest};
 use crate::queue::PublicState;
 
@@ -43,7 +43,12 @@ fn from_api_error(error: ApiError) -> Response {
     response
 }
 
-/// `GET /api/v2/runtimes`.
+/// `GET /api/v2/runtimes` (Piston).
+#[utoipa::path(get, path = "/api/v2/runtimes", tag = "piston",
+    responses(
+        (status = 200, description = "`[{\"language\", \"version\", \"aliases\"}]`", body = AnyJson),
+        (status = 503, description = "Redis unavailable", body = AnyJson),
+    ))]
 pub async fn runtimes(State(state): State<AppState>) -> Result<Response, ApiError> {
     let versions = state.queue.language_versions().await?;
     Ok(Json(piston::runtimes(&state.languages, &versions)).into_response())
@@ -51,6 +56,11 @@ pub async fn runtimes(State(state): State<AppState>) -> Result<Response, ApiErro
 
 /// `GET /api/v2/packages`: each language, `installed` once a live worker
 /// has its image.
+#[utoipa::path(get, path = "/api/v2/packages", tag = "piston",
+    responses(
+        (status = 200, description = "`[{\"language\", \"language_version\", \"installed\"}]`", body = AnyJson),
+        (status = 503, description = "Redis unavailable", body = AnyJson),
+    ))]
 pub async fn packages(State(state): State<AppState>) -> Result<Response, ApiError> {
     let versions = state.queue.language_versions().await?;
     let workers = state.queue.live_workers(crate::job::now_ms()).await?;
@@ -61,9 +71,22 @@ pub async fn packages(State(state): State<AppState>) -> Result<Response, ApiErro
 }
 
 /// `POST` or `DELETE /api/v2/packages`: not offered here.
+#[utoipa::path(post, path = "/api/v2/packages", tag = "piston",
+    responses((status = 400, description = "Not offered: `{\"message\"}`", body = AnyJson)))]
 pub async fn manage_packages() -> Response {
+    refuse_package_change()
+}
+
+/// `DELETE /api/v2/packages`: not offered here.
+#[utoipa::path(delete, path = "/api/v2/packages", tag = "piston",
+    responses((status = 400, description = "Not offered: `{\"message\"}`", body = AnyJson)))]
+pub async fn remove_packages() -> Response {
+    refuse_package_change()
+}
+
+fn refuse_package_change() -> Response {
     message(
-        StatusCode::NOT_IMPLEMENTED,
+        StatusCode::BAD_REQUEST,
         "packages are not installed through this API: every language is built into the \
          service's runner images (docker/build-images.sh); GET /api/v2/packages lists them",
     )
@@ -101,6 +124,21 @@ fn job_request(t: &Translated) -> JobRequest {
 }
 
 /// `POST /api/v2/execute`: the job, run to its end, as Piston answers it.
+#[utoipa::path(post, path = "/api/v2/execute", tag = "piston",
+    request_body = ExecuteParams,
+    responses(
+        (status = 200, description = "`{\"language\", \"version\", \"run\", \"compile\"?}`", body = AnyJson),
+        (status = 400, description = "A bad request: `{\"message\"}` in Piston's words", body = AnyJson),
+        (status = 401, description = "No valid API key", body = AnyJson),
+        (status = 408, description = "The body came too slowly", body = AnyJson),
+        (status = 413, description = "The body is too large", body = AnyJson),
+        (status = 415, description = "Not sent as application/json", body = AnyJson),
+        (status = 429, description = "Over the key's rate, or the queue is full", body = AnyJson),
+        (status = 500, description = "The service could not run it", body = AnyJson),
+        (status = 503, description = "Redis unavailable, or the language not ready", body = AnyJson),
+        (status = 504, description = "Not finished within the bounded wait", body = AnyJson),
+        (status = 507, description = "Redis is out of memory", body = AnyJson),
+    ))]
 pub async fn execute(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -124,6 +162,13 @@ pub async fn execute(
     )
     .await
     .map_err(|e| ApiError::new(e.status, e.message))?;
+    // Piston reads attributes only from an object: anything else gives none.
+    let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let bytes = if object {
+        bytes
+    } else {
+        axum::body::Bytes::from_static(b"{}")
+    };
     let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
     let params: ExecuteParams = match serde_path_to_error::deserialize(&mut deserializer) {
         Ok(params) => params,
