@@ -44,6 +44,7 @@ setup:
 setup-test:
 	scripts/setup.sh --redis
 	cd tests/interop && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; }
+	[ target/interop-venv/.installed -nt tests/interop/requirements.txt ] || { python3 -m venv target/interop-venv && target/interop-venv/bin/pip install --quiet -r tests/interop/requirements.txt && touch target/interop-venv/.installed; }
 
 # Docker engine only.
 engine:

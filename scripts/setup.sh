@@ -38,10 +38,13 @@ command -v debootstrap >/dev/null || missing+=(debootstrap)
 # docker/build-images.sh reads the language table with Python's TOML parser.
 command -v python3 >/dev/null || missing+=(python3)
 [ "$want_gvisor" = 1 ] && { command -v runsc >/dev/null || missing+=(runsc); }
-# The tests check interoperability with Node BullMQ.
+# The tests check interoperability with Node BullMQ and Judge0's and
+# Piston's clients.
 if [ "$want_redis" = 1 ]; then
     command -v node >/dev/null || missing+=(nodejs)
     command -v npm >/dev/null || missing+=(npm)
+    # Judge0's Python SDK (tests/interop) and the fuzzer live in venvs.
+    python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
     # The dashboard's browser test.
     command -v chromium >/dev/null || missing+=(chromium)
     command -v chromedriver >/dev/null || missing+=(chromium-driver)

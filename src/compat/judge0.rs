@@ -67,8 +67,11 @@ pub fn status_json(id: u32) -> Value {
     json!({ "id": id, "description": description })
 }
 
-/// Every attribute of a submission, in Judge0's order (`fields=*`).
-pub const ALL_FIELDS: [&str; 42] = [
+/// Every attribute of a submission, in Judge0's order (`fields=*`): Judge0
+/// CE 1.13.1's serializer's. (Its official Python SDK asks for `*` and keeps
+/// only attributes it knows: nothing more may be answered.)
+pub const ALL_FIELDS: [&str; 35] = [
+    "token",
     "source_code",
     "language_id",
     "stdin",
@@ -80,7 +83,6 @@ pub const ALL_FIELDS: [&str; 42] = [
     "time",
     "memory",
     "stderr",
-    "token",
     "number_of_runs",
     "cpu_time_limit",
     "cpu_extra_time",
@@ -102,15 +104,8 @@ pub const ALL_FIELDS: [&str; 42] = [
     "callback_url",
     "additional_files",
     "enable_network",
-    "started_at",
-    "queued_at",
-    "updated_at",
-    "queue_host",
-    "execution_host",
     "status",
     "language",
-    "post_execution_filesystem",
-    "source",
 ];
 
 /// What a submission shows without `fields` (Judge0's documented default).
@@ -1130,7 +1125,7 @@ pub fn render(
     let mut out = Map::new();
     for &field in fields {
         let value = match field {
-            "source_code" | "source" => text(source.clone())?,
+            "source_code" => text(source.clone())?,
             "language_id" => json!(request.language_id),
             "stdin" => text(stdin.clone())?,
             "expected_output" => text(expected.clone())?,
@@ -1140,14 +1135,8 @@ pub fn render(
             "message" => text(outcome.message.clone().map(String::into_bytes))?,
             "status_id" => json!(outcome.status),
             "status" => status_json(outcome.status),
-            "created_at" | "queued_at" => timestamp(Some(spec.submitted_at_ms)),
-            "started_at" => timestamp(job.started_at_ms),
+            "created_at" => timestamp(Some(spec.submitted_at_ms)),
             "finished_at" => timestamp(job.finished_at_ms),
-            "updated_at" => timestamp(
-                job.finished_at_ms
-                    .or(job.started_at_ms)
-                    .or(Some(spec.submitted_at_ms)),
-            ),
             "time" => outcome.time.map_or(Value::Null, |t| json!(seconds_text(t))),
             "wall_time" => outcome
                 .wall_time
@@ -1171,7 +1160,6 @@ pub fn render(
             "command_line_arguments" => json!(request.command_line_arguments),
             "redirect_stderr_to_stdout" => json!(request.redirect_stderr_to_stdout),
             "callback_url" => json!(request.callback_url),
-            "execution_host" => json!(job.execution_host),
             "language" => match language {
                 Some(l) => json!({
                     "id": request.language_id,
@@ -1179,8 +1167,7 @@ pub fn render(
                 }),
                 None => Value::Null,
             },
-            // Not kept: additional files, the queue's host, the files a
-            // run left behind.
+            // Not kept: the additional files (they are in the job's files).
             _ => Value::Null,
         };
         out.insert(field.to_string(), value);

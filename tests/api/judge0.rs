@@ -343,6 +343,11 @@ async fn every_verdict_has_judge0s_status() {
             12,
             "Runtime Error (Other)",
         ),
+        (
+            python("import sys\nwhile True: sys.stdout.write('x' * 65536)"),
+            8,
+            "Runtime Error (SIGXFSZ)",
+        ),
     ];
     let bodies: Vec<Value> = cases.iter().map(|(b, _, _)| b.clone()).collect();
     let (status, tokens) = call(
@@ -397,6 +402,14 @@ async fn every_verdict_has_judge0s_status() {
             .starts_with("Memory limit exceeded"),
         "{}",
         shown[8]
+    );
+    assert!(
+        shown[9]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Output limit exceeded"),
+        "{}",
+        shown[9]
     );
     service.stop().await;
 }

@@ -280,7 +280,7 @@ async fn bad_requests_get_pistons_errors() {
         .client
         .post(format!("{}/api/v2/execute", service.url))
         .header("content-type", "text/plain")
-        .body("{}")
+        .body("language=python")
         .send()
         .await
         .unwrap();
