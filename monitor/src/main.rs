@@ -956,7 +956,12 @@ mod tests {
         stderr: Vec<u8>,
     }
 
+    /// One run at a time: `run` reaps every child of the process (as PID 1
+    /// must), so two tests running at once would reap each other's.
+    static ONE_RUN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     fn run_task_frames(task: &Task) -> (Report, Streams) {
+        let _one = ONE_RUN.lock().unwrap_or_else(|e| e.into_inner());
         std::fs::create_dir_all(WORK_DIR).unwrap();
         let path = std::env::temp_dir().join(format!(
             "monitor-test-{}-{:?}",

@@ -330,6 +330,18 @@ async fn load(state: &AppState, caller: &Caller, id: &Uuid) -> Result<Option<Sto
         .map(|loaded| loaded.job))
 }
 
+/// The submission a token names, if the caller may see it.
+async fn load_token(
+    state: &AppState,
+    caller: &Caller,
+    text: &str,
+) -> Result<Option<StoredJob>, ApiError> {
+    match token(text) {
+        Some(id) => load(state, caller, &id).await,
+        None => Ok(None),
+    }
+}
+
 /// `fields` and `base64_encoded` of a read.
 fn read_options(
     query: &HashMap<String, String>,
@@ -365,10 +377,7 @@ pub async fn show(
         Ok(options) => options,
         Err(response) => return Ok(*response),
     };
-    let Some(id) = token(&token_text) else {
-        return Ok(not_found());
-    };
-    let Some(job) = load(&state, &caller, &id).await? else {
+    let Some(job) = load_token(&state, &caller, &token_text).await? else {
         return Ok(not_found());
     };
     Ok(
@@ -410,10 +419,7 @@ pub async fn destroy(
         Ok(options) => options,
         Err(response) => return Ok(*response),
     };
-    let Some(id) = token(&token_text) else {
-        return Ok(not_found());
-    };
-    let Some(job) = load(&state, &caller, &id).await? else {
+    let Some(job) = load_token(&state, &caller, &token_text).await? else {
         return Ok(not_found());
     };
     let request = job
@@ -494,10 +500,7 @@ pub async fn batch_show(
     }
     let mut submissions = Vec::with_capacity(tokens.len());
     for text in tokens {
-        let job = match token(text) {
-            Some(id) => load(&state, &caller, &id).await?,
-            None => None,
-        };
+        let job = load_token(&state, &caller, text).await?;
         submissions.push(match job {
             None => Value::Null,
             Some(job) => match judge0::render(&(&job).into(), &fields, base64_encoded, Some(&state.languages)) {
