@@ -140,6 +140,15 @@ impl Language {
         out
     }
 
+    /// The version the workers' images report for it (the first), else the
+    /// one the table declares.
+    pub fn reported_version<'a>(&'a self, versions: &'a HashMap<String, Vec<String>>) -> &'a str {
+        versions
+            .get(&self.id)
+            .and_then(|v| v.first())
+            .map_or(self.version.as_str(), String::as_str)
+    }
+
     /// Its name as the Judge0 API shows it, e.g. `C (GCC 12.2.0)` or
     /// `Python (3.11.2)`: Judge0 clients read versions from names.
     pub fn judge0_name(&self, version: &str) -> String {

@@ -855,16 +855,9 @@ pub fn judge0_field(field: &str) -> &'static str {
     }
 }
 
-/// A job's output bytes (its stored outputs are base64 for Judge0 jobs).
-fn output_bytes(text: &str, encoding: &str) -> Vec<u8> {
-    if encoding == "base64" {
-        decode_base64(text).unwrap_or_else(|_| text.as_bytes().to_vec())
-    } else {
-        text.as_bytes().to_vec()
-    }
-}
-
-fn input_bytes(text: &str, base64: bool) -> Vec<u8> {
+/// The bytes of a stored text: its input or output, base64 when the job
+/// keeps them so (Judge0 jobs always do).
+fn bytes_of(text: &str, base64: bool) -> Vec<u8> {
     if base64 {
         decode_base64(text).unwrap_or_else(|_| text.as_bytes().to_vec())
     } else {
@@ -978,11 +971,11 @@ pub fn outcome(job: &Submission, request: &Judge0Request) -> Outcome {
             ..Outcome::default()
         };
     };
-    let encoding = result.encoding.as_str();
+    let base64 = result.encoding == "base64";
     let compile_output = result
         .compile_output
         .as_deref()
-        .map(|t| output_bytes(t, encoding))
+        .map(|t| bytes_of(t, base64))
         .and_then(non_empty);
     if result.verdict == Verdict::CompilationError {
         return Outcome {
@@ -1050,8 +1043,8 @@ pub fn outcome(job: &Submission, request: &Judge0Request) -> Outcome {
     Outcome {
         status,
         message,
-        stdout: non_empty(output_bytes(&figures.stdout, encoding)),
-        stderr: non_empty(output_bytes(&figures.stderr, encoding)),
+        stdout: non_empty(bytes_of(&figures.stdout, base64)),
+        stderr: non_empty(bytes_of(&figures.stderr, base64)),
         compile_output,
         time: Some(time),
         wall_time: Some(wall_time),
@@ -1193,7 +1186,7 @@ struct Inputs {
 
 /// A job's [`Inputs`].
 fn inputs(spec: &JobSpec, language: Option<&Language>) -> Inputs {
-    let decode = |text: &str| input_bytes(text, spec.base64);
+    let decode = |text: &str| bytes_of(text, spec.base64);
     let project = language.is_some_and(|l| l.project);
     let source = spec
         .code
@@ -1258,7 +1251,7 @@ pub fn languages_json(
 ) -> Vec<Value> {
     let mut all: Vec<Value> = languages
         .judge0_ids()
-        .map(|(id, l)| json!({ "id": id, "name": l.judge0_name(&reported_version(l, versions)) }))
+        .map(|(id, l)| json!({ "id": id, "name": l.judge0_name(l.reported_version(versions)) }))
         .collect();
     // Judge0 lists them by name.
     all.sort_by(|a, b| {
@@ -1268,18 +1261,6 @@ pub fn languages_json(
             .then(a["id"].as_u64().cmp(&b["id"].as_u64()))
     });
     all
-}
-
-/// The version workers report for a language, else the table's.
-pub fn reported_version(
-    language: &Language,
-    versions: &std::collections::HashMap<String, Vec<String>>,
-) -> String {
-    versions
-        .get(&language.id)
-        .and_then(|v| v.first())
-        .cloned()
-        .unwrap_or_else(|| language.version.clone())
 }
 
 /// `GET /languages/{id}`: the language with its commands.

@@ -164,14 +164,6 @@ pub fn piston_name(language: &Language) -> &str {
     language.piston.as_deref().unwrap_or(&language.id)
 }
 
-/// The version of a language the workers report, else the table's.
-fn version_of<'a>(language: &'a Language, versions: &'a HashMap<String, Vec<String>>) -> &'a str {
-    versions
-        .get(&language.id)
-        .and_then(|v| v.first())
-        .map_or(language.version.as_str(), String::as_str)
-}
-
 /// `GET /api/v2/runtimes`.
 pub fn runtimes(languages: &LanguageTable, versions: &HashMap<String, Vec<String>>) -> Vec<Value> {
     languages
@@ -184,7 +176,7 @@ pub fn runtimes(languages: &LanguageTable, versions: &HashMap<String, Vec<String
                 .filter(|a| *a != name)
                 .collect();
             aliases.dedup();
-            json!({ "language": name, "version": version_of(l, versions), "aliases": aliases })
+            json!({ "language": name, "version": l.reported_version(versions), "aliases": aliases })
         })
         .collect()
 }
@@ -202,7 +194,7 @@ pub fn packages(
         .map(|l| {
             json!({
                 "language": piston_name(l),
-                "language_version": version_of(l, versions),
+                "language_version": l.reported_version(versions),
                 "installed": ready(l),
             })
         })
@@ -303,7 +295,7 @@ pub fn translate(
                 .find(|l| piston_name(l) == language_name)
         })
         .ok_or_else(unknown)?;
-    let version = version_of(language, versions).to_string();
+    let version = language.reported_version(versions).to_string();
     let declared = std::iter::once(language.version.as_str()).chain(
         versions
             .get(&language.id)

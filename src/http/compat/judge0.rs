@@ -648,10 +648,10 @@ pub async fn language(
         return Ok(not_found());
     };
     let versions = state.queue.language_versions().await?;
-    let version = judge0::reported_version(language, &versions);
+    let version = language.reported_version(&versions);
     Ok(answer(
         StatusCode::OK,
-        judge0::language_json(id, language, &version),
+        judge0::language_json(id, language, version),
     ))
 }
 
