@@ -22,9 +22,9 @@ async fn a_running_jobs_container_has_every_hardening_setting() {
     let id = service
         .submit_v1(json!({ "language": "python", "code": "import time\ntime.sleep(8)" }))
         .await;
-    let container = running_container(&service, &id).await;
+    let (container, info) = running_container(&service, &id).await;
     assert!(!container.pooled);
-    assert_hardened(&service, &container.id, &id, "run-0").await;
+    assert_hardened(&service, info, &id, "run-0").await;
     service.stop().await;
 }
 
@@ -48,7 +48,7 @@ async fn a_warm_pool_container_taken_by_a_job_has_every_hardening_setting() {
     let id = service
         .submit_v1(json!({ "language": "python", "code": "import time\ntime.sleep(8)" }))
         .await;
-    let container = running_container(&service, &id).await;
+    let (container, info) = running_container(&service, &id).await;
     assert!(container.pooled, "the job did not take a warm container");
     assert_eq!(service.pool_stats().await["hits"], hits + 1);
     let docker = bollard::Docker::connect_with_defaults().unwrap();
@@ -59,58 +59,64 @@ async fn a_warm_pool_container_taken_by_a_job_has_every_hardening_setting() {
         .name
         .unwrap();
     assert!(name.contains(&id), "{name}");
-    assert_hardened(&service, &container.id, "pool", "pool").await;
+    assert_hardened(&service, info, "pool", "pool").await;
     service.stop().await;
 }
 
-/// The container of a running job, once it appears.
+/// The container of a running job, once the job names it (after its
+/// create, or after a warm one was renamed and pinned) and it runs. A
+/// container that goes away meanwhile (an attempt the engine failed, which
+/// BullMQ retries) is followed to the job's next one, and said.
 async fn running_container(
     service: &TestService,
     id: &str,
-) -> code_runner::sandbox::sweep::ManagedContainer {
-    let deadline = Instant::now() + Duration::from_secs(30);
+) -> (
+    code_runner::sandbox::sweep::ManagedContainer,
+    bollard::models::ContainerInspectResponse,
+) {
+    let docker = bollard::Docker::connect_with_defaults().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(c) = service
+        assert!(
+            Instant::now() < deadline,
+            "the job's container never ran: {}",
+            service.admin_get(&format!("/admin/api/jobs/{id}")).await.1
+        );
+        let (_, job) = service.admin_get(&format!("/admin/api/jobs/{id}")).await;
+        let named = job["live"]["containerId"].as_str().map(str::to_string);
+        let container = service
             .containers()
             .await
             .into_iter()
-            .find(|c| c.job_id == id)
-        {
-            return c;
+            .find(|c| c.job_id == id && named.as_deref() == Some(c.id.as_str()));
+        let Some(container) = container else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        match docker.inspect_container(&container.id, None).await {
+            Ok(info) if info.state.as_ref().and_then(|s| s.running) == Some(true) => {
+                return (container, info);
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let (_, later) = service.admin_get(&format!("/admin/api/jobs/{id}")).await;
+                eprintln!(
+                    "the job's container {} went away ({e}); the job: {later}",
+                    container.id
+                );
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "the job's container never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// Every hardening setting, as the engine reports it.
-async fn assert_hardened(service: &TestService, container: &str, job_label: &str, step: &str) {
-    let docker = bollard::Docker::connect_with_defaults().unwrap();
-    // A fresh container is seen between its create and its start: wait
-    // for it to run (a pooled one already does).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let info = loop {
-        let info = match docker.inspect_container(container, None).await {
-            Ok(info) => info,
-            Err(e) => {
-                // Gone before it ran: say what became of its job.
-                let (_, jobs) = service.admin_get("/admin/api/jobs?state=failed").await;
-                panic!("the container {container} vanished ({e}); failed jobs: {jobs}");
-            }
-        };
-        if info.state.as_ref().and_then(|s| s.running) == Some(true) {
-            break info;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the container never ran: {:?}",
-            info.state
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+async fn assert_hardened(
+    service: &TestService,
+    info: bollard::models::ContainerInspectResponse,
+    job_label: &str,
+    step: &str,
+) {
     let config = info.config.unwrap();
     let host = info.host_config.unwrap();
 
