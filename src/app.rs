@@ -304,7 +304,9 @@ impl App {
                     uid: config.sandbox_uid_base,
                     max_result_bytes: config.max_result_bytes as usize,
                     cpuset: None,
+                    idle_time_ms: config.idle_time_limit_ms,
                 },
+                interactive_grace: std::time::Duration::from_millis(config.interactive_grace_ms),
                 pinned_cpus,
                 images,
                 pool: WarmPool::start(

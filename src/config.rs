@@ -152,6 +152,18 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub max_wall_time_limit_ms: u64,
 
+    /// An interactive run stops after this long without input or output
+    /// (unless the job sets its own `limits.idle_time_ms`), in milliseconds.
+    #[arg(long, env = "CODE_RUNNER_IDLE_TIME_LIMIT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub idle_time_limit_ms: u64,
+
+    /// An interactive job with no client connected (none yet, or its last
+    /// one gone) for this long ends, in milliseconds.
+    #[arg(long, env = "CODE_RUNNER_INTERACTIVE_GRACE_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub interactive_grace_ms: u64,
+
     /// Default CPU-time limit of one run (all its processes), in milliseconds.
     #[arg(long, env = "CODE_RUNNER_CPU_TIME_LIMIT_MS", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(10..=3_600_000))]

@@ -8,7 +8,7 @@
 //! every run. Each run's figures come from its own container's cgroup.
 
 use base64::Engine;
-use monitor_protocol::{FileSpec, LimitHit, Report, Task, signal_name};
+use monitor_protocol::{FileSpec, Input, LimitHit, Report, Task, signal_name};
 use tokio_util::sync::CancellationToken;
 
 use crate::job::{
@@ -19,7 +19,8 @@ use crate::language::Language;
 use crate::limits::{Limits, StepLimits};
 use crate::sandbox::pool::WarmPool;
 use crate::sandbox::{
-    ContainerLimits, Sandbox, SandboxError, TaskOutcome, TaskOutput, TaskRequest, Unreported,
+    ContainerLimits, RunObserver, Sandbox, SandboxError, TaskOutcome, TaskOutput, TaskRequest,
+    Unreported,
 };
 
 /// Server-side settings of every run.
@@ -42,6 +43,9 @@ pub struct ExecutionSettings {
     /// The host CPU of the job's worker slot, when jobs are pinned (one
     /// CPU each, no more jobs than CPUs): set by the dispatcher per job.
     pub cpuset: Option<u32>,
+    /// An interactive run's idle limit when the job sets none, in
+    /// milliseconds.
+    pub idle_time_ms: u64,
 }
 
 /// A job made ready to run: inputs decoded, limits resolved.
@@ -68,6 +72,10 @@ pub struct PreparedJob {
     pub base64: bool,
     /// The trace of the request that submitted it (empty if none).
     pub trace_id: String,
+    /// Interactive: its one run's stdin comes from its clients while it
+    /// runs, and it stops after this long without input or output (`0`:
+    /// the server's idle limit).
+    pub interactive: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +147,9 @@ pub fn prepare(
     if files.is_empty() {
         return Err("the job has neither code nor files".into());
     }
+    if spec.interactive && !spec.test_cases.is_empty() {
+        return Err("an interactive job has one run, not test cases".into());
+    }
     if !spec.compiler_options.is_empty() && !language.takes_compiler_options() {
         return Err(format!("{} takes no compiler options", language.name));
     }
@@ -180,19 +191,25 @@ pub fn prepare(
         cases,
         has_test_cases: !spec.test_cases.is_empty(),
         trace_id: spec.trace_id.clone().unwrap_or_default(),
+        interactive: spec
+            .interactive
+            .then(|| spec.limits.and_then(|l| l.idle_time_ms).unwrap_or(0)),
         limits,
         base64: spec.base64,
     })
 }
 
-/// Compiles (if needed) and runs every case.
+/// Compiles (if needed) and runs every case; `observer` hears each
+/// container's phases and output as they come. An interactive job's run is
+/// fed `input`.
 pub async fn execute(
     sandbox: &Sandbox,
     pool: Option<&std::sync::Arc<WarmPool>>,
     job: &PreparedJob,
     settings: &ExecutionSettings,
     cancel: &CancellationToken,
-    on_phase: &(dyn Fn(Phase, &str) + Send + Sync),
+    observer: &dyn RunObserver,
+    mut input: Option<tokio::sync::mpsc::Receiver<Input>>,
 ) -> Result<Execution, SandboxError> {
     let language = &job.language;
     let names: Vec<String> = job.files.iter().map(|f| f.name.clone()).collect();
@@ -242,8 +259,9 @@ pub async fn execute(
             task,
             running_phase: Phase::Compiling,
             step: "compile".to_string(),
+            input: None,
         };
-        let output = match sandbox.run_task(request, pool, cancel, on_phase).await? {
+        let output = match sandbox.run_task(request, pool, cancel, observer).await? {
             TaskOutcome::Cancelled => return Ok(Execution::Cancelled),
             TaskOutcome::Done(output) => *output,
         };
@@ -269,7 +287,9 @@ pub async fn execute(
             )));
         } else if let Some(limit) = report.limit {
             Some(match limit {
-                LimitHit::Wall | LimitHit::Cpu => "the compilation ran out of time".to_string(),
+                LimitHit::Wall | LimitHit::Cpu | LimitHit::Idle | LimitHit::NoClient => {
+                    "the compilation ran out of time".to_string()
+                }
                 LimitHit::Memory => "the compilation ran out of memory".to_string(),
                 LimitHit::Output => "the compiler's output passed its cap".to_string(),
             })
@@ -325,6 +345,13 @@ pub async fn execute(
             stack_bytes: job.stack_bytes,
             file_size_bytes: job.file_size_bytes,
             stderr_to_stdout: job.stderr_to_stdout,
+            interactive: job.interactive.map(|idle| {
+                if idle == 0 {
+                    settings.idle_time_ms
+                } else {
+                    idle
+                }
+            }),
         };
         let request = TaskRequest {
             job_id: &job.job_id,
@@ -333,8 +360,13 @@ pub async fn execute(
             task,
             running_phase: Phase::Running,
             step: format!("run-{index}"),
+            input: if job.interactive.is_some() {
+                input.take()
+            } else {
+                None
+            },
         };
-        let output = match sandbox.run_task(request, pool, cancel, on_phase).await? {
+        let output = match sandbox.run_task(request, pool, cancel, observer).await? {
             TaskOutcome::Cancelled => return Ok(Execution::Cancelled),
             TaskOutcome::Done(output) => *output,
         };
@@ -519,6 +551,20 @@ fn judge(
                 Verdict::OutputLimitExceeded,
                 None,
                 Some("output passed its cap".into()),
+            );
+        }
+        Some(LimitHit::Idle) => {
+            return (
+                Verdict::TimeLimitExceeded,
+                Some(TimeLimit::Idle),
+                Some("no input and no output for the idle time limit".into()),
+            );
+        }
+        Some(LimitHit::NoClient) => {
+            return (
+                Verdict::TimeLimitExceeded,
+                Some(TimeLimit::Idle),
+                Some("no client was connected to the interactive run".into()),
             );
         }
         None => {}

@@ -91,6 +91,10 @@ pub struct JobSpec {
     /// the job carry the same id, so its logs join up across processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// Interactive: the run's stdin is what clients send while it runs
+    /// (`/v1/jobs/{id}/stream`), and it stops when idle or left alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interactive: bool,
     /// A Judge0 submission's own attributes (it is shown, and its webhook
     /// sent, the way Judge0 does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,6 +198,9 @@ impl RunStatus {
 pub enum TimeLimit {
     Cpu,
     Wall,
+    /// An interactive run had no input and no output for its idle limit,
+    /// or no client connected to it.
+    Idle,
 }
 
 /// What one run (the compilation, or one execution) did, as measured.

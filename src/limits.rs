@@ -32,6 +32,10 @@ pub struct RequestedLimits {
     /// past it the write fails with SIGXFSZ. Within the container's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_size_kb: Option<u64>,
+    /// An interactive run stops after this long without input or output,
+    /// in milliseconds (within the wall-clock limit's most).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_time_ms: Option<u64>,
 }
 
 /// Limits of one job.
@@ -123,6 +127,7 @@ impl RequestedLimits {
             });
         }
         within("output_bytes", self.output_bytes, 1, max.output_bytes)?;
+        within("idle_time_ms", self.idle_time_ms, 1, max.wall_time_ms)?;
         within(
             "compile_wall_time_ms",
             self.compile_wall_time_ms,

@@ -13,12 +13,21 @@
 //! stack_bytes <n>\n           (optional) the command's stack limit (RLIMIT_STACK)
 //! file_size_bytes <n>\n       (optional) largest file it may write (RLIMIT_FSIZE)
 //! stderr_to_stdout\n          (optional) its stderr goes into its stdout stream
+//! interactive <idle ms>\n     (optional) the command's stdin stays open and is fed
+//!                             by input frames after `go` (see below); with no
+//!                             input and no output for <idle ms> (0: never) it stops
 //! env <NAME>=<value>\n        (repeated) the command's whole environment
 //! file <size> <mode> <name length>\n<name><size bytes>   (repeated) written to the work dir
 //! arg <len>\n<len bytes>      (repeated) the command, argv[0] first
 //! stdin <size>\n<size bytes>  the command's standard input
 //! go\n
 //! ```
+//!
+//! **Input** (interactive tasks only; the container's stdin after `go`, written
+//! only by the service): frames of `[kind: u8][length: u32 big-endian][payload]`,
+//! [`Input`] encoded by [`encode_input`]: bytes for the command's stdin, its
+//! end (EOF), a signal for the command's process group, or word that its
+//! client left. The end of the container's stdin is the end of the command's.
 //!
 //! **Out** (the container's stdout, written only by the monitor): frames of
 //! `[nonce: 16 bytes][kind: u8][length: u32 big-endian][payload]`: [`FRAME_STDOUT`] and
@@ -58,6 +67,11 @@ pub enum LimitHit {
     Cpu,
     Memory,
     Output,
+    /// An interactive command had no input and wrote nothing for its idle
+    /// limit.
+    Idle,
+    /// An interactive command's client left (the service said so).
+    NoClient,
 }
 
 /// What the monitor measured, sent last.
@@ -124,6 +138,104 @@ pub struct Task {
     pub file_size_bytes: Option<u64>,
     /// The command's stderr is its stdout (one stream, in write order).
     pub stderr_to_stdout: bool,
+    /// Interactive: stdin is fed by [`Input`] frames after the task, and the
+    /// command stops after this many milliseconds without input or output
+    /// (0: no idle limit).
+    pub interactive: Option<u64>,
+}
+
+/// Input frame kinds (interactive tasks).
+pub const INPUT_DATA: u8 = b'D';
+pub const INPUT_CLOSE: u8 = b'C';
+pub const INPUT_SIGNAL: u8 = b'S';
+pub const INPUT_LEFT: u8 = b'L';
+/// Largest input frame payload.
+pub const MAX_INPUT_CHUNK: usize = 64 * 1024;
+
+/// What the service sends an interactive command while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Bytes for its stdin.
+    Data(Vec<u8>),
+    /// The end of its stdin.
+    Close,
+    /// A signal for its process group (one of [`INPUT_SIGNALS`]).
+    Signal(i32),
+    /// Its client left: stop it.
+    ClientLeft,
+}
+
+/// The signals a client may send (as a terminal's keys and a supervisor
+/// would); the monitor refuses any other.
+pub const INPUT_SIGNALS: [i32; 7] = [1, 2, 3, 9, 10, 12, 15];
+
+/// Encodes one input frame (the service's side). Data longer than
+/// [`MAX_INPUT_CHUNK`] goes in several frames.
+pub fn encode_input(input: &Input) -> Vec<u8> {
+    let frame = |out: &mut Vec<u8>, kind: u8, payload: &[u8]| {
+        out.push(kind);
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(payload);
+    };
+    let mut out = Vec::new();
+    match input {
+        Input::Data(bytes) => {
+            for chunk in bytes.chunks(MAX_INPUT_CHUNK) {
+                frame(&mut out, INPUT_DATA, chunk);
+            }
+        }
+        Input::Close => frame(&mut out, INPUT_CLOSE, &[]),
+        Input::Signal(n) => frame(&mut out, INPUT_SIGNAL, &[*n as u8]),
+        Input::ClientLeft => frame(&mut out, INPUT_LEFT, &[]),
+    }
+    out
+}
+
+/// Splits input frames off a byte stream (the monitor's side).
+#[derive(Debug, Default)]
+pub struct InputReader {
+    buffer: Vec<u8>,
+}
+
+impl InputReader {
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// The next whole input frame, if one has arrived.
+    pub fn next_input(&mut self) -> Result<Option<Input>, String> {
+        if self.buffer.len() < 5 {
+            return Ok(None);
+        }
+        let kind = self.buffer[0];
+        let len = u32::from_be_bytes([
+            self.buffer[1],
+            self.buffer[2],
+            self.buffer[3],
+            self.buffer[4],
+        ]) as usize;
+        if len > MAX_INPUT_CHUNK {
+            return Err(format!("an input frame of {len} bytes"));
+        }
+        if self.buffer.len() < 5 + len {
+            return Ok(None);
+        }
+        let payload: Vec<u8> = self.buffer.drain(..5 + len).skip(5).collect();
+        let input = match kind {
+            INPUT_DATA => Input::Data(payload),
+            INPUT_CLOSE => Input::Close,
+            INPUT_LEFT => Input::ClientLeft,
+            INPUT_SIGNAL => {
+                let n = payload.first().map_or(0, |&n| i32::from(n));
+                if payload.len() != 1 || !INPUT_SIGNALS.contains(&n) {
+                    return Err(format!("a signal frame for signal {n}"));
+                }
+                Input::Signal(n)
+            }
+            other => return Err(format!("unknown input frame kind {other}")),
+        };
+        Ok(Some(input))
+    }
 }
 
 /// True for a plain file name: no directory part, not `.` or `..`, no
@@ -180,6 +292,9 @@ impl Task {
         }
         if self.stderr_to_stdout {
             line(&mut out, "stderr_to_stdout".to_string());
+        }
+        if let Some(idle_ms) = self.interactive {
+            line(&mut out, format!("interactive {idle_ms}"));
         }
         for (name, value) in &self.env {
             line(&mut out, format!("env {name}={value}"));
@@ -244,6 +359,7 @@ impl Task {
                 "stack_bytes" => task.stack_bytes = Some(number(rest)?),
                 "file_size_bytes" => task.file_size_bytes = Some(number(rest)?),
                 "stderr_to_stdout" => task.stderr_to_stdout = true,
+                "interactive" => task.interactive = Some(number(rest)?),
                 "env" => {
                     let (name, value) = rest.split_once('=').ok_or("bad env line")?;
                     if !valid_env_name(name) {
@@ -495,10 +611,50 @@ mod tests {
             stack_bytes: Some(64 << 20),
             file_size_bytes: Some(1 << 20),
             stderr_to_stdout: true,
+            interactive: Some(5000),
         };
         let bytes = task.encode();
         let decoded = Task::decode(&mut std::io::Cursor::new(bytes)).unwrap();
         assert_eq!(decoded, task);
+    }
+
+    #[test]
+    fn input_frames_round_trip_in_any_split() {
+        let inputs = [
+            Input::Data(b"hello\n".to_vec()),
+            Input::Data(vec![7; MAX_INPUT_CHUNK]),
+            Input::Signal(2),
+            Input::Close,
+            Input::ClientLeft,
+        ];
+        let bytes: Vec<u8> = inputs.iter().flat_map(encode_input).collect();
+        for split in [1, 3, 5, 4096, bytes.len()] {
+            let mut reader = InputReader::default();
+            let mut got = Vec::new();
+            for chunk in bytes.chunks(split) {
+                reader.push(chunk);
+                while let Some(input) = reader.next_input().unwrap() {
+                    got.push(input);
+                }
+            }
+            assert_eq!(got, inputs, "split {split}");
+        }
+        // Data longer than a frame goes in several.
+        let long = encode_input(&Input::Data(vec![1; MAX_INPUT_CHUNK + 1]));
+        assert_eq!(long.len(), MAX_INPUT_CHUNK + 1 + 10);
+    }
+
+    #[test]
+    fn bad_input_frames_are_refused() {
+        for bytes in [
+            encode_input(&Input::Signal(11)),
+            vec![b'X', 0, 0, 0, 0],
+            vec![INPUT_DATA, 0xff, 0xff, 0xff, 0xff],
+        ] {
+            let mut reader = InputReader::default();
+            reader.push(&bytes);
+            assert!(reader.next_input().is_err(), "{bytes:?}");
+        }
     }
 
     #[test]

@@ -28,8 +28,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use monitor_protocol::{
-    FRAME_FILE, FRAME_REPORT, FRAME_STDERR, FRAME_STDOUT, LimitHit, MAX_CHUNK, MONITOR_UID, Report,
-    Task, WORK_DIR, encode_file_payload, encode_frame,
+    FRAME_FILE, FRAME_REPORT, FRAME_STDERR, FRAME_STDOUT, Input, InputReader, LimitHit, MAX_CHUNK,
+    MONITOR_UID, Report, Task, WORK_DIR, encode_file_payload, encode_frame,
 };
 
 /// The steps of starting the command, as the child reports a failure.
@@ -43,6 +43,10 @@ const STEP_CHDIR: i32 = 4;
 const TICK: Duration = Duration::from_millis(10);
 /// How long output is still drained after the command exited.
 const DRAIN: Duration = Duration::from_millis(200);
+/// Most input bytes held for an interactive command that does not read
+/// them: past it the monitor stops reading its own stdin, and the service's
+/// writes wait.
+const MAX_PENDING_INPUT: usize = 256 * 1024;
 
 fn main() {
     // SAFETY: plain syscalls with constant arguments.
@@ -54,10 +58,17 @@ fn main() {
         fd: 1,
         nonce: [0; 16],
     };
-    let task = {
-        let stdin = std::io::stdin();
-        let mut input = BufReader::with_capacity(1 << 16, stdin.lock());
-        Task::decode(&mut input)
+    // Read straight from fd 0 (no buffer of std's own): whatever follows
+    // the task (an interactive command's input) is the monitor's to read.
+    // SAFETY: fd 0 is open for the monitor's whole life; ManuallyDrop never
+    // closes it.
+    let stdin = std::mem::ManuallyDrop::new(unsafe {
+        <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(0)
+    });
+    let (task, after_task) = {
+        let mut input = BufReader::with_capacity(1 << 16, &*stdin);
+        let task = Task::decode(&mut input);
+        (task, input.buffer().to_vec())
     };
     if let Ok(task) = &task {
         out.nonce = task.nonce;
@@ -69,7 +80,7 @@ fn main() {
         }) {
             Err(e) => failure(e),
             Ok(()) => {
-                let mut report = run(&task, &mut out);
+                let mut report = run(&task, &mut out, 0, &after_task);
                 if let Some(max) = task.artifacts
                     && report.error.is_none()
                 {
@@ -522,7 +533,9 @@ struct Stream {
     truncated: bool,
 }
 
-fn run(task: &Task, out: &mut Output) -> Report {
+/// Runs the task's command. An interactive task's input frames are read
+/// from `input_fd`, starting with `input_read` (bytes of it already read).
+fn run(task: &Task, out: &mut Output, input_fd: RawFd, input_read: &[u8]) -> Report {
     let cgroup = Cgroup::detect();
     let cpu_before = cgroup.cpu_ns();
     let oom_before = cgroup.oom_kills().unwrap_or(0);
@@ -688,12 +701,29 @@ fn run(task: &Task, out: &mut Output) -> Report {
             truncated: false,
         },
     ];
-    let mut stdin_open = true;
+    // The command's stdin: what is waiting for it, and whether it ends once
+    // that is written (a batch task's does; an interactive one's when the
+    // service says so).
+    let interactive = task.interactive.is_some();
+    let idle_limit = task
+        .interactive
+        .filter(|&ms| ms > 0)
+        .map(Duration::from_millis);
+    let mut pending: Vec<u8> = task.stdin.clone();
     let mut stdin_pos = 0usize;
-    if task.stdin.is_empty() {
+    let mut stdin_ends = !interactive;
+    let mut stdin_open = true;
+    if task.stdin.is_empty() && !interactive {
         close(stdin_w);
         stdin_open = false;
     }
+    let mut input_open = interactive;
+    let mut inputs = InputReader::default();
+    inputs.push(input_read);
+    if interactive {
+        set_nonblocking(input_fd);
+    }
+    let mut last_activity = Instant::now();
     let mut exec_open = true;
     let mut exec_error: Option<(i32, i32)> = None;
     let mut status: Option<(i32, libc::rusage)> = None;
@@ -711,10 +741,17 @@ fn run(task: &Task, out: &mut Output) -> Report {
                 revents: 0,
             });
         }
-        if stdin_open {
+        if stdin_open && stdin_pos < pending.len() {
             fds.push(libc::pollfd {
                 fd: stdin_w,
                 events: libc::POLLOUT,
+                revents: 0,
+            });
+        }
+        if input_open && pending.len() - stdin_pos < MAX_PENDING_INPUT {
+            fds.push(libc::pollfd {
+                fd: input_fd,
+                events: libc::POLLIN,
                 revents: 0,
             });
         }
@@ -730,26 +767,88 @@ fn run(task: &Task, out: &mut Output) -> Report {
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
 
         for s in streams.iter_mut().filter(|s| s.open) {
+            let before = s.sent;
             if relay(s, &mut buffer, out, task.output_bytes) && limit.is_none() {
                 limit = Some(LimitHit::Output);
             }
+            if s.sent != before {
+                last_activity = Instant::now();
+            }
         }
-        if stdin_open {
+        if input_open && pending.len() - stdin_pos < MAX_PENDING_INPUT {
+            // SAFETY: reading into a live buffer from our own descriptor.
+            let n = unsafe { libc::read(input_fd, buffer.as_mut_ptr().cast(), buffer.len()) };
+            if n > 0 {
+                inputs.push(&buffer[..n as usize]);
+            } else if n == 0 || errno() != libc::EAGAIN && errno() != libc::EINTR {
+                // The service closed the command's input.
+                input_open = false;
+                stdin_ends = true;
+            }
+        }
+        loop {
+            match inputs.next_input() {
+                Ok(None) => break,
+                Ok(Some(input)) => {
+                    last_activity = Instant::now();
+                    match input {
+                        Input::Data(bytes) => {
+                            if stdin_pos > 0 && stdin_pos == pending.len() {
+                                pending.clear();
+                                stdin_pos = 0;
+                            }
+                            if !stdin_ends {
+                                pending.extend_from_slice(&bytes);
+                            }
+                        }
+                        Input::Close => stdin_ends = true,
+                        // SAFETY: signalling the command's process group
+                        // (it called setsid), with a signal the protocol
+                        // allows.
+                        Input::Signal(n) => unsafe {
+                            libc::kill(-child, n);
+                        },
+                        Input::ClientLeft => {
+                            if limit.is_none() {
+                                limit = Some(LimitHit::NoClient);
+                            }
+                        }
+                    }
+                }
+                Err(_) => {
+                    // Not the service's frames: take no more input.
+                    input_open = false;
+                    stdin_ends = true;
+                    break;
+                }
+            }
+        }
+        if stdin_open && stdin_pos < pending.len() {
             // SAFETY: writing from a live buffer to our own pipe.
             let n = unsafe {
                 libc::write(
                     stdin_w,
-                    task.stdin[stdin_pos..].as_ptr().cast(),
-                    (task.stdin.len() - stdin_pos).min(MAX_CHUNK),
+                    pending[stdin_pos..].as_ptr().cast(),
+                    (pending.len() - stdin_pos).min(MAX_CHUNK),
                 )
             };
             if n > 0 {
                 stdin_pos += n as usize;
-            }
-            if stdin_pos >= task.stdin.len() || (n < 0 && errno() != libc::EAGAIN) {
+            } else if n < 0 && errno() != libc::EAGAIN && errno() != libc::EINTR {
+                // The command closed its stdin: nothing more reaches it.
                 close(stdin_w);
                 stdin_open = false;
             }
+        }
+        if stdin_open && stdin_ends && stdin_pos >= pending.len() {
+            close(stdin_w);
+            stdin_open = false;
+        }
+        if let Some(idle) = idle_limit
+            && limit.is_none()
+            && last_activity.elapsed() >= idle
+        {
+            limit = Some(LimitHit::Idle);
         }
         if exec_open {
             let mut words = [0i32; 2];
@@ -961,6 +1060,11 @@ mod tests {
     static ONE_RUN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     fn run_task_frames(task: &Task) -> (Report, Streams) {
+        run_interactive(task, &[])
+    }
+
+    /// Runs `task`, its input frames written after each one's delay.
+    fn run_interactive(task: &Task, input: &[(Duration, Vec<u8>)]) -> (Report, Streams) {
         let _one = ONE_RUN.lock().unwrap_or_else(|e| e.into_inner());
         std::fs::create_dir_all(WORK_DIR).unwrap();
         let path = std::env::temp_dir().join(format!(
@@ -973,7 +1077,21 @@ mod tests {
             fd: std::os::fd::AsRawFd::as_raw_fd(&frames),
             nonce: [7; 16],
         };
-        let report = run(task, &mut out);
+        let (input_r, input_w) = pipe();
+        let feeder = {
+            let input = input.to_vec();
+            std::thread::spawn(move || {
+                for (delay, bytes) in input {
+                    std::thread::sleep(delay);
+                    // SAFETY: writing a live buffer to our own pipe.
+                    unsafe { libc::write(input_w, bytes.as_ptr().cast(), bytes.len()) };
+                }
+                close(input_w);
+            })
+        };
+        let report = run(task, &mut out, input_r, &[]);
+        feeder.join().unwrap();
+        close(input_r);
         let bytes = std::fs::read(&path).unwrap_or_default();
         let _ = std::fs::remove_file(&path);
         let mut reader = monitor_protocol::FrameReader::new([7; 16]);
@@ -1072,5 +1190,93 @@ mod tests {
                 .is_some_and(|e| e.starts_with("cannot run /nonexistent/program")),
             "{report:?}"
         );
+    }
+
+    fn interactive(argv: &[&str], idle_ms: u64) -> Task {
+        Task {
+            interactive: Some(idle_ms),
+            ..task(argv, "")
+        }
+    }
+
+    fn after(ms: u64, input: Input) -> (Duration, Vec<u8>) {
+        (
+            Duration::from_millis(ms),
+            monitor_protocol::encode_input(&input),
+        )
+    }
+
+    #[test]
+    fn an_interactive_command_reads_input_as_it_comes_until_its_end() {
+        let (report, streams) = run_interactive(
+            &interactive(
+                &["sh", "-c", "while read l; do echo \"got $l\"; done; exit 4"],
+                0,
+            ),
+            &[
+                after(0, Input::Data(b"a\n".to_vec())),
+                after(200, Input::Data(b"b\n".to_vec())),
+                after(100, Input::Close),
+            ],
+        );
+        assert_eq!(String::from_utf8_lossy(&streams.stdout), "got a\ngot b\n");
+        assert_eq!(
+            (report.exit_code, report.limit),
+            (Some(4), None),
+            "{report:?}"
+        );
+        assert!(report.wall_ms >= 250, "{report:?}");
+    }
+
+    #[test]
+    fn an_interactive_command_without_input_or_output_stops_at_its_idle_limit() {
+        let (report, _) = run_interactive(&interactive(&["sleep", "30"], 300), &[]);
+        assert_eq!(report.limit, Some(LimitHit::Idle), "{report:?}");
+        assert!(report.wall_ms < 5_000, "{report:?}");
+        // Output is activity: a talkative command outlives its idle limit.
+        let (report, streams) = run_interactive(
+            &interactive(
+                &[
+                    "sh",
+                    "-c",
+                    "for i in 1 2 3 4 5 6; do echo $i; sleep 0.1; done",
+                ],
+                300,
+            ),
+            &[],
+        );
+        assert_eq!(
+            (report.exit_code, report.limit),
+            (Some(0), None),
+            "{report:?}"
+        );
+        assert_eq!(streams.stdout, b"1\n2\n3\n4\n5\n6\n");
+    }
+
+    #[test]
+    fn a_signal_reaches_the_interactive_commands_process_group() {
+        let (report, streams) = run_interactive(
+            &interactive(
+                &[
+                    "sh",
+                    "-c",
+                    "trap 'echo interrupted; exit 7' INT; echo ready; while :; do sleep 0.05; done",
+                ],
+                0,
+            ),
+            &[after(300, Input::Signal(libc::SIGINT))],
+        );
+        assert_eq!(report.exit_code, Some(7), "{report:?}");
+        assert_eq!(streams.stdout, b"ready\ninterrupted\n");
+    }
+
+    #[test]
+    fn an_interactive_command_stops_when_its_client_left() {
+        let (report, _) = run_interactive(
+            &interactive(&["sleep", "30"], 0),
+            &[after(100, Input::ClientLeft)],
+        );
+        assert_eq!(report.limit, Some(LimitHit::NoClient), "{report:?}");
+        assert!(report.wall_ms < 5_000, "{report:?}");
     }
 }

@@ -438,6 +438,8 @@ async fn start_job(
         report: myself.get_derived(),
         cancel: job.cancel,
         panic_when_running,
+        queue: services.queue.clone(),
+        interactive_grace: services.interactive_grace,
     };
     match Actor::spawn_linked(None, ContainerRunner, args, myself.get_cell()).await {
         Ok((runner, _)) => {

@@ -53,6 +53,8 @@ pub struct WorkerServices {
     pub pool: Arc<WarmPool>,
     /// How long a stopping worker lets running jobs finish.
     pub shutdown_grace: Duration,
+    /// How long an interactive job runs with no client connected.
+    pub interactive_grace: Duration,
     /// Each job runs on its worker slot's own CPU (slot N on CPU N): jobs
     /// of one CPU each, no more of them than the engine has CPUs, and no
     /// operator cpuset of its own.

@@ -12,12 +12,21 @@
 //! - `Ended` (from the execution, last) turns what it gave into the job's
 //!   outcome, reports it to the dispatcher, and stops the runner.
 //!
+//! The execution's phases and output also go to the job's live stream in
+//! Redis (`queue::live`), which ends with `end` (the result follows) or
+//! `reset` (the job runs again); an interactive job's input comes from its
+//! input stream through a relay task the runner owns, which also ends the
+//! job when no client has been connected for the grace.
+//!
 //! **Invariant:** a runner that panics or is killed never cleans up after
 //! itself (ractor runs no `post_stop` then; its execution task is aborted
 //! with its state): its dispatcher removes its containers by label.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
+use monitor_protocol::Input;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, DerivedActorRef};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -26,9 +35,11 @@ use super::AbortOnDrop;
 use super::registry::{RegistryHandle, RegistryMsg};
 use crate::execute::{Execution, ExecutionSettings, PreparedJob, execute};
 use crate::job::{Phase, PhaseMark};
+use crate::queue::JobQueue;
+use crate::queue::live::{LiveEvent, LiveSender};
 use crate::queue::worker::JobOutcome;
 use crate::sandbox::pool::WarmPool;
-use crate::sandbox::{Sandbox, SandboxError};
+use crate::sandbox::{RunObserver, Sandbox, SandboxError};
 
 /// Everything one job needs.
 pub struct RunnerArgs {
@@ -46,6 +57,10 @@ pub struct RunnerArgs {
     /// Test-only fault hook: panic once the program is running, leaving its
     /// container behind for the dispatcher to remove.
     pub panic_when_running: bool,
+    /// For the job's live stream and an interactive job's input.
+    pub queue: JobQueue,
+    /// How long an interactive job runs with no client connected.
+    pub interactive_grace: Duration,
 }
 
 /// What a runner tells the actor that spawned it.
@@ -70,8 +85,9 @@ pub enum RunnerMsg {
     Cancel,
     /// The worker is stopping: stop the job; it goes back to the queue.
     Shutdown,
-    /// The execution ended with this.
-    Ended(Result<Execution, SandboxError>),
+    /// The execution ended with this; its live stream is ended by the
+    /// outcome.
+    Ended(Result<Execution, SandboxError>, LiveSender),
 }
 
 pub struct ContainerRunner;
@@ -155,8 +171,13 @@ impl Actor for ContainerRunner {
                 state.stop.cancel();
             }
             RunnerMsg::Shutdown => state.stop.cancel(),
-            RunnerMsg::Ended(ended) => {
+            RunnerMsg::Ended(ended, live) => {
                 let outcome = outcome(state, ended);
+                // A result follows (`end`), or the job runs again (`reset`).
+                live.finish(match &outcome {
+                    JobOutcome::Finished(_) => LiveEvent::End,
+                    _ => LiveEvent::Reset,
+                });
                 state.span.in_scope(|| match &outcome {
                     JobOutcome::Finished(result) => {
                         tracing::info!(verdict = result.verdict.as_str(), "job finished")
@@ -183,15 +204,33 @@ impl Actor for ContainerRunner {
 /// Starts the execution, whose phases and end come back as messages.
 fn start(myself: &ActorRef<RunnerMsg>, state: &mut RunnerState) {
     state.span.in_scope(|| tracing::info!("job started"));
+    let job = &state.args.job;
+    let live = state.args.queue.live_sender(&job.job_id, !job.base64);
+    // An interactive job's input, relayed from Redis as it comes.
+    let (input, relay_input) = if job.interactive.is_some() {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let relay = tokio::spawn(
+            relay_input(
+                state.args.queue.clone(),
+                job.job_id.clone(),
+                tx,
+                state.args.interactive_grace,
+            )
+            .instrument(state.span.clone()),
+        );
+        (Some(rx), Some(AbortOnDrop(relay)))
+    } else {
+        (None, None)
+    };
     let execution = {
         let (args, stop, me) = (state.args.clone(), state.stop.clone(), myself.clone());
         tokio::spawn(
             async move {
-                let on_phase = |phase: Phase, container_id: &str| {
-                    let _ = me.cast(RunnerMsg::Phase {
-                        phase,
-                        container_id: container_id.to_string(),
-                    });
+                let observer = Observer {
+                    runner: me.clone(),
+                    live,
+                    compiling: AtomicBool::new(false),
+                    runs: AtomicUsize::new(0),
                 };
                 let ended = execute(
                     &args.sandbox,
@@ -199,10 +238,11 @@ fn start(myself: &ActorRef<RunnerMsg>, state: &mut RunnerState) {
                     &args.job,
                     &args.settings,
                     &stop,
-                    &on_phase,
+                    &observer,
+                    input,
                 )
                 .await;
-                let _ = me.cast(RunnerMsg::Ended(ended));
+                let _ = me.cast(RunnerMsg::Ended(ended, observer.live));
             }
             .instrument(state.span.clone()),
         )
@@ -222,6 +262,98 @@ fn start(myself: &ActorRef<RunnerMsg>, state: &mut RunnerState) {
         })
     };
     state.tasks = vec![AbortOnDrop(execution), AbortOnDrop(relay)];
+    state.tasks.extend(relay_input);
+}
+
+/// What the execution tells as it goes: phases to the runner (and the
+/// live stream), output to the live stream.
+struct Observer {
+    runner: ActorRef<RunnerMsg>,
+    live: LiveSender,
+    /// The compiler runs (its output is the compilation's).
+    compiling: AtomicBool,
+    /// Runs started so far.
+    runs: AtomicUsize,
+}
+
+impl RunObserver for Observer {
+    fn phase(&self, phase: Phase, container_id: &str) {
+        let _ = self.runner.cast(RunnerMsg::Phase {
+            phase,
+            container_id: container_id.to_string(),
+        });
+        match phase {
+            Phase::Compiling => self.compiling.store(true, Ordering::Relaxed),
+            Phase::Running => {
+                self.compiling.store(false, Ordering::Relaxed);
+                self.runs.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        self.live.send(LiveEvent::Phase {
+            phase,
+            case: self.case(),
+        });
+    }
+
+    fn output(&self, stderr: bool, bytes: &[u8]) {
+        self.live.send(LiveEvent::Output {
+            stderr,
+            compile: self.compiling.load(Ordering::Relaxed),
+            case: self.case(),
+            data: bytes.to_vec(),
+        });
+    }
+}
+
+impl Observer {
+    fn case(&self) -> usize {
+        self.runs.load(Ordering::Relaxed).saturating_sub(1)
+    }
+}
+
+/// How often an interactive job's relay looks for input, and for its
+/// client.
+const INPUT_POLL: Duration = Duration::from_millis(500);
+
+/// Relays an interactive job's input from Redis to its run, in order, and
+/// tells the run its client left once none has been connected for `grace`.
+async fn relay_input(
+    queue: JobQueue,
+    job_id: String,
+    tx: tokio::sync::mpsc::Sender<Input>,
+    grace: Duration,
+) {
+    let mut stream = match queue.input_stream(&job_id).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the job's input; it runs without");
+            let _ = tx.send(Input::ClientLeft).await;
+            return;
+        }
+    };
+    let mut last_seen = tokio::time::Instant::now();
+    loop {
+        match stream.next(INPUT_POLL).await {
+            Ok(inputs) => {
+                for input in inputs {
+                    if tx.send(input).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the job's input");
+                tokio::time::sleep(INPUT_POLL).await;
+            }
+        }
+        if queue.client_present(&job_id).await.unwrap_or(true) {
+            last_seen = tokio::time::Instant::now();
+        } else if last_seen.elapsed() >= grace {
+            let _ = tx.send(Input::ClientLeft).await;
+            return;
+        }
+    }
 }
 
 /// The job's outcome from what its execution gave.

@@ -26,6 +26,7 @@ pub mod compat;
 pub mod error;
 pub mod health;
 pub mod jobs;
+pub mod live;
 pub mod observe;
 pub mod openapi;
 pub mod request;
@@ -150,6 +151,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs", post(v1::create_job))
         .route("/v1/jobs/batch", post(v1::create_batch))
         .route("/v1/jobs/{id}", get(v1::get_job).delete(v1::cancel_job))
+        .route("/v1/jobs/{id}/events", get(live::events))
+        .route("/v1/jobs/{id}/stream", get(live::stream))
+        .route("/v1/jobs/{id}/input", post(live::input))
+        .route("/v1/stream", get(live::stream_new))
         .route("/submissions", post(judge0::create))
         .route(
             "/submissions/batch",

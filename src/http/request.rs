@@ -65,6 +65,14 @@ pub struct JobRequest {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: Option<String>,
+    /// Interactive: the run's stdin is what clients send while it runs
+    /// (`/v1/jobs/{id}/stream` or `POST /v1/jobs/{id}/input`), after
+    /// `stdin` if given; it stops after `limits.idle_time_ms` without input
+    /// or output, or when no client has been connected for a while. Its
+    /// wall-clock limit defaults to the server's most. Not with
+    /// `test_cases`.
+    #[serde(default)]
+    pub interactive: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -95,6 +103,9 @@ pub struct LimitsRequest {
     pub output_bytes: Option<u64>,
     /// Wall-clock time of the compilation, in milliseconds.
     pub compile_wall_time_ms: Option<u64>,
+    /// Interactive jobs: the run stops after this long without input or
+    /// output, in milliseconds.
+    pub idle_time_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -345,6 +356,13 @@ pub fn check(
     }
 
     let test_cases = request.test_cases.unwrap_or_default();
+    let interactive = request.interactive.unwrap_or(false);
+    if interactive && !test_cases.is_empty() {
+        return Err(bad(
+            "interactive",
+            "an interactive job has one run: it takes no test_cases".into(),
+        ));
+    }
     if !test_cases.is_empty() {
         if request.stdin.is_some() {
             return Err(bad(
@@ -399,7 +417,12 @@ pub fn check(
         }
     }
 
-    let limits = check_limits(request.limits.unwrap_or_default(), rules.max_limits, &bad)?;
+    let mut limits = request.limits.unwrap_or_default();
+    if interactive && limits.wall_time_ms.is_none() {
+        // A person is at the other end: as long as the server allows.
+        limits.wall_time_ms = Some(rules.max_limits.wall_time_ms);
+    }
+    let limits = check_limits(limits, rules.max_limits, &bad)?;
 
     if let Some(url) = &request.callback_url {
         let ok = reqwest::Url::parse(url)
@@ -451,6 +474,7 @@ pub fn check(
             owner: None,
             caller: None,
             trace_id: None,
+            interactive,
             ..JobSpec::default()
         },
         priority,
@@ -472,6 +496,7 @@ fn check_limits(
         processes: limits.processes,
         output_bytes: limits.output_bytes,
         compile_wall_time_ms: limits.compile_wall_time_ms,
+        idle_time_ms: limits.idle_time_ms,
         ..RequestedLimits::default()
     };
     requested.check(max).map_err(|e| bad(&e.field, e.message))?;

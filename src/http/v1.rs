@@ -63,17 +63,7 @@ pub async fn create_job(
         state.intake.body_read_timeout,
     )
     .await?;
-    let versions = if request.version.is_some() {
-        state.queue.language_versions().await?
-    } else {
-        HashMap::new()
-    };
-    let mut accepted = check(request, &state.request_rules(&versions), "")?;
-    check_callback(&state, accepted.spec.callback_url.as_deref(), "").await?;
-    accepted.spec.owner = caller.key.clone();
-    accepted.spec.trace_id = crate::telemetry::current_trace_id();
-    let (id, replayed) = enqueue(&state, &caller, &accepted).await?;
-    tracing::Span::current().record("job", tracing::field::display(&id));
+    let (id, replayed) = submit(&state, &caller, request).await?;
     if wait && !replayed {
         let timeout = state.intake.max_wait;
         if let Some(job) = state
@@ -95,6 +85,27 @@ pub async fn create_job(
         return Ok((StatusCode::OK, Json(view)).into_response());
     }
     Ok(accepted_response(StatusCode::CREATED, &id))
+}
+
+/// Checks and queues one job for `caller`: its id, and whether an
+/// idempotency key named an existing job instead.
+pub(super) async fn submit(
+    state: &AppState,
+    caller: &Caller,
+    request: JobRequest,
+) -> Result<(Uuid, bool), ApiError> {
+    let versions = if request.version.is_some() {
+        state.queue.language_versions().await?
+    } else {
+        HashMap::new()
+    };
+    let mut accepted = check(request, &state.request_rules(&versions), "")?;
+    check_callback(state, accepted.spec.callback_url.as_deref(), "").await?;
+    accepted.spec.owner = caller.key.clone();
+    accepted.spec.trace_id = crate::telemetry::current_trace_id();
+    let (id, replayed) = enqueue(state, caller, &accepted).await?;
+    tracing::Span::current().record("job", tracing::field::display(&id));
+    Ok((id, replayed))
 }
 
 /// Submit several jobs at once: all are queued, or none (400 naming the
@@ -350,7 +361,11 @@ async fn enqueue(
     Ok((id, false))
 }
 
-async fn view_of(state: &AppState, caller: &Caller, id: &Uuid) -> Result<JobView, ApiError> {
+pub(super) async fn view_of(
+    state: &AppState,
+    caller: &Caller,
+    id: &Uuid,
+) -> Result<JobView, ApiError> {
     let Some(loaded) = super::jobs::load(state, Some(caller), id).await? else {
         return Err(not_found(id));
     };
@@ -390,11 +405,11 @@ fn wait_flag(query: &HashMap<String, String>) -> Result<bool, ApiError> {
     }
 }
 
-fn job_id(text: &str) -> Result<Uuid, ApiError> {
+pub(super) fn job_id(text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|_| ApiError::bad_field("id", "id must be a job id (a UUID)"))
 }
 
-fn not_found(id: &Uuid) -> ApiError {
+pub(super) fn not_found(id: &Uuid) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!("no job with id {id} (it may have been removed after its retention)"),

@@ -24,6 +24,7 @@ pub mod embedded;
 pub mod events;
 pub mod fairness;
 pub mod heartbeat;
+pub mod live;
 pub mod worker;
 
 use std::time::Duration;

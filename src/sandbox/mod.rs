@@ -20,7 +20,7 @@ pub mod sweep;
 
 use bollard::Docker;
 
-pub use run::{TaskOutcome, TaskOutput, TaskRequest, Unreported};
+pub use run::{RunObserver, TaskOutcome, TaskOutput, TaskRequest, Unreported};
 pub use spec::ContainerLimits;
 
 /// Marks a container as created by code-runner.

@@ -17,7 +17,7 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
-use monitor_protocol::{FileSpec, Frame, FrameReader, LimitHit, Report, Task};
+use monitor_protocol::{FileSpec, Frame, FrameReader, Input, LimitHit, Report, Task};
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +47,26 @@ pub struct TaskRequest<'a> {
     pub running_phase: Phase,
     /// Which step of the job this is (`compile`, `run-<n>`), as a label.
     pub step: String,
+    /// An interactive task's input, fed to the monitor as it comes (the
+    /// container's stdin stays open until this ends).
+    pub input: Option<tokio::sync::mpsc::Receiver<Input>>,
+}
+
+/// Hears a container's run as it goes: each phase (with the container's
+/// id) and the command's output as the monitor relays it. Called on the
+/// run's own task: it must not wait.
+pub trait RunObserver: Send + Sync {
+    fn phase(&self, phase: Phase, container_id: &str);
+    /// A chunk of stdout (or stderr) as it arrived, within its cap.
+    fn output(&self, stderr: bool, bytes: &[u8]) {
+        let _ = (stderr, bytes);
+    }
+}
+
+impl<F: Fn(Phase, &str) + Send + Sync> RunObserver for F {
+    fn phase(&self, phase: Phase, container_id: &str) {
+        self(phase, container_id)
+    }
 }
 
 /// What one container produced.
@@ -89,16 +109,16 @@ impl Sandbox {
     /// Runs one task in a container (a warm one from `pool` if it has one,
     /// else a fresh one) and removes the container.
     ///
-    /// `on_phase` hears each phase with the container's id; `cancel` stops
-    /// the run at any point.
+    /// `observer` hears each phase with the container's id, and the output
+    /// as it comes; `cancel` stops the run at any point.
     pub async fn run_task(
         &self,
         request: TaskRequest<'_>,
         pool: Option<&Arc<WarmPool>>,
         cancel: &CancellationToken,
-        on_phase: &(dyn Fn(Phase, &str) + Send + Sync),
+        observer: &dyn RunObserver,
     ) -> Result<TaskOutcome, SandboxError> {
-        let outcome = self.run_container(request, pool, cancel, on_phase).await;
+        let outcome = self.run_container(request, pool, cancel, observer).await;
         match &outcome {
             Ok(TaskOutcome::Done(output)) => {
                 metrics::output_bytes("stdout", output.stdout.len());
@@ -126,7 +146,7 @@ impl Sandbox {
         mut request: TaskRequest<'_>,
         pool: Option<&Arc<WarmPool>>,
         cancel: &CancellationToken,
-        on_phase: &(dyn Fn(Phase, &str) + Send + Sync),
+        observer: &dyn RunObserver,
     ) -> Result<TaskOutcome, SandboxError> {
         // A secret of this container's run: every frame must carry it.
         request.task.nonce = *uuid::Uuid::new_v4().as_bytes();
@@ -164,9 +184,9 @@ impl Sandbox {
             match renamed.and(pinned) {
                 Ok(()) => {
                     tracing::debug!(container = %warm.id, "took a warm container");
-                    on_phase(Phase::Created, &warm.id);
+                    observer.phase(Phase::Created, &warm.id);
                     let outcome = self
-                        .drive(&warm.id, warm.io, false, &request, cancel, on_phase)
+                        .drive(&warm.id, warm.io, false, &mut request, cancel, observer)
                         .await;
                     drop(taken);
                     pool.remove_later(&warm.id, slot.expect("taken with a pool"));
@@ -190,9 +210,12 @@ impl Sandbox {
         );
         let id = self.create(&name, image, body).await?;
         tracing::debug!(container = %id, "created a container");
-        on_phase(Phase::Created, &id);
+        observer.phase(Phase::Created, &id);
         let outcome = match self.attach(&id).await {
-            Ok(io) => self.drive(&id, io, true, &request, cancel, on_phase).await,
+            Ok(io) => {
+                self.drive(&id, io, true, &mut request, cancel, observer)
+                    .await
+            }
             Err(e) => Err(e.into()),
         };
         match (pool, slot) {
@@ -266,9 +289,9 @@ impl Sandbox {
         id: &str,
         mut io: bollard::container::AttachContainerResults,
         start: bool,
-        request: &TaskRequest<'_>,
+        request: &mut TaskRequest<'_>,
         cancel: &CancellationToken,
-        on_phase: &(dyn Fn(Phase, &str) + Send + Sync),
+        observer: &dyn RunObserver,
     ) -> Result<TaskOutcome, SandboxError> {
         let docker = self.docker();
         if start {
@@ -276,16 +299,27 @@ impl Sandbox {
         }
         let started = Instant::now();
         let deadline = started + Duration::from_millis(request.task.wall_ms) + DEADLINE_GRACE;
-        on_phase(request.running_phase, id);
+        observer.phase(request.running_phase, id);
 
-        // Feed the task from its own task, so a slow reader inside cannot
-        // stall the output loop.
+        // Feed the task (and an interactive command's input as it comes)
+        // from its own task, so a slow reader inside cannot stall the
+        // output loop.
         let input_bytes = request.task.encode();
+        let mut live_input = request.input.take();
         let mut input = io.input;
         let writer = tokio::spawn(async move {
-            if input.write_all(&input_bytes).await.is_ok() {
-                let _ = input.shutdown().await;
+            if input.write_all(&input_bytes).await.is_err() {
+                return;
             }
+            if let Some(live) = live_input.as_mut() {
+                while let Some(next) = live.recv().await {
+                    let bytes = monitor_protocol::encode_input(&next);
+                    if input.write_all(&bytes).await.is_err() || input.flush().await.is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = input.shutdown().await;
         });
 
         // The monitor caps output; this bounds what the service holds even
@@ -314,8 +348,14 @@ impl Sandbox {
                         reader.push(&message);
                         loop {
                             match reader.next_frame() {
-                                Ok(Some(Frame::Stdout(b))) => output.stdout.extend_from_slice(&b),
-                                Ok(Some(Frame::Stderr(b))) => output.stderr.extend_from_slice(&b),
+                                Ok(Some(Frame::Stdout(b))) => {
+                                    observer.output(false, &b);
+                                    output.stdout.extend_from_slice(&b);
+                                }
+                                Ok(Some(Frame::Stderr(b))) => {
+                                    observer.output(true, &b);
+                                    output.stderr.extend_from_slice(&b);
+                                }
                                 Ok(Some(Frame::File(f))) => {
                                     files_bytes += f.content.len();
                                     output.files.push(f);
@@ -357,7 +397,7 @@ impl Sandbox {
         if report.is_none() || cancelled || timed_out {
             self.kill(id).await;
         }
-        on_phase(Phase::Collecting, id);
+        observer.phase(Phase::Collecting, id);
         if cancelled {
             return Ok(TaskOutcome::Cancelled);
         }

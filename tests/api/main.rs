@@ -14,6 +14,7 @@ mod interop;
 mod judge0;
 mod languages;
 mod limits;
+mod live;
 mod openapi;
 mod piston;
 mod poc;

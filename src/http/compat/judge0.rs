@@ -214,6 +214,7 @@ fn job_request(t: &Translated, source_file: &str) -> JobRequest {
             processes: limits.processes,
             output_bytes: None,
             compile_wall_time_ms: None,
+            idle_time_ms: None,
         }),
         expected_output,
         test_cases,

@@ -117,6 +117,7 @@ fn job_request(t: &Translated) -> JobRequest {
             processes: None,
             output_bytes: None,
             compile_wall_time_ms: limits.compile_wall_time_ms,
+            idle_time_ms: None,
         }),
         base64: Some(true),
         ..JobRequest::default()
