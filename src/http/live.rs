@@ -53,9 +53,9 @@ const RESULT_WAIT: Duration = Duration::from_secs(15);
 /// Messages waiting for a slow client at most (then reading waits).
 const FOLLOW_BUFFER: usize = 64;
 /// How long a `/v1/stream` client has to send its job.
-const FIRST_MESSAGE_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const FIRST_MESSAGE_WAIT: Duration = Duration::from_secs(10);
 /// The largest WebSocket message a client may send.
-const MAX_MESSAGE: usize = 256 * 1024;
+pub(crate) const MAX_MESSAGE: usize = 256 * 1024;
 
 /// One message to a client, as SSE data or a WebSocket text message
 /// (`type` is also the SSE event's name).
@@ -121,13 +121,17 @@ impl LiveMessage {
 
 /// What a follower needs to know of its job.
 #[derive(Clone, Copy)]
-struct Followed {
-    id: Uuid,
-    base64: bool,
-    interactive: bool,
+pub(crate) struct Followed {
+    pub id: Uuid,
+    pub base64: bool,
+    pub interactive: bool,
 }
 
-async fn followed(state: &AppState, caller: &Caller, id: &Uuid) -> Result<Followed, ApiError> {
+pub(crate) async fn followed(
+    state: &AppState,
+    caller: &Caller,
+    id: &Uuid,
+) -> Result<Followed, ApiError> {
     let Some(loaded) = super::jobs::load(state, Some(caller), id).await? else {
         return Err(not_found(id));
     };
@@ -265,7 +269,7 @@ async fn follow(
     }
 }
 
-fn start_following(
+pub(crate) fn start_following(
     state: &AppState,
     caller: &Caller,
     job: Followed,
@@ -418,7 +422,7 @@ pub async fn stream_new(
 }
 
 /// A plain request where a WebSocket was expected, said in JSON.
-fn not_websocket(rejection: WebSocketUpgradeRejection) -> ApiError {
+pub(crate) fn not_websocket(rejection: WebSocketUpgradeRejection) -> ApiError {
     ApiError::new(
         rejection.status(),
         format!("a WebSocket request is expected here: {rejection}"),
@@ -504,7 +508,7 @@ fn input_of(message: ClientMessage, base64: bool) -> Result<Input, ApiError> {
 }
 
 /// A signal a client may send, by name (`SIGINT` or `INT`).
-fn signal_of(name: &str) -> Result<i32, ApiError> {
+pub(crate) fn signal_of(name: &str) -> Result<i32, ApiError> {
     let full = if name.starts_with("SIG") {
         name.to_string()
     } else {
@@ -521,7 +525,11 @@ fn signal_of(name: &str) -> Result<i32, ApiError> {
 }
 
 /// Adds `input` to an interactive job's input stream.
-async fn send_input(state: &AppState, job: &Followed, input: &Input) -> Result<(), ApiError> {
+pub(crate) async fn send_input(
+    state: &AppState,
+    job: &Followed,
+    input: &Input,
+) -> Result<(), ApiError> {
     if !job.interactive {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

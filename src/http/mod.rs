@@ -165,6 +165,8 @@ pub fn router(state: AppState) -> Router {
             get(judge0::show).delete(judge0::destroy),
         )
         .route("/api/v2/execute", post(piston::execute))
+        .route("/api/v2/connect", get(piston::connect))
+        .route("/api/v2/piston/connect", get(piston::connect))
         .route("/api/v2/piston/execute", post(piston::execute))
         .route("/workers", get(judge0::workers))
         .route("/system_info", get(judge0::system_info))

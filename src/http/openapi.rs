@@ -45,6 +45,7 @@ use utoipa::OpenApi;
         super::compat::judge0::system_info,
         super::compat::piston::runtimes,
         super::compat::piston::execute,
+        super::compat::piston::connect,
         super::compat::piston::packages,
         super::compat::piston::manage_packages,
         super::compat::piston::remove_packages,

@@ -94,7 +94,10 @@ impl LiveEvent {
                 ("data", data.clone()),
             ],
             LiveEvent::Gap { bytes } => {
-                vec![("kind", b"gap".to_vec()), ("data", bytes.to_string().into())]
+                vec![
+                    ("kind", b"gap".to_vec()),
+                    ("data", bytes.to_string().into()),
+                ]
             }
             LiveEvent::End => vec![("kind", b"end".to_vec())],
             LiveEvent::Reset => vec![("kind", b"reset".to_vec())],
@@ -429,7 +432,7 @@ impl LiveWriter {
 
 /// The length of the longest prefix of `bytes` that does not end inside a
 /// UTF-8 character (invalid bytes count as whole: they read as U+FFFD).
-fn complete_utf8_prefix(bytes: &[u8]) -> usize {
+pub fn complete_utf8_prefix(bytes: &[u8]) -> usize {
     // A character is at most 4 bytes: look at the last 3 for a lead byte
     // whose character is not complete.
     for back in 1..=bytes.len().min(3) {

@@ -289,3 +289,190 @@ async fn bad_requests_get_pistons_errors() {
     assert_eq!(body["message"], "requests must be of type application/json");
     service.stop().await;
 }
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(service: &TestService) -> Socket {
+    let url = format!("{}/api/v2/connect", service.url.replacen("http", "ws", 1));
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+async fn send(socket: &mut Socket, message: Value) {
+    use futures_util::SinkExt;
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            message.to_string().into(),
+        ))
+        .await
+        .unwrap();
+}
+
+/// Every message until the server closes: the JSON ones, and the close
+/// code and reason.
+async fn until_closed(
+    socket: &mut Socket,
+    mut on_message: impl AsyncFnMut(&mut Socket, &Value),
+) -> (Vec<Value>, Option<(u16, String)>) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut messages = Vec::new();
+    loop {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(60), socket.next())
+            .await
+            .expect("a message within a minute");
+        match next {
+            Some(Ok(Message::Text(text))) => {
+                let value: Value = serde_json::from_str(text.as_str()).unwrap();
+                on_message(socket, &value).await;
+                messages.push(value);
+            }
+            Some(Ok(Message::Close(frame))) => {
+                return (
+                    messages,
+                    frame.map(|f| (u16::from(f.code), f.reason.to_string())),
+                );
+            }
+            Some(Ok(_)) => {}
+            None | Some(Err(_)) => return (messages, None),
+        }
+    }
+}
+
+fn printed(messages: &[Value], stream: &str) -> String {
+    messages
+        .iter()
+        .filter(|m| m["type"] == "data" && m["stream"] == stream)
+        .map(|m| m["data"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn pistons_interactive_websocket_runs_stages_and_takes_stdin_as_its_docs_say() {
+    let service = TestService::start().await;
+    // A compiled language: runtime, compile stage and its exit, run stage,
+    // data as printed, stdin typed in, the run's exit, close 4999.
+    let mut socket = connect(&service).await;
+    send(
+        &mut socket,
+        json!({ "type": "init", "language": "c", "version": "*", "files": [{ "name": "main.c",
+            "content": "#include <stdio.h>\nint main(void) { char name[64]; printf(\"name? \"); fflush(stdout);\n if (scanf(\"%63s\", name) != 1) return 2; printf(\"Hello, %s!\\n\", name); return 3; }" }] }),
+    )
+    .await;
+    let mut typed = false;
+    let (messages, closed) = until_closed(&mut socket, async |socket, message| {
+        if message["type"] == "data" && message["data"] == "name? " && !typed {
+            typed = true;
+            send(
+                socket,
+                json!({ "type": "data", "stream": "stdin", "data": "Ada\n" }),
+            )
+            .await;
+        }
+    })
+    .await;
+    assert_eq!(
+        closed,
+        Some((4999, "Job Completed".to_string())),
+        "{messages:?}"
+    );
+    let kinds: Vec<String> = messages
+        .iter()
+        .map(|m| match m["type"].as_str().unwrap() {
+            "stage" | "exit" => format!(
+                "{}:{}",
+                m["type"].as_str().unwrap(),
+                m["stage"].as_str().unwrap()
+            ),
+            other => other.to_string(),
+        })
+        .filter(|k| k != "data")
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "runtime",
+            "stage:compile",
+            "exit:compile",
+            "stage:run",
+            "exit:run"
+        ],
+        "{messages:?}"
+    );
+    assert_eq!(messages[0]["language"], "c");
+    assert_eq!(printed(&messages, "stdout"), "name? Hello, Ada!\n");
+    let exit = messages.last().unwrap();
+    assert_eq!(
+        (exit["code"].clone(), exit["signal"].clone()),
+        (json!(3), Value::Null)
+    );
+
+    // An interpreted language, interrupted by a signal.
+    let mut socket = connect(&service).await;
+    send(
+        &mut socket,
+        json!({ "type": "init", "language": "python", "version": "3", "files": [{
+            "content": "import time\nprint('ready', flush=True)\nwhile True:\n    time.sleep(0.05)" }] }),
+    )
+    .await;
+    let (messages, closed) = until_closed(&mut socket, async |socket, message| {
+        if message["type"] == "data" && message["data"] == "ready\n" {
+            send(socket, json!({ "type": "signal", "signal": "SIGKILL" })).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        closed,
+        Some((4999, "Job Completed".to_string())),
+        "{messages:?}"
+    );
+    let exit = messages.last().unwrap();
+    assert_eq!(exit["stage"], "run", "{messages:?}");
+    assert_eq!(exit["signal"], "SIGKILL", "{messages:?}");
+    assert_eq!(exit["code"], Value::Null, "{messages:?}");
+
+    // Piston's refusals and their close codes.
+    let init = json!({ "type": "init", "language": "python", "version": "*",
+                       "files": [{ "content": "input()" }] });
+    for (first, second, code) in [
+        (
+            json!({ "type": "data", "stream": "stdin", "data": "x" }),
+            None,
+            4003,
+        ),
+        (init.clone(), Some(init.clone()), 4000),
+        (
+            init.clone(),
+            Some(json!({ "type": "data", "stream": "stdout", "data": "x" })),
+            4004,
+        ),
+        (
+            init.clone(),
+            Some(json!({ "type": "signal", "signal": "SIGSEGV" })),
+            4005,
+        ),
+    ] {
+        let mut socket = connect(&service).await;
+        send(&mut socket, first.clone()).await;
+        if let Some(second) = &second {
+            send(&mut socket, second.clone()).await;
+        }
+        let (messages, closed) = until_closed(&mut socket, async |_, _| {}).await;
+        assert_eq!(
+            closed.map(|c| c.0),
+            Some(code),
+            "{first} {second:?}: {messages:?}"
+        );
+    }
+    let mut socket = connect(&service).await;
+    send(
+        &mut socket,
+        json!({ "type": "init", "language": "intercal", "version": "*", "files": [{ "content": "x" }] }),
+    )
+    .await;
+    let (messages, closed) = until_closed(&mut socket, async |_, _| {}).await;
+    assert_eq!(closed, Some((4002, "Notified Error".to_string())));
+    assert_eq!(messages[0]["type"], "error");
+    assert_eq!(messages[0]["message"], "intercal-* runtime is unknown");
+    service.stop().await;
+}
