@@ -18,10 +18,11 @@ test: setup-test
 	$(CARGO) test --workspace --all-targets
 	scripts/check-no-containers.sh
 
-# Refresh the dashboard screenshot in the README (docs/dashboard.png).
+# Refresh the README's screenshots (docs/dashboard.png, docs/playground.png).
 screenshot: setup-test
 	mkdir -p docs
-	CODE_RUNNER_SCREENSHOT=$(CURDIR)/docs/dashboard.png $(CARGO) test --test dashboard
+	CODE_RUNNER_SCREENSHOT=$(CURDIR)/docs/dashboard.png \
+	CODE_RUNNER_PLAYGROUND_SCREENSHOT=$(CURDIR)/docs/playground.png $(CARGO) test --test dashboard
 
 # Fuzz the API from its OpenAPI document (schemathesis, bounded examples).
 fuzz: setup-test

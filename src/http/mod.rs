@@ -29,6 +29,7 @@ pub mod jobs;
 pub mod live;
 pub mod observe;
 pub mod openapi;
+pub mod playground;
 pub mod request;
 pub mod serve;
 pub mod v1;
@@ -143,7 +144,7 @@ pub struct LocalView {
 }
 
 /// The public listener: the job API (behind keys and rate limits when
-/// configured), languages, health and the OpenAPI document.
+/// configured), languages, health, the OpenAPI document and the playground.
 pub fn router(state: AppState) -> Router {
     let jobs = Router::new()
         .route("/run", post(api::run))
@@ -176,6 +177,19 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .merge(jobs)
+        .route("/", get(playground::page))
+        .route("/playground", get(playground::page))
+        .route("/playground/app.js", get(playground::app_js))
+        .route("/playground/app.css", get(playground::app_css))
+        .route("/playground/vendor/codejar.js", get(playground::codejar_js))
+        .route(
+            "/playground/vendor/codejar-linenumbers.js",
+            get(playground::line_numbers_js),
+        )
+        .route(
+            "/playground/vendor/codejar-linenumbers.css",
+            get(playground::line_numbers_css),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/languages", get(v1::languages))

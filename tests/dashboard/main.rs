@@ -3,7 +3,8 @@
 //! loads /admin/queues, sees counts and a running actor change as jobs are
 //! submitted through the API (no reload), opens a job's detail, retries a
 //! failed job and cancels a running one from the page, and takes a
-//! screenshot (`make screenshot` keeps it as docs/dashboard.png).
+//! screenshot (`make screenshot` keeps it as docs/dashboard.png); and the
+//! playground at `/`, driven as a person would (docs/playground.png).
 
 use code_runner_testkit as helpers;
 
@@ -219,6 +220,152 @@ async fn the_dashboard_shows_live_state_and_acts_on_jobs() {
         });
     std::fs::write(&path, &png).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    client.close().await.unwrap();
+    service.stop().await;
+}
+
+/// Sets the playground's editor to `code` (its text is what runs).
+async fn set_code(client: &Client, code: &str) {
+    client
+        .execute(
+            "window.playground.setCode(arguments[0]);",
+            vec![json!(code)],
+        )
+        .await
+        .unwrap();
+}
+
+async fn choose_language(client: &Client, id: &str) {
+    click(client, &format!("#language option[value='{id}']")).await;
+    client
+        .execute(
+            "const s = document.getElementById('language'); s.value = arguments[0]; \
+             s.dispatchEvent(new Event('change'));",
+            vec![json!(id)],
+        )
+        .await
+        .unwrap();
+}
+
+async fn is_checked(client: &Client, css: &str) -> bool {
+    let element = client.find(Locator::Css(css)).await.unwrap();
+    element.prop("checked").await.unwrap().as_deref() == Some("true")
+}
+
+/// The playground, driven as a person would: an interactive Python
+/// program that asks a name and greets it, typed into the page; a C program
+/// that does not compile shows the compiler's message; with API keys, the
+/// page asks for one and keeps it.
+#[tokio::test]
+async fn the_playground_runs_programs_interactively_in_the_browser() {
+    let (key, entry) = code_runner::http::auth::new_key("playground");
+    let service = TestService::start_with(|c| c.api_keys = Some(entry)).await;
+    let (_driver, client) = browser().await;
+    client.set_window_size(1300, 760).await.unwrap();
+    client.goto(&format!("{}/", service.url)).await.unwrap();
+    choose_language(&client, "python").await;
+    set_code(
+        &client,
+        "name = input('What is your name? ')\nprint(f'Hello, {name}!')\n",
+    )
+    .await;
+    if !is_checked(&client, "#interactive").await {
+        click(&client, "#interactive").await;
+    }
+    // No key yet: the page asks for one, and keeps it.
+    click(&client, "#run").await;
+    wait_text(
+        &client,
+        "#notice",
+        |t| t.contains("API key"),
+        "the key request",
+    )
+    .await;
+    client
+        .find(Locator::Css("#key"))
+        .await
+        .unwrap()
+        .send_keys(&key)
+        .await
+        .unwrap();
+    click(&client, "#save-key").await;
+    click(&client, "#run").await;
+    wait_text(
+        &client,
+        "#terminal",
+        |t| t.contains("What is your name? "),
+        "the prompt",
+    )
+    .await;
+    let line = client.find(Locator::Css("#line")).await.unwrap();
+    line.send_keys("Ada\n").await.unwrap();
+    let terminal = wait_text(
+        &client,
+        "#terminal",
+        |t| t.contains("Hello, Ada!"),
+        "the greeting",
+    )
+    .await;
+    assert!(terminal.contains("Ada\nHello, Ada!"), "{terminal}");
+    let typing = client.find(Locator::Css("#stdin-box")).await.unwrap();
+    assert!(
+        !typing.is_displayed().await.unwrap(),
+        "stdin box shown in interactive mode"
+    );
+    wait_text(&client, "#verdict-name", |t| t == "accepted", "the verdict").await;
+    let verdict = wait_text(
+        &client,
+        "#verdict",
+        |t| t.contains("exit code 0"),
+        "the figures",
+    )
+    .await;
+    assert!(
+        verdict.contains("ms wall") && verdict.contains("MiB"),
+        "{verdict}"
+    );
+    let link = client
+        .find(Locator::Css("#verdict a"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(link.starts_with("/v1/jobs/"), "{link}");
+    let stored: Option<String> = client
+        .execute("return localStorage.getItem('code-runner-key');", vec![])
+        .await
+        .unwrap()
+        .as_str()
+        .map(str::to_string);
+    assert_eq!(stored.as_deref(), Some(key.as_str()));
+    let png = client.screenshot().await.unwrap();
+    if let Ok(path) = std::env::var("CODE_RUNNER_PLAYGROUND_SCREENSHOT") {
+        std::fs::write(path, &png).unwrap();
+    }
+
+    // A C program with a compile error: the compiler's message.
+    choose_language(&client, "c").await;
+    click(&client, "#interactive").await;
+    assert!(!is_checked(&client, "#interactive").await);
+    set_code(&client, "int main(void) { return 0 }\n").await;
+    click(&client, "#run").await;
+    wait_text(
+        &client,
+        "#verdict-name",
+        |t| t == "compilation_error",
+        "the compilation error",
+    )
+    .await;
+    let terminal = wait_text(
+        &client,
+        "#terminal",
+        |t| t.contains("error"),
+        "gcc's message",
+    )
+    .await;
+    assert!(terminal.contains("error: expected"), "{terminal}");
     client.close().await.unwrap();
     service.stop().await;
 }
