@@ -15,7 +15,11 @@ Measures, on this machine, in this order:
      its RSS at idle and after the 1,000 jobs;
   4. `POST /run` with wrk against an `api` process (no workers: jobs only
      queue), and `GET /status/{id}` / `GET /v1/jobs/{id}` with an empty
-     queue and with 50,000 jobs waiting.
+     queue and with 50,000 jobs waiting;
+  5. live runs: one `api` process and two `worker` processes (cap 25
+     each), 50 interactive sessions at once over WebSockets, each echoing
+     100 lines (`loadtest --interactive 50 --lines 100`): each line's round
+     trip, next to batch jobs run meanwhile.
 
 Prints each figure and writes BENCHMARKS.md. Speed is reported, never
 asserted; a lost or wrong job in any run fails the benchmark.
@@ -128,16 +132,16 @@ def port_free(address):
         return probe.connect_ex((host, int(port))) != 0
 
 
-def service(role, pool_size, name):
-    for address in (API, ADMIN):
+def service(role, pool_size, name, listen=API, admin=ADMIN, cap=CAP, wait=True):
+    for address in (listen, admin):
         if not port_free(address):
             raise SystemExit(f"bench: {address} is taken (a service left running?)")
     env = dict(os.environ)
     env.update({
         "CODE_RUNNER_REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}",
-        "CODE_RUNNER_LISTEN": API,
-        "CODE_RUNNER_ADMIN_LISTEN": ADMIN,
-        "CODE_RUNNER_CONCURRENCY": str(CAP),
+        "CODE_RUNNER_LISTEN": listen,
+        "CODE_RUNNER_ADMIN_LISTEN": admin,
+        "CODE_RUNNER_CONCURRENCY": str(cap),
         "CODE_RUNNER_POOL_SIZE": str(pool_size),
         "CODE_RUNNER_DATA_DIR": str(work / name),
         # No admission limits: the point is the service's own speed.
@@ -149,6 +153,8 @@ def service(role, pool_size, name):
     log = open(work / f"{name}.log", "w")
     process = subprocess.Popen([BIN / "code-runner", role], env=env, stdout=log, stderr=log)
     RUNNING.append(process)
+    if not wait:
+        return process
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -293,6 +299,37 @@ def api_runs():
     return result
 
 
+INTERACTIVE_SESSIONS = 10 if QUICK else 50
+INTERACTIVE_LINES = 20 if QUICK else 100
+
+
+def interactive_runs():
+    say(f"live runs: {INTERACTIVE_SESSIONS} interactive sessions, one api and two workers")
+    subprocess.run(["redis-cli", "-p", str(REDIS_PORT), "flushall"], check=True,
+                   capture_output=True)
+    cap = (INTERACTIVE_SESSIONS + 1) // 2 + 1
+    workers = [
+        service("worker", 0, f"live-worker-{n}", listen=f"127.0.0.1:{3110 + 2 * n}",
+                admin=f"127.0.0.1:{3111 + 2 * n}", cap=cap, wait=False)
+        for n in (1, 2)
+    ]
+    api = service("api", 0, "live-api")
+    time.sleep(3)  # the workers' first heartbeats
+    command = [BIN / "loadtest", "--url", f"http://{API}", "--json",
+               "--interactive", str(INTERACTIVE_SESSIONS), "--lines", str(INTERACTIVE_LINES)]
+    run = subprocess.run(command, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise SystemExit(f"bench: interactive sessions failed: {run.stdout} {run.stderr}")
+    summary = json.loads(run.stdout)
+    summary["worker_cap"] = cap
+    trip = summary["line_round_trip"]
+    say(f"  line round trip p50 {trip['p50_ms']:.1f} ms, p99 {trip['p99_ms']:.1f} ms "
+        f"({trip['count']} lines); batch p50 {summary['batch_during']['p50_ms']:.0f} ms")
+    for process in [api, *workers]:
+        stop(process)
+    return summary
+
+
 def verdict(ok):
     return "met" if ok else "**not met**"
 
@@ -356,6 +393,27 @@ def write_report(f):
         "wrk, Redis and the service share the machine's cores.",
         "",
     ]
+    live = f["interactive"]
+    trip, start, batch = live["line_round_trip"], live["start"], live["batch_during"]
+    lines += [
+        f"## Live runs ({live['sessions']} interactive sessions at once)",
+        "",
+        f"One `api` process and two `worker` processes (cap {live['worker_cap']} each) on one Redis; "
+        f"`loadtest --interactive {live['sessions']} --lines {live['lines_per_session']}`: each session is a "
+        "WebSocket (`/v1/stream`) to a Python program echoing each line it reads; a line is typed when the "
+        "previous one's echo came back. Every line came back, in order, and every job ended `accepted` "
+        "with all of them in its stored output.",
+        "",
+        "| | p50 | p99 | max | count |",
+        "|---|---|---|---|---|",
+        f"| a line typed → its echo back (round trip through both processes and Redis) | {trip['p50_ms']:.1f} ms | {trip['p99_ms']:.1f} ms | {trip['max_ms']:.1f} ms | {trip['count']} |",
+        f"| session submitted → its program ready (50 containers starting at once) | {start['p50_ms']:.0f} ms | {start['p99_ms']:.0f} ms | {start['max_ms']:.0f} ms | {start['count']} |",
+        f"| batch hello world meanwhile, end to end | {batch['p50_ms']:.0f} ms | {batch['p99_ms']:.0f} ms | {batch['max_ms']:.0f} ms | {batch['count']} |",
+        "",
+        f"{live['complete']} of {live['sessions']} sessions complete in {live['seconds']:.1f} s; the 50 programs, "
+        "both workers, the API, Redis and the client share the machine's cores.",
+        "",
+    ]
     status_ratio = api["get_full"]["status"]["requests_per_second"] / api["get_empty"]["status"]["requests_per_second"]
     v1_ratio = api["get_full"]["v1"]["requests_per_second"] / api["get_empty"]["v1"]["requests_per_second"]
     worst_cap = min(min(off[f"cap_{n}"]["jobs_per_second"], on[f"cap_{n}"]["jobs_per_second"]) for n in (N_SMALL, N_LARGE))
@@ -376,8 +434,12 @@ def write_report(f):
         ("`serve` RSS < 100 MB after 1,000 jobs", f"{max(on['rss_after_mb'], off['rss_after_mb']):.1f} MB",
          max(on["rss_after_mb"], off["rss_after_mb"]) < 100),
         ("No job lost or wrong", "none in any run", True),
+        (f"{live['sessions']} interactive sessions at once (one api, two workers), each echoing "
+         f"{live['lines_per_session']} lines: all complete, every line in order (issue 17)",
+         f"{live['complete']} of {live['sessions']}; line round trip p50 {trip['p50_ms']:.1f} ms, "
+         f"p99 {trip['p99_ms']:.1f} ms", live["complete"] == live["sessions"]),
     ]
-    lines += ["## Targets (issue 7)", "", "| target | measured | |", "|---|---|---|"]
+    lines += ["## Targets (issues 7 and 17)", "", "| target | measured | |", "|---|---|---|"]
     lines += [f"| {t} | {m_} | {verdict(ok)} |" for t, m_, ok in targets]
     lines += ["", "## Why", "", "<!-- notes -->", ""]
     figures["targets"] = [{"target": t, "measured": m_, "met": ok} for t, m_, ok in targets]
@@ -397,6 +459,7 @@ def main():
         figures["pool_off"] = service_runs(0, "off")
         figures["pool_on"] = service_runs(4, "on")
         figures["api"] = api_runs()
+        figures["interactive"] = interactive_runs()
     finally:
         for process in list(RUNNING):
             stop(process)

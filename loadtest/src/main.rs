@@ -4,7 +4,12 @@
 //! loadtest --url http://127.0.0.1:3000 --jobs 100 --concurrency 16 --language python
 //! loadtest --rate 20 --duration 30 --mix python=70%,c=20%,hostile=10%
 //! loadtest --jobs 100 --concurrency 16 --poll-ms 200   # the proof of concept's client
+//! loadtest --interactive 50 --lines 100                 # live sessions over WebSockets
 //! ```
+//!
+//! With `--interactive N` it opens N interactive sessions at once (see
+//! `interactive.rs`) and reports each typed line's round trip to its echo,
+//! next to batch jobs run meanwhile.
 //!
 //! With `--poll-ms` it behaves as the proof of concept's own client does:
 //! submits with `POST /run` (`--concurrency` submissions at once), then polls
@@ -18,6 +23,7 @@
 //! throughput, latency percentiles (end to end, queue wait, run), verdict
 //! counts, wrong and lost jobs. Exits 1 when any job is wrong or lost.
 
+mod interactive;
 mod jobs;
 
 use std::collections::BTreeMap;
@@ -77,6 +83,13 @@ struct Args {
     /// Seconds after which a job that has not finished counts as lost.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// Interactive sessions at once (WebSockets), each echoing --lines lines,
+    /// instead of batch jobs.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    interactive: Option<u64>,
+    /// Lines each interactive session types.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    lines: u64,
 }
 
 /// How one job ended, as the load test sees it.
@@ -433,6 +446,23 @@ async fn main() {
 
 /// Runs the load test; true when every job was right.
 async fn run(args: Args) -> anyhow::Result<bool> {
+    if let Some(sessions) = args.interactive {
+        let url = args.url.trim_end_matches('/');
+        let (summary, ok) = interactive::run(
+            url,
+            args.api_key.as_deref(),
+            sessions,
+            args.lines,
+            Duration::from_secs(args.timeout),
+        )
+        .await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        } else {
+            summary.print();
+        }
+        return Ok(ok);
+    }
     let count = match (args.rate, args.duration) {
         (Some(rate), Some(duration)) => {
             if !(rate > 0.0 && duration > 0.0) {

@@ -333,6 +333,7 @@ async fn relay_input(
         }
     };
     let mut last_seen = tokio::time::Instant::now();
+    let mut last_look = tokio::time::Instant::now();
     loop {
         match stream.next(INPUT_POLL).await {
             Ok(inputs) => {
@@ -347,6 +348,11 @@ async fn relay_input(
                 tokio::time::sleep(INPUT_POLL).await;
             }
         }
+        // The client's presence, at most every INPUT_POLL (not per input).
+        if last_look.elapsed() < INPUT_POLL {
+            continue;
+        }
+        last_look = tokio::time::Instant::now();
         if queue.client_present(&job_id).await.unwrap_or(true) {
             last_seen = tokio::time::Instant::now();
         } else if last_seen.elapsed() >= grace {
