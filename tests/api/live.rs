@@ -494,3 +494,84 @@ async fn bad_live_requests_get_json_errors_naming_the_field() {
         .await;
     service.stop().await;
 }
+
+/// A client that does not read never holds the program or the worker up:
+/// the job ends while its events wait unread, all of them still readable
+/// after (or a `gap` saying how much was not streamed), and the WebSocket
+/// follower of a job gets the same.
+#[tokio::test]
+async fn a_client_that_does_not_read_slows_nothing() {
+    let split = Split::start(|_| {}).await;
+    let api = &split.api;
+    let id = api
+        .submit_v1(json!({ "language": "python", "limits": { "output_bytes": 1_000_000 },
+            "code": "import sys\nfor i in range(30000):\n    sys.stdout.write(f'{i:09d}\\n'[:10] * 4)\n    sys.stdout.flush()" }))
+        .await;
+    // Open the event stream, take its head, and read nothing more.
+    let mut stalled = api
+        .client
+        .get(format!("{}/v1/jobs/{id}/events", api.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stalled.status(), 200);
+    let view = api
+        .wait_v1(&id, &["completed"], Duration::from_secs(60))
+        .await;
+    assert_eq!(view["result"]["verdict"], "output_limit_exceeded", "{view}");
+    let stored = view["result"]["stdout"].as_str().unwrap().len();
+    // Now read it all: everything printed arrives (or is said to be missing).
+    let mut buffer = Vec::new();
+    while let Ok(Ok(Some(chunk))) =
+        tokio::time::timeout(Duration::from_secs(60), stalled.chunk()).await
+    {
+        // The stream ends after the result.
+        buffer.extend_from_slice(&chunk);
+    }
+    assert!(
+        buffer.windows(13).any(|w| w == b"event: result"),
+        "no result"
+    );
+    let text = String::from_utf8(buffer).unwrap();
+    let mut streamed = 0;
+    let mut missing = 0;
+    for block in text.split("\n\n") {
+        let data: String = block
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim_start)
+            .collect();
+        if data.is_empty() {
+            continue;
+        }
+        let message: Value = serde_json::from_str(&data).unwrap();
+        match message["type"].as_str().unwrap() {
+            "stdout" => streamed += message["data"].as_str().unwrap().len(),
+            "gap" => missing += message["bytes"].as_u64().unwrap() as usize,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        streamed + missing,
+        stored,
+        "streamed {streamed}, gaps {missing}"
+    );
+
+    // The WebSocket follower of the same (finished) job: its output, then
+    // the result.
+    let mut socket = ws_connect(api, &format!("/v1/jobs/{id}/stream")).await;
+    let mut printed = 0;
+    loop {
+        let message = next_json(&mut socket).await;
+        match message["type"].as_str().unwrap() {
+            "stdout" => printed += message["data"].as_str().unwrap().len(),
+            "result" => {
+                assert_eq!(message["job"], view);
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(printed <= stored && printed > 0, "{printed} of {stored}");
+    split.stop().await;
+}
