@@ -16,7 +16,6 @@
 //! its client's pace through a bounded channel; a slow client only slows
 //! its own reads, never the job.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -295,6 +294,7 @@ pub(crate) fn start_following(
         (status = 400, description = "Not a job id", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such job (or another key's)", body = ErrorBody),
+        (status = 429, description = "Over the key's rate", body = ErrorBody),
         (status = 503, description = "Redis unavailable", body = ErrorBody),
     ))]
 pub async fn events(
@@ -351,9 +351,12 @@ fn is_entry_id(text: &str) -> bool {
     params(("id" = String, Path, description = "The job's id")),
     responses(
         (status = 101, description = "WebSocket of `LiveMessage`s"),
-        (status = 400, description = "Not a job id, or not a WebSocket request", body = ErrorBody),
+        (status = 400, description = "Not a job id, or not a WebSocket request (`field`: `upgrade`)", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such job (or another key's)", body = ErrorBody),
+        (status = 426, description = "The connection cannot be upgraded", body = ErrorBody),
+        (status = 429, description = "Over the key's rate", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
     ))]
 pub async fn stream(
     State(state): State<AppState>,
@@ -377,7 +380,10 @@ pub async fn stream(
 #[utoipa::path(get, path = "/v1/stream", tag = "jobs",
     responses(
         (status = 101, description = "WebSocket: the job in, `LiveMessage`s out"),
+        (status = 400, description = "Not a WebSocket request (`field`: `upgrade`)", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 426, description = "The connection cannot be upgraded", body = ErrorBody),
+        (status = 429, description = "Over the key's rate", body = ErrorBody),
     ))]
 pub async fn stream_new(
     State(state): State<AppState>,
@@ -572,12 +578,15 @@ pub struct InputRequest {
     params(("id" = String, Path, description = "The job's id")),
     request_body = InputRequest,
     responses(
-        (status = 202, description = "Queued for the program, in order"),
+        (status = 202, description = "Queued for the program, in order", body = InputAccepted),
         (status = 400, description = "A bad field; `field` names it", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such job (or another key's)", body = ErrorBody),
+        (status = 408, description = "The body came too slowly", body = ErrorBody),
         (status = 409, description = "The job is not interactive, or has ended", body = ErrorBody),
-        (status = 413, description = "Past the job's input budget", body = ErrorBody),
+        (status = 413, description = "Past the job's input budget, or the body is too large", body = ErrorBody),
+        (status = 415, description = "Not sent as application/json", body = ErrorBody),
+        (status = 429, description = "Over the key's rate", body = ErrorBody),
         (status = 503, description = "Redis unavailable", body = ErrorBody),
     ))]
 pub async fn input(
@@ -626,9 +635,18 @@ pub async fn input(
     let _ = state.queue.mark_client(&id.to_string()).await;
     Ok((
         StatusCode::ACCEPTED,
-        Json(HashMap::from([("accepted", inputs.len())])),
+        Json(InputAccepted {
+            accepted: inputs.len(),
+        }),
     )
         .into_response())
+}
+
+/// Input queued for an interactive job's program.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InputAccepted {
+    /// How many inputs (data, end, signal) were queued, in that order.
+    pub accepted: usize,
 }
 
 #[cfg(test)]

@@ -288,6 +288,8 @@ pub async fn execute(
         (status = 101, description = "WebSocket: Piston's interactive protocol"),
         (status = 400, description = "Not a WebSocket request", body = AnyJson),
         (status = 401, description = "No valid API key", body = AnyJson),
+        (status = 426, description = "The connection cannot be upgraded", body = AnyJson),
+        (status = 429, description = "Over the key's rate", body = AnyJson),
     ))]
 pub async fn connect(
     State(state): State<AppState>,
