@@ -11,9 +11,9 @@ use base64::Engine;
 use monitor_protocol::{FileSpec, Input, LimitHit, Report, Task, signal_name};
 use tokio_util::sync::CancellationToken;
 
+use crate::compare::Compare;
 use crate::job::{
-    CaseResult, JobResult, JobSpec, Phase, RunFigures, TimeLimit, Verdict, output_matches,
-    status_of,
+    CaseResult, JobResult, JobSpec, Phase, RunFigures, TimeLimit, Verdict, status_of,
 };
 use crate::language::Language;
 use crate::limits::{Limits, StepLimits};
@@ -82,6 +82,8 @@ pub struct PreparedJob {
 pub struct PreparedCase {
     pub stdin: Vec<u8>,
     pub expected: Option<Vec<u8>>,
+    /// How its output is compared with `expected`.
+    pub compare: Compare,
 }
 
 /// How a job's execution ended.
@@ -153,8 +155,10 @@ pub fn prepare(
     if !spec.compiler_options.is_empty() && !language.takes_compiler_options() {
         return Err(format!("{} takes no compiler options", language.name));
     }
+    let compare = spec.compare.unwrap_or_default();
     let cases = if spec.test_cases.is_empty() {
         vec![PreparedCase {
+            compare,
             stdin: decode("stdin", &spec.stdin)?,
             expected: spec
                 .expected_output
@@ -168,6 +172,7 @@ pub fn prepare(
             .enumerate()
             .map(|(i, case)| {
                 Ok(PreparedCase {
+                    compare: case.compare.unwrap_or(compare),
                     stdin: decode(&format!("test_cases[{i}].stdin"), &case.stdin)?,
                     expected: case
                         .expected_output
@@ -370,7 +375,8 @@ pub async fn execute(
             TaskOutcome::Cancelled => return Ok(Execution::Cancelled),
             TaskOutcome::Done(output) => *output,
         };
-        let (verdict, time_limit, message) = judge(&output, case.expected.as_deref());
+        let (verdict, time_limit, message) =
+            judge(&output, case.expected.as_deref(), &case.compare);
         if verdict == Verdict::InternalError {
             // What a compilation made of the user's code cannot be executed
             // (a Go package that is not `main`, a Rust library crate): the
@@ -516,6 +522,7 @@ fn container_limits(
 fn judge(
     output: &TaskOutput,
     expected: Option<&[u8]>,
+    compare: &Compare,
 ) -> (Verdict, Option<TimeLimit>, Option<String>) {
     let report: &Report = &report_of(output);
     if let Some(lost) = &output.lost {
@@ -600,11 +607,13 @@ fn judge(
             );
         }
     }
-    match expected {
-        Some(expected) if !output_matches(&output.stdout, expected) => (
+    match expected.map(|expected| compare.matches(&output.stdout, expected)) {
+        Some(Err(difference)) => (
             Verdict::WrongAnswer,
             None,
-            Some("the output differs from the expected output".into()),
+            Some(format!(
+                "the output differs from the expected output: {difference}"
+            )),
         ),
         _ => (Verdict::Accepted, None, None),
     }
@@ -721,28 +730,34 @@ mod tests {
     #[test]
     fn a_clean_exit_is_accepted_or_judged_by_its_output() {
         let ok = output(exited(0));
-        assert_eq!(judge(&ok, None), (Verdict::Accepted, None, None));
-        assert_eq!(judge(&ok, Some(b"42")).0, Verdict::Accepted);
-        let (verdict, _, message) = judge(&ok, Some(b"41\n"));
+        assert_eq!(
+            judge(&ok, None, &Compare::default()),
+            (Verdict::Accepted, None, None)
+        );
+        assert_eq!(
+            judge(&ok, Some(b"42"), &Compare::default()).0,
+            Verdict::Accepted
+        );
+        let (verdict, _, message) = judge(&ok, Some(b"41\n"), &Compare::default());
         assert_eq!(verdict, Verdict::WrongAnswer);
         assert!(message.unwrap().contains("differs"));
     }
 
     #[test]
     fn a_failed_exit_or_a_signal_is_a_runtime_error_saying_which() {
-        let (verdict, _, message) = judge(&output(exited(3)), Some(b"42"));
+        let (verdict, _, message) = judge(&output(exited(3)), Some(b"42"), &Compare::default());
         assert_eq!(verdict, Verdict::RuntimeError);
         assert_eq!(message.as_deref(), Some("exited with status 3"));
         let segv = Report {
             signal: Some(11),
             ..Report::default()
         };
-        let (verdict, _, message) = judge(&output(segv), None);
+        let (verdict, _, message) = judge(&output(segv), None, &Compare::default());
         assert_eq!(verdict, Verdict::RuntimeError);
         assert_eq!(message.as_deref(), Some("killed by SIGSEGV"));
         // Neither an exit status nor a signal: the sandbox's fault.
         assert_eq!(
-            judge(&output(Report::default()), None).0,
+            judge(&output(Report::default()), None, &Compare::default()).0,
             Verdict::InternalError
         );
     }
@@ -769,7 +784,7 @@ mod tests {
                 signal: Some(9),
                 ..Report::default()
             };
-            let judged = judge(&output(report), Some(b"42"));
+            let judged = judge(&output(report), Some(b"42"), &Compare::default());
             assert_eq!((judged.0, judged.1), (verdict, time_limit), "{limit:?}");
             assert!(judged.2.is_some(), "{limit:?} says why");
         }
@@ -779,18 +794,24 @@ mod tests {
             signal: Some(9),
             ..Report::default()
         };
-        assert_eq!(judge(&output(oom), None).0, Verdict::MemoryLimitExceeded);
+        assert_eq!(
+            judge(&output(oom), None, &Compare::default()).0,
+            Verdict::MemoryLimitExceeded
+        );
     }
 
     #[test]
     fn no_report_is_judged_from_what_the_engine_and_the_clock_saw() {
         let mut killed = output(Report::default());
         killed.unreported = Some(Unreported::OomKilled { wall_ms: 900 });
-        assert_eq!(judge(&killed, None).0, Verdict::MemoryLimitExceeded);
+        assert_eq!(
+            judge(&killed, None, &Compare::default()).0,
+            Verdict::MemoryLimitExceeded
+        );
         let mut late = output(Report::default());
         late.unreported = Some(Unreported::Deadline { wall_ms: 5000 });
         assert_eq!(
-            judge(&late, None),
+            judge(&late, None, &Compare::default()),
             (
                 Verdict::TimeLimitExceeded,
                 Some(TimeLimit::Wall),
@@ -804,7 +825,7 @@ mod tests {
         let mut lost = output(exited(0));
         lost.lost = Some("the report stream was corrupted".into());
         assert_eq!(
-            judge(&lost, Some(b"42")),
+            judge(&lost, Some(b"42"), &Compare::default()),
             (
                 Verdict::RuntimeError,
                 None,
@@ -816,6 +837,9 @@ mod tests {
             exit_code: Some(0),
             ..Report::default()
         };
-        assert_eq!(judge(&output(failed), None).0, Verdict::InternalError);
+        assert_eq!(
+            judge(&output(failed), None, &Compare::default()).0,
+            Verdict::InternalError
+        );
     }
 }

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::compare::Compare;
 use crate::limits::RequestedLimits;
 
 /// The BullMQ job name given to every job (Bull Board shows it).
@@ -29,6 +30,9 @@ pub struct TestCase {
     pub stdin: String,
     #[serde(default)]
     pub expected_output: Option<String>,
+    /// How this case's output is compared (else the job's `compare`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<Compare>,
 }
 
 /// A job as stored in Redis: everything a worker needs to run it.
@@ -66,6 +70,9 @@ pub struct JobSpec {
     /// white space of each line and trailing empty lines).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_output: Option<String>,
+    /// How output is compared with `expected_output` (default: `lines`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<Compare>,
     /// Runs against one compilation, each with its own stdin and verdict.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub test_cases: Vec<TestCase>,
@@ -317,29 +324,6 @@ pub fn status_of(verdict: Verdict, exit_code: Option<i32>) -> RunStatus {
     }
 }
 
-/// Compares program output with an expected output: trailing white space
-/// of each line and trailing empty lines are ignored; everything else
-/// (leading spaces, blank lines in between, case) must match.
-pub fn output_matches(actual: &[u8], expected: &[u8]) -> bool {
-    fn normalize(text: &[u8]) -> Vec<&[u8]> {
-        let mut lines: Vec<&[u8]> = text
-            .split(|&b| b == b'\n')
-            .map(|line| {
-                let end = line
-                    .iter()
-                    .rposition(|b| !b.is_ascii_whitespace())
-                    .map_or(0, |i| i + 1);
-                &line[..end]
-            })
-            .collect();
-        while lines.last().is_some_and(|l| l.is_empty()) {
-            lines.pop();
-        }
-        lines
-    }
-    normalize(actual) == normalize(expected)
-}
-
 /// Phases of a running job, as the `JobRegistry` reports them.
 #[derive(utoipa::ToSchema, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -408,15 +392,5 @@ mod tests {
                 "internal_error"
             ]
         );
-    }
-
-    #[test]
-    fn output_comparison_ignores_only_trailing_white_space() {
-        assert!(output_matches(b"1 2\n3\n", b"1 2\n3"));
-        assert!(output_matches(b"1 2  \r\n3\n\n\n", b"1 2\n3\n"));
-        assert!(!output_matches(b" 1 2\n3", b"1 2\n3"));
-        assert!(!output_matches(b"1\n\n2", b"1\n2"));
-        assert!(!output_matches(b"abc", b"ABC"));
-        assert!(output_matches(b"", b"\n"));
     }
 }

@@ -33,6 +33,7 @@ pub mod actors;
 pub mod app;
 pub mod backoff;
 pub mod callback;
+pub mod compare;
 pub mod compat;
 pub mod config;
 pub mod execute;

@@ -5,6 +5,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::error::ApiError;
+use crate::compare::{Compare, CompareMode};
 use crate::job::{JobSpec, SourceFile, TestCase, now_ms};
 use crate::language::LanguageTable;
 use crate::limits::{Limits, RequestedLimits};
@@ -65,6 +66,12 @@ pub struct JobRequest {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: Option<String>,
+    /// How output is compared with `expected_output`: a mode (`"exact"`,
+    /// `"lines"`, the default, `"tokens"`, `"float"`), or an object with
+    /// `mode`, `case_insensitive`, and for `float` `abs_error` and
+    /// `rel_error` (default 1e-6 each). Each test case may set its own.
+    #[serde(default)]
+    pub compare: Option<CompareRequest>,
     /// Interactive: the run's stdin is what clients send while it runs
     /// (`/v1/jobs/{id}/stream` or `POST /v1/jobs/{id}/input`), after
     /// `stdin` if given; it stops after `limits.idle_time_ms` without input
@@ -117,6 +124,59 @@ pub struct TestCaseRequest {
     /// What this run must print.
     #[serde(default)]
     pub expected_output: Option<String>,
+    /// How this run's output is compared (else the job's `compare`).
+    #[serde(default)]
+    pub compare: Option<CompareRequest>,
+}
+
+/// `compare` as a client sends it: a mode, or the whole comparison.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum CompareRequest {
+    Mode(CompareMode),
+    Full(CompareObject),
+}
+
+/// `compare` as an object: strict (an unknown field is a 400).
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompareObject {
+    #[serde(default)]
+    pub mode: CompareMode,
+    /// Letters compared regardless of case (`lines`, `tokens`, `float`).
+    #[serde(default)]
+    pub case_insensitive: bool,
+    /// `float`: the largest absolute difference still equal.
+    pub abs_error: Option<f64>,
+    /// `float`: the largest difference relative to the expected number
+    /// still equal.
+    pub rel_error: Option<f64>,
+}
+
+impl CompareRequest {
+    /// The comparison, checked; `field` names where it was given.
+    fn check(
+        self,
+        field: &str,
+        bad: &dyn Fn(&str, String) -> ApiError,
+    ) -> Result<Compare, ApiError> {
+        let compare = match self {
+            CompareRequest::Mode(mode) => Compare {
+                mode,
+                ..Compare::default()
+            },
+            CompareRequest::Full(o) => Compare {
+                mode: o.mode,
+                case_insensitive: o.case_insensitive,
+                abs_error: o.abs_error,
+                rel_error: o.rel_error,
+            },
+        };
+        compare
+            .check()
+            .map_err(|(name, message)| bad(&format!("{field}.{name}"), message))?;
+        Ok(compare)
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -403,6 +463,20 @@ pub fn check(
         )?;
     }
 
+    let compare = request
+        .compare
+        .map(|c| c.check("compare", &bad))
+        .transpose()?;
+    let case_compares = test_cases
+        .iter()
+        .enumerate()
+        .map(|(i, case)| {
+            case.compare
+                .map(|c| c.check(&format!("test_cases[{i}].compare"), &bad))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
     let args = request.args.unwrap_or_default();
     if args.len() > MAX_ARGS {
         return Err(bad("args", format!("at most {MAX_ARGS} arguments")));
@@ -460,9 +534,12 @@ pub fn check(
             args,
             limits,
             expected_output: request.expected_output,
+            compare,
             test_cases: test_cases
                 .into_iter()
-                .map(|c| TestCase {
+                .zip(case_compares)
+                .map(|(c, compare)| TestCase {
+                    compare,
                     stdin: c.stdin.unwrap_or_default(),
                     expected_output: c.expected_output,
                 })

@@ -12,6 +12,7 @@ mod faults;
 mod hardening;
 mod interop;
 mod judge0;
+mod judging;
 mod languages;
 mod limits;
 mod live;

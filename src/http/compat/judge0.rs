@@ -172,6 +172,7 @@ fn job_request(t: &Translated, source_file: &str) -> JobRequest {
         let case = || TestCaseRequest {
             stdin: Some(text(&t.stdin)),
             expected_output: t.expected.as_deref().map(text),
+            compare: None,
         };
         (None, None, Some((0..t.runs).map(|_| case()).collect()))
     } else {
