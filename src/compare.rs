@@ -160,23 +160,23 @@ fn lines(actual: &[u8], expected: &[u8], case_insensitive: bool) -> Result<(), S
             ));
         }
     }
-    match a.len().cmp(&e.len()) {
-        std::cmp::Ordering::Equal => Ok(()),
-        std::cmp::Ordering::Less => Err(format!(
-            "expected {} lines, got {}: line {} ({}) is missing",
-            e.len(),
-            a.len(),
-            a.len() + 1,
-            quote(e[a.len()])
-        )),
-        std::cmp::Ordering::Greater => Err(format!(
-            "expected {} lines, got {}: line {} ({}) is extra",
-            e.len(),
-            a.len(),
-            e.len() + 1,
-            quote(a[e.len()])
-        )),
-    }
+    same_count("line", &a, &e)
+}
+
+/// `Ok` when `actual` has as many `unit`s (lines, tokens) as `expected`,
+/// else which one is missing or extra (the items before it are equal).
+fn same_count(unit: &str, actual: &[&str], expected: &[&str]) -> Result<(), String> {
+    let (got, want) = (actual.len(), expected.len());
+    let (at, item, what) = match got.cmp(&want) {
+        std::cmp::Ordering::Equal => return Ok(()),
+        std::cmp::Ordering::Less => (got, expected[got], "missing"),
+        std::cmp::Ordering::Greater => (want, actual[want], "extra"),
+    };
+    Err(format!(
+        "expected {want} {unit}s, got {got}: {unit} {} ({}) is {what}",
+        at + 1,
+        quote(item)
+    ))
 }
 
 /// Tokens with the line each is on.
@@ -222,23 +222,9 @@ fn tokens(actual: &[u8], expected: &[u8], how: &Compare) -> Result<(), String> {
             ));
         }
     }
-    match a.len().cmp(&e.len()) {
-        std::cmp::Ordering::Equal => Ok(()),
-        std::cmp::Ordering::Less => Err(format!(
-            "expected {} tokens, got {}: token {} ({}) is missing",
-            e.len(),
-            a.len(),
-            a.len() + 1,
-            quote(e[a.len()].1)
-        )),
-        std::cmp::Ordering::Greater => Err(format!(
-            "expected {} tokens, got {}: token {} ({}) is extra",
-            e.len(),
-            a.len(),
-            e.len() + 1,
-            quote(a[e.len()].1)
-        )),
-    }
+    let a: Vec<&str> = a.iter().map(|&(_, token)| token).collect();
+    let e: Vec<&str> = e.iter().map(|&(_, token)| token).collect();
+    same_count("token", &a, &e)
 }
 
 /// testlib's `doubleCompare`: equal within the absolute error, or within

@@ -40,7 +40,8 @@ use super::body::read_json;
 use super::error::{ApiError, ErrorBody};
 use super::request::JobRequest;
 use super::v1::{job_id, not_found, submit, view_of};
-use crate::queue::live::{LiveEvent, phase_name};
+use crate::job::Phase;
+use crate::queue::live::LiveEvent;
 use crate::queue::{JobView, PublicState};
 
 /// How long one read of the live stream waits for an entry.
@@ -67,7 +68,7 @@ pub enum LiveMessage {
     State { state: PublicState },
     /// It reached a phase (`compiling`, `running`, …); `case` counts runs
     /// from 0.
-    Phase { phase: String, case: usize },
+    Phase { phase: Phase, case: usize },
     /// A chunk of its stdout, in the job's encoding (`utf8` text, or
     /// `base64`); `step` is `compile` or `run`.
     Stdout {
@@ -96,20 +97,6 @@ pub enum LiveMessage {
 }
 
 impl LiveMessage {
-    fn name(&self) -> &'static str {
-        match self {
-            LiveMessage::Created { .. } => "created",
-            LiveMessage::State { .. } => "state",
-            LiveMessage::Phase { .. } => "phase",
-            LiveMessage::Stdout { .. } => "stdout",
-            LiveMessage::Stderr { .. } => "stderr",
-            LiveMessage::Gap { .. } => "gap",
-            LiveMessage::Reset => "reset",
-            LiveMessage::Result { .. } => "result",
-            LiveMessage::Error { .. } => "error",
-        }
-    }
-
     fn error(e: &ApiError) -> LiveMessage {
         LiveMessage::Error {
             message: e.message.clone(),
@@ -197,7 +184,7 @@ async fn follow(
             after = entry_id.clone();
             let message = match event {
                 LiveEvent::Phase { phase, case } => LiveMessage::Phase {
-                    phase: phase_name(*phase).to_string(),
+                    phase: *phase,
                     case: *case,
                 },
                 LiveEvent::Output {
@@ -244,12 +231,7 @@ async fn follow(
             continue;
         };
         match view {
-            Ok(view)
-                if matches!(
-                    view.state,
-                    PublicState::Completed | PublicState::Failed | PublicState::Cancelled
-                ) =>
-            {
+            Ok(view) if view.state.has_ended() => {
                 send(
                     LiveMessage::Result {
                         job: Box::new(view),
@@ -314,12 +296,14 @@ pub async fn events(
     let rx = start_following(&state, &caller, job, after);
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         let (id, message) = rx.recv().await?;
-        let mut event = Event::default().event(message.name());
+        // The event's name is the message's `type`.
+        let json = serde_json::to_value(&message).unwrap_or_default();
+        let mut event = Event::default().event(json["type"].as_str().unwrap_or("error"));
         if let Some(id) = id {
             event = event.id(id);
         }
         let event = event
-            .json_data(&message)
+            .json_data(&json)
             .unwrap_or_else(|_| Event::default().event("error"));
         Some((Ok::<_, Infallible>(event), rx))
     });
@@ -622,10 +606,7 @@ pub async fn input(
         ));
     }
     let view = view_of(&state, &caller, &id).await?;
-    if matches!(
-        view.state,
-        PublicState::Completed | PublicState::Failed | PublicState::Cancelled
-    ) {
+    if view.state.has_ended() {
         return Err(ApiError::new(StatusCode::CONFLICT, "the job has ended").with_field("id"));
     }
     for input in &inputs {

@@ -70,10 +70,7 @@ pub async fn create_job(
             .queue
             .wait_finished(&state.events, &id, timeout)
             .await?
-            && matches!(
-                job.state,
-                PublicState::Completed | PublicState::Failed | PublicState::Cancelled
-            )
+            && job.state.has_ended()
         {
             return Ok((StatusCode::OK, Json(job.view())).into_response());
         }
@@ -192,10 +189,7 @@ pub async fn get_job(
     let id = job_id(&id)?;
     let wait = wait_flag(&query)?;
     let view = view_of(&state, &caller, &id).await?;
-    let finished = matches!(
-        view.state,
-        PublicState::Completed | PublicState::Failed | PublicState::Cancelled
-    );
+    let finished = view.state.has_ended();
     if !wait || finished {
         return Ok(Json(view));
     }

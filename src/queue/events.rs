@@ -9,7 +9,7 @@ use bullmq::{QueueEvent, QueueEvents, QueueEventsOptions};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::{JobQueue, PublicState, QueueError, QueueSettings, StoredJob};
+use super::{JobQueue, QueueError, QueueSettings, StoredJob};
 use crate::backoff::Backoff;
 
 type Waiters = Arc<Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>>;
@@ -145,12 +145,7 @@ impl JobQueue {
             // Subscribe before reading, so a finish in between is not missed.
             let woken = events.subscribe(&key);
             let job = self.get(id).await?;
-            let finished = job.as_ref().is_none_or(|j| {
-                matches!(
-                    j.state,
-                    PublicState::Completed | PublicState::Failed | PublicState::Cancelled
-                )
-            });
+            let finished = job.as_ref().is_none_or(|j| j.state.has_ended());
             if finished || tokio::time::Instant::now() >= deadline {
                 events.forget_closed(&key);
                 return Ok(job);

@@ -79,7 +79,8 @@ impl LiveEvent {
         match self {
             LiveEvent::Phase { phase, case } => vec![
                 ("kind", b"phase".to_vec()),
-                ("data", phase_name(*phase).as_bytes().to_vec()),
+                // As JSON (`"running"`): the names the API shows.
+                ("data", serde_json::to_vec(phase).unwrap_or_default()),
                 ("case", case.to_string().into_bytes()),
             ],
             LiveEvent::Output {
@@ -113,7 +114,7 @@ impl LiveEvent {
         let case = text("case").and_then(|c| c.parse().ok()).unwrap_or(0);
         Some(match text("kind")?.as_str() {
             "phase" => LiveEvent::Phase {
-                phase: phase_of(&text("data")?)?,
+                phase: serde_json::from_slice(fields.get("data")?).ok()?,
                 case,
             },
             kind @ ("stdout" | "stderr") => LiveEvent::Output {
@@ -130,29 +131,6 @@ impl LiveEvent {
             _ => return None,
         })
     }
-}
-
-/// A phase as the API names it.
-pub fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Claimed => "claimed",
-        Phase::Created => "created",
-        Phase::Compiling => "compiling",
-        Phase::Running => "running",
-        Phase::Collecting => "collecting",
-    }
-}
-
-fn phase_of(name: &str) -> Option<Phase> {
-    [
-        Phase::Claimed,
-        Phase::Created,
-        Phase::Compiling,
-        Phase::Running,
-        Phase::Collecting,
-    ]
-    .into_iter()
-    .find(|p| phase_name(*p) == name)
 }
 
 /// The worker's side of a job's live stream: never waits.

@@ -100,6 +100,16 @@ pub enum PublicState {
     Cancelled,
 }
 
+impl PublicState {
+    /// Completed, failed or cancelled: it will not change again.
+    pub fn has_ended(self) -> bool {
+        matches!(
+            self,
+            PublicState::Completed | PublicState::Failed | PublicState::Cancelled
+        )
+    }
+}
+
 /// A job as read back from Redis.
 #[derive(Debug, Clone)]
 pub struct StoredJob {

@@ -320,6 +320,7 @@ mod session {
     use crate::http::live::{
         FIRST_MESSAGE_WAIT, Followed, LiveMessage, send_input, signal_of, start_following,
     };
+    use crate::job::Phase;
     use crate::queue::live::complete_utf8_prefix;
 
     async fn send(socket: &mut WebSocket, message: Value) -> bool {
@@ -409,9 +410,9 @@ mod session {
                     let Some((_, message)) = next else { return };
                     let out = match message {
                         LiveMessage::Phase { phase, .. } => {
-                            let next_stage = match phase.as_str() {
-                                "compiling" => "compile",
-                                "running" => "run",
+                            let next_stage = match phase {
+                                Phase::Compiling => "compile",
+                                Phase::Running => "run",
                                 _ => continue,
                             };
                             if stage == Some(next_stage) {
