@@ -23,6 +23,12 @@
 #                                    # comments allowed)
 #   docker/images/<image>/setup      optional: a shell script run as root
 #                                    after the packages are in
+#   docker/images/<image>/downloads  optional: files fetched from a package
+#                                    registry (PyPI) at build time, each
+#                                    checked by its SHA-256, put in the
+#                                    recipe's .build/ folder for its setup
+#                                    (cached in /var/cache/code-runner/downloads;
+#                                    never committed)
 #
 # A recipe may serve several languages (every entry of docker/languages.toml
 # whose `image` names it): the C-family compilers share one image, so do the
@@ -54,6 +60,7 @@ prefix="${CODE_RUNNER_IMAGE_PREFIX:-code-runner}"
 jobs="${CODE_RUNNER_BUILD_JOBS:-3}"
 cache="${CODE_RUNNER_DEBOOTSTRAP_CACHE:-/var/cache/code-runner/debootstrap}"
 logs="${CODE_RUNNER_BUILD_LOGS:-/tmp/code-runner-image-builds}"
+downloads="${CODE_RUNNER_DOWNLOAD_CACHE:-/var/cache/code-runner/downloads}"
 # The engine here is older than the client's default builder; the classic
 # builder needs no plugin and works with every engine we support.
 export DOCKER_BUILDKIT=0
@@ -147,6 +154,35 @@ want_hash() {
         | sha256sum | cut -c1-16)-$base_hash-$monitor_hash"
 }
 
+# Fetches an image's downloads (see above) into its recipe's .build/.
+fetch_downloads() {
+    local list="$here/images/$1/downloads"
+    [ -f "$list" ] || return 0
+    mkdir -p "$downloads" "$here/images/$1/.build"
+    python3 - "$list" "$downloads" "$here/images/$1/.build" <<'PY'
+import hashlib, io, os, sys, urllib.request, zipfile
+listing, cache, out = sys.argv[1:]
+for line in open(listing):
+    line = line.split("#", 1)[0].split()
+    if not line:
+        continue
+    url, digest, member, member_digest, name = line
+    cached = os.path.join(cache, digest)
+    if not os.path.exists(cached):
+        data = urllib.request.urlopen(url, timeout=120).read()
+        if hashlib.sha256(data).hexdigest() != digest:
+            sys.exit(f"{url}: its SHA-256 is not {digest}")
+        with open(cached + ".part", "wb") as f:
+            f.write(data)
+        os.rename(cached + ".part", cached)
+    content = zipfile.ZipFile(cached).read(member)
+    if hashlib.sha256(content).hexdigest() != member_digest:
+        sys.exit(f"{member} in {url}: its SHA-256 is not {member_digest}")
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(content)
+PY
+}
+
 is_current() {
     [ "$(image_label "$prefix/$1:latest" code-runner.build-hash)" = "$(want_hash "$1")" ]
 }
@@ -163,6 +199,7 @@ build_image() {
     fi
     local started=$SECONDS
     log "building $tag"
+    fetch_downloads "$image"
     docker build -q --network host --build-arg "BASE_IMAGE=$base_tag" \
         --build-arg "RECIPE=$image" -f "$here/runner.Dockerfile" -t "$tag.building" "$here" >/dev/null
     # Every language's version, asked of the image itself.

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::compare::Compare;
 use crate::job::{
-    CaseResult, JobResult, JobSpec, Phase, RunFigures, TimeLimit, Verdict, status_of,
+    CaseResult, GroupResult, JobResult, JobSpec, Phase, RunFigures, TimeLimit, Verdict, status_of,
 };
 use crate::language::Language;
 use crate::limits::{Limits, StepLimits};
@@ -76,7 +76,25 @@ pub struct PreparedJob {
     /// runs, and it stops after this long without input or output (`0`:
     /// the server's idle limit).
     pub interactive: Option<u64>,
+    /// Skip the rest of a failed case's group (or every remaining case).
+    pub stop_on_first_failure: bool,
+    /// The program that judges each run, when the job has one.
+    pub checker: Option<PreparedProgram>,
 }
+
+/// A judging program (the checker) made ready: its source and the
+/// language, version and limits it runs with.
+#[derive(Debug, Clone)]
+pub struct PreparedProgram {
+    pub language: Language,
+    pub version: String,
+    pub files: Vec<FileSpec>,
+    pub limits: Limits,
+}
+
+/// A checker's language resolved by the worker: the language, its version
+/// on this worker, and the checker's limits.
+pub type ResolvedProgram = (Language, String, Limits);
 
 #[derive(Debug, Clone)]
 pub struct PreparedCase {
@@ -84,7 +102,14 @@ pub struct PreparedCase {
     pub expected: Option<Vec<u8>>,
     /// How its output is compared with `expected`.
     pub compare: Compare,
+    /// What passing it is worth.
+    pub points: f64,
+    pub group: Option<String>,
 }
+
+/// The files a checker reads: the test's input, the solution's output and
+/// the expected answer, in testlib's order on its command line.
+pub const CHECKER_FILES: [&str; 3] = ["input.txt", "output.txt", "answer.txt"];
 
 /// How a job's execution ended.
 #[derive(Debug)]
@@ -115,6 +140,7 @@ pub fn prepare(
     language: &Language,
     version: &str,
     limits: Limits,
+    checker: Option<ResolvedProgram>,
 ) -> Result<PreparedJob, String> {
     let decode = |field: &str, text: &str| -> Result<Vec<u8>, String> {
         if spec.base64 {
@@ -159,6 +185,8 @@ pub fn prepare(
     let cases = if spec.test_cases.is_empty() {
         vec![PreparedCase {
             compare,
+            points: 1.0,
+            group: None,
             stdin: decode("stdin", &spec.stdin)?,
             expected: spec
                 .expected_output
@@ -173,6 +201,8 @@ pub fn prepare(
             .map(|(i, case)| {
                 Ok(PreparedCase {
                     compare: case.compare.unwrap_or(compare),
+                    points: case.points.unwrap_or(1.0),
+                    group: case.group.clone(),
                     stdin: decode(&format!("test_cases[{i}].stdin"), &case.stdin)?,
                     expected: case
                         .expected_output
@@ -183,7 +213,28 @@ pub fn prepare(
             })
             .collect::<Result<_, String>>()?
     };
+    let checker = match (&spec.checker, checker) {
+        (Some(program), Some((language, version, limits))) => {
+            if spec.interactive {
+                return Err("an interactive job takes no checker".into());
+            }
+            Some(PreparedProgram {
+                files: vec![FileSpec {
+                    name: language.source_file.clone(),
+                    mode: 0o644,
+                    content: decode("checker.code", &program.code)?,
+                }],
+                language,
+                version,
+                limits,
+            })
+        }
+        (Some(_), None) => return Err("the checker's language is not known here".into()),
+        (None, _) => None,
+    };
     Ok(PreparedJob {
+        stop_on_first_failure: spec.stop_on_first_failure,
+        checker,
         job_id: job_id.to_string(),
         language: language.clone(),
         version: version.to_string(),
@@ -204,92 +255,103 @@ pub fn prepare(
     })
 }
 
-/// Compiles (if needed) and runs every case; `observer` hears each
-/// container's phases and output as they come. An interactive job's run is
-/// fed `input`.
-pub async fn execute(
-    sandbox: &Sandbox,
-    pool: Option<&std::sync::Arc<WarmPool>>,
-    job: &PreparedJob,
-    settings: &ExecutionSettings,
-    cancel: &CancellationToken,
-    observer: &dyn RunObserver,
-    mut input: Option<tokio::sync::mpsc::Receiver<Input>>,
-) -> Result<Execution, SandboxError> {
-    let language = &job.language;
-    let names: Vec<String> = job.files.iter().map(|f| f.name.clone()).collect();
-    let env = language.environment();
-    let limits = &job.limits;
-    let mut result = JobResult {
-        verdict: Verdict::Accepted,
-        status: status_of(Verdict::Accepted, Some(0)),
-        time_limit: None,
-        message: None,
-        compile_output: None,
-        compile: None,
-        figures: RunFigures::default(),
-        test_cases: Vec::new(),
-        encoding: if job.base64 { "base64" } else { "utf8" }.to_string(),
-        language: language.id.clone(),
-        version: job.version.clone(),
-        worker_id: sandbox.settings().worker_id.clone(),
-        timeline: Vec::new(),
-    };
+/// What every step of one job's execution shares.
+struct Steps<'a> {
+    sandbox: &'a Sandbox,
+    pool: Option<&'a std::sync::Arc<WarmPool>>,
+    job_id: &'a str,
+    settings: &'a ExecutionSettings,
+    cancel: &'a CancellationToken,
+    observer: &'a dyn RunObserver,
+}
 
-    let mut run_files = job.files.clone();
-    if let Some(compile) = &language.compile {
-        let step = limits.compilation(&language.limits);
+/// A compilation that ran: its output, and why it failed if it did.
+struct Compilation {
+    output: TaskOutput,
+    /// The compiler could not run at all (the service's fault).
+    broken: Option<String>,
+    /// The compilation failed (the code's fault), in words.
+    failure: Option<String>,
+}
+
+impl Steps<'_> {
+    /// Runs one task in a fresh container; `None` when cancelled.
+    async fn run(
+        &self,
+        language: &Language,
+        step_limits: &StepLimits,
+        task: Task,
+        phase: Phase,
+        step: String,
+        input: Option<tokio::sync::mpsc::Receiver<Input>>,
+    ) -> Result<Option<TaskOutput>, SandboxError> {
+        let request = TaskRequest {
+            job_id: self.job_id,
+            image: &language.image,
+            limits: container_limits(step_limits, self.settings, language),
+            task,
+            running_phase: phase,
+            step,
+            input,
+        };
+        Ok(
+            match self
+                .sandbox
+                .run_task(request, self.pool, self.cancel, self.observer)
+                .await?
+            {
+                TaskOutcome::Cancelled => None,
+                TaskOutcome::Done(output) => Some(*output),
+            },
+        )
+    }
+
+    /// Compiles `files` with `language`'s compile command; `None` when
+    /// cancelled.
+    async fn compile(
+        &self,
+        language: &Language,
+        files: &[FileSpec],
+        options: &[String],
+        limits: &Limits,
+        phase: Phase,
+        step: &str,
+    ) -> Result<Option<Compilation>, SandboxError> {
+        let Some(compile) = &language.compile else {
+            unreachable!("only compiled languages are compiled");
+        };
+        let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
+        let step_limits = limits.compilation(&language.limits);
         let task = Task {
             nonce: [0; 16], // set per container by the sandbox
-            wall_ms: step.wall_ms,
-            cpu_ms: step.cpu_ms,
-            output_bytes: step.output_bytes,
-            artifacts: Some(settings.tmpfs_bytes),
-            env: env.clone(),
-            files: job.files.clone(),
+            wall_ms: step_limits.wall_ms,
+            cpu_ms: step_limits.cpu_ms,
+            output_bytes: step_limits.output_bytes,
+            artifacts: Some(self.settings.tmpfs_bytes),
+            env: language.environment(),
+            files: files.to_vec(),
             argv: language
-                .expand_with(compile, &names, &job.compiler_options)
+                .expand_with(compile, &names, options)
                 .into_iter()
                 .map(String::into_bytes)
                 .collect(),
             stdin: Vec::new(),
-            uid: Some(settings.uid),
+            uid: Some(self.settings.uid),
             ..Task::default()
         };
-        let container = container_limits(&step, settings, language);
-        let request = TaskRequest {
-            job_id: &job.job_id,
-            image: &language.image,
-            limits: container,
-            task,
-            running_phase: Phase::Compiling,
-            step: "compile".to_string(),
-            input: None,
-        };
-        let output = match sandbox.run_task(request, pool, cancel, observer).await? {
-            TaskOutcome::Cancelled => return Ok(Execution::Cancelled),
-            TaskOutcome::Done(output) => *output,
+        let Some(output) = self
+            .run(language, &step_limits, task, phase, step.to_string(), None)
+            .await?
+        else {
+            return Ok(None);
         };
         let report = &report_of(&output);
-        if let Some(lost) = &output.lost {
-            return Ok(Execution::Finished(finish(
-                result,
-                Verdict::CompilationError,
-                None,
-                Some(lost.clone()),
-            )));
-        }
-        let mut compile_output = output.stdout.clone();
-        compile_output.extend_from_slice(&output.stderr);
-        result.compile_output = Some(encode(&compile_output, job.base64));
-        result.compile = Some(figures(&output, job.base64));
-        let failure = if let Some(error) = &report.error {
-            return Ok(Execution::Finished(finish(
-                result,
-                Verdict::InternalError,
-                None,
-                Some(format!("the compiler could not run: {error}")),
-            )));
+        let mut broken = None;
+        let failure = if let Some(lost) = &output.lost {
+            Some(lost.clone())
+        } else if let Some(error) = &report.error {
+            broken = Some(format!("the compiler could not run: {error}"));
+            None
         } else if let Some(limit) = report.limit {
             Some(match limit {
                 LimitHit::Wall | LimitHit::Cpu | LimitHit::Idle | LimitHit::NoClient => {
@@ -315,7 +377,102 @@ pub async fn execute(
         } else {
             None
         };
-        if let Some(message) = failure {
+        Ok(Some(Compilation {
+            output,
+            broken,
+            failure,
+        }))
+    }
+}
+
+/// The checker compiled (or its source, for an interpreted language),
+/// ready to judge runs.
+struct Checker<'a> {
+    program: &'a PreparedProgram,
+    files: Vec<FileSpec>,
+    argv: Vec<Vec<u8>>,
+}
+
+/// Compiles (if needed) and runs every case; `observer` hears each
+/// container's phases and output as they come. An interactive job's run is
+/// fed `input`.
+pub async fn execute(
+    sandbox: &Sandbox,
+    pool: Option<&std::sync::Arc<WarmPool>>,
+    job: &PreparedJob,
+    settings: &ExecutionSettings,
+    cancel: &CancellationToken,
+    observer: &dyn RunObserver,
+    mut input: Option<tokio::sync::mpsc::Receiver<Input>>,
+) -> Result<Execution, SandboxError> {
+    let steps = Steps {
+        sandbox,
+        pool,
+        job_id: &job.job_id,
+        settings,
+        cancel,
+        observer,
+    };
+    let language = &job.language;
+    let names: Vec<String> = job.files.iter().map(|f| f.name.clone()).collect();
+    let env = language.environment();
+    let limits = &job.limits;
+    let mut result = JobResult {
+        verdict: Verdict::Accepted,
+        status: status_of(Verdict::Accepted, Some(0)),
+        time_limit: None,
+        message: None,
+        compile_output: None,
+        compile: None,
+        figures: RunFigures::default(),
+        test_cases: Vec::new(),
+        score: None,
+        max_score: None,
+        groups: Vec::new(),
+        encoding: if job.base64 { "base64" } else { "utf8" }.to_string(),
+        language: language.id.clone(),
+        version: job.version.clone(),
+        worker_id: sandbox.settings().worker_id.clone(),
+        timeline: Vec::new(),
+    };
+
+    let mut run_files = job.files.clone();
+    if language.compile.is_some() {
+        let Some(compilation) = steps
+            .compile(
+                language,
+                &job.files,
+                &job.compiler_options,
+                limits,
+                Phase::Compiling,
+                "compile",
+            )
+            .await?
+        else {
+            return Ok(Execution::Cancelled);
+        };
+        let output = &compilation.output;
+        if let Some(lost) = &output.lost {
+            return Ok(Execution::Finished(finish(
+                result,
+                Verdict::CompilationError,
+                None,
+                Some(lost.clone()),
+            )));
+        }
+        let mut compile_output = output.stdout.clone();
+        compile_output.extend_from_slice(&output.stderr);
+        result.compile_output = Some(encode(&compile_output, job.base64));
+        result.compile = Some(figures(output, job.base64));
+        if let Some(broken) = compilation.broken {
+            return Ok(Execution::Finished(finish(
+                result,
+                Verdict::InternalError,
+                None,
+                Some(broken),
+            )));
+        }
+        if let Some(message) = compilation.failure {
             return Ok(Execution::Finished(finish(
                 result,
                 Verdict::CompilationError,
@@ -323,8 +480,25 @@ pub async fn execute(
                 Some(message),
             )));
         }
-        run_files = output.files;
+        run_files = compilation.output.files;
     }
+
+    // The checker, compiled once for every case.
+    let checker = match &job.checker {
+        None => None,
+        Some(program) => match prepare_checker(&steps, program).await? {
+            None => return Ok(Execution::Cancelled),
+            Some(Err(message)) => {
+                return Ok(Execution::Finished(finish(
+                    result,
+                    Verdict::InternalError,
+                    None,
+                    Some(message),
+                )));
+            }
+            Some(Ok(checker)) => Some(checker),
+        },
+    };
 
     let mut argv: Vec<Vec<u8>> = language
         .expand(&language.run, &names)
@@ -333,9 +507,29 @@ pub async fn execute(
         .collect();
     argv.extend(job.args.iter().map(|a| a.clone().into_bytes()));
     let step = limits.run();
-    let container = container_limits(&step, settings, language);
-    let mut cases = Vec::with_capacity(job.cases.len());
+    let mut cases: Vec<CaseResult> = Vec::with_capacity(job.cases.len());
+    // Why the remaining cases (of a group, or all) are not run.
+    let mut skip_all: Option<String> = None;
+    let mut skip_groups: Vec<(String, String)> = Vec::new();
     for (index, case) in job.cases.iter().enumerate() {
+        let skip = skip_all.clone().or_else(|| {
+            case.group.as_ref().and_then(|g| {
+                skip_groups
+                    .iter()
+                    .find(|(group, _)| group == g)
+                    .map(|(_, why)| why.clone())
+            })
+        });
+        if let Some(why) = skip {
+            cases.push(CaseResult {
+                verdict: Verdict::Skipped,
+                message: Some(why),
+                points: case.points,
+                group: case.group.clone(),
+                ..CaseResult::default()
+            });
+            continue;
+        }
         let task = Task {
             nonce: [0; 16], // set per container by the sandbox
             wall_ms: step.wall_ms,
@@ -358,25 +552,30 @@ pub async fn execute(
                 }
             }),
         };
-        let request = TaskRequest {
-            job_id: &job.job_id,
-            image: &language.image,
-            limits: container.clone(),
-            task,
-            running_phase: Phase::Running,
-            step: format!("run-{index}"),
-            input: if job.interactive.is_some() {
-                input.take()
-            } else {
-                None
-            },
+        let run_input = if job.interactive.is_some() {
+            input.take()
+        } else {
+            None
         };
-        let output = match sandbox.run_task(request, pool, cancel, observer).await? {
-            TaskOutcome::Cancelled => return Ok(Execution::Cancelled),
-            TaskOutcome::Done(output) => *output,
+        let Some(output) = steps
+            .run(
+                language,
+                &step,
+                task,
+                Phase::Running,
+                format!("run-{index}"),
+                run_input,
+            )
+            .await?
+        else {
+            return Ok(Execution::Cancelled);
         };
-        let (verdict, time_limit, message) =
-            judge(&output, case.expected.as_deref(), &case.compare);
+        let judged_by_checker = checker.is_some();
+        let (mut verdict, time_limit, mut message) = judge(
+            &output,
+            case.expected.as_deref().filter(|_| !judged_by_checker),
+            &case.compare,
+        );
         if verdict == Verdict::InternalError {
             // What a compilation made of the user's code cannot be executed
             // (a Go package that is not `main`, a Rust library crate): the
@@ -394,14 +593,41 @@ pub async fn execute(
             }
             return Ok(Execution::Finished(finish(result, verdict, None, message)));
         }
-        cases.push((
-            CaseResult {
-                verdict,
-                time_limit,
-                figures: figures(&output, job.base64),
-            },
+        let mut score = if verdict == Verdict::Accepted {
+            case.points
+        } else {
+            0.0
+        };
+        let mut checker_figures = None;
+        if let (Some(checker), Verdict::Accepted) = (&checker, verdict) {
+            let Some(checked) = check(&steps, checker, case, &output.stdout, index).await? else {
+                return Ok(Execution::Cancelled);
+            };
+            checker_figures = Some(figures(&checked.output, job.base64));
+            verdict = checked.verdict;
+            score = checked.score;
+            message = checked.message;
+            if verdict == Verdict::InternalError {
+                skip_all = Some(format!("not run: the checker failed on test case {index}"));
+            }
+        }
+        if verdict != Verdict::Accepted && job.stop_on_first_failure && skip_all.is_none() {
+            let why = format!("skipped: test case {index} failed");
+            match &case.group {
+                Some(group) => skip_groups.push((group.clone(), why)),
+                None => skip_all = Some(why),
+            }
+        }
+        cases.push(CaseResult {
+            verdict,
+            time_limit,
             message,
-        ));
+            points: case.points,
+            score,
+            group: case.group.clone(),
+            checker: checker_figures,
+            figures: figures(&output, job.base64),
+        });
     }
 
     share_output(
@@ -410,23 +636,282 @@ pub async fn execute(
         settings.max_result_bytes,
         job.base64,
     );
-    // The job's verdict is its first case that did not pass, else accepted.
-    let (headline, message) = cases
+    // The job's verdict is its first case that did not pass (a checker's
+    // failure first of all), else accepted.
+    let headline = cases
         .iter()
-        .find(|(c, _)| c.verdict != Verdict::Accepted)
+        .find(|c| c.verdict == Verdict::InternalError)
+        .or_else(|| {
+            cases
+                .iter()
+                .find(|c| !matches!(c.verdict, Verdict::Accepted | Verdict::Skipped))
+        })
         .or(cases.last())
-        .map(|(c, m)| (c.clone(), m.clone()))
+        .cloned()
         .expect("at least one case");
     result.figures = headline.figures.clone();
     if job.has_test_cases {
-        result.test_cases = cases.into_iter().map(|(c, _)| c).collect();
+        let (score, max_score, groups) = scores(&cases);
+        result.score = Some(score);
+        result.max_score = Some(max_score);
+        result.groups = groups;
+        result.test_cases = cases;
     }
     Ok(Execution::Finished(finish(
         result,
         headline.verdict,
         headline.time_limit,
-        message,
+        headline.message,
     )))
+}
+
+/// The job's score, its most, and each group's outcome: a case in no
+/// group scores its own points; a group scores only if every case of it
+/// passed, scaled by its weakest case's share (a checker's partial points).
+fn scores(cases: &[CaseResult]) -> (f64, f64, Vec<GroupResult>) {
+    let mut groups: Vec<GroupResult> = Vec::new();
+    let mut score = 0.0;
+    let mut max_score = 0.0;
+    for (index, case) in cases.iter().enumerate() {
+        max_score += case.points;
+        let Some(name) = &case.group else {
+            score += case.score;
+            continue;
+        };
+        match groups.iter_mut().find(|g| &g.group == name) {
+            Some(group) => {
+                group.cases.push(index);
+                group.max_score += case.points;
+            }
+            None => groups.push(GroupResult {
+                group: name.clone(),
+                passed: true,
+                score: 0.0,
+                max_score: case.points,
+                cases: vec![index],
+            }),
+        }
+    }
+    for group in &mut groups {
+        let members = || group.cases.iter().map(|&i| &cases[i]);
+        group.passed = members().all(|c| c.verdict == Verdict::Accepted);
+        let share = members()
+            .filter(|c| c.points > 0.0)
+            .map(|c| c.score / c.points)
+            .fold(1.0_f64, f64::min);
+        group.score = if group.passed {
+            group.max_score * share
+        } else {
+            0.0
+        };
+        score += group.score;
+    }
+    (score, max_score, groups)
+}
+
+/// Compiles the checker where its language needs it; `None` when
+/// cancelled, `Err` with the job's message when it cannot be used.
+async fn prepare_checker<'a>(
+    steps: &Steps<'_>,
+    program: &'a PreparedProgram,
+) -> Result<Option<Result<Checker<'a>, String>>, SandboxError> {
+    let language = &program.language;
+    let names: Vec<String> = program.files.iter().map(|f| f.name.clone()).collect();
+    let mut files = program.files.clone();
+    if language.compile.is_some() {
+        let Some(compilation) = steps
+            .compile(
+                language,
+                &program.files,
+                &[],
+                &program.limits,
+                Phase::Checking,
+                "checker-compile",
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        if let Some(why) = compilation.broken.or(compilation.failure) {
+            let output = &compilation.output;
+            let mut words = String::from_utf8_lossy(&output.stdout).into_owned();
+            words.push_str(&String::from_utf8_lossy(&output.stderr));
+            return Ok(Some(Err(format!(
+                "the checker did not compile: {why}: {}",
+                shorten(words.trim(), CHECKER_WORDS)
+            ))));
+        }
+        files = compilation.output.files;
+    }
+    if files
+        .iter()
+        .any(|f| CHECKER_FILES.contains(&f.name.as_str()))
+    {
+        return Ok(Some(Err(format!(
+            "the checker may not have a file named {}",
+            CHECKER_FILES.join(", ")
+        ))));
+    }
+    let mut argv: Vec<Vec<u8>> = language
+        .expand(&language.run, &names)
+        .into_iter()
+        .map(String::into_bytes)
+        .collect();
+    argv.extend(CHECKER_FILES.iter().map(|f| f.as_bytes().to_vec()));
+    Ok(Some(Ok(Checker {
+        program,
+        files,
+        argv,
+    })))
+}
+
+/// The most of a checker's (or its compiler's) words a message keeps.
+const CHECKER_WORDS: usize = 1000;
+
+/// What the checker made of one run.
+struct Checked {
+    output: TaskOutput,
+    verdict: Verdict,
+    score: f64,
+    message: Option<String>,
+}
+
+/// Runs the checker on one case's output in its own container; `None`
+/// when cancelled.
+async fn check(
+    steps: &Steps<'_>,
+    checker: &Checker<'_>,
+    case: &PreparedCase,
+    output: &[u8],
+    index: usize,
+) -> Result<Option<Checked>, SandboxError> {
+    let program = checker.program;
+    let step = program.limits.run();
+    let mut files = checker.files.clone();
+    let answer = case.expected.clone().unwrap_or_default();
+    for (name, content) in CHECKER_FILES
+        .iter()
+        .zip([case.stdin.clone(), output.to_vec(), answer])
+    {
+        files.push(FileSpec {
+            name: name.to_string(),
+            mode: 0o444,
+            content,
+        });
+    }
+    let task = Task {
+        nonce: [0; 16], // set per container by the sandbox
+        wall_ms: step.wall_ms,
+        cpu_ms: step.cpu_ms,
+        output_bytes: step.output_bytes,
+        env: program.language.environment(),
+        files,
+        argv: checker.argv.clone(),
+        uid: Some(steps.settings.uid),
+        ..Task::default()
+    };
+    let Some(output) = steps
+        .run(
+            &program.language,
+            &step,
+            task,
+            Phase::Checking,
+            format!("check-{index}"),
+            None,
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let (verdict, score, message) = checker_verdict(&output, case.points);
+    Ok(Some(Checked {
+        output,
+        verdict,
+        score,
+        message: Some(message),
+    }))
+}
+
+/// The verdict, score and message of a checker's run, in testlib's
+/// convention: exit 0 accepted, 1 wrong answer, 2 presentation error (4,
+/// testlib's "dirt", too), 8 (an output that ended early) wrong answer, 7
+/// partial points (`points <value>` on stderr, as testlib's `quitp`
+/// writes, else the first word of stdout; from 0 to the case's points).
+/// Anything else (3, testlib's FAIL, a crash, a limit) is a failure of the
+/// checker: `internal_error`, never a verdict on the solution.
+fn checker_verdict(output: &TaskOutput, points: f64) -> (Verdict, f64, String) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let words = if stderr.trim().is_empty() {
+        stdout.trim()
+    } else {
+        stderr.trim()
+    };
+    let said = |what: &str| {
+        if words.is_empty() {
+            what.to_string()
+        } else {
+            format!("{what}: {}", shorten(words, CHECKER_WORDS))
+        }
+    };
+    let failed = |why: String| {
+        (
+            Verdict::InternalError,
+            0.0,
+            format!("the checker failed: {why}"),
+        )
+    };
+    let (verdict, _, message) = judge(output, None, &Compare::default());
+    let code = match (verdict, output.report.exit_code) {
+        (Verdict::Accepted, _) => 0,
+        (Verdict::RuntimeError, Some(code))
+            if output.report.signal.is_none() && output.lost.is_none() =>
+        {
+            code
+        }
+        _ => return failed(message.unwrap_or_else(|| "it did not finish".into())),
+    };
+    match code {
+        0 => (Verdict::Accepted, points, said("the checker accepted it")),
+        1 | 8 => (Verdict::WrongAnswer, 0.0, said("wrong answer")),
+        2 | 4 => (Verdict::PresentationError, 0.0, said("presentation error")),
+        7 => {
+            let value = stderr
+                .lines()
+                .find_map(|line| line.trim().strip_prefix("points "))
+                .and_then(|rest| rest.split_whitespace().next())
+                .or_else(|| stdout.split_whitespace().next())
+                .and_then(|value| value.parse::<f64>().ok());
+            match value {
+                Some(value) if value.is_finite() && (0.0..=points).contains(&value) => {
+                    let verdict = if value > 0.0 {
+                        Verdict::Accepted
+                    } else {
+                        Verdict::WrongAnswer
+                    };
+                    (verdict, value, said(&format!("{value} of {points} points")))
+                }
+                Some(value) => failed(format!(
+                    "it gave {value} points, outside 0 to the case's {points}"
+                )),
+                None => failed(said("it exited 7 (points) without saying how many")),
+            }
+        }
+        3 => failed(said("it reported FAIL (exit 3)")),
+        code => failed(said(&format!("it exited with status {code}"))),
+    }
+}
+
+/// `text` cut to at most `max` bytes (at a character boundary), marked.
+fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// Keeps the outputs of a job within `budget` bytes in all, sharing it
@@ -436,7 +921,7 @@ pub async fn execute(
 /// compiler output ends with a note.
 fn share_output(
     compile_output: &mut Option<String>,
-    cases: &mut [(CaseResult, Option<String>)],
+    cases: &mut [CaseResult],
     budget: usize,
     base64: bool,
 ) {
@@ -445,10 +930,14 @@ fn share_output(
     if let Some(output) = compile_output.as_mut() {
         streams.push((output, &mut compile_cut));
     }
-    for (case, _) in cases.iter_mut() {
+    for case in cases.iter_mut() {
         let figures = &mut case.figures;
         streams.push((&mut figures.stdout, &mut figures.stdout_truncated));
         streams.push((&mut figures.stderr, &mut figures.stderr_truncated));
+        if let Some(checker) = case.checker.as_mut() {
+            streams.push((&mut checker.stdout, &mut checker.stdout_truncated));
+            streams.push((&mut checker.stderr, &mut checker.stderr_truncated));
+        }
     }
     let sizes: Vec<usize> = streams.iter().map(|(s, _)| s.len()).collect();
     let Some(level) = fair_level(&sizes, budget) else {
@@ -676,36 +1165,30 @@ mod tests {
 
     #[test]
     fn cut_outputs_say_so_and_stay_valid() {
-        let case = |stdout: &str, stderr: &str| {
-            (
-                CaseResult {
-                    verdict: Verdict::Accepted,
-                    time_limit: None,
-                    figures: RunFigures {
-                        stdout: stdout.to_string(),
-                        stderr: stderr.to_string(),
-                        ..RunFigures::default()
-                    },
-                },
-                None,
-            )
+        let case = |stdout: &str, stderr: &str| CaseResult {
+            figures: RunFigures {
+                stdout: stdout.to_string(),
+                stderr: stderr.to_string(),
+                ..RunFigures::default()
+            },
+            ..CaseResult::default()
         };
         let mut cases = vec![case(&"é".repeat(50), "ok"), case(&"x".repeat(100), "")];
         let mut compile = Some("warning".to_string());
         share_output(&mut compile, &mut cases, 80, false);
         let total: usize = cases
             .iter()
-            .map(|(c, _)| c.figures.stdout.len() + c.figures.stderr.len())
+            .map(|c| c.figures.stdout.len() + c.figures.stderr.len())
             .sum();
         assert!(total + "warning".len() <= 80, "{total}");
-        assert!(cases[0].0.figures.stdout_truncated && cases[1].0.figures.stdout_truncated);
-        assert!(!cases[0].0.figures.stderr_truncated);
-        assert_eq!(cases[0].0.figures.stderr, "ok");
+        assert!(cases[0].figures.stdout_truncated && cases[1].figures.stdout_truncated);
+        assert!(!cases[0].figures.stderr_truncated);
+        assert_eq!(cases[0].figures.stderr, "ok");
         assert_eq!(compile.as_deref(), Some("warning"));
         // Base64 is cut at a whole group of four.
         let mut cases = vec![case(&"QUJD".repeat(30), "")];
         share_output(&mut None, &mut cases, 10, true);
-        assert_eq!(cases[0].0.figures.stdout, "QUJDQUJD");
+        assert_eq!(cases[0].figures.stdout, "QUJDQUJD");
     }
 
     fn output(report: Report) -> TaskOutput {
@@ -840,6 +1323,125 @@ mod tests {
         assert_eq!(
             judge(&output(failed), None, &Compare::default()).0,
             Verdict::InternalError
+        );
+    }
+
+    fn checker_run(code: i32, stdout: &str, stderr: &str) -> TaskOutput {
+        let mut run = output(exited(code));
+        run.stdout = stdout.as_bytes().to_vec();
+        run.stderr = stderr.as_bytes().to_vec();
+        run
+    }
+
+    #[test]
+    fn a_checkers_exit_status_is_read_as_testlib_writes_it() {
+        let (verdict, score, message) = checker_verdict(&checker_run(0, "", "ok 3 numbers"), 2.0);
+        assert_eq!((verdict, score), (Verdict::Accepted, 2.0));
+        assert!(message.contains("ok 3 numbers"), "{message}");
+        let (verdict, score, message) =
+            checker_verdict(&checker_run(1, "", "wrong answer 1st numbers differ"), 2.0);
+        assert_eq!((verdict, score), (Verdict::WrongAnswer, 0.0));
+        assert!(message.contains("1st numbers differ"), "{message}");
+        for code in [2, 4] {
+            assert_eq!(
+                checker_verdict(&checker_run(code, "", ""), 1.0).0,
+                Verdict::PresentationError
+            );
+        }
+        assert_eq!(
+            checker_verdict(&checker_run(8, "", "unexpected eof"), 1.0).0,
+            Verdict::WrongAnswer
+        );
+        // Partial points: testlib's `points <value>` on stderr, or stdout.
+        let (verdict, score, _) = checker_verdict(&checker_run(7, "", "points 0.25 close"), 1.0);
+        assert_eq!((verdict, score), (Verdict::Accepted, 0.25));
+        let (verdict, score, _) = checker_verdict(&checker_run(7, "1.5\n", ""), 3.0);
+        assert_eq!((verdict, score), (Verdict::Accepted, 1.5));
+        assert_eq!(
+            checker_verdict(&checker_run(7, "0", ""), 1.0).0,
+            Verdict::WrongAnswer
+        );
+    }
+
+    #[test]
+    fn a_checker_that_fails_fails_the_case_never_the_solution() {
+        for run in [
+            checker_run(3, "", "FAIL answer file is broken"),
+            checker_run(7, "", "no number here"),
+            checker_run(7, "5", ""),
+            checker_run(42, "", ""),
+        ] {
+            let (verdict, _, message) = checker_verdict(&run, 1.0);
+            assert_eq!(verdict, Verdict::InternalError, "{message}");
+            assert!(message.starts_with("the checker failed: "), "{message}");
+        }
+        let mut looping = output(Report {
+            limit: Some(LimitHit::Wall),
+            signal: Some(9),
+            ..Report::default()
+        });
+        looping.stdout.clear();
+        let (verdict, _, message) = checker_verdict(&looping, 1.0);
+        assert_eq!(verdict, Verdict::InternalError);
+        assert_eq!(
+            message,
+            "the checker failed: wall-clock time limit exceeded"
+        );
+        let killed = output(Report {
+            signal: Some(11),
+            ..Report::default()
+        });
+        assert_eq!(
+            checker_verdict(&killed, 1.0).2,
+            "the checker failed: killed by SIGSEGV"
+        );
+    }
+
+    fn scored(verdict: Verdict, points: f64, score: f64, group: Option<&str>) -> CaseResult {
+        CaseResult {
+            verdict,
+            points,
+            score,
+            group: group.map(str::to_string),
+            ..CaseResult::default()
+        }
+    }
+
+    #[test]
+    fn a_group_scores_only_when_all_its_cases_pass() {
+        let cases = [
+            scored(Verdict::Accepted, 1.0, 1.0, None),
+            scored(Verdict::WrongAnswer, 2.0, 0.0, None),
+            scored(Verdict::Accepted, 5.0, 5.0, Some("small")),
+            scored(Verdict::Accepted, 5.0, 5.0, Some("small")),
+            scored(Verdict::Accepted, 10.0, 10.0, Some("large")),
+            scored(Verdict::TimeLimitExceeded, 10.0, 0.0, Some("large")),
+            scored(Verdict::Skipped, 10.0, 0.0, Some("large")),
+            // Partial points scale the whole group by its weakest case.
+            scored(Verdict::Accepted, 4.0, 2.0, Some("partial")),
+            scored(Verdict::Accepted, 4.0, 4.0, Some("partial")),
+        ];
+        let (score, max, groups) = scores(&cases);
+        assert_eq!((score, max), (1.0 + 10.0 + 4.0, 51.0));
+        let summary: Vec<_> = groups
+            .iter()
+            .map(|g| {
+                (
+                    g.group.as_str(),
+                    g.passed,
+                    g.score,
+                    g.max_score,
+                    g.cases.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("small", true, 10.0, 10.0, vec![2, 3]),
+                ("large", false, 0.0, 30.0, vec![4, 5, 6]),
+                ("partial", true, 4.0, 8.0, vec![7, 8]),
+            ]
         );
     }
 }

@@ -33,6 +33,27 @@ pub struct TestCase {
     /// How this case's output is compared (else the job's `compare`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compare: Option<Compare>,
+    /// What passing it is worth (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<f64>,
+    /// The subtask it belongs to: a group scores only if all its cases pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// A program the problem's author gives to judge a job: a checker (it
+/// reads the test's input, the solution's output and the expected answer,
+/// and decides, in testlib's convention). It has its own language, code
+/// and limits, and runs in its own containers, never the solution's.
+#[derive(utoipa::ToSchema, Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct JudgeProgram {
+    /// Language id or alias.
+    pub language: String,
+    /// Its source, as one file (base64 when the job's `base64` is set).
+    pub code: String,
+    /// Its limits (defaults: the server's, with its language's overrides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<RequestedLimits>,
 }
 
 /// A job as stored in Redis: everything a worker needs to run it.
@@ -76,6 +97,13 @@ pub struct JobSpec {
     /// Runs against one compilation, each with its own stdin and verdict.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub test_cases: Vec<TestCase>,
+    /// Once a case fails, the rest of its group (or, for a case in no
+    /// group, every remaining case) is skipped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop_on_first_failure: bool,
+    /// Judges each run's output instead of comparing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checker: Option<JudgeProgram>,
     /// Inputs (code, files, stdin, expected output) are base64, and outputs
     /// are returned base64 (exact bytes).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -135,13 +163,18 @@ pub struct Judge0Request {
 }
 
 /// A job's verdict.
-#[derive(utoipa::ToSchema, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(
+    utoipa::ToSchema, Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Ran and exited 0 (and printed the expected output, if one was given).
+    #[default]
     Accepted,
     /// Exited 0 but printed something other than the expected output.
     WrongAnswer,
+    /// The checker found the output malformed (testlib's `_pe`).
+    PresentationError,
     /// The compiler refused the program (or ran out of its limits).
     CompilationError,
     /// Exited non-zero or was killed by a signal.
@@ -154,8 +187,11 @@ pub enum Verdict {
     OutputLimitExceeded,
     /// Cancelled before it ended.
     Cancelled,
-    /// The service could not run it.
+    /// The service could not run it (or the job's checker failed).
     InternalError,
+    /// A test case not run: an earlier one failed with
+    /// `stop_on_first_failure`, or the checker failed. Never a job's verdict.
+    Skipped,
 }
 
 impl Verdict {
@@ -163,6 +199,7 @@ impl Verdict {
         match self {
             Verdict::Accepted => "accepted",
             Verdict::WrongAnswer => "wrong_answer",
+            Verdict::PresentationError => "presentation_error",
             Verdict::CompilationError => "compilation_error",
             Verdict::RuntimeError => "runtime_error",
             Verdict::TimeLimitExceeded => "time_limit_exceeded",
@@ -170,6 +207,7 @@ impl Verdict {
             Verdict::OutputLimitExceeded => "output_limit_exceeded",
             Verdict::Cancelled => "cancelled",
             Verdict::InternalError => "internal_error",
+            Verdict::Skipped => "skipped",
         }
     }
 }
@@ -231,13 +269,41 @@ pub struct RunFigures {
 }
 
 /// One test case's outcome.
-#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct CaseResult {
     pub verdict: Verdict,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_limit: Option<TimeLimit>,
+    /// Why it did not pass (where the output differs, the limit, the
+    /// checker's words), or what a checker said of a pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// What passing it is worth, and what it earned (a checker may give
+    /// part of it).
+    #[serde(default)]
+    pub points: f64,
+    #[serde(default)]
+    pub score: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The checker's own run on this case (its stdout and stderr are its
+    /// message), apart from the solution's figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checker: Option<RunFigures>,
     #[serde(flatten)]
     pub figures: RunFigures,
+}
+
+/// A group of test cases (a subtask): it scores only if all its cases pass
+/// (with partial points from a checker, by its weakest case).
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GroupResult {
+    pub group: String,
+    pub passed: bool,
+    pub score: f64,
+    pub max_score: f64,
+    /// Its cases, by their index in `test_cases`.
+    pub cases: Vec<usize>,
 }
 
 /// What a job produced: the completed job's return value in Redis.
@@ -266,6 +332,14 @@ pub struct JobResult {
     pub figures: RunFigures,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub test_cases: Vec<CaseResult>,
+    /// With test cases: the points earned and the most there were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_score: Option<f64>,
+    /// Each group's outcome, when cases have groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupResult>,
     /// `base64` when outputs are base64, else `utf8` (invalid bytes → U+FFFD).
     pub encoding: String,
     /// The language and version that ran it.
@@ -302,6 +376,9 @@ impl JobResult {
             compile: None,
             figures: RunFigures::default(),
             test_cases: Vec::new(),
+            score: None,
+            max_score: None,
+            groups: Vec::new(),
             encoding: "utf8".into(),
             language: String::new(),
             version: String::new(),
@@ -314,9 +391,16 @@ impl JobResult {
 /// The proof of concept's status for a verdict.
 pub fn status_of(verdict: Verdict, exit_code: Option<i32>) -> RunStatus {
     match verdict {
-        Verdict::Accepted | Verdict::WrongAnswer if exit_code == Some(0) => RunStatus::Success,
-        Verdict::Accepted | Verdict::WrongAnswer => RunStatus::Error,
-        Verdict::CompilationError | Verdict::RuntimeError | Verdict::Cancelled => RunStatus::Error,
+        Verdict::Accepted | Verdict::WrongAnswer | Verdict::PresentationError
+            if exit_code == Some(0) =>
+        {
+            RunStatus::Success
+        }
+        Verdict::Accepted | Verdict::WrongAnswer | Verdict::PresentationError => RunStatus::Error,
+        Verdict::CompilationError
+        | Verdict::RuntimeError
+        | Verdict::Cancelled
+        | Verdict::Skipped => RunStatus::Error,
         Verdict::TimeLimitExceeded => RunStatus::Timeout,
         Verdict::MemoryLimitExceeded => RunStatus::MemoryLimit,
         Verdict::OutputLimitExceeded => RunStatus::OutputLimit,
@@ -336,6 +420,8 @@ pub enum Phase {
     Compiling,
     /// The program is running.
     Running,
+    /// The job's checker is being compiled, or is judging a run's output.
+    Checking,
     /// A run ended; its figures are being read and its container removed.
     Collecting,
 }

@@ -394,7 +394,33 @@ async fn start_job(
         )));
         return;
     };
-    let prepared = match prepare(&job.id, &spec, &language, &version, limits) {
+    // The checker's language, version and limits, resolved as the job's.
+    let checker = match &spec.checker {
+        None => None,
+        Some(program) => {
+            let Some(checker_language) = services.languages.find(&program.language).cloned() else {
+                let _ = reply.send(JobOutcome::Failed {
+                    reason: format!("unknown checker language {:?}", program.language),
+                    retryable: false,
+                });
+                return;
+            };
+            let Some(checker_version) = services.images.version(&checker_language.id) else {
+                let _ = reply.send(JobOutcome::NotReady(format!(
+                    "the image of {} (the checker's language) is not on this worker's engine yet",
+                    checker_language.id
+                )));
+                return;
+            };
+            let checker_limits = program.limits.unwrap_or_default().resolve(
+                &services.default_limits,
+                &checker_language.limits,
+                &services.max_limits,
+            );
+            Some((checker_language, checker_version, checker_limits))
+        }
+    };
+    let prepared = match prepare(&job.id, &spec, &language, &version, limits, checker) {
         Ok(prepared) => prepared,
         Err(reason) => {
             let _ = reply.send(JobOutcome::Failed {

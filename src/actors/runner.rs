@@ -230,6 +230,7 @@ fn start(myself: &ActorRef<RunnerMsg>, state: &mut RunnerState) {
                     runner: me.clone(),
                     live,
                     compiling: AtomicBool::new(false),
+                    checking: AtomicBool::new(false),
                     runs: AtomicUsize::new(0),
                 };
                 let ended = execute(
@@ -272,6 +273,8 @@ struct Observer {
     live: LiveSender,
     /// The compiler runs (its output is the compilation's).
     compiling: AtomicBool,
+    /// The job's checker is running (its output is not the program's).
+    checking: AtomicBool,
     /// Runs started so far.
     runs: AtomicUsize,
 }
@@ -286,8 +289,10 @@ impl RunObserver for Observer {
             Phase::Compiling => self.compiling.store(true, Ordering::Relaxed),
             Phase::Running => {
                 self.compiling.store(false, Ordering::Relaxed);
+                self.checking.store(false, Ordering::Relaxed);
                 self.runs.fetch_add(1, Ordering::Relaxed);
             }
+            Phase::Checking => self.checking.store(true, Ordering::Relaxed),
             _ => {}
         }
         self.live.send(LiveEvent::Phase {
@@ -297,6 +302,11 @@ impl RunObserver for Observer {
     }
 
     fn output(&self, stderr: bool, bytes: &[u8]) {
+        if self.checking.load(Ordering::Relaxed) {
+            // The checker's words are in the case's result, not the
+            // program's output.
+            return;
+        }
         self.live.send(LiveEvent::Output {
             stderr,
             compile: self.compiling.load(Ordering::Relaxed),

@@ -1000,6 +1000,11 @@ pub fn outcome(job: &Submission, request: &Judge0Request) -> Outcome {
         }
         Verdict::Accepted => (ACCEPTED, None),
         Verdict::WrongAnswer => (WRONG_ANSWER, None),
+        // Judge0 has no such status: a wrong answer, said in the message.
+        Verdict::PresentationError => (
+            WRONG_ANSWER,
+            Some("Presentation error (the checker found the output malformed)".to_string()),
+        ),
         Verdict::TimeLimitExceeded => (
             TIME_LIMIT_EXCEEDED,
             Some(match result.time_limit {
@@ -1029,7 +1034,7 @@ pub fn outcome(job: &Submission, request: &Judge0Request) -> Outcome {
             INTERNAL_ERROR,
             Some("the submission was cancelled while it ran".to_string()),
         ),
-        Verdict::InternalError => (
+        Verdict::InternalError | Verdict::Skipped => (
             INTERNAL_ERROR,
             Some(
                 result
@@ -1434,6 +1439,9 @@ mod tests {
                 compile: None,
                 figures,
                 test_cases: Vec::new(),
+                score: None,
+                max_score: None,
+                groups: Vec::new(),
                 encoding: "base64".into(),
                 language: "c".into(),
                 version: "12.2.0".into(),
@@ -1578,14 +1586,13 @@ mod tests {
     fn runs_are_averaged() {
         let mut job = finished(Verdict::Accepted, RunFigures::default());
         let case = |cpu: u64| CaseResult {
-            verdict: Verdict::Accepted,
-            time_limit: None,
             figures: RunFigures {
                 cpu_time_ms: cpu,
                 exit_code: Some(0),
                 memory_peak_bytes: 2048 * cpu,
                 ..RunFigures::default()
             },
+            ..CaseResult::default()
         };
         job.result.as_mut().unwrap().test_cases = vec![case(10), case(20), case(30)];
         let o = outcome(&job, &request());

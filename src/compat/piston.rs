@@ -452,7 +452,7 @@ pub fn response(result: &JobResult, piston_language: &str, version: &str, compil
     let (status, message, signal): (Option<&str>, Option<String>, Option<&str>) = match result
         .verdict
     {
-        Verdict::Accepted | Verdict::WrongAnswer => (None, None, None),
+        Verdict::Accepted | Verdict::WrongAnswer | Verdict::PresentationError => (None, None, None),
         Verdict::RuntimeError => match signal_number {
             Some(n) => (
                 Some("SG"),
@@ -488,9 +488,10 @@ pub fn response(result: &JobResult, piston_language: &str, version: &str, compil
             Some("stdout length exceeded".into()),
             Some("SIGKILL"),
         ),
-        Verdict::CompilationError | Verdict::Cancelled | Verdict::InternalError => {
-            (Some("XX"), result.message.clone(), None)
-        }
+        Verdict::CompilationError
+        | Verdict::Cancelled
+        | Verdict::InternalError
+        | Verdict::Skipped => (Some("XX"), result.message.clone(), None),
     };
     let code = if signal.is_some() {
         None
@@ -684,6 +685,9 @@ mod tests {
             compile: None,
             figures,
             test_cases: Vec::new(),
+            score: None,
+            max_score: None,
+            groups: Vec::new(),
             encoding: "utf8".into(),
             language: "python".into(),
             version: "3.11.2".into(),

@@ -168,12 +168,16 @@ pub async fn queue_jobs(
 ) -> Result<(), ApiError> {
     check_languages_ready(
         state,
-        jobs.iter().enumerate().map(|(i, (_, spec, _))| {
-            let field = match budget_field {
-                "" => "language".to_string(),
-                batch => format!("{batch}[{i}].language"),
+        jobs.iter().enumerate().flat_map(|(i, (_, spec, _))| {
+            let field = |name: &str| match budget_field {
+                "" => name.to_string(),
+                batch => format!("{batch}[{i}].{name}"),
             };
-            (field, spec.language.clone())
+            let checker = spec
+                .checker
+                .as_ref()
+                .map(|c| (field("checker.language"), c.language.clone()));
+            std::iter::once((field("language"), spec.language.clone())).chain(checker)
         }),
     )
     .await?;

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use crate::compare::{Compare, CompareMode};
-use crate::job::{JobSpec, SourceFile, TestCase, now_ms};
+use crate::job::{JobSpec, JudgeProgram, SourceFile, TestCase, now_ms};
 use crate::language::LanguageTable;
 use crate::limits::{Limits, RequestedLimits};
 
@@ -80,6 +80,30 @@ pub struct JobRequest {
     /// `test_cases`.
     #[serde(default)]
     pub interactive: Option<bool>,
+    /// Once a test case fails, skip the rest of its `group` (a case in no
+    /// group: every remaining case); skipped cases say so.
+    #[serde(default)]
+    pub stop_on_first_failure: Option<bool>,
+    /// A checker program ("special judge") that decides each run instead
+    /// of `compare`: it runs in its own container as `checker input.txt
+    /// output.txt answer.txt` (testlib's convention: exit 0 accepted, 1
+    /// wrong answer, 2 presentation error, 7 partial points, anything else
+    /// a failure of the checker). C++ checkers may `#include "testlib.h"`.
+    #[serde(default)]
+    pub checker: Option<CheckerRequest>,
+}
+
+/// `checker` as a client sends it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckerRequest {
+    /// A language id or alias (see `GET /v1/languages`).
+    pub language: String,
+    /// Its source (base64 when the job's `base64` is set).
+    pub code: String,
+    /// Its limits on each run (and its compilation's wall-clock time).
+    #[serde(default)]
+    pub limits: Option<LimitsRequest>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -127,7 +151,19 @@ pub struct TestCaseRequest {
     /// How this run's output is compared (else the job's `compare`).
     #[serde(default)]
     pub compare: Option<CompareRequest>,
+    /// What passing this case is worth (default 1, at most 1000000).
+    #[serde(default)]
+    pub points: Option<f64>,
+    /// The subtask it belongs to (1 to 64 printable characters): a group
+    /// scores only if all its cases pass.
+    #[serde(default)]
+    pub group: Option<String>,
 }
+
+/// The most points one test case may be worth.
+pub const MAX_POINTS: f64 = 1e6;
+/// The longest group name.
+pub const MAX_GROUP: usize = 64;
 
 /// `compare` as a client sends it: a mode, or the whole comparison.
 #[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
@@ -477,6 +513,72 @@ pub fn check(
         })
         .collect::<Result<Vec<_>, _>>()?;
 
+    for (i, case) in test_cases.iter().enumerate() {
+        if let Some(points) = case.points
+            && !(points.is_finite() && (0.0..=MAX_POINTS).contains(&points))
+        {
+            let name = format!("test_cases[{i}].points");
+            return Err(bad(
+                &name,
+                format!("{} must be between 0 and {MAX_POINTS}", field(&name)),
+            ));
+        }
+        if let Some(group) = &case.group
+            && (group.is_empty() || group.len() > MAX_GROUP || group.chars().any(char::is_control))
+        {
+            let name = format!("test_cases[{i}].group");
+            return Err(bad(
+                &name,
+                format!(
+                    "{} must be 1 to {MAX_GROUP} printable characters",
+                    field(&name)
+                ),
+            ));
+        }
+    }
+
+    let checker = match request.checker {
+        None => None,
+        Some(checker) => {
+            if interactive {
+                return Err(bad(
+                    "checker",
+                    "an interactive job is not judged: it takes no checker".into(),
+                ));
+            }
+            let Some(checker_language) = rules.languages.find(&checker.language) else {
+                return Err(bad(
+                    "checker.language",
+                    format!(
+                        "unknown language {:?}; available: {}",
+                        checker.language,
+                        rules.languages.ids().join(", ")
+                    ),
+                ));
+            };
+            let len = decoded_len("checker.code", &checker.code)?;
+            if len == 0 {
+                return Err(bad("checker.code", "checker.code must not be empty".into()));
+            }
+            if len > rules.max_code_bytes {
+                return Err(too_large("checker.code", len, rules.max_code_bytes));
+            }
+            let checker_bad = |name: &str, message: String| {
+                bad(&format!("checker.{name}"), format!("checker.{message}"))
+            };
+            let limits = check_limits(
+                checker.limits.unwrap_or_default(),
+                rules.max_limits,
+                &checker_bad,
+            )?;
+            Some(JudgeProgram {
+                language: checker_language.id.clone(),
+                code: checker.code,
+                limits,
+            })
+        }
+    };
+
     let args = request.args.unwrap_or_default();
     if args.len() > MAX_ARGS {
         return Err(bad("args", format!("at most {MAX_ARGS} arguments")));
@@ -542,8 +644,12 @@ pub fn check(
                     compare,
                     stdin: c.stdin.unwrap_or_default(),
                     expected_output: c.expected_output,
+                    points: c.points,
+                    group: c.group,
                 })
                 .collect(),
+            stop_on_first_failure: request.stop_on_first_failure.unwrap_or(false),
+            checker,
             base64,
             callback_url: request.callback_url,
             submitted_at_ms: now_ms(),

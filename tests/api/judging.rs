@@ -136,3 +136,398 @@ async fn bad_comparisons_are_refused_naming_the_field() {
     );
     service.stop().await;
 }
+
+/// "Print two positive integers whose sum is n": any valid answer passes.
+const ANY_SUM_SOLUTION: &str =
+    "n = int(input())\nprint({5: '2 3', 10: '3 3', 7: 'seven'}.get(n, f'1 {n - 1}'))";
+
+const PYTHON_CHECKER: &str = r#"import sys
+inp, out, ans = (open(p).read() for p in sys.argv[1:4])
+n = int(inp)
+try:
+    a, b = map(int, out.split())
+except ValueError:
+    print("expected two integers", file=sys.stderr)
+    sys.exit(2)
+if a > 0 and b > 0 and a + b == n:
+    print(f"ok {a} + {b} = {n}", file=sys.stderr)
+    sys.exit(0)
+print(f"wrong answer {a} + {b} is not {n}", file=sys.stderr)
+sys.exit(1)
+"#;
+
+const TESTLIB_CHECKER: &str = r#"#include "testlib.h"
+
+int main(int argc, char* argv[]) {
+    registerTestlibCmd(argc, argv);
+    long long n = inf.readLong();
+    long long a = ouf.readLong(1, n, "a");
+    long long b = ouf.readLong(1, n, "b");
+    if (a + b != n)
+        quitf(_wa, "%lld + %lld is not %lld", a, b, n);
+    quitf(_ok, "%lld + %lld = %lld", a, b, n);
+}
+"#;
+
+fn cases_of(view: &Value) -> &Vec<Value> {
+    view["result"]["test_cases"].as_array().unwrap()
+}
+
+#[tokio::test]
+async fn a_checker_judges_any_valid_answer_in_python_and_in_cpp_with_testlib() {
+    let service = TestService::start().await;
+    for (language, checker) in [("python", PYTHON_CHECKER), ("cpp", TESTLIB_CHECKER)] {
+        let view = service
+            .run_v1(json!({ "language": "python", "code": ANY_SUM_SOLUTION,
+                "checker": { "language": language, "code": checker },
+                "test_cases": [
+                    { "stdin": "5", "expected_output": "1 4" },
+                    { "stdin": "9" },
+                    { "stdin": "10", "expected_output": "1 9" },
+                    { "stdin": "7" },
+                ] }))
+            .await;
+        assert_eq!(
+            case_verdicts(&view),
+            ["accepted", "accepted", "wrong_answer", "presentation_error"],
+            "{language}: {view}"
+        );
+        let cases = cases_of(&view);
+        // The checker's words are the case's message; its run is its own.
+        let message = cases[2]["message"].as_str().unwrap();
+        assert!(message.contains("3 + 3 is not 10"), "{language}: {message}");
+        assert_eq!(cases[2]["checker"]["exit_code"], 1, "{language}: {view}");
+        assert_eq!(cases[2]["stdout"], "3 3\n", "{language}: {view}");
+        assert_eq!(cases[2]["exit_code"], 0, "{language}: {view}");
+        assert!(
+            cases[0]["message"].as_str().unwrap().contains("2 + 3 = 5"),
+            "{language}: {view}"
+        );
+        assert_eq!(view["result"]["verdict"], "wrong_answer", "{view}");
+        assert_eq!(
+            (&view["result"]["score"], &view["result"]["max_score"]),
+            (&json!(2.0), &json!(4.0)),
+            "{view}"
+        );
+    }
+
+    // Partial points (exit 7): testlib's "points <value>" on stderr, out of
+    // the case's points.
+    let view = service
+        .run_v1(json!({ "language": "python", "code": "print(input())",
+            "checker": { "language": "python",
+                "code": "import sys\nout = open(sys.argv[2]).read().split()\nprint(f'points {out[0]} partly right', file=sys.stderr)\nsys.exit(7)" },
+            "test_cases": [
+                { "stdin": "1.5", "points": 2 },
+                { "stdin": "3", "points": 2 },
+            ] }))
+        .await;
+    let cases = cases_of(&view);
+    assert_eq!(cases[0]["verdict"], "accepted", "{view}");
+    assert_eq!(cases[0]["score"], 1.5, "{view}");
+    // More than the case is worth: the checker is wrong, not the solution.
+    assert_eq!(cases[1]["verdict"], "internal_error", "{view}");
+    assert!(
+        cases[1]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the checker failed: it gave 3 points"),
+        "{view}"
+    );
+    assert_eq!(view["result"]["verdict"], "internal_error", "{view}");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn test_cases_score_points_by_group_and_stop_on_the_first_failure() {
+    let service = TestService::start().await;
+    let double = "n = int(input())\nprint(n * 2 if n < 100 else 0)";
+    let case = |n: u32, points: u32, group: Option<&str>| {
+        let mut case = json!({ "stdin": n.to_string(), "expected_output": (n * 2).to_string(),
+                               "points": points });
+        if let Some(group) = group {
+            case["group"] = json!(group);
+        }
+        case
+    };
+    let view = service
+        .run_v1(
+            json!({ "language": "python", "code": double, "stop_on_first_failure": true,
+            "test_cases": [
+                case(1, 10, Some("small")), case(100, 20, Some("large")),
+                case(2, 10, Some("small")), case(200, 20, Some("large")),
+                case(3, 3, None),
+            ] }),
+        )
+        .await;
+    assert_eq!(
+        case_verdicts(&view),
+        [
+            "accepted",
+            "wrong_answer",
+            "accepted",
+            "skipped",
+            "accepted"
+        ],
+        "{view}"
+    );
+    let result = &view["result"];
+    assert_eq!(
+        (&result["score"], &result["max_score"]),
+        (&json!(23.0), &json!(63.0)),
+        "{view}"
+    );
+    assert_eq!(
+        result["groups"],
+        json!([
+            { "group": "small", "passed": true, "score": 20.0, "max_score": 20.0, "cases": [0, 2] },
+            { "group": "large", "passed": false, "score": 0.0, "max_score": 40.0, "cases": [1, 3] },
+        ]),
+        "{view}"
+    );
+    assert_eq!(
+        cases_of(&view)[3]["message"],
+        "skipped: test case 1 failed",
+        "{view}"
+    );
+    assert_eq!(result["verdict"], "wrong_answer", "{view}");
+
+    // A failure outside any group stops every case after it.
+    let view = service
+        .run_v1(
+            json!({ "language": "python", "code": double, "stop_on_first_failure": true,
+            "test_cases": [case(1, 1, None), case(100, 1, None), case(2, 1, Some("g"))] }),
+        )
+        .await;
+    assert_eq!(
+        case_verdicts(&view),
+        ["accepted", "wrong_answer", "skipped"],
+        "{view}"
+    );
+    // Without stop_on_first_failure every case runs; points default to 1.
+    let view = service
+        .run_v1(json!({ "language": "python", "code": double,
+            "test_cases": [{ "stdin": "100", "expected_output": "200" },
+                           { "stdin": "4", "expected_output": "8" }] }))
+        .await;
+    assert_eq!(case_verdicts(&view), ["wrong_answer", "accepted"], "{view}");
+    assert_eq!(view["result"]["score"], 1.0, "{view}");
+    assert!(view["result"].get("groups").is_none(), "{view}");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_checkers_fail_the_job_never_the_solution() {
+    let service = TestService::start().await;
+    let job = |checker: &str, limits: Value| {
+        json!({ "language": "python", "code": "print('mine')",
+            "checker": { "language": "python", "code": checker, "limits": limits },
+            "test_cases": [{ "stdin": "1" }, { "stdin": "2" }] })
+    };
+    for (name, checker, limits, says) in [
+        (
+            "loops",
+            "while True:\n    pass",
+            json!({ "wall_time_ms": 5000, "cpu_time_ms": 300 }),
+            "the checker failed: CPU time limit exceeded",
+        ),
+        (
+            "sleeps",
+            "import time\ntime.sleep(60)",
+            json!({ "wall_time_ms": 1000 }),
+            "the checker failed: wall-clock time limit exceeded",
+        ),
+        (
+            "floods",
+            "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)",
+            json!({ "output_bytes": 4096 }),
+            "the checker failed: output passed its cap",
+        ),
+        (
+            "crashes",
+            "import os\nos.kill(os.getpid(), 11)",
+            json!({}),
+            "the checker failed: killed by SIGSEGV",
+        ),
+        (
+            "fails",
+            "import sys\nprint('FAIL the answer file is empty', file=sys.stderr)\nsys.exit(3)",
+            json!({}),
+            "the checker failed: it reported FAIL (exit 3): FAIL the answer file is empty",
+        ),
+    ] {
+        let view = service.run_v1(job(checker, limits)).await;
+        let result = &view["result"];
+        assert_eq!(result["verdict"], "internal_error", "{name}: {view}");
+        assert_eq!(result["message"], says, "{name}: {view}");
+        // The solution's own figures stand; the remaining case is not run.
+        let cases = cases_of(&view);
+        assert_eq!(cases[0]["stdout"], "mine\n", "{name}: {view}");
+        assert_eq!(cases[0]["exit_code"], 0, "{name}: {view}");
+        assert_eq!(cases[1]["verdict"], "skipped", "{name}: {view}");
+    }
+
+    // A checker that does not compile.
+    let view = service
+        .run_v1(json!({ "language": "python", "code": "print(1)",
+            "checker": { "language": "cpp", "code": "int main( {" } }))
+        .await;
+    assert_eq!(view["result"]["verdict"], "internal_error", "{view}");
+    assert!(
+        view["result"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the checker did not compile: the compiler exited with status 1"),
+        "{view}"
+    );
+    service.stop().await;
+}
+
+/// Python that looks for `secrets` in every file it can read outside the
+/// system's folders, and prints where it found one.
+const SEARCH: &str = r#"import os, stat, sys
+def search(secrets):
+    found = []
+    for top in ["/"]:
+        for root, dirs, files in os.walk(top):
+            dirs[:] = [d for d in dirs if os.path.join(root, d) not in
+                       ("/proc", "/sys", "/dev", "/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/var/lib")]
+            for name in files:
+                path = os.path.join(root, name)
+                try:
+                    if not stat.S_ISREG(os.lstat(path).st_mode):
+                        continue
+                    with open(path, "rb") as f:
+                        data = f.read(1 << 20)
+                except OSError:
+                    continue
+                found += [f"{s} in {path}" for s in secrets if s.encode() in data]
+    return found
+"#;
+
+#[tokio::test]
+async fn neither_a_checker_nor_a_solution_can_read_answers_it_should_not() {
+    let service = TestService::start_with(|config| config.concurrency = 2).await;
+    let secret_a = format!("answer-of-a-{}", uuid::Uuid::new_v4());
+    let secret_b = format!("answer-of-b-{}", uuid::Uuid::new_v4());
+    // Job A's checker holds its answer file for a while.
+    let a = service
+        .submit_v1(json!({ "language": "python", "code": "print('a')",
+            "expected_output": secret_a,
+            "checker": { "language": "python", "code": "import time\ntime.sleep(8)",
+                         "limits": { "wall_time_ms": 10000 } } }))
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, view) = service
+            .send(reqwest::Method::GET, &format!("/v1/jobs/{a}"), None)
+            .await;
+        if view["phase"] == "checking" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job A never reached its checker: {view}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Meanwhile job B's solution looks for its own answer and A's, and B's
+    // checker for A's (written backwards in their code, which they can
+    // read); the checker finds its own answer, so the search does work.
+    let backwards = |s: &str| s.chars().rev().collect::<String>();
+    let (a_back, b_back) = (backwards(&secret_a), backwards(&secret_b));
+    let solution = format!(
+        "{SEARCH}\nfound = search([{a_back:?}[::-1], {b_back:?}[::-1]])\nprint('\\n'.join(found) or 'clean')"
+    );
+    let checker = format!(
+        "{SEARCH}\nfound = search([{a_back:?}[::-1]])\nout = open(sys.argv[2]).read().strip()\n\
+         own = search([{b_back:?}[::-1]])\n\
+         print('\\n'.join(found + ([] if out == 'clean' else [out]) + own), file=sys.stderr)\n\
+         sys.exit(1 if found or out != 'clean' or not own else 0)"
+    );
+    let view = service
+        .run_v1(
+            json!({ "language": "python", "code": solution, "expected_output": secret_b,
+            "limits": { "wall_time_ms": 10000, "cpu_time_ms": 5000 },
+            "checker": { "language": "python", "code": checker,
+                         "limits": { "wall_time_ms": 10000, "cpu_time_ms": 5000 } } }),
+        )
+        .await;
+    assert_eq!(view["result"]["verdict"], "accepted", "{view}");
+    assert_eq!(view["result"]["stdout"], "clean\n", "{view}");
+    assert!(
+        view["result"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("{secret_b} in /tmp/box/answer.txt")),
+        "{view}"
+    );
+    let (_, a_view) = service
+        .send(reqwest::Method::GET, &format!("/v1/jobs/{a}"), None)
+        .await;
+    assert_ne!(
+        a_view["state"], "completed",
+        "A ended before B looked: {a_view}"
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn bad_checkers_and_scores_are_refused_naming_the_field() {
+    let service = TestService::start().await;
+    let base = json!({ "language": "python", "code": "print(1)" });
+    let with = |extra: Value| {
+        let mut body = base.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    for (body, field) in [
+        (
+            with(json!({ "checker": { "language": "intercal", "code": "x" } })),
+            "checker.language",
+        ),
+        (
+            with(json!({ "checker": { "language": "python" } })),
+            "checker.code",
+        ),
+        (
+            with(json!({ "checker": { "language": "python", "code": "" } })),
+            "checker.code",
+        ),
+        (
+            with(json!({ "checker": { "language": "python", "code": "x", "args": [] } })),
+            "checker.args",
+        ),
+        (
+            with(
+                json!({ "checker": { "language": "python", "code": "x", "limits": { "wall_time_ms": 0 } } }),
+            ),
+            "checker.limits.wall_time_ms",
+        ),
+        (
+            with(json!({ "interactive": true, "checker": { "language": "python", "code": "x" } })),
+            "checker",
+        ),
+        (
+            with(json!({ "test_cases": [{ "stdin": "1", "points": -1 }] })),
+            "test_cases[0].points",
+        ),
+        (
+            with(json!({ "test_cases": [{ "stdin": "1" }, { "stdin": "1", "group": "" }] })),
+            "test_cases[1].group",
+        ),
+        (
+            with(json!({ "stop_on_first_failure": "yes" })),
+            "stop_on_first_failure",
+        ),
+    ] {
+        let (status, answer) = service
+            .send(reqwest::Method::POST, "/v1/jobs", Some(body.clone()))
+            .await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["field"], field, "{body}: {answer}");
+    }
+    service.stop().await;
+}

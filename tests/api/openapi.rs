@@ -76,6 +76,8 @@ async fn the_openapi_document_describes_every_route() {
         "callback_url",
         "priority",
         "idempotency_key",
+        "checker",
+        "stop_on_first_failure",
     ] {
         assert!(request.contains(&field), "JobRequest lacks {field}");
     }
@@ -84,6 +86,9 @@ async fn the_openapi_document_describes_every_route() {
         .unwrap()
         .iter()
         .collect();
-    assert_eq!(verdicts.len(), 9, "{verdicts:?}");
+    assert_eq!(verdicts.len(), 11, "{verdicts:?}");
+    for schema in ["CheckerRequest", "GroupResult"] {
+        assert!(schemas.get(schema).is_some(), "no {schema} schema");
+    }
     service.stop().await;
 }

@@ -173,6 +173,8 @@ fn job_request(t: &Translated, source_file: &str) -> JobRequest {
             stdin: Some(text(&t.stdin)),
             expected_output: t.expected.as_deref().map(text),
             compare: None,
+            points: None,
+            group: None,
         };
         (None, None, Some((0..t.runs).map(|_| case()).collect()))
     } else {
