@@ -78,22 +78,42 @@ pub struct PreparedJob {
     pub interactive: Option<u64>,
     /// Skip the rest of a failed case's group (or every remaining case).
     pub stop_on_first_failure: bool,
-    /// The program that judges each run, when the job has one.
-    pub checker: Option<PreparedProgram>,
+    /// The program that judges each run (a checker or an interactor),
+    /// when the job has one.
+    pub judge: Option<PreparedProgram>,
 }
 
-/// A judging program (the checker) made ready: its source and the
+/// What a judging program does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Reads each run's output after it ended.
+    Checker,
+    /// Talks with each run while it runs.
+    Interactor,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Checker => "checker",
+            Role::Interactor => "interactor",
+        }
+    }
+}
+
+/// A judging program made ready: what it does, its source and the
 /// language, version and limits it runs with.
 #[derive(Debug, Clone)]
 pub struct PreparedProgram {
+    pub role: Role,
     pub language: Language,
     pub version: String,
     pub files: Vec<FileSpec>,
     pub limits: Limits,
 }
 
-/// A checker's language resolved by the worker: the language, its version
-/// on this worker, and the checker's limits.
+/// A judging program's language resolved by the worker: the language, its
+/// version on this worker, and the program's limits.
 pub type ResolvedProgram = (Language, String, Limits);
 
 #[derive(Debug, Clone)]
@@ -108,7 +128,9 @@ pub struct PreparedCase {
 }
 
 /// The files a checker reads: the test's input, the solution's output and
-/// the expected answer, in testlib's order on its command line.
+/// the expected answer, in testlib's order on its command line. An
+/// interactor gets the same names: the input, a file of its own to write
+/// (`output.txt`, empty) and the answer.
 pub const CHECKER_FILES: [&str; 3] = ["input.txt", "output.txt", "answer.txt"];
 
 /// How a job's execution ended.
@@ -140,7 +162,7 @@ pub fn prepare(
     language: &Language,
     version: &str,
     limits: Limits,
-    checker: Option<ResolvedProgram>,
+    judge: Option<ResolvedProgram>,
 ) -> Result<PreparedJob, String> {
     let decode = |field: &str, text: &str| -> Result<Vec<u8>, String> {
         if spec.base64 {
@@ -213,28 +235,37 @@ pub fn prepare(
             })
             .collect::<Result<_, String>>()?
     };
-    let checker = match (&spec.checker, checker) {
-        (Some(program), Some((language, version, limits))) => {
+    let program = match (&spec.checker, &spec.interactor) {
+        (Some(_), Some(_)) => return Err("a job has a checker or an interactor, not both".into()),
+        (Some(checker), None) => Some((Role::Checker, checker)),
+        (None, Some(interactor)) => Some((Role::Interactor, interactor)),
+        (None, None) => None,
+    };
+    let judge = match (program, judge) {
+        (Some((role, program)), Some((language, version, limits))) => {
             if spec.interactive {
-                return Err("an interactive job takes no checker".into());
+                return Err(format!("an interactive job takes no {}", role.name()));
             }
             Some(PreparedProgram {
+                role,
                 files: vec![FileSpec {
                     name: language.source_file.clone(),
                     mode: 0o644,
-                    content: decode("checker.code", &program.code)?,
+                    content: decode(&format!("{}.code", role.name()), &program.code)?,
                 }],
                 language,
                 version,
                 limits,
             })
         }
-        (Some(_), None) => return Err("the checker's language is not known here".into()),
+        (Some((role, _)), None) => {
+            return Err(format!("the {}'s language is not known here", role.name()));
+        }
         (None, _) => None,
     };
     Ok(PreparedJob {
         stop_on_first_failure: spec.stop_on_first_failure,
-        checker,
+        judge,
         job_id: job_id.to_string(),
         language: language.clone(),
         version: version.to_string(),
@@ -285,6 +316,30 @@ impl Steps<'_> {
         step: String,
         input: Option<tokio::sync::mpsc::Receiver<Input>>,
     ) -> Result<Option<TaskOutput>, SandboxError> {
+        self.run_observed(
+            self.observer,
+            language,
+            step_limits,
+            task,
+            phase,
+            step,
+            input,
+        )
+        .await
+    }
+
+    /// [`Steps::run`], heard by `observer`.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_observed(
+        &self,
+        observer: &dyn RunObserver,
+        language: &Language,
+        step_limits: &StepLimits,
+        task: Task,
+        phase: Phase,
+        step: String,
+        input: Option<tokio::sync::mpsc::Receiver<Input>>,
+    ) -> Result<Option<TaskOutput>, SandboxError> {
         let request = TaskRequest {
             job_id: self.job_id,
             image: &language.image,
@@ -297,7 +352,7 @@ impl Steps<'_> {
         Ok(
             match self
                 .sandbox
-                .run_task(request, self.pool, self.cancel, self.observer)
+                .run_task(request, self.pool, self.cancel, observer)
                 .await?
             {
                 TaskOutcome::Cancelled => None,
@@ -385,12 +440,57 @@ impl Steps<'_> {
     }
 }
 
-/// The checker compiled (or its source, for an interpreted language),
-/// ready to judge runs.
-struct Checker<'a> {
+/// The checker or interactor compiled (or its source, for an interpreted
+/// language), ready to judge runs.
+struct Judge<'a> {
     program: &'a PreparedProgram,
     files: Vec<FileSpec>,
     argv: Vec<Vec<u8>>,
+}
+
+impl Judge<'_> {
+    /// Its task for one case: its files, and the case's input, the
+    /// solution's `output` (a checker's; an interactor's is a file of its
+    /// own to write) and the answer as [`CHECKER_FILES`].
+    fn task(
+        &self,
+        step: &StepLimits,
+        case: &PreparedCase,
+        output: Option<&[u8]>,
+        uid: u32,
+    ) -> Task {
+        let mut files = self.files.clone();
+        let (output, output_mode) = match output {
+            Some(output) => (output.to_vec(), 0o444),
+            None => (Vec::new(), 0o644),
+        };
+        for (name, content, mode) in [
+            (CHECKER_FILES[0], case.stdin.clone(), 0o444),
+            (CHECKER_FILES[1], output, output_mode),
+            (
+                CHECKER_FILES[2],
+                case.expected.clone().unwrap_or_default(),
+                0o444,
+            ),
+        ] {
+            files.push(FileSpec {
+                name: name.to_string(),
+                mode,
+                content,
+            });
+        }
+        Task {
+            nonce: [0; 16], // set per container by the sandbox
+            wall_ms: step.wall_ms,
+            cpu_ms: step.cpu_ms,
+            output_bytes: step.output_bytes,
+            env: self.program.language.environment(),
+            files,
+            argv: self.argv.clone(),
+            uid: Some(uid),
+            ..Task::default()
+        }
+    }
 }
 
 /// Compiles (if needed) and runs every case; `observer` hears each
@@ -483,10 +583,10 @@ pub async fn execute(
         run_files = compilation.output.files;
     }
 
-    // The checker, compiled once for every case.
-    let checker = match &job.checker {
+    // The checker or interactor, compiled once for every case.
+    let judge_program = match &job.judge {
         None => None,
-        Some(program) => match prepare_checker(&steps, program).await? {
+        Some(program) => match prepare_judge(&steps, program).await? {
             None => return Ok(Execution::Cancelled),
             Some(Err(message)) => {
                 return Ok(Execution::Finished(finish(
@@ -496,9 +596,12 @@ pub async fn execute(
                     Some(message),
                 )));
             }
-            Some(Ok(checker)) => Some(checker),
+            Some(Ok(judge)) => Some(judge),
         },
     };
+    let interactor = judge_program
+        .as_ref()
+        .filter(|j| j.program.role == Role::Interactor);
 
     let mut argv: Vec<Vec<u8>> = language
         .expand(&language.run, &names)
@@ -539,41 +642,57 @@ pub async fn execute(
             env: env.clone(),
             files: run_files.clone(),
             argv: argv.clone(),
-            stdin: case.stdin.clone(),
+            // With an interactor, the case's input is the interactor's.
+            stdin: if interactor.is_some() {
+                Vec::new()
+            } else {
+                case.stdin.clone()
+            },
             uid: Some(settings.uid),
             stack_bytes: job.stack_bytes,
             file_size_bytes: job.file_size_bytes,
             stderr_to_stdout: job.stderr_to_stdout,
-            interactive: job.interactive.map(|idle| {
-                if idle == 0 {
-                    settings.idle_time_ms
-                } else {
-                    idle
-                }
-            }),
+            interactive: match (job.interactive, interactor) {
+                (Some(0), _) => Some(settings.idle_time_ms),
+                (Some(idle), _) => Some(idle),
+                // Talking with an interactor: no idle limit short of the
+                // wall-clock one.
+                (None, Some(_)) => Some(past(step.wall_ms)),
+                (None, None) => None,
+            },
         };
-        let run_input = if job.interactive.is_some() {
-            input.take()
+        let (output, interaction) = if let Some(interactor) = interactor {
+            let Some((output, interaction, first)) =
+                interact(&steps, interactor, language, &step, task, case, index).await?
+            else {
+                return Ok(Execution::Cancelled);
+            };
+            (output, Some((interaction, first)))
         } else {
-            None
+            let run_input = if job.interactive.is_some() {
+                input.take()
+            } else {
+                None
+            };
+            let Some(output) = steps
+                .run(
+                    language,
+                    &step,
+                    task,
+                    Phase::Running,
+                    format!("run-{index}"),
+                    run_input,
+                )
+                .await?
+            else {
+                return Ok(Execution::Cancelled);
+            };
+            (output, None)
         };
-        let Some(output) = steps
-            .run(
-                language,
-                &step,
-                task,
-                Phase::Running,
-                format!("run-{index}"),
-                run_input,
-            )
-            .await?
-        else {
-            return Ok(Execution::Cancelled);
-        };
-        let judged_by_checker = checker.is_some();
-        let (mut verdict, time_limit, mut message) = judge(
+        let judged = judge_program.is_some();
+        let (mut verdict, mut time_limit, mut message) = judge(
             &output,
-            case.expected.as_deref().filter(|_| !judged_by_checker),
+            case.expected.as_deref().filter(|_| !judged),
             &case.compare,
         );
         if verdict == Verdict::InternalError {
@@ -599,7 +718,32 @@ pub async fn execute(
             0.0
         };
         let mut checker_figures = None;
-        if let (Some(checker), Verdict::Accepted) = (&checker, verdict) {
+        let mut interactor_figures = None;
+        if let Some((interaction, interactor_first)) = &interaction {
+            interactor_figures = Some(figures(interaction, job.base64));
+            let (said, points, words) = checker_verdict(interaction, case.points, Role::Interactor);
+            // What ended the exchange decides: an interactor that ended
+            // first with a wrong answer (or failed) stands; else the
+            // solution's own failure (a crash, a limit: a deadlock ends at
+            // the solution's wall-clock limit, the interactor's being
+            // longer); else the interactor's verdict.
+            let interactor_ended_it = *interactor_first
+                && matches!(
+                    said,
+                    Verdict::WrongAnswer | Verdict::PresentationError | Verdict::InternalError
+                );
+            if verdict == Verdict::Accepted || interactor_ended_it {
+                verdict = said;
+                time_limit = None;
+                score = points;
+                message = Some(words);
+                if verdict == Verdict::InternalError {
+                    skip_all = Some(format!(
+                        "not run: the interactor failed on test case {index}"
+                    ));
+                }
+            }
+        } else if let (Some(checker), Verdict::Accepted) = (&judge_program, verdict) {
             let Some(checked) = check(&steps, checker, case, &output.stdout, index).await? else {
                 return Ok(Execution::Cancelled);
             };
@@ -626,6 +770,7 @@ pub async fn execute(
             score,
             group: case.group.clone(),
             checker: checker_figures,
+            interactor: interactor_figures,
             figures: figures(&output, job.base64),
         });
     }
@@ -709,12 +854,13 @@ fn scores(cases: &[CaseResult]) -> (f64, f64, Vec<GroupResult>) {
     (score, max_score, groups)
 }
 
-/// Compiles the checker where its language needs it; `None` when
-/// cancelled, `Err` with the job's message when it cannot be used.
-async fn prepare_checker<'a>(
+/// Compiles the checker or interactor where its language needs it; `None`
+/// when cancelled, `Err` with the job's message when it cannot be used.
+async fn prepare_judge<'a>(
     steps: &Steps<'_>,
     program: &'a PreparedProgram,
-) -> Result<Option<Result<Checker<'a>, String>>, SandboxError> {
+) -> Result<Option<Result<Judge<'a>, String>>, SandboxError> {
+    let role = program.role.name();
     let language = &program.language;
     let names: Vec<String> = program.files.iter().map(|f| f.name.clone()).collect();
     let mut files = program.files.clone();
@@ -726,7 +872,7 @@ async fn prepare_checker<'a>(
                 &[],
                 &program.limits,
                 Phase::Checking,
-                "checker-compile",
+                &format!("{role}-compile"),
             )
             .await?
         else {
@@ -737,7 +883,7 @@ async fn prepare_checker<'a>(
             let mut words = String::from_utf8_lossy(&output.stdout).into_owned();
             words.push_str(&String::from_utf8_lossy(&output.stderr));
             return Ok(Some(Err(format!(
-                "the checker did not compile: {why}: {}",
+                "the {role} did not compile: {why}: {}",
                 shorten(words.trim(), CHECKER_WORDS)
             ))));
         }
@@ -748,7 +894,7 @@ async fn prepare_checker<'a>(
         .any(|f| CHECKER_FILES.contains(&f.name.as_str()))
     {
         return Ok(Some(Err(format!(
-            "the checker may not have a file named {}",
+            "the {role} may not have a file named {}",
             CHECKER_FILES.join(", ")
         ))));
     }
@@ -758,7 +904,7 @@ async fn prepare_checker<'a>(
         .map(String::into_bytes)
         .collect();
     argv.extend(CHECKER_FILES.iter().map(|f| f.as_bytes().to_vec()));
-    Ok(Some(Ok(Checker {
+    Ok(Some(Ok(Judge {
         program,
         files,
         argv,
@@ -780,36 +926,14 @@ struct Checked {
 /// when cancelled.
 async fn check(
     steps: &Steps<'_>,
-    checker: &Checker<'_>,
+    checker: &Judge<'_>,
     case: &PreparedCase,
     output: &[u8],
     index: usize,
 ) -> Result<Option<Checked>, SandboxError> {
     let program = checker.program;
     let step = program.limits.run();
-    let mut files = checker.files.clone();
-    let answer = case.expected.clone().unwrap_or_default();
-    for (name, content) in CHECKER_FILES
-        .iter()
-        .zip([case.stdin.clone(), output.to_vec(), answer])
-    {
-        files.push(FileSpec {
-            name: name.to_string(),
-            mode: 0o444,
-            content,
-        });
-    }
-    let task = Task {
-        nonce: [0; 16], // set per container by the sandbox
-        wall_ms: step.wall_ms,
-        cpu_ms: step.cpu_ms,
-        output_bytes: step.output_bytes,
-        env: program.language.environment(),
-        files,
-        argv: checker.argv.clone(),
-        uid: Some(steps.settings.uid),
-        ..Task::default()
-    };
+    let task = checker.task(&step, case, Some(output), steps.settings.uid);
     let Some(output) = steps
         .run(
             &program.language,
@@ -823,7 +947,7 @@ async fn check(
     else {
         return Ok(None);
     };
-    let (verdict, score, message) = checker_verdict(&output, case.points);
+    let (verdict, score, message) = checker_verdict(&output, case.points, Role::Checker);
     Ok(Some(Checked {
         output,
         verdict,
@@ -832,14 +956,165 @@ async fn check(
     }))
 }
 
-/// The verdict, score and message of a checker's run, in testlib's
+/// Passes a run's phases on (when `inner` is given) and sends its stdout,
+/// as it comes, to the other program of an interaction.
+struct Relay<'a> {
+    inner: Option<&'a dyn RunObserver>,
+    to: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+}
+
+impl RunObserver for Relay<'_> {
+    fn phase(&self, phase: Phase, container_id: &str) {
+        if let Some(inner) = self.inner {
+            inner.phase(phase, container_id);
+        }
+    }
+
+    fn output(&self, stderr: bool, bytes: &[u8]) {
+        if !stderr {
+            // Unbounded here, bounded by the sender's output cap (the
+            // monitor stops a program at it).
+            let _ = self.to.send(bytes.to_vec());
+        }
+        if let Some(inner) = self.inner {
+            inner.output(stderr, bytes);
+        }
+    }
+}
+
+/// Feeds what one program of an interaction wrote to the other's stdin, in
+/// order, then closes it; with `kill`, kills it once `kill` says to (its
+/// partner judged the exchange a failure and it need not run on).
+async fn relay(
+    mut from: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    to: tokio::sync::mpsc::Sender<Input>,
+    kill: Option<tokio::sync::oneshot::Receiver<bool>>,
+) {
+    while let Some(bytes) = from.recv().await {
+        // Once the reader is gone, what it did not read is dropped.
+        let _ = to.send(Input::Data(bytes)).await;
+    }
+    let _ = to.send(Input::Close).await;
+    if let Some(kill) = kill
+        && kill.await == Ok(true)
+    {
+        let _ = to.send(Input::Signal(SIGKILL)).await;
+    }
+}
+
+/// SIGKILL's number (one of the signals the monitor takes from input).
+const SIGKILL: i32 = 9;
+
+/// Runs one case as an interaction: the solution (`task`) and the
+/// interactor each in its own container at once, each one's stdout relayed
+/// to the other's stdin. The interactor gets the case's input and answer as
+/// files. `None` when cancelled; else the solution's run, the
+/// interactor's, and whether the interactor ended first.
+async fn interact(
+    steps: &Steps<'_>,
+    interactor: &Judge<'_>,
+    language: &Language,
+    step: &StepLimits,
+    task: Task,
+    case: &PreparedCase,
+    index: usize,
+) -> Result<Option<(TaskOutput, TaskOutput, bool)>, SandboxError> {
+    let program = interactor.program;
+    let solution_ended = std::sync::atomic::AtomicBool::new(false);
+    // The interactor outlives the solution, so that a solution that hangs
+    // is the one stopped by its limit.
+    let mut interactor_step = program.limits.run();
+    interactor_step.wall_ms = interactor_step
+        .wall_ms
+        .max(step.wall_ms + INTERACTOR_MARGIN_MS);
+    let interactor_task = Task {
+        interactive: Some(past(interactor_step.wall_ms)),
+        ..interactor.task(&interactor_step, case, None, steps.settings.uid)
+    };
+    let (solution_out, solution_said) = tokio::sync::mpsc::unbounded_channel();
+    let (interactor_out, interactor_said) = tokio::sync::mpsc::unbounded_channel();
+    let (solution_in, solution_reads) = tokio::sync::mpsc::channel(RELAY_DEPTH);
+    let (interactor_in, interactor_reads) = tokio::sync::mpsc::channel(RELAY_DEPTH);
+    let (judged, kill_solution) = tokio::sync::oneshot::channel();
+
+    let solution_side = async {
+        let observer = Relay {
+            inner: Some(steps.observer),
+            to: solution_out,
+        };
+        let run = steps
+            .run_observed(
+                &observer,
+                language,
+                step,
+                task,
+                Phase::Running,
+                format!("run-{index}"),
+                Some(solution_reads),
+            )
+            .await;
+        solution_ended.store(true, std::sync::atomic::Ordering::SeqCst);
+        run
+    };
+    let interactor_side = async {
+        let observer = Relay {
+            inner: None,
+            to: interactor_out,
+        };
+        let run = steps
+            .run_observed(
+                &observer,
+                &program.language,
+                &interactor_step,
+                interactor_task,
+                Phase::Checking,
+                format!("interact-{index}"),
+                Some(interactor_reads),
+            )
+            .await;
+        drop(observer);
+        let first = !solution_ended.load(std::sync::atomic::Ordering::SeqCst);
+        // It ended: a failed exchange need not wait for the solution.
+        let failed = match &run {
+            Ok(Some(output)) => report_of(output).exit_code != Some(0),
+            _ => true,
+        };
+        let _ = judged.send(failed);
+        run.map(|run| run.map(|output| (output, first)))
+    };
+    let (solution, interaction, (), ()) = tokio::join!(
+        solution_side,
+        interactor_side,
+        relay(solution_said, interactor_in, None),
+        relay(interactor_said, solution_in, Some(kill_solution)),
+    );
+    match (solution?, interaction?) {
+        (Some(solution), Some((interaction, first))) => Ok(Some((solution, interaction, first))),
+        _ => Ok(None),
+    }
+}
+
+/// An idle limit that never comes before the wall-clock limit `wall_ms`.
+fn past(wall_ms: u64) -> u64 {
+    wall_ms.saturating_mul(2).saturating_add(1000)
+}
+
+/// How much longer than the solution an interactor may run.
+const INTERACTOR_MARGIN_MS: u64 = 1000;
+/// Chunks waiting for a program of an interaction to read them, past
+/// which the relay waits (the monitor holds more inside).
+const RELAY_DEPTH: usize = 64;
+
+/// The verdict, score and message of a checker's (or an interactor's) run,
+/// in testlib's
 /// convention: exit 0 accepted, 1 wrong answer, 2 presentation error (4,
 /// testlib's "dirt", too), 8 (an output that ended early) wrong answer, 7
 /// partial points (`points <value>` on stderr, as testlib's `quitp`
 /// writes, else the first word of stdout; from 0 to the case's points).
 /// Anything else (3, testlib's FAIL, a crash, a limit) is a failure of the
 /// checker: `internal_error`, never a verdict on the solution.
-fn checker_verdict(output: &TaskOutput, points: f64) -> (Verdict, f64, String) {
+fn checker_verdict(output: &TaskOutput, points: f64, role: Role) -> (Verdict, f64, String) {
+    let role = role.name();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let words = if stderr.trim().is_empty() {
@@ -858,7 +1133,7 @@ fn checker_verdict(output: &TaskOutput, points: f64) -> (Verdict, f64, String) {
         (
             Verdict::InternalError,
             0.0,
-            format!("the checker failed: {why}"),
+            format!("the {role} failed: {why}"),
         )
     };
     let (verdict, _, message) = judge(output, None, &Compare::default());
@@ -872,7 +1147,11 @@ fn checker_verdict(output: &TaskOutput, points: f64) -> (Verdict, f64, String) {
         _ => return failed(message.unwrap_or_else(|| "it did not finish".into())),
     };
     match code {
-        0 => (Verdict::Accepted, points, said("the checker accepted it")),
+        0 => (
+            Verdict::Accepted,
+            points,
+            said(&format!("the {role} accepted it")),
+        ),
         1 | 8 => (Verdict::WrongAnswer, 0.0, said("wrong answer")),
         2 | 4 => (Verdict::PresentationError, 0.0, said("presentation error")),
         7 => {
@@ -1326,6 +1605,10 @@ mod tests {
         );
     }
 
+    fn checker_verdict_of(output: &TaskOutput, points: f64) -> (Verdict, f64, String) {
+        checker_verdict(output, points, Role::Checker)
+    }
+
     fn checker_run(code: i32, stdout: &str, stderr: &str) -> TaskOutput {
         let mut run = output(exited(code));
         run.stdout = stdout.as_bytes().to_vec();
@@ -1335,30 +1618,31 @@ mod tests {
 
     #[test]
     fn a_checkers_exit_status_is_read_as_testlib_writes_it() {
-        let (verdict, score, message) = checker_verdict(&checker_run(0, "", "ok 3 numbers"), 2.0);
+        let (verdict, score, message) =
+            checker_verdict_of(&checker_run(0, "", "ok 3 numbers"), 2.0);
         assert_eq!((verdict, score), (Verdict::Accepted, 2.0));
         assert!(message.contains("ok 3 numbers"), "{message}");
         let (verdict, score, message) =
-            checker_verdict(&checker_run(1, "", "wrong answer 1st numbers differ"), 2.0);
+            checker_verdict_of(&checker_run(1, "", "wrong answer 1st numbers differ"), 2.0);
         assert_eq!((verdict, score), (Verdict::WrongAnswer, 0.0));
         assert!(message.contains("1st numbers differ"), "{message}");
         for code in [2, 4] {
             assert_eq!(
-                checker_verdict(&checker_run(code, "", ""), 1.0).0,
+                checker_verdict_of(&checker_run(code, "", ""), 1.0).0,
                 Verdict::PresentationError
             );
         }
         assert_eq!(
-            checker_verdict(&checker_run(8, "", "unexpected eof"), 1.0).0,
+            checker_verdict_of(&checker_run(8, "", "unexpected eof"), 1.0).0,
             Verdict::WrongAnswer
         );
         // Partial points: testlib's `points <value>` on stderr, or stdout.
-        let (verdict, score, _) = checker_verdict(&checker_run(7, "", "points 0.25 close"), 1.0);
+        let (verdict, score, _) = checker_verdict_of(&checker_run(7, "", "points 0.25 close"), 1.0);
         assert_eq!((verdict, score), (Verdict::Accepted, 0.25));
-        let (verdict, score, _) = checker_verdict(&checker_run(7, "1.5\n", ""), 3.0);
+        let (verdict, score, _) = checker_verdict_of(&checker_run(7, "1.5\n", ""), 3.0);
         assert_eq!((verdict, score), (Verdict::Accepted, 1.5));
         assert_eq!(
-            checker_verdict(&checker_run(7, "0", ""), 1.0).0,
+            checker_verdict_of(&checker_run(7, "0", ""), 1.0).0,
             Verdict::WrongAnswer
         );
     }
@@ -1371,7 +1655,7 @@ mod tests {
             checker_run(7, "5", ""),
             checker_run(42, "", ""),
         ] {
-            let (verdict, _, message) = checker_verdict(&run, 1.0);
+            let (verdict, _, message) = checker_verdict_of(&run, 1.0);
             assert_eq!(verdict, Verdict::InternalError, "{message}");
             assert!(message.starts_with("the checker failed: "), "{message}");
         }
@@ -1381,7 +1665,7 @@ mod tests {
             ..Report::default()
         });
         looping.stdout.clear();
-        let (verdict, _, message) = checker_verdict(&looping, 1.0);
+        let (verdict, _, message) = checker_verdict_of(&looping, 1.0);
         assert_eq!(verdict, Verdict::InternalError);
         assert_eq!(
             message,
@@ -1392,7 +1676,7 @@ mod tests {
             ..Report::default()
         });
         assert_eq!(
-            checker_verdict(&killed, 1.0).2,
+            checker_verdict_of(&killed, 1.0).2,
             "the checker failed: killed by SIGSEGV"
         );
     }

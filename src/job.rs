@@ -43,8 +43,9 @@ pub struct TestCase {
 
 /// A program the problem's author gives to judge a job: a checker (it
 /// reads the test's input, the solution's output and the expected answer,
-/// and decides, in testlib's convention). It has its own language, code
-/// and limits, and runs in its own containers, never the solution's.
+/// and decides, in testlib's convention) or an interactor (it talks with
+/// the solution, then decides). It has its own language, code and limits,
+/// and runs in its own containers, never the solution's.
 #[derive(utoipa::ToSchema, Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct JudgeProgram {
     /// Language id or alias.
@@ -104,6 +105,9 @@ pub struct JobSpec {
     /// Judges each run's output instead of comparing it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checker: Option<JudgeProgram>,
+    /// Talks with each run over its stdin and stdout, and judges it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interactor: Option<JudgeProgram>,
     /// Inputs (code, files, stdin, expected output) are base64, and outputs
     /// are returned base64 (exact bytes).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -290,6 +294,10 @@ pub struct CaseResult {
     /// message), apart from the solution's figures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checker: Option<RunFigures>,
+    /// The interactor's own run on this case (its stdout is what it sent
+    /// the solution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interactor: Option<RunFigures>,
     #[serde(flatten)]
     pub figures: RunFigures,
 }
@@ -420,7 +428,8 @@ pub enum Phase {
     Compiling,
     /// The program is running.
     Running,
-    /// The job's checker is being compiled, or is judging a run's output.
+    /// The job's checker (or interactor) is being compiled, or is judging
+    /// a run's output.
     Checking,
     /// A run ended; its figures are being read and its container removed.
     Collecting,

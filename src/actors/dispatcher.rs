@@ -361,6 +361,35 @@ impl Actor for Dispatcher {
     }
 }
 
+/// A judging program's language, its version here and its limits, or why
+/// the job cannot start.
+fn resolve_program(
+    services: &WorkerServices,
+    program: &crate::job::JudgeProgram,
+) -> Result<crate::execute::ResolvedProgram, JobOutcome> {
+    let Some(language) = services.languages.find(&program.language).cloned() else {
+        return Err(JobOutcome::Failed {
+            reason: format!(
+                "unknown language {:?} for the job's judge",
+                program.language
+            ),
+            retryable: false,
+        });
+    };
+    let Some(version) = services.images.version(&language.id) else {
+        return Err(JobOutcome::NotReady(format!(
+            "the image of {} (the job's checker or interactor) is not on this worker's engine yet",
+            language.id
+        )));
+    };
+    let limits = program.limits.unwrap_or_default().resolve(
+        &services.default_limits,
+        &language.limits,
+        &services.max_limits,
+    );
+    Ok((language, version, limits))
+}
+
 async fn start_job(
     myself: &ActorRef<DispatcherMsg>,
     state: &mut DispatcherState,
@@ -394,33 +423,19 @@ async fn start_job(
         )));
         return;
     };
-    // The checker's language, version and limits, resolved as the job's.
-    let checker = match &spec.checker {
+    // The checker's or interactor's language, version and limits, resolved
+    // as the job's.
+    let judge = match spec.checker.as_ref().or(spec.interactor.as_ref()) {
         None => None,
-        Some(program) => {
-            let Some(checker_language) = services.languages.find(&program.language).cloned() else {
-                let _ = reply.send(JobOutcome::Failed {
-                    reason: format!("unknown checker language {:?}", program.language),
-                    retryable: false,
-                });
+        Some(program) => match resolve_program(services, program) {
+            Ok(resolved) => Some(resolved),
+            Err(outcome) => {
+                let _ = reply.send(outcome);
                 return;
-            };
-            let Some(checker_version) = services.images.version(&checker_language.id) else {
-                let _ = reply.send(JobOutcome::NotReady(format!(
-                    "the image of {} (the checker's language) is not on this worker's engine yet",
-                    checker_language.id
-                )));
-                return;
-            };
-            let checker_limits = program.limits.unwrap_or_default().resolve(
-                &services.default_limits,
-                &checker_language.limits,
-                &services.max_limits,
-            );
-            Some((checker_language, checker_version, checker_limits))
-        }
+            }
+        },
     };
-    let prepared = match prepare(&job.id, &spec, &language, &version, limits, checker) {
+    let prepared = match prepare(&job.id, &spec, &language, &version, limits, judge) {
         Ok(prepared) => prepared,
         Err(reason) => {
             let _ = reply.send(JobOutcome::Failed {

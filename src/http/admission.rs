@@ -177,7 +177,13 @@ pub async fn queue_jobs(
                 .checker
                 .as_ref()
                 .map(|c| (field("checker.language"), c.language.clone()));
-            std::iter::once((field("language"), spec.language.clone())).chain(checker)
+            let interactor = spec
+                .interactor
+                .as_ref()
+                .map(|c| (field("interactor.language"), c.language.clone()));
+            std::iter::once((field("language"), spec.language.clone()))
+                .chain(checker)
+                .chain(interactor)
         }),
     )
     .await?;

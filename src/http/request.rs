@@ -90,13 +90,22 @@ pub struct JobRequest {
     /// wrong answer, 2 presentation error, 7 partial points, anything else
     /// a failure of the checker). C++ checkers may `#include "testlib.h"`.
     #[serde(default)]
-    pub checker: Option<CheckerRequest>,
+    pub checker: Option<ProgramRequest>,
+    /// An interactor: a program that talks with the solution, each in its
+    /// own container, the solution's stdout relayed to its stdin and its
+    /// stdout to the solution's stdin, in order. It runs as `interactor
+    /// input.txt output.txt answer.txt` (testlib's `registerInteraction`:
+    /// the case's `stdin` is its input, not the solution's) and its exit
+    /// status judges the case as a checker's does. Not with `checker` nor
+    /// `interactive`.
+    #[serde(default)]
+    pub interactor: Option<ProgramRequest>,
 }
 
-/// `checker` as a client sends it.
+/// `checker` or `interactor` as a client sends it.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CheckerRequest {
+pub struct ProgramRequest {
     /// A language id or alias (see `GET /v1/languages`).
     pub language: String,
     /// Its source (base64 when the job's `base64` is set).
@@ -359,16 +368,18 @@ pub fn check(
         .with_field(field(name))
     };
 
-    let Some(language) = rules.languages.find(&request.language) else {
-        return Err(bad(
-            "language",
-            format!(
-                "unknown language {:?}; available: {}",
-                request.language,
-                rules.languages.ids().join(", ")
-            ),
-        ));
+    let find_language = |name: &str, language: &str| {
+        rules.languages.find(language).ok_or_else(|| {
+            bad(
+                name,
+                format!(
+                    "unknown language {language:?}; available: {}",
+                    rules.languages.ids().join(", ")
+                ),
+            )
+        })
     };
+    let language = find_language("language", &request.language)?;
     if let Some(version) = &request.version {
         let mut known = vec![language.version.clone()];
         known.extend(
@@ -537,47 +548,49 @@ pub fn check(
         }
     }
 
-    let checker = match request.checker {
-        None => None,
-        Some(checker) => {
-            if interactive {
-                return Err(bad(
-                    "checker",
-                    "an interactive job is not judged: it takes no checker".into(),
-                ));
-            }
-            let Some(checker_language) = rules.languages.find(&checker.language) else {
-                return Err(bad(
-                    "checker.language",
-                    format!(
-                        "unknown language {:?}; available: {}",
-                        checker.language,
-                        rules.languages.ids().join(", ")
-                    ),
-                ));
-            };
-            let len = decoded_len("checker.code", &checker.code)?;
-            if len == 0 {
-                return Err(bad("checker.code", "checker.code must not be empty".into()));
-            }
-            if len > rules.max_code_bytes {
-                return Err(too_large("checker.code", len, rules.max_code_bytes));
-            }
-            let checker_bad = |name: &str, message: String| {
-                bad(&format!("checker.{name}"), format!("checker.{message}"))
-            };
-            let limits = check_limits(
-                checker.limits.unwrap_or_default(),
-                rules.max_limits,
-                &checker_bad,
-            )?;
-            Some(JudgeProgram {
-                language: checker_language.id.clone(),
-                code: checker.code,
-                limits,
-            })
+    if request.checker.is_some() && request.interactor.is_some() {
+        return Err(bad(
+            "checker",
+            "give a checker or an interactor, not both (the interactor judges)".into(),
+        ));
+    }
+    let program = |role: &str, program: Option<ProgramRequest>| -> Result<_, ApiError> {
+        let Some(program) = program else {
+            return Ok(None);
+        };
+        if interactive {
+            return Err(bad(
+                role,
+                format!("an interactive job is not judged: it takes no {role}"),
+            ));
         }
+        let named = |name: &str| format!("{role}.{name}");
+        let language = find_language(&named("language"), &program.language)?;
+        let len = decoded_len(&named("code"), &program.code)?;
+        if len == 0 {
+            return Err(bad(
+                &named("code"),
+                format!("{role}.code must not be empty"),
+            ));
+        }
+        if len > rules.max_code_bytes {
+            return Err(too_large(&named("code"), len, rules.max_code_bytes));
+        }
+        let program_bad =
+            |name: &str, message: String| bad(&named(name), format!("{role}.{message}"));
+        let limits = check_limits(
+            program.limits.unwrap_or_default(),
+            rules.max_limits,
+            &program_bad,
+        )?;
+        Ok(Some(JudgeProgram {
+            language: language.id.clone(),
+            code: program.code,
+            limits,
+        }))
     };
+    let checker = program("checker", request.checker)?;
+    let interactor = program("interactor", request.interactor)?;
 
     let args = request.args.unwrap_or_default();
     if args.len() > MAX_ARGS {
@@ -650,6 +663,7 @@ pub fn check(
                 .collect(),
             stop_on_first_failure: request.stop_on_first_failure.unwrap_or(false),
             checker,
+            interactor,
             base64,
             callback_url: request.callback_url,
             submitted_at_ms: now_ms(),

@@ -531,3 +531,190 @@ async fn bad_checkers_and_scores_are_refused_naming_the_field() {
     }
     service.stop().await;
 }
+
+/// Guess the number (1 to 10^6) in at most 20 guesses: the interactor
+/// answers each guess with `<`, `>` or `=`.
+const GUESS_INTERACTOR: &str = r#"import sys
+secret = int(open(sys.argv[1]).read())
+for guess_count in range(1, 21):
+    line = sys.stdin.readline()
+    if not line:
+        print("wrong answer: the solution stopped guessing", file=sys.stderr)
+        sys.exit(1)
+    guess = int(line)
+    if guess == secret:
+        print("=", flush=True)
+        print(f"ok guessed {secret} in {guess_count} guesses", file=sys.stderr)
+        sys.exit(0)
+    print("<" if secret < guess else ">", flush=True)
+print("wrong answer: more than 20 guesses", file=sys.stderr)
+sys.exit(1)
+"#;
+
+const GUESS_TESTLIB_INTERACTOR: &str = r#"#include "testlib.h"
+#include <iostream>
+
+int main(int argc, char* argv[]) {
+    registerInteraction(argc, argv);
+    int secret = inf.readInt();
+    for (int count = 1; count <= 20; count++) {
+        int guess = ouf.readInt(1, 1000000, "guess");
+        if (guess == secret) {
+            std::cout << "=" << std::endl;
+            tout << count << std::endl;
+            quitf(_ok, "guessed %d in %d guesses", secret, count);
+        }
+        std::cout << (secret < guess ? "<" : ">") << std::endl;
+    }
+    quitf(_wa, "more than 20 guesses");
+}
+"#;
+
+const BINARY_SEARCH: &str = "lo, hi = 1, 10**6\nwhile True:\n    mid = (lo + hi) // 2\n    print(mid, flush=True)\n    reply = input()\n    if reply == '=':\n        break\n    if reply == '<':\n        hi = mid - 1\n    else:\n        lo = mid + 1";
+
+#[tokio::test]
+async fn an_interactor_talks_with_the_solution_and_judges_it() {
+    let service = TestService::start().await;
+    let cases = json!([{ "stdin": "1" }, { "stdin": "424242" }, { "stdin": "1000000" }]);
+    for (language, interactor) in [
+        ("python", GUESS_INTERACTOR),
+        ("cpp", GUESS_TESTLIB_INTERACTOR),
+    ] {
+        let view = service
+            .run_v1(json!({ "language": "python", "code": BINARY_SEARCH,
+                "interactor": { "language": language, "code": interactor },
+                "test_cases": cases }))
+            .await;
+        assert_eq!(
+            case_verdicts(&view),
+            ["accepted", "accepted", "accepted"],
+            "{language}: {view}"
+        );
+        let case = &cases_of(&view)[1];
+        // Each side's figures are its own: the solution's guesses, the
+        // interactor's replies.
+        assert!(
+            case["message"]
+                .as_str()
+                .unwrap()
+                .contains("guessed 424242 in"),
+            "{language}: {view}"
+        );
+        let guesses = case["stdout"].as_str().unwrap().lines().count();
+        let replies = case["interactor"]["stdout"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .count();
+        assert_eq!(guesses, replies, "{language}: {view}");
+        assert!(guesses <= 20, "{language}: {view}");
+        assert_eq!(case["interactor"]["exit_code"], 0, "{language}: {view}");
+    }
+
+    // Guessing one by one takes too many guesses.
+    let linear = "n = 1\nwhile True:\n    print(n, flush=True)\n    if input() == '=':\n        break\n    n += 1";
+    let view = service
+        .run_v1(json!({ "language": "python", "code": linear,
+            "interactor": { "language": "python", "code": GUESS_INTERACTOR },
+            "test_cases": [{ "stdin": "3" }, { "stdin": "500" }] }))
+        .await;
+    assert_eq!(case_verdicts(&view), ["accepted", "wrong_answer"], "{view}");
+    assert!(
+        view["result"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than 20 guesses"),
+        "{view}"
+    );
+
+    // A solution that never answers, and one that stops reading: each ends
+    // at its own wall-clock limit, a clear verdict, not a hang.
+    for (name, solution) in [
+        ("silent", "import time\ntime.sleep(30)"),
+        (
+            "deaf",
+            "import time\nprint(500000, flush=True)\ntime.sleep(30)",
+        ),
+    ] {
+        let view = service
+            .run_v1(json!({ "language": "python", "code": solution,
+                "limits": { "wall_time_ms": 1500 },
+                "interactor": { "language": "python", "code": GUESS_INTERACTOR },
+                "stdin": "42" }))
+            .await;
+        let result = &view["result"];
+        assert_eq!(result["verdict"], "time_limit_exceeded", "{name}: {view}");
+        assert_eq!(result["time_limit"], "wall", "{name}: {view}");
+    }
+
+    // A solution that crashes mid-exchange is a runtime error.
+    let view = service
+        .run_v1(json!({ "language": "python", "code": "print(5, flush=True)\ninput()\nraise SystemExit(3)",
+            "interactor": { "language": "python", "code": GUESS_INTERACTOR },
+            "stdin": "42" }))
+        .await;
+    assert_eq!(view["result"]["verdict"], "runtime_error", "{view}");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_interactors_fail_the_job_never_the_solution() {
+    let service = TestService::start().await;
+    for (name, interactor, limits, says) in [
+        (
+            "floods",
+            "import sys\nwhile True:\n    sys.stdout.write('1\\n' * 4096)",
+            json!({ "output_bytes": 65536 }),
+            "the interactor failed: output passed its cap",
+        ),
+        (
+            "loops",
+            "while True:\n    pass",
+            json!({ "cpu_time_ms": 300 }),
+            "the interactor failed: CPU time limit exceeded",
+        ),
+        (
+            "fails",
+            "import sys\nprint('FAIL bad test', file=sys.stderr)\nsys.exit(3)",
+            json!({}),
+            "the interactor failed: it reported FAIL (exit 3): FAIL bad test",
+        ),
+    ] {
+        let view = service
+            .run_v1(json!({ "language": "python", "code": BINARY_SEARCH,
+                "limits": { "wall_time_ms": 5000 },
+                "interactor": { "language": "python", "code": interactor, "limits": limits },
+                "test_cases": [{ "stdin": "42" }, { "stdin": "43" }] }))
+            .await;
+        let result = &view["result"];
+        assert_eq!(result["verdict"], "internal_error", "{name}: {view}");
+        assert_eq!(result["message"], says, "{name}: {view}");
+        assert_eq!(cases_of(&view)[1]["verdict"], "skipped", "{name}: {view}");
+    }
+    // Checker and interactor together, or with an interactive job: 400.
+    for (body, field) in [
+        (
+            json!({ "language": "python", "code": "print(1)",
+                "checker": { "language": "python", "code": "x" },
+                "interactor": { "language": "python", "code": "x" } }),
+            "checker",
+        ),
+        (
+            json!({ "language": "python", "code": "print(1)", "interactive": true,
+                "interactor": { "language": "python", "code": "x" } }),
+            "interactor",
+        ),
+        (
+            json!({ "language": "python", "code": "print(1)",
+                "interactor": { "language": "intercal", "code": "x" } }),
+            "interactor.language",
+        ),
+    ] {
+        let (status, answer) = service
+            .send(reqwest::Method::POST, "/v1/jobs", Some(body.clone()))
+            .await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["field"], field, "{body}: {answer}");
+    }
+    service.stop().await;
+}

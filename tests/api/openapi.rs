@@ -77,6 +77,7 @@ async fn the_openapi_document_describes_every_route() {
         "priority",
         "idempotency_key",
         "checker",
+        "interactor",
         "stop_on_first_failure",
     ] {
         assert!(request.contains(&field), "JobRequest lacks {field}");
@@ -87,7 +88,7 @@ async fn the_openapi_document_describes_every_route() {
         .iter()
         .collect();
     assert_eq!(verdicts.len(), 11, "{verdicts:?}");
-    for schema in ["CheckerRequest", "GroupResult"] {
+    for schema in ["ProgramRequest", "GroupResult"] {
         assert!(schemas.get(schema).is_some(), "no {schema} schema");
     }
     service.stop().await;
