@@ -4,13 +4,14 @@
 //!
 //! ```text
 //! engine-cycles --image code-runner/python:latest --cycles 100 --parallel 4
+//! engine-cycles --log-driver none      # one engine setting at a time
 //! ```
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{RemoveContainerOptionsBuilder, WaitContainerOptions};
 use clap::Parser;
 use futures_util::StreamExt;
@@ -29,6 +30,11 @@ struct Args {
     cycles: u64,
     #[arg(long, default_value_t = 4)]
     parallel: u64,
+    /// The containers' log driver (`json-file`, the engine's default, or
+    /// `none`): what the engine does with a container's output besides
+    /// the attach stream.
+    #[arg(long, default_value = "json-file")]
+    log_driver: String,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -42,6 +48,10 @@ async fn cycle(docker: &Docker, args: &Args) -> anyhow::Result<Duration> {
         cmd: Some(args.command[1..].to_vec()),
         host_config: Some(HostConfig {
             network_mode: Some("none".into()),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some(args.log_driver.clone()),
+                config: None,
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -105,15 +115,17 @@ async fn main() -> anyhow::Result<()> {
             "{}",
             serde_json::json!({
                 "cycles": args.cycles, "parallel": args.parallel, "seconds": seconds,
+                "log_driver": args.log_driver,
                 "cycles_per_second": rate, "p50_ms": ms(0.5), "p90_ms": ms(0.9),
                 "max_ms": h.max() as f64 / 1000.0,
             })
         );
     } else {
         println!(
-            "{} cycles, {} at a time: {seconds:.2} s, {rate:.2} containers/s; cycle p50 {:.1} ms, p90 {:.1} ms",
+            "{} cycles, {} at a time, log driver {}: {seconds:.2} s, {rate:.2} containers/s; cycle p50 {:.1} ms, p90 {:.1} ms",
             args.cycles,
             args.parallel,
+            args.log_driver,
             ms(0.5),
             ms(0.9)
         );
