@@ -737,11 +737,6 @@ pub async fn execute(
                 time_limit = None;
                 score = points;
                 message = Some(words);
-                if verdict == Verdict::InternalError {
-                    skip_all = Some(format!(
-                        "not run: the interactor failed on test case {index}"
-                    ));
-                }
             }
         } else if let (Some(checker), Verdict::Accepted) = (&judge_program, verdict) {
             let Some(checked) = check(&steps, checker, case, &output.stdout, index).await? else {
@@ -751,9 +746,13 @@ pub async fn execute(
             verdict = checked.verdict;
             score = checked.score;
             message = checked.message;
-            if verdict == Verdict::InternalError {
-                skip_all = Some(format!("not run: the checker failed on test case {index}"));
-            }
+        }
+        // Only a judging program fails a case past this point.
+        if let (Some(program), Verdict::InternalError) = (&judge_program, verdict) {
+            skip_all = Some(format!(
+                "not run: the {} failed on test case {index}",
+                program.program.role.name()
+            ));
         }
         if verdict != Verdict::Accepted && job.stop_on_first_failure && skip_all.is_none() {
             let why = format!("skipped: test case {index} failed");

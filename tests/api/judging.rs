@@ -5,6 +5,15 @@ use serde_json::{Value, json};
 
 use crate::helpers::TestService;
 
+/// `POST /v1/jobs` answers `body` with a 400 naming `field`.
+async fn assert_refused(service: &TestService, body: Value, field: &str) {
+    let (status, answer) = service
+        .send(reqwest::Method::POST, "/v1/jobs", Some(body.clone()))
+        .await;
+    assert_eq!(status, 400, "{body}: {answer}");
+    assert_eq!(answer["field"], field, "{body}: {answer}");
+}
+
 fn case_verdicts(view: &Value) -> Vec<String> {
     view["result"]["test_cases"]
         .as_array()
@@ -523,11 +532,7 @@ async fn bad_checkers_and_scores_are_refused_naming_the_field() {
             "stop_on_first_failure",
         ),
     ] {
-        let (status, answer) = service
-            .send(reqwest::Method::POST, "/v1/jobs", Some(body.clone()))
-            .await;
-        assert_eq!(status, 400, "{body}: {answer}");
-        assert_eq!(answer["field"], field, "{body}: {answer}");
+        assert_refused(&service, body, field).await;
     }
     service.stop().await;
 }
@@ -710,11 +715,7 @@ async fn hostile_interactors_fail_the_job_never_the_solution() {
             "interactor.language",
         ),
     ] {
-        let (status, answer) = service
-            .send(reqwest::Method::POST, "/v1/jobs", Some(body.clone()))
-            .await;
-        assert_eq!(status, 400, "{body}: {answer}");
-        assert_eq!(answer["field"], field, "{body}: {answer}");
+        assert_refused(&service, body, field).await;
     }
     service.stop().await;
 }
