@@ -1,7 +1,8 @@
 # The two commands a new user needs (see README.md):
-#   make run    install what is missing, start the Docker engine, build the
-#               core languages' runner images (the others build in the
-#               background), then run the service (API + workers) on :3000
+#   make run    install what is missing, start the Docker engine, start the
+#               runner images' build in the background (core languages
+#               first), build the service beside it, then run it (API +
+#               workers) on :3000, serving each language once its image exists
 #   make test   the same set-up plus a test Redis, then the whole test suite
 #               (integration tests and the hostile-program suite, under runc)
 # Both are quick when everything is already in place.
@@ -40,7 +41,7 @@ test-gvisor: setup-test
 	scripts/check-no-containers.sh
 
 setup:
-	scripts/setup.sh --core-images
+	scripts/setup.sh --background-images
 
 setup-test:
 	scripts/setup.sh --redis

@@ -9,9 +9,13 @@
 #       /tmp/code-runner-image-builds/background.log): what `make run` does, so
 #       that on a fresh machine the service starts serving the core languages
 #       while the rest build (each is served from the moment its image exists)
+#   docker/build-images.sh --background     every stale image, in the table's
+#       order (the core languages first), in the background at low priority
+#       (nice 10; same log), returning at once: what `make run` does, so the
+#       service's own build runs beside the image builds instead of after them
 #
 # One build at a time: a build waits for one already running (a lock);
-# --core-first returns at once when one is running.
+# --core-first and --background return at once when one is running.
 #
 # The base (code-runner/base:bookworm) is a minimal Debian made once with
 # debootstrap and imported with `docker import`; it keeps apt's package lists,
@@ -233,6 +237,25 @@ print(json.dumps(versions, sort_keys=True))')"; then
     log "built $tag in $((SECONDS - started)) s: $versions"
 }
 
+if [ "${1:-}" = "--background" ]; then
+    mkdir -p "$logs"
+    exec 9>"$logs/.lock"
+    if ! flock -n 9; then
+        log "images are being built in the background already (log: $logs/background.log)"
+        exit 0
+    fi
+    stale=0
+    while read -r image; do
+        is_current "$image" || stale=$((stale + 1))
+    done < <(table | cut -f1 | awk '!seen[$0]++')
+    exec 9>&-
+    if [ "$stale" -gt 0 ]; then
+        log "$stale images build in the background (log: $logs/background.log);" \
+            "GET /v1/languages says which languages are ready"
+        setsid nohup nice -n 10 "$0" </dev/null >"$logs/background.log" 2>&1 &
+    fi
+    exit 0
+fi
 core_first=0
 if [ "${1:-}" = "--core-first" ]; then
     core_first=1

@@ -8,9 +8,11 @@
 #                               starts its own when none answers)
 #   scripts/setup.sh --gvisor   ... and gVisor (runsc) registered with the
 #                               engine as the runtime `runsc`
-#   scripts/setup.sh --core-images   only the core languages' images before it
-#                               returns, the others building in the background
-#                               (what `make run` does; the tests want them all)
+#   scripts/setup.sh --background-images   the runner images build in the
+#                               background (core languages first) and it
+#                               returns at once, so the service's own build
+#                               runs beside them (what `make run` does; the
+#                               tests want them all built first)
 #
 # Installing needs root (apt-get); everything else works as any user that
 # may use the Docker socket.
@@ -19,13 +21,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 want_redis=0
 want_gvisor=0
-core_images=0
+background_images=0
 for arg in "$@"; do
     case "$arg" in
         --redis) want_redis=1 ;;
         --gvisor) want_gvisor=1 ;;
-        --core-images) core_images=1 ;;
-        *) echo "usage: $0 [--redis] [--gvisor] [--core-images]" >&2; exit 2 ;;
+        --background-images) background_images=1 ;;
+        *) echo "usage: $0 [--redis] [--gvisor] [--background-images]" >&2; exit 2 ;;
     esac
 done
 
@@ -127,8 +129,8 @@ if [ "$want_redis" = 1 ]; then
 fi
 
 # The runner images (skipped when current).
-if [ "$core_images" = 1 ]; then
-    docker/build-images.sh --core-first
+if [ "$background_images" = 1 ]; then
+    docker/build-images.sh --background
 else
     docker/build-images.sh
 fi
