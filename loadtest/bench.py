@@ -16,7 +16,11 @@ Measures, on this machine, in this order:
   4. `POST /run` with wrk against an `api` process (no workers: jobs only
      queue), and `GET /status/{id}` / `GET /v1/jobs/{id}` with an empty
      queue and with 50,000 jobs waiting;
-  5. live runs: one `api` process and two `worker` processes (cap 25
+  5. test cases (issue 19): a C++ job of 1 and of 20 test cases, one
+     after another and 20-case jobs at the cap, with a container per case
+     (CODE_RUNNER_CASES_SHARE_CONTAINER=false, as before) and with one
+     container per job (the default);
+  6. live runs: one `api` process and two `worker` processes (cap 25
      each), 50 interactive sessions at once over WebSockets, each echoing
      100 lines (`loadtest --interactive 50 --lines 100`): each line's round
      trip, next to batch jobs run meanwhile.
@@ -132,7 +136,7 @@ def port_free(address):
         return probe.connect_ex((host, int(port))) != 0
 
 
-def service(role, pool_size, name, listen=API, admin=ADMIN, cap=CAP, wait=True):
+def service(role, pool_size, name, listen=API, admin=ADMIN, cap=CAP, wait=True, extra_env=None):
     for address in (listen, admin):
         if not port_free(address):
             raise SystemExit(f"bench: {address} is taken (a service left running?)")
@@ -150,6 +154,7 @@ def service(role, pool_size, name, listen=API, admin=ADMIN, cap=CAP, wait=True):
         "CODE_RUNNER_REQUEST_RATE_LIMIT_PER_MINUTE": "0",
         "RUST_LOG": "warn",
     })
+    env.update(extra_env or {})
     log = open(work / f"{name}.log", "w")
     process = subprocess.Popen([BIN / "code-runner", role], env=env, stdout=log, stderr=log)
     RUNNING.append(process)
@@ -222,6 +227,36 @@ def service_runs(pool_size, label):
     with urllib.request.urlopen(f"http://{ADMIN}/v1/stats") as answer:
         result["pool_stats"] = json.load(answer).get("pool")
     stop(process)
+    return result
+
+
+CASES = 20
+N_CASES_SERIAL = 4 if QUICK else 10
+N_CASES_CAP = 12 if QUICK else 40
+
+
+def cases_runs():
+    """A C++ job of 1 and of CASES test cases: each case in a container of
+    its own (as before), then every case in one container per job."""
+    result = {}
+    for share, label in (("false", "container per case"), ("true", "container per job")):
+        say(f"test cases, a {label}")
+        process = service("serve", 4, f"cases-{share}",
+                          extra_env={"CODE_RUNNER_CASES_SHARE_CONTAINER": share})
+        # Warm-up (the pool learns the C++ demand), not counted.
+        loadtest("--jobs", 8, "--concurrency", 4, "--language", "cpp", "--cases", 2)
+        one = loadtest("--jobs", N_CASES_SERIAL, "--concurrency", 1, "--language", "cpp", "--cases", 1)
+        many = loadtest("--jobs", N_CASES_SERIAL, "--concurrency", 1, "--language", "cpp", "--cases", CASES)
+        cap = loadtest("--jobs", N_CASES_CAP, "--concurrency", 4 * CAP, "--language", "cpp", "--cases", CASES)
+        result[share] = {
+            "one_case": one["end_to_end"],
+            "many_cases": many["end_to_end"],
+            "cap_jobs_per_second": cap["jobs_per_second"],
+        }
+        say(f"  1 case p50 {one['end_to_end']['p50_ms']:.0f} ms, {CASES} cases p50 "
+            f"{many['end_to_end']['p50_ms']:.0f} ms, {CASES}-case jobs at the cap "
+            f"{cap['jobs_per_second']:.2f}/s")
+        stop(process)
     return result
 
 
@@ -393,6 +428,26 @@ def write_report(f):
         "wrk, Redis and the service share the machine's cores.",
         "",
     ]
+    cases = f["cases"]
+    each, one_job = cases["false"], cases["true"]
+    lines += [
+        f"## Test cases: one container per job (issue 19)",
+        "",
+        f"A C++ job (compiled once) of 1 and of {CASES} test cases, each case reading a number and printing it "
+        f"after the job's tag (every case checked); {N_CASES_SERIAL} jobs one after another, then "
+        f"{N_CASES_CAP} {CASES}-case jobs at the cap ({CAP}), pool on. Before: each case in a container of "
+        "its own (`CODE_RUNNER_CASES_SHARE_CONTAINER=false`); after: every case in one container, the "
+        "monitor restoring it between cases (the default).",
+        "",
+        "| | a container per case | a container per job |",
+        "|---|---|---|",
+        f"| 1 case, p50 | {each['one_case']['p50_ms']:.0f} ms | {one_job['one_case']['p50_ms']:.0f} ms |",
+        f"| {CASES} cases, p50 | {each['many_cases']['p50_ms']:.0f} ms ({each['many_cases']['p50_ms'] / each['one_case']['p50_ms']:.2f}× 1 case) | "
+        f"{one_job['many_cases']['p50_ms']:.0f} ms ({one_job['many_cases']['p50_ms'] / one_job['one_case']['p50_ms']:.2f}× 1 case) |",
+        f"| {CASES}-case jobs at the cap | {each['cap_jobs_per_second']:.2f} jobs/s | {one_job['cap_jobs_per_second']:.2f} jobs/s "
+        f"({one_job['cap_jobs_per_second'] / each['cap_jobs_per_second']:.1f}×) |",
+        "",
+    ]
     live = f["interactive"]
     trip, start, batch = live["line_round_trip"], live["start"], live["batch_during"]
     lines += [
@@ -439,7 +494,16 @@ def write_report(f):
          f"{live['complete']} of {live['sessions']}; line round trip p50 {trip['p50_ms']:.1f} ms, "
          f"p99 {trip['p99_ms']:.1f} ms", live["complete"] == live["sessions"]),
     ]
-    lines += ["## Targets (issues 7 and 17)", "", "| target | measured | |", "|---|---|---|"]
+    many_ratio = one_job["many_cases"]["p50_ms"] / one_job["one_case"]["p50_ms"]
+    cap_ratio = one_job["cap_jobs_per_second"] / each["cap_jobs_per_second"]
+    targets += [
+        (f"A C++ job of {CASES} test cases takes ≤ 2× the same job with 1 case (issue 19)",
+         f"{many_ratio:.2f}×", many_ratio <= 2),
+        (f"{CASES}-case jobs per second at the cap rise ≥ 5× (issue 19)",
+         f"{cap_ratio:.1f}× ({each['cap_jobs_per_second']:.2f} → {one_job['cap_jobs_per_second']:.2f} jobs/s)",
+         cap_ratio >= 5),
+    ]
+    lines += ["## Targets (issues 7, 17 and 19)", "", "| target | measured | |", "|---|---|---|"]
     lines += [f"| {t} | {m_} | {verdict(ok)} |" for t, m_, ok in targets]
     lines += ["", "## Why", "", "<!-- notes -->", ""]
     figures["targets"] = [{"target": t, "measured": m_, "met": ok} for t, m_, ok in targets]
@@ -458,6 +522,7 @@ def main():
     try:
         figures["pool_off"] = service_runs(0, "off")
         figures["pool_on"] = service_runs(4, "on")
+        figures["cases"] = cases_runs()
         figures["api"] = api_runs()
         figures["interactive"] = interactive_runs()
     finally:

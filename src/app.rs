@@ -305,6 +305,7 @@ impl App {
                     max_result_bytes: config.max_result_bytes as usize,
                     cpuset: None,
                     idle_time_ms: config.idle_time_limit_ms,
+                    cases_share_container: config.cases_share_container,
                 },
                 interactive_grace: std::time::Duration::from_millis(config.interactive_grace_ms),
                 pinned_cpus,

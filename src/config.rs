@@ -152,6 +152,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub max_wall_time_limit_ms: u64,
 
+    /// A job's test cases run one after another in one container, restored
+    /// between cases (`false`: a fresh container for each case, as before
+    /// the monitor could restore one; the benchmark compares the two).
+    #[arg(long, env = "CODE_RUNNER_CASES_SHARE_CONTAINER", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub cases_share_container: bool,
+
     /// An interactive run stops after this long without input or output
     /// (unless the job sets its own `limits.idle_time_ms`), in milliseconds.
     #[arg(long, env = "CODE_RUNNER_IDLE_TIME_LIMIT_MS", default_value_t = 10_000,

@@ -19,8 +19,8 @@ use crate::language::Language;
 use crate::limits::{Limits, StepLimits};
 use crate::sandbox::pool::WarmPool;
 use crate::sandbox::{
-    ContainerLimits, RunObserver, Sandbox, SandboxError, TaskOutcome, TaskOutput, TaskRequest,
-    Unreported,
+    CaseSession, ContainerLimits, RunObserver, Sandbox, SandboxError, TaskOutcome, TaskOutput,
+    TaskRequest, Unreported,
 };
 
 /// Server-side settings of every run.
@@ -46,6 +46,8 @@ pub struct ExecutionSettings {
     /// An interactive run's idle limit when the job sets none, in
     /// milliseconds.
     pub idle_time_ms: u64,
+    /// A plain job's test cases share one container (see [`CaseSession`]).
+    pub cases_share_container: bool,
 }
 
 /// A job made ready to run: inputs decoded, limits resolved.
@@ -287,6 +289,7 @@ pub fn prepare(
 }
 
 /// What every step of one job's execution shares.
+#[derive(Clone, Copy)]
 struct Steps<'a> {
     sandbox: &'a Sandbox,
     pool: Option<&'a std::sync::Arc<WarmPool>>,
@@ -355,6 +358,44 @@ impl Steps<'_> {
                 .run_task(request, self.pool, self.cancel, observer)
                 .await?
             {
+                TaskOutcome::Cancelled => None,
+                TaskOutcome::Done(output) => Some(*output),
+            },
+        )
+    }
+
+    /// Holds a container for `task` to run case after case in (see
+    /// [`CaseSession`]).
+    async fn open_cases(
+        &self,
+        language: &Language,
+        step_limits: &StepLimits,
+        task: Task,
+        step: String,
+    ) -> Result<CaseSession<'_>, SandboxError> {
+        let request = TaskRequest {
+            job_id: self.job_id,
+            image: &language.image,
+            limits: container_limits(step_limits, self.settings, language),
+            task,
+            running_phase: Phase::Running,
+            step,
+            input: None,
+        };
+        self.sandbox
+            .open_cases(request, self.pool, self.observer)
+            .await
+    }
+
+    /// Runs one case in `session`; `None` when cancelled.
+    async fn run_case(
+        &self,
+        session: &mut CaseSession<'_>,
+        stdin: &[u8],
+        last: bool,
+    ) -> Result<Option<TaskOutput>, SandboxError> {
+        Ok(
+            match session.run(stdin, last, self.cancel, self.observer).await? {
                 TaskOutcome::Cancelled => None,
                 TaskOutcome::Done(output) => Some(*output),
             },
@@ -610,6 +651,14 @@ pub async fn execute(
         .collect();
     argv.extend(job.args.iter().map(|a| a.clone().into_bytes()));
     let step = limits.run();
+    // A plain job's cases run one after another in one container (opened
+    // again only if a case leaves it unfit for the next); a job with a
+    // checker or an interactor, or an interactive one, runs each case in a
+    // container of its own (its judging program runs between or beside
+    // them, in containers that need worker slots of their own).
+    let mut session: Option<CaseSession<'_>> = None;
+    let plain =
+        settings.cases_share_container && judge_program.is_none() && job.interactive.is_none();
     let mut cases: Vec<CaseResult> = Vec::with_capacity(job.cases.len());
     // Why the remaining cases (of a group, or all) are not run.
     let mut skip_all: Option<String> = None;
@@ -660,6 +709,7 @@ pub async fn execute(
                 (None, Some(_)) => Some(past(step.wall_ms)),
                 (None, None) => None,
             },
+            cases: false,
         };
         let (output, interaction) = if let Some(interactor) = interactor {
             let Some((output, interaction, first)) =
@@ -668,6 +718,20 @@ pub async fn execute(
                 return Ok(Execution::Cancelled);
             };
             (output, Some((interaction, first)))
+        } else if plain {
+            if !session.as_ref().is_some_and(CaseSession::is_open) {
+                session = Some(
+                    steps
+                        .open_cases(language, &step, task, format!("run-{index}"))
+                        .await?,
+                );
+            }
+            let open = session.as_mut().expect("opened above");
+            let last = index + 1 == job.cases.len();
+            let Some(output) = steps.run_case(open, &case.stdin, last).await? else {
+                return Ok(Execution::Cancelled);
+            };
+            (output, None)
         } else {
             let run_input = if job.interactive.is_some() {
                 input.take()
@@ -774,6 +838,9 @@ pub async fn execute(
         });
     }
 
+    if let Some(mut session) = session.take() {
+        session.close().await;
+    }
     share_output(
         &mut result.compile_output,
         &mut cases,
@@ -960,10 +1027,26 @@ async fn check(
 struct Relay<'a> {
     inner: Option<&'a dyn RunObserver>,
     to: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    /// Which side's run ended first (`SOLUTION` or `INTERACTOR`, 0 while
+    /// neither has), and which side this is: set when its run is over
+    /// (the monitor's report read), not when its container is gone.
+    ended_first: &'a std::sync::atomic::AtomicU8,
+    side: u8,
 }
+
+const SOLUTION: u8 = 1;
+const INTERACTOR: u8 = 2;
 
 impl RunObserver for Relay<'_> {
     fn phase(&self, phase: Phase, container_id: &str) {
+        if phase == Phase::Collecting {
+            let _ = self.ended_first.compare_exchange(
+                0,
+                self.side,
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+            );
+        }
         if let Some(inner) = self.inner {
             inner.phase(phase, container_id);
         }
@@ -1019,7 +1102,7 @@ async fn interact(
     index: usize,
 ) -> Result<Option<(TaskOutput, TaskOutput, bool)>, SandboxError> {
     let program = interactor.program;
-    let solution_ended = std::sync::atomic::AtomicBool::new(false);
+    let ended_first = std::sync::atomic::AtomicU8::new(0);
     // The interactor outlives the solution, so that a solution that hangs
     // is the one stopped by its limit.
     let mut interactor_step = program.limits.run();
@@ -1040,6 +1123,8 @@ async fn interact(
         let observer = Relay {
             inner: Some(steps.observer),
             to: solution_out,
+            ended_first: &ended_first,
+            side: SOLUTION,
         };
         let run = steps
             .run_observed(
@@ -1052,15 +1137,32 @@ async fn interact(
                 Some(solution_reads),
             )
             .await;
-        solution_ended.store(true, std::sync::atomic::Ordering::SeqCst);
+        // A run that ended without reaching its collection (an engine
+        // error) ends here.
+        let _ = ended_first.compare_exchange(
+            0,
+            SOLUTION,
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+        );
         run
+    };
+    // The interactor's container takes no worker slot of its own (nor a
+    // warm one): the job holds its slot through the solution's, and two
+    // slots per job could leave every job at the cap holding one and
+    // waiting for another while their solutions idle.
+    let unslotted = Steps {
+        pool: None,
+        ..*steps
     };
     let interactor_side = async {
         let observer = Relay {
             inner: None,
             to: interactor_out,
+            ended_first: &ended_first,
+            side: INTERACTOR,
         };
-        let run = steps
+        let run = unslotted
             .run_observed(
                 &observer,
                 &program.language,
@@ -1072,7 +1174,14 @@ async fn interact(
             )
             .await;
         drop(observer);
-        let first = !solution_ended.load(std::sync::atomic::Ordering::SeqCst);
+        let first = ended_first
+            .compare_exchange(
+                0,
+                INTERACTOR,
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+            )
+            .map_or_else(|side| side == INTERACTOR, |_| true);
         // It ended: a failed exchange need not wait for the solution.
         let failed = match &run {
             Ok(Some(output)) => report_of(output).exit_code != Some(0),

@@ -43,17 +43,28 @@ pub enum Expect {
     Verdicts(&'static [&'static str]),
 }
 
-/// The request body of job `n` of this kind, and what it must give.
-pub fn job(kind: &Kind, tag: &str, n: u64) -> (Value, Expect) {
-    match kind {
-        Kind::Hello(language) => {
+/// The request body of job `n` of this kind, and what it must give. With
+/// `cases`, a hello world is a job of that many test cases (case `k`'s
+/// input is `k`, its expected output the tag and `k`).
+pub fn job(kind: &Kind, tag: &str, n: u64, cases: Option<u64>) -> (Value, Expect) {
+    match (kind, cases) {
+        (Kind::Hello(language), Some(cases)) => {
+            let test_cases: Vec<Value> = (0..cases)
+                .map(|k| json!({ "stdin": format!("{k}\n"), "expected_output": format!("{tag} {k}\n") }))
+                .collect();
+            (
+                json!({ "language": language, "code": echo(language, tag), "test_cases": test_cases }),
+                Expect::Stdout(format!("{tag} {}\n", cases - 1)),
+            )
+        }
+        (Kind::Hello(language), None) => {
             let code = hello(language, tag);
             (
                 json!({ "language": language, "code": code }),
                 Expect::Stdout(format!("{tag}\n")),
             )
         }
-        Kind::Hostile => hostile(n),
+        (Kind::Hostile, _) => hostile(n),
     }
 }
 
@@ -72,6 +83,33 @@ fn hello(language: &str, tag: &str) -> String {
             "public class Main {{ public static void main(String[] a) {{ System.out.println(\"{tag}\"); }} }}\n"
         ),
         other => unreachable!("no hello world for {other}; checked by parse_mix"),
+    }
+}
+
+/// A program that prints its tag and the word it reads.
+fn echo(language: &str, tag: &str) -> String {
+    match language {
+        "python" => format!("print('{tag}', input())"),
+        "javascript" => {
+            format!("console.log('{tag} ' + require('fs').readFileSync(0, 'utf8').trim())")
+        }
+        "bash" => format!("read word; echo \"{tag} $word\""),
+        "c" => format!(
+            "#include <stdio.h>\nint main(void) {{ char w[64]; if (scanf(\"%63s\", w) != 1) return 1; printf(\"{tag} %s\\n\", w); return 0; }}\n"
+        ),
+        "cpp" => format!(
+            "#include <iostream>\n#include <string>\nint main() {{ std::string w; std::cin >> w; std::cout << \"{tag} \" << w << std::endl; }}\n"
+        ),
+        "go" => format!(
+            "package main\nimport \"fmt\"\nfunc main() {{ var w string; fmt.Scan(&w); fmt.Println(\"{tag}\", w) }}\n"
+        ),
+        "rust" => format!(
+            "fn main() {{ let mut w = String::new(); std::io::stdin().read_line(&mut w).unwrap(); println!(\"{tag} {{}}\", w.trim()); }}\n"
+        ),
+        "java" => format!(
+            "import java.util.Scanner;\npublic class Main {{ public static void main(String[] a) {{ System.out.println(\"{tag} \" + new Scanner(System.in).next()); }} }}\n"
+        ),
+        other => unreachable!("no program for {other}; checked by parse_mix"),
     }
 }
 

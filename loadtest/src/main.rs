@@ -90,6 +90,11 @@ struct Args {
     /// Lines each interactive session types.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     lines: u64,
+    /// Each hello-world job is a job of this many test cases (each reads a
+    /// number and prints it after the job's tag; every case is checked).
+    #[arg(long, conflicts_with = "poll_ms",
+          value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    cases: Option<u64>,
 }
 
 /// How one job ended, as the load test sees it.
@@ -425,7 +430,7 @@ fn plan(args: &Args, count: u64) -> anyhow::Result<Vec<(Kind, Value, Expect)>> {
     Ok((0..count)
         .map(|n| {
             let kind = picker.next();
-            let (body, expect) = jobs::job(&kind, &format!("lt{run:08x}-{n}"), n);
+            let (body, expect) = jobs::job(&kind, &format!("lt{run:08x}-{n}"), n, args.cases);
             (kind, body, expect)
         })
         .collect())

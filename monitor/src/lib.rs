@@ -16,6 +16,8 @@
 //! interactive <idle ms>\n     (optional) the command's stdin stays open and is fed
 //!                             by input frames after `go` (see below); with no
 //!                             input and no output for <idle ms> (0: never) it stops
+//! cases\n                     (optional) the command runs once per test case, each
+//!                             case sent after `go` as input frames (see below)
 //! env <NAME>=<value>\n        (repeated) the command's whole environment
 //! file <size> <mode> <name length>\n<name><size bytes>   (repeated) written to the work dir
 //! arg <len>\n<len bytes>      (repeated) the command, argv[0] first
@@ -28,6 +30,17 @@
 //! [`Input`] encoded by [`encode_input`]: bytes for the command's stdin, its
 //! end (EOF), a signal for the command's process group, or word that its
 //! client left. The end of the container's stdin is the end of the command's.
+//!
+//! **Cases** (tasks with `cases` only): after `go`, each test case is a
+//! [`Input::Case`] frame, then its stdin as data frames, then a close frame.
+//! The monitor runs the command on that input (as a batch task: stdin whole,
+//! then its end) and sends the case's output and [`Report`]; unless the case
+//! was marked the last, it first restores the container to the task's start
+//! (every process killed, `/tmp`, `/dev/shm` and `/dev/mqueue` emptied, the
+//! command's System V IPC objects removed, the work directory written
+//! afresh) and says in the report whether it could ([`Report::clean`]). The
+//! next case is read only after a clean restore; otherwise, or at the end
+//! of the container's stdin, the monitor exits.
 //!
 //! **Out** (the container's stdout, written only by the monitor): frames of
 //! `[nonce: 16 bytes][kind: u8][length: u32 big-endian][payload]`: [`FRAME_STDOUT`] and
@@ -102,6 +115,12 @@ pub struct Report {
     /// program, or not an executable), as opposed to the sandbox failing.
     #[serde(default)]
     pub exec_failed: bool,
+    /// A task with `cases`: after this case, the container was restored to
+    /// the task's start (no process, file or IPC object of the case left)
+    /// and waits for the next case. False after the last case, and when the
+    /// restore failed (the monitor then exits).
+    #[serde(default)]
+    pub clean: bool,
 }
 
 /// A file to write into the work directory.
@@ -142,6 +161,9 @@ pub struct Task {
     /// command stops after this many milliseconds without input or output
     /// (0: no idle limit).
     pub interactive: Option<u64>,
+    /// Run the command once per test case, each case's input sent after
+    /// the task ([`Input::Case`]), restoring the container between cases.
+    pub cases: bool,
 }
 
 /// Input frame kinds (interactive tasks).
@@ -149,6 +171,7 @@ pub const INPUT_DATA: u8 = b'D';
 pub const INPUT_CLOSE: u8 = b'C';
 pub const INPUT_SIGNAL: u8 = b'S';
 pub const INPUT_LEFT: u8 = b'L';
+pub const INPUT_CASE: u8 = b'K';
 /// Largest input frame payload.
 pub const MAX_INPUT_CHUNK: usize = 64 * 1024;
 
@@ -163,6 +186,10 @@ pub enum Input {
     Signal(i32),
     /// Its client left: stop it.
     ClientLeft,
+    /// A task with `cases`: the next test case begins (its stdin follows as
+    /// data frames, ended by a close frame); `last` says no case follows it,
+    /// so the container needs no restore after it.
+    Case { last: bool },
 }
 
 /// The signals a client may send (as a terminal's keys and a supervisor
@@ -187,6 +214,7 @@ pub fn encode_input(input: &Input) -> Vec<u8> {
         Input::Close => frame(&mut out, INPUT_CLOSE, &[]),
         Input::Signal(n) => frame(&mut out, INPUT_SIGNAL, &[*n as u8]),
         Input::ClientLeft => frame(&mut out, INPUT_LEFT, &[]),
+        Input::Case { last } => frame(&mut out, INPUT_CASE, &[u8::from(*last)]),
     }
     out
 }
@@ -225,6 +253,10 @@ impl InputReader {
             INPUT_DATA => Input::Data(payload),
             INPUT_CLOSE => Input::Close,
             INPUT_LEFT => Input::ClientLeft,
+            INPUT_CASE => match payload[..] {
+                [flag @ (0 | 1)] => Input::Case { last: flag == 1 },
+                _ => return Err("a bad case frame".into()),
+            },
             INPUT_SIGNAL => {
                 let n = payload.first().map_or(0, |&n| i32::from(n));
                 if payload.len() != 1 || !INPUT_SIGNALS.contains(&n) {
@@ -296,6 +328,9 @@ impl Task {
         if let Some(idle_ms) = self.interactive {
             line(&mut out, format!("interactive {idle_ms}"));
         }
+        if self.cases {
+            line(&mut out, "cases".to_string());
+        }
         for (name, value) in &self.env {
             line(&mut out, format!("env {name}={value}"));
         }
@@ -360,6 +395,7 @@ impl Task {
                 "file_size_bytes" => task.file_size_bytes = Some(number(rest)?),
                 "stderr_to_stdout" => task.stderr_to_stdout = true,
                 "interactive" => task.interactive = Some(number(rest)?),
+                "cases" => task.cases = true,
                 "env" => {
                     let (name, value) = rest.split_once('=').ok_or("bad env line")?;
                     if !valid_env_name(name) {
@@ -401,6 +437,9 @@ impl Task {
         }
         if task.argv.is_empty() {
             return Err("no command".into());
+        }
+        if task.cases && (task.interactive.is_some() || !task.stdin.is_empty()) {
+            return Err("a task with cases takes its input per case".into());
         }
         Ok(task)
     }
@@ -612,10 +651,39 @@ mod tests {
             file_size_bytes: Some(1 << 20),
             stderr_to_stdout: true,
             interactive: Some(5000),
+            cases: false,
         };
         let bytes = task.encode();
         let decoded = Task::decode(&mut std::io::Cursor::new(bytes)).unwrap();
         assert_eq!(decoded, task);
+    }
+
+    #[test]
+    fn a_task_with_cases_round_trips_and_takes_no_input_of_its_own() {
+        let task = Task {
+            nonce: [3; 16],
+            wall_ms: 1000,
+            cpu_ms: 500,
+            output_bytes: 10,
+            argv: vec![b"./main".to_vec()],
+            uid: Some(60_001),
+            cases: true,
+            ..Task::default()
+        };
+        let decoded = Task::decode(&mut std::io::Cursor::new(task.encode())).unwrap();
+        assert_eq!(decoded, task);
+        for bad in [
+            Task {
+                stdin: b"x".to_vec(),
+                ..task.clone()
+            },
+            Task {
+                interactive: Some(0),
+                ..task.clone()
+            },
+        ] {
+            assert!(Task::decode(&mut std::io::Cursor::new(bad.encode())).is_err());
+        }
     }
 
     #[test]
@@ -626,6 +694,8 @@ mod tests {
             Input::Signal(2),
             Input::Close,
             Input::ClientLeft,
+            Input::Case { last: false },
+            Input::Case { last: true },
         ];
         let bytes: Vec<u8> = inputs.iter().flat_map(encode_input).collect();
         for split in [1, 3, 5, 4096, bytes.len()] {
@@ -650,6 +720,8 @@ mod tests {
             encode_input(&Input::Signal(11)),
             vec![b'X', 0, 0, 0, 0],
             vec![INPUT_DATA, 0xff, 0xff, 0xff, 0xff],
+            vec![INPUT_CASE, 0, 0, 0, 1, 2],
+            vec![INPUT_CASE, 0, 0, 0, 0],
         ] {
             let mut reader = InputReader::default();
             reader.push(&bytes);

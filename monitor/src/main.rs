@@ -79,8 +79,12 @@ fn main() {
             write_files(&task).map_err(|e| format!("cannot write the job's files: {e}"))
         }) {
             Err(e) => failure(e),
+            Ok(()) if task.cases => {
+                serve_cases(&task, &mut out, &after_task);
+                std::process::exit(0);
+            }
             Ok(()) => {
-                let mut report = run(&task, &mut out, 0, &after_task);
+                let mut report = run(&task, &task.stdin, &mut out, 0, &after_task, false);
                 if let Some(max) = task.artifacts
                     && report.error.is_none()
                 {
@@ -93,6 +97,241 @@ fn main() {
     let json = serde_json::to_vec(&report).unwrap_or_default();
     out.frame(FRAME_REPORT, &json);
     std::process::exit(0);
+}
+
+/// How long a restore between cases waits for the case's processes to die
+/// (SIGKILL is not refused: only one stuck in the kernel outlives this).
+const RESTORE_KILL: Duration = Duration::from_secs(2);
+
+/// A task with `cases`: runs the command once per case sent on stdin, each
+/// on a container restored to the task's start, and reports each case.
+/// Returns at the end of stdin, on a frame that is not the service's, or
+/// after a restore that failed.
+fn serve_cases(task: &Task, out: &mut Output, after_task: &[u8]) {
+    let mut inputs = InputReader::default();
+    inputs.push(after_task);
+    let mut buffer = vec![0u8; MAX_CHUNK];
+    let mut first = true;
+    while let Some((stdin, last)) = next_case(0, &mut inputs, &mut buffer) {
+        // The first case's peak is the cgroup's high-water mark; the later
+        // ones' cannot be (the mark cannot be reset from inside), so they
+        // sample the cgroup's usage instead.
+        let mut report = run(task, &stdin, out, 0, &[], !first);
+        first = false;
+        if !last && report.error.is_none() {
+            match restore(task) {
+                Ok(()) => report.clean = true,
+                Err(e) => eprintln!("code-runner-monitor: cannot restore the container: {e}"),
+            }
+        }
+        let json = serde_json::to_vec(&report).unwrap_or_default();
+        out.frame(FRAME_REPORT, &json);
+        if !report.clean {
+            return;
+        }
+    }
+}
+
+/// Reads the next case from `fd` (blocking): its [`Input::Case`] frame,
+/// its stdin's data frames and their close. `None` at the end of input or
+/// on anything else.
+fn next_case(fd: RawFd, inputs: &mut InputReader, buffer: &mut [u8]) -> Option<(Vec<u8>, bool)> {
+    let mut case: Option<(Vec<u8>, bool)> = None;
+    loop {
+        loop {
+            match inputs.next_input() {
+                Ok(None) => break,
+                Ok(Some(Input::Case { last })) if case.is_none() => case = Some((Vec::new(), last)),
+                Ok(Some(Input::Data(bytes))) if case.is_some() => {
+                    case.as_mut()?.0.extend_from_slice(&bytes);
+                }
+                Ok(Some(Input::Close)) if case.is_some() => return case,
+                Ok(Some(other)) => {
+                    eprintln!("code-runner-monitor: unexpected input between cases: {other:?}");
+                    return None;
+                }
+                Err(e) => {
+                    eprintln!("code-runner-monitor: bad input between cases: {e}");
+                    return None;
+                }
+            }
+        }
+        // SAFETY: reading into a live buffer from our own descriptor.
+        let n = unsafe { libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len()) };
+        if n == 0 || (n < 0 && errno() != libc::EINTR) {
+            return None;
+        }
+        if n > 0 {
+            inputs.push(&buffer[..n as usize]);
+        }
+    }
+}
+
+/// Restores the container to the task's start after a case: every other
+/// process killed and reaped; `/tmp` (the work directory with it),
+/// `/dev/shm` and `/dev/mqueue` emptied and the command's System V IPC
+/// objects removed (as the command's uid, which owns them: the monitor may
+/// not delete another uid's files from the sticky `/tmp`); the task's files
+/// written again. Nothing of one case is then visible to, or counted
+/// against, the next.
+fn restore(task: &Task) -> Result<(), String> {
+    if std::process::id() != 1 {
+        return Err("the monitor is not PID 1, so it cannot stop every process of a case".into());
+    }
+    let until = Instant::now() + RESTORE_KILL;
+    loop {
+        // SAFETY: as init, -1 signals every process in the container but
+        // the monitor; then every exited child (all are ours) is reaped.
+        unsafe {
+            libc::kill(-1, libc::SIGKILL);
+            while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
+        }
+        let others = other_processes();
+        if others == 0 {
+            break;
+        }
+        if Instant::now() >= until {
+            return Err(format!("{others} processes of the case did not die"));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    match task.uid {
+        Some(uid) => {
+            // SAFETY: the monitor is single-threaded; the child drops to
+            // the command's uid (no capability left) and only removes
+            // files and IPC objects before it exits.
+            let child = unsafe { libc::fork() };
+            if child < 0 {
+                return Err(format!("fork failed: {}", std::io::Error::last_os_error()));
+            }
+            if child == 0 {
+                // SAFETY: changing this (child) process's own ids and
+                // capabilities.
+                let dropped = unsafe {
+                    libc::setgroups(0, std::ptr::null()) == 0
+                        && libc::setresgid(uid, uid, uid) == 0
+                        && libc::setresuid(uid, uid, uid) == 0
+                        && capset(0)
+                };
+                let code = match dropped.then(|| empty_scratch(Some(uid))) {
+                    Some(Ok(())) => 0,
+                    Some(Err(e)) => {
+                        eprintln!("code-runner-monitor: {e}");
+                        1
+                    }
+                    None => 2,
+                };
+                // SAFETY: ends the cleaner.
+                unsafe { libc::_exit(code) };
+            }
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(child, &mut status, 0) };
+            if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+                return Err(format!(
+                    "emptying the scratch space as the command's uid failed (status {status})"
+                ));
+            }
+        }
+        None => empty_scratch(None)?,
+    }
+    write_files(task).map_err(|e| format!("cannot write the job's files again: {e}"))?;
+    let left: Vec<String> = std::fs::read_dir("/tmp")
+        .map_err(|e| format!("cannot read /tmp: {e}"))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| std::path::Path::new(WORK_DIR).file_name().unwrap() != name.as_str())
+        .collect();
+    if !left.is_empty() {
+        return Err(format!("/tmp still holds {left:?}"));
+    }
+    Ok(())
+}
+
+/// Processes in the container other than the monitor.
+fn other_processes() -> usize {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc").map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name != me.as_str() && !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit())
+            })
+            .count()
+    })
+}
+
+/// Empties the scratch file systems a case may write (`/tmp`, `/dev/shm`,
+/// `/dev/mqueue`) and removes the System V IPC objects of `uid` (all of
+/// them when `None`).
+fn empty_scratch(uid: Option<u32>) -> Result<(), String> {
+    for dir in ["/tmp", "/dev/shm", "/dev/mqueue"] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            remove_tree(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+        }
+    }
+    for (table, id_column) in [("shm", "shmid"), ("msg", "msqid"), ("sem", "semid")] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/sysvipc/{table}")) else {
+            continue;
+        };
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+        let (Some(id_at), Some(uid_at)) = (
+            header.iter().position(|c| *c == id_column),
+            header.iter().position(|c| *c == "uid"),
+        ) else {
+            continue;
+        };
+        for line in lines {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(id), Some(owner)) = (
+                fields.get(id_at).and_then(|f| f.parse::<i32>().ok()),
+                fields.get(uid_at).and_then(|f| f.parse::<u32>().ok()),
+            ) else {
+                continue;
+            };
+            if uid.is_some_and(|uid| uid != owner) {
+                continue;
+            }
+            // SAFETY: removing an IPC object by id; no pointer is read.
+            let removed = unsafe {
+                match table {
+                    "shm" => libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()),
+                    "msg" => libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()),
+                    _ => libc::semctl(id, 0, libc::IPC_RMID),
+                }
+            };
+            if removed != 0 && errno() != libc::EINVAL && errno() != libc::EIDRM {
+                return Err(format!(
+                    "cannot remove System V {table} {id}: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes a file, or a directory and everything in it, never following a
+/// symbolic link; a directory is first made the owner's to read and write
+/// (a case may have taken those rights away from itself).
+fn remove_tree(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.is_dir() {
+        return std::fs::remove_file(path);
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(path)? {
+        remove_tree(&entry?.path())?;
+    }
+    std::fs::remove_dir(path)
 }
 
 fn failure(error: String) -> Report {
@@ -386,6 +625,7 @@ fn close(fd: RawFd) {
 struct Cgroup {
     cpu_usage: Option<(String, CpuFormat)>,
     memory_peak: Option<String>,
+    memory_usage: Option<String>,
     oom: Option<(String, &'static str)>,
 }
 
@@ -418,6 +658,13 @@ impl Cgroup {
         .iter()
         .find(|p| exists(p))
         .map(|p| p.to_string());
+        let memory_usage = [
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+            "/sys/fs/cgroup/memory.current",
+        ]
+        .iter()
+        .find(|p| exists(p))
+        .map(|p| p.to_string());
         let oom = if exists("/sys/fs/cgroup/memory/memory.oom_control") {
             Some((
                 "/sys/fs/cgroup/memory/memory.oom_control".to_string(),
@@ -431,6 +678,7 @@ impl Cgroup {
         Cgroup {
             cpu_usage,
             memory_peak,
+            memory_usage,
             oom,
         }
     }
@@ -451,6 +699,12 @@ impl Cgroup {
 
     fn memory_peak(&self) -> Option<u64> {
         let text = std::fs::read_to_string(self.memory_peak.as_ref()?).ok()?;
+        text.trim().parse().ok()
+    }
+
+    /// The container's memory use now.
+    fn memory_usage(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(self.memory_usage.as_ref()?).ok()?;
         text.trim().parse().ok()
     }
 
@@ -533,10 +787,21 @@ struct Stream {
     truncated: bool,
 }
 
-/// Runs the task's command. An interactive task's input frames are read
-/// from `input_fd`, starting with `input_read` (bytes of it already read).
-fn run(task: &Task, out: &mut Output, input_fd: RawFd, input_read: &[u8]) -> Report {
+/// Runs the task's command on `stdin`. An interactive task's input frames
+/// are read from `input_fd`, starting with `input_read` (bytes of it
+/// already read). With `sample_memory` the peak is the cgroup's usage
+/// sampled every tick (or the largest process's peak, if more), not its
+/// high-water mark: for a run after another in the same container.
+fn run(
+    task: &Task,
+    stdin: &[u8],
+    out: &mut Output,
+    input_fd: RawFd,
+    input_read: &[u8],
+    sample_memory: bool,
+) -> Report {
     let cgroup = Cgroup::detect();
+    let mut sampled_peak = 0u64;
     let cpu_before = cgroup.cpu_ns();
     let oom_before = cgroup.oom_kills().unwrap_or(0);
     let is_init = std::process::id() == 1;
@@ -709,11 +974,11 @@ fn run(task: &Task, out: &mut Output, input_fd: RawFd, input_read: &[u8]) -> Rep
         .interactive
         .filter(|&ms| ms > 0)
         .map(Duration::from_millis);
-    let mut pending: Vec<u8> = task.stdin.clone();
+    let mut pending: Vec<u8> = stdin.to_vec();
     let mut stdin_pos = 0usize;
     let mut stdin_ends = !interactive;
     let mut stdin_open = true;
-    if task.stdin.is_empty() && !interactive {
+    if stdin.is_empty() && !interactive {
         close(stdin_w);
         stdin_open = false;
     }
@@ -813,6 +1078,12 @@ fn run(task: &Task, out: &mut Output, input_fd: RawFd, input_read: &[u8]) -> Rep
                                 limit = Some(LimitHit::NoClient);
                             }
                         }
+                        // Cases come between runs, never during one: not
+                        // the service's frames; take no more input.
+                        Input::Case { .. } => {
+                            input_open = false;
+                            stdin_ends = true;
+                        }
                     }
                 }
                 Err(_) => {
@@ -861,6 +1132,9 @@ fn run(task: &Task, out: &mut Output, input_fd: RawFd, input_read: &[u8]) -> Rep
                 close(exec_r);
                 exec_open = false;
             }
+        }
+        if sample_memory {
+            sampled_peak = sampled_peak.max(cgroup.memory_usage().unwrap_or(0));
         }
         reap(child, &mut status);
         if status.is_some() {
@@ -922,10 +1196,12 @@ fn run(task: &Task, out: &mut Output, input_fd: RawFd, input_read: &[u8]) -> Rep
         (Some(before), Some(after)) => after.saturating_sub(before) / 1_000_000,
         _ => status.map_or(0, |(_, r)| rusage_ms(&r)),
     };
-    let memory_peak_bytes = cgroup
-        .memory_peak()
-        .or_else(|| status.map(|(_, r)| r.ru_maxrss as u64 * 1024))
-        .unwrap_or(0);
+    let largest_process = status.map(|(_, r)| r.ru_maxrss as u64 * 1024);
+    let memory_peak_bytes = if sample_memory {
+        sampled_peak.max(largest_process.unwrap_or(0))
+    } else {
+        cgroup.memory_peak().or(largest_process).unwrap_or(0)
+    };
     let oom_killed = cgroup.oom_kills().unwrap_or(0) > oom_before;
     let (exit_code, signal) = match status {
         Some((s, _)) if libc::WIFEXITED(s) => (Some(libc::WEXITSTATUS(s)), None),
@@ -965,6 +1241,7 @@ fn run(task: &Task, out: &mut Output, input_fd: RawFd, input_read: &[u8]) -> Rep
         error,
         artifacts_truncated: false,
         exec_failed,
+        clean: false,
     }
 }
 
@@ -1089,7 +1366,7 @@ mod tests {
                 close(input_w);
             })
         };
-        let report = run(task, &mut out, input_r, &[]);
+        let report = run(task, &task.stdin, &mut out, input_r, &[], false);
         feeder.join().unwrap();
         close(input_r);
         let bytes = std::fs::read(&path).unwrap_or_default();
@@ -1105,6 +1382,48 @@ mod tests {
             }
         }
         (report, streams)
+    }
+
+    #[test]
+    fn cases_are_read_whole_one_after_another() {
+        let (r, w) = pipe();
+        let frames: Vec<u8> = [
+            Input::Case { last: false },
+            Input::Data(b"first ".to_vec()),
+            Input::Data(vec![b'x'; MAX_CHUNK + 3]),
+            Input::Close,
+            Input::Case { last: true },
+            Input::Close,
+        ]
+        .iter()
+        .flat_map(monitor_protocol::encode_input)
+        .collect();
+        let writer = std::thread::spawn(move || {
+            for chunk in frames.chunks(1000) {
+                // SAFETY: writing a live buffer to our own pipe.
+                unsafe { libc::write(w, chunk.as_ptr().cast(), chunk.len()) };
+            }
+            close(w);
+        });
+        let mut inputs = InputReader::default();
+        let mut buffer = vec![0u8; MAX_CHUNK];
+        let (first, last) = next_case(r, &mut inputs, &mut buffer).unwrap();
+        assert_eq!(
+            (first.len(), &first[..6], last),
+            (MAX_CHUNK + 9, &b"first "[..], false)
+        );
+        assert_eq!(
+            next_case(r, &mut inputs, &mut buffer),
+            Some((Vec::new(), true))
+        );
+        // The end of input: no more cases.
+        assert_eq!(next_case(r, &mut inputs, &mut buffer), None);
+        writer.join().unwrap();
+        close(r);
+        // Data before any case frame is not the service's.
+        let mut stray = InputReader::default();
+        stray.push(&monitor_protocol::encode_input(&Input::Data(b"x".to_vec())));
+        assert_eq!(next_case(-1, &mut stray, &mut buffer), None);
     }
 
     #[test]

@@ -15,12 +15,14 @@ pub mod images;
 pub mod overrides;
 pub mod pool;
 pub mod run;
+pub mod session;
 pub mod spec;
 pub mod sweep;
 
 use bollard::Docker;
 
 pub use run::{RunObserver, TaskOutcome, TaskOutput, TaskRequest, Unreported};
+pub use session::CaseSession;
 pub use spec::ContainerLimits;
 
 /// Marks a container as created by code-runner.

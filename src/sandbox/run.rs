@@ -27,6 +27,7 @@ use super::spec::{ContainerLimits, container_spec};
 use super::{Sandbox, SandboxError};
 use crate::job::Phase;
 use crate::metrics;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// How long past a run's wall-clock limit the service waits for the
 /// monitor's report before killing the container itself.
@@ -119,25 +120,7 @@ impl Sandbox {
         observer: &dyn RunObserver,
     ) -> Result<TaskOutcome, SandboxError> {
         let outcome = self.run_container(request, pool, cancel, observer).await;
-        match &outcome {
-            Ok(TaskOutcome::Done(output)) => {
-                metrics::output_bytes("stdout", output.stdout.len());
-                metrics::output_bytes("stderr", output.stderr.len());
-                let unreported = output.unreported;
-                if output.report.oom_killed
-                    || matches!(unreported, Some(Unreported::OomKilled { .. }))
-                {
-                    metrics::oom_kill();
-                }
-                if matches!(output.report.limit, Some(LimitHit::Wall | LimitHit::Cpu))
-                    || matches!(unreported, Some(Unreported::Deadline { .. }))
-                {
-                    metrics::timeout();
-                }
-            }
-            Ok(TaskOutcome::Cancelled) => {}
-            Err(e) => metrics::docker_error(e.kind()),
-        }
+        count(&outcome);
         outcome
     }
 
@@ -150,6 +133,30 @@ impl Sandbox {
     ) -> Result<TaskOutcome, SandboxError> {
         // A secret of this container's run: every frame must carry it.
         request.task.nonce = *uuid::Uuid::new_v4().as_bytes();
+        let held = self.hold(&request, pool, observer).await?;
+        let outcome = self
+            .drive(
+                &held.id,
+                held.io,
+                held.fresh,
+                &mut request,
+                cancel,
+                observer,
+            )
+            .await;
+        self.let_go(&held.id, pool, held.slot, held.taken).await;
+        outcome
+    }
+
+    /// A container for `request`: a warm one from `pool` if it has one
+    /// (renamed after the job and pinned to its CPUs), else a fresh one,
+    /// created and attached; with a pool, holding one of the cap's slots.
+    pub(super) async fn hold<'p>(
+        &self,
+        request: &TaskRequest<'_>,
+        pool: Option<&'p Arc<WarmPool>>,
+        observer: &dyn RunObserver,
+    ) -> Result<Held<'p>, SandboxError> {
         let name = format!(
             "code-runner-{}-{}",
             request.job_id,
@@ -185,12 +192,13 @@ impl Sandbox {
                 Ok(()) => {
                     tracing::debug!(container = %warm.id, "took a warm container");
                     observer.phase(Phase::Created, &warm.id);
-                    let outcome = self
-                        .drive(&warm.id, warm.io, false, &mut request, cancel, observer)
-                        .await;
-                    drop(taken);
-                    pool.remove_later(&warm.id, slot.expect("taken with a pool"));
-                    return outcome;
+                    return Ok(Held {
+                        id: warm.id.clone(),
+                        io: warm.io,
+                        fresh: false,
+                        slot,
+                        taken: Some(taken),
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(container = %warm.id, error = %e,
@@ -211,22 +219,39 @@ impl Sandbox {
         let id = self.create(&name, image, body).await?;
         tracing::debug!(container = %id, "created a container");
         observer.phase(Phase::Created, &id);
-        let outcome = match self.attach(&id).await {
-            Ok(io) => {
-                self.drive(&id, io, true, &mut request, cancel, observer)
-                    .await
+        match self.attach(&id).await {
+            Ok(io) => Ok(Held {
+                id,
+                io,
+                fresh: true,
+                slot,
+                taken: None,
+            }),
+            Err(e) => {
+                self.let_go(&id, pool, slot, None).await;
+                Err(e.into())
             }
-            Err(e) => Err(e.into()),
-        };
+        }
+    }
+
+    /// Removes a held container: in the background with a pool (its slot
+    /// held until it is gone), else now.
+    pub(super) async fn let_go(
+        &self,
+        id: &str,
+        pool: Option<&Arc<WarmPool>>,
+        slot: Option<OwnedSemaphorePermit>,
+        taken: Option<Taken<'_>>,
+    ) {
+        drop(taken);
         match (pool, slot) {
-            (Some(pool), Some(slot)) => pool.remove_later(&id, slot),
+            (Some(pool), Some(slot)) => pool.remove_later(id, slot),
             _ => {
-                if self.remove(&id).await {
+                if self.remove(id).await {
                     tracing::debug!(container = %id, "container removed");
                 }
             }
         }
-        outcome
     }
 
     /// Creates a container named `name` from `body` (of `image`), timed;
@@ -293,7 +318,6 @@ impl Sandbox {
         cancel: &CancellationToken,
         observer: &dyn RunObserver,
     ) -> Result<TaskOutcome, SandboxError> {
-        let docker = self.docker();
         if start {
             self.start(id).await?;
         }
@@ -304,113 +328,56 @@ impl Sandbox {
         // Feed the task (and an interactive command's input as it comes)
         // from its own task, so a slow reader inside cannot stall the
         // output loop.
-        let input_bytes = request.task.encode();
-        let mut live_input = request.input.take();
-        let mut input = io.input;
-        let writer = tokio::spawn(async move {
-            if input.write_all(&input_bytes).await.is_err() {
-                return;
-            }
-            if let Some(live) = live_input.as_mut() {
-                while let Some(next) = live.recv().await {
-                    let bytes = monitor_protocol::encode_input(&next);
-                    if input.write_all(&bytes).await.is_err() || input.flush().await.is_err() {
-                        return;
-                    }
-                }
-            }
-            let _ = input.shutdown().await;
-        });
+        let writer = spawn_writer(io.input, request.task.encode(), request.input.take());
 
-        // The monitor caps output; this bounds what the service holds even
-        // if a monitor misbehaved.
-        let output_cap = request.task.output_bytes as usize + 64 * 1024;
-        let files_cap = request.task.artifacts.unwrap_or(0) as usize + 64 * 1024;
-        let mut reader = FrameReader::new(request.task.nonce);
-        let mut output = TaskOutput {
-            container_id: id.to_string(),
-            ..TaskOutput::default()
-        };
-        let mut files_bytes = 0usize;
-        let mut report = None;
-        let mut diagnostics = Vec::new();
-        let mut cancelled = false;
-        let mut timed_out = false;
-        let mut stream_error = None;
-        let mut tampered = None;
-        'read: loop {
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => { cancelled = true; break; }
-                _ = tokio::time::sleep_until(deadline) => { timed_out = true; break; }
-                item = io.output.next() => match item {
-                    Some(Ok(LogOutput::StdOut { message })) => {
-                        reader.push(&message);
-                        loop {
-                            match reader.next_frame() {
-                                Ok(Some(Frame::Stdout(b))) => {
-                                    observer.output(false, &b);
-                                    output.stdout.extend_from_slice(&b);
-                                }
-                                Ok(Some(Frame::Stderr(b))) => {
-                                    observer.output(true, &b);
-                                    output.stderr.extend_from_slice(&b);
-                                }
-                                Ok(Some(Frame::File(f))) => {
-                                    files_bytes += f.content.len();
-                                    output.files.push(f);
-                                }
-                                // The report is the monitor's last word:
-                                // no need to wait for the container to exit.
-                                Ok(Some(Frame::Report(r))) => { report = Some(r); break 'read; }
-                                Ok(None) => break,
-                                Err(e) => { tampered = Some(e); break 'read; }
-                            }
-                        }
-                        if output.stdout.len() > output_cap
-                            || output.stderr.len() > output_cap
-                            || files_bytes > files_cap
-                            || reader.pending() > files_cap.max(output_cap) + 16
-                        {
-                            tampered = Some("the container sent more than its caps".into());
-                            break;
-                        }
-                    }
-                    Some(Ok(LogOutput::StdErr { message })) => {
-                        let room = DIAGNOSTICS_CAP.saturating_sub(diagnostics.len());
-                        diagnostics.extend_from_slice(&message[..message.len().min(room)]);
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        stream_error = Some(format!("output stream: {e}"));
-                        break;
-                    }
-                    None => break,
-                },
-            }
-        }
+        let mut reading = Reading::new(id, &request.task);
+        let end = reading
+            .until_report(&mut io.output, deadline, cancel, observer)
+            .await;
         metrics::container_phase("run", started.elapsed());
         // Recorded when this function returns, whichever way.
         let _collect = PhaseTimer::new("collect");
         drop(io.output);
         writer.abort();
-        if report.is_none() || cancelled || timed_out {
+        self.conclude(id, reading, end, started, observer).await
+    }
+
+    /// What a container's reading ended with, as the job sees it: kills
+    /// the container unless its monitor reported, and asks the engine why
+    /// when it did not.
+    pub(super) async fn conclude(
+        &self,
+        id: &str,
+        reading: Reading,
+        end: ReadEnd,
+        started: Instant,
+        observer: &dyn RunObserver,
+    ) -> Result<TaskOutcome, SandboxError> {
+        let docker = self.docker();
+        let Reading {
+            mut output,
+            diagnostics,
+            ..
+        } = reading;
+        if !matches!(end, ReadEnd::Report(_)) {
             self.kill(id).await;
         }
         observer.phase(Phase::Collecting, id);
-        if cancelled {
-            return Ok(TaskOutcome::Cancelled);
-        }
-        if let Some(tampered) = tampered {
-            output.lost = Some(format!(
-                "the program wrote into the sandbox's report stream: {tampered}"
-            ));
-            return Ok(TaskOutcome::Done(Box::new(output)));
-        }
-        if let Some(report) = report {
-            output.report = report;
-            return Ok(TaskOutcome::Done(Box::new(output)));
-        }
+        let (timed_out, stream_error) = match end {
+            ReadEnd::Cancelled => return Ok(TaskOutcome::Cancelled),
+            ReadEnd::Tampered(tampered) => {
+                output.lost = Some(format!(
+                    "the program wrote into the sandbox's report stream: {tampered}"
+                ));
+                return Ok(TaskOutcome::Done(Box::new(output)));
+            }
+            ReadEnd::Report(report) => {
+                output.report = report;
+                return Ok(TaskOutcome::Done(Box::new(output)));
+            }
+            ReadEnd::TimedOut => (true, None),
+            ReadEnd::Ended(stream_error) => (false, stream_error),
+        };
         // No report: find out why from the engine.
         let condition = WaitContainerOptionsBuilder::new()
             .condition("not-running")
@@ -433,6 +400,7 @@ impl Sandbox {
             });
             return Ok(TaskOutcome::Done(Box::new(output)));
         }
+        let diagnostics = String::from_utf8_lossy(&diagnostics).trim().to_string();
         if exited && stream_error.is_none() {
             // The stream ended cleanly and the container stopped, but the
             // monitor never reported: something inside stopped it.
@@ -443,7 +411,7 @@ impl Sandbox {
                 if diagnostics.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({})", String::from_utf8_lossy(&diagnostics).trim())
+                    format!(" ({diagnostics})")
                 }
             ));
             return Ok(TaskOutcome::Done(Box::new(output)));
@@ -454,7 +422,7 @@ impl Sandbox {
             if diagnostics.is_empty() {
                 String::new()
             } else {
-                format!(": {}", String::from_utf8_lossy(&diagnostics).trim())
+                format!(": {diagnostics}")
             }
         )))
     }
@@ -482,6 +450,169 @@ impl Sandbox {
             Err(e) => {
                 tracing::warn!(container = id, error = %e, "could not remove container; the sweep will");
                 false
+            }
+        }
+    }
+}
+
+/// Counts what a run's outcome says in the metrics (output sizes, OOM
+/// kills, timeouts, engine errors).
+pub(super) fn count(outcome: &Result<TaskOutcome, SandboxError>) {
+    match outcome {
+        Ok(TaskOutcome::Done(output)) => {
+            metrics::output_bytes("stdout", output.stdout.len());
+            metrics::output_bytes("stderr", output.stderr.len());
+            let unreported = output.unreported;
+            if output.report.oom_killed || matches!(unreported, Some(Unreported::OomKilled { .. }))
+            {
+                metrics::oom_kill();
+            }
+            if matches!(output.report.limit, Some(LimitHit::Wall | LimitHit::Cpu))
+                || matches!(unreported, Some(Unreported::Deadline { .. }))
+            {
+                metrics::timeout();
+            }
+        }
+        Ok(TaskOutcome::Cancelled) => {}
+        Err(e) => metrics::docker_error(e.kind()),
+    }
+}
+
+/// Writes `first` (the task) on a container's stdin, then the `live`
+/// inputs as they come, then ends it: on a task of its own, so that a slow
+/// reader inside cannot stall the output loop.
+pub(super) fn spawn_writer(
+    mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    first: Vec<u8>,
+    mut live: Option<tokio::sync::mpsc::Receiver<Input>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if input.write_all(&first).await.is_err() || input.flush().await.is_err() {
+            return;
+        }
+        if let Some(live) = live.as_mut() {
+            while let Some(next) = live.recv().await {
+                let bytes = monitor_protocol::encode_input(&next);
+                if input.write_all(&bytes).await.is_err() || input.flush().await.is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = input.shutdown().await;
+    })
+}
+
+/// A container held for a job's step, and how to let it go.
+pub(super) struct Held<'p> {
+    pub(super) id: String,
+    pub(super) io: bollard::container::AttachContainerResults,
+    /// Created for this step (to be started), not a warm one waiting.
+    pub(super) fresh: bool,
+    pub(super) slot: Option<OwnedSemaphorePermit>,
+    pub(super) taken: Option<Taken<'p>>,
+}
+
+/// How reading a container's frames up to its monitor's report ended.
+pub(super) enum ReadEnd {
+    Report(Report),
+    Cancelled,
+    /// The service's own deadline passed first.
+    TimedOut,
+    /// Frames that do not carry the task's nonce, or more than the caps.
+    Tampered(String),
+    /// The output stream ended (with an error, if it broke).
+    Ended(Option<String>),
+}
+
+/// One run's frames as they are read: its output so far, and the monitor's
+/// diagnostics (the container's stderr).
+pub(super) struct Reading {
+    reader: FrameReader,
+    output: TaskOutput,
+    files_bytes: usize,
+    diagnostics: Vec<u8>,
+    /// The monitor caps output; these bound what the service holds even if
+    /// a monitor misbehaved.
+    output_cap: usize,
+    files_cap: usize,
+}
+
+pub(super) type OutputStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
+>;
+
+impl Reading {
+    pub(super) fn new(id: &str, task: &Task) -> Reading {
+        Reading {
+            reader: FrameReader::new(task.nonce),
+            output: TaskOutput {
+                container_id: id.to_string(),
+                ..TaskOutput::default()
+            },
+            files_bytes: 0,
+            diagnostics: Vec::new(),
+            output_cap: task.output_bytes as usize + 64 * 1024,
+            files_cap: task.artifacts.unwrap_or(0) as usize + 64 * 1024,
+        }
+    }
+
+    /// Reads frames (relaying output to `observer`) until the monitor's
+    /// report, the deadline, a cancel, tampering or the stream's end.
+    pub(super) async fn until_report(
+        &mut self,
+        stream: &mut OutputStream,
+        deadline: Instant,
+        cancel: &CancellationToken,
+        observer: &dyn RunObserver,
+    ) -> ReadEnd {
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return ReadEnd::Cancelled,
+                _ = tokio::time::sleep_until(deadline) => return ReadEnd::TimedOut,
+                item = stream.next() => match item {
+                    Some(Ok(LogOutput::StdOut { message })) => {
+                        self.reader.push(&message);
+                        loop {
+                            match self.reader.next_frame() {
+                                Ok(Some(Frame::Stdout(b))) => {
+                                    observer.output(false, &b);
+                                    self.output.stdout.extend_from_slice(&b);
+                                }
+                                Ok(Some(Frame::Stderr(b))) => {
+                                    observer.output(true, &b);
+                                    self.output.stderr.extend_from_slice(&b);
+                                }
+                                Ok(Some(Frame::File(f))) => {
+                                    self.files_bytes += f.content.len();
+                                    self.output.files.push(f);
+                                }
+                                // The report is the monitor's last word
+                                // for this run: no need to wait for more.
+                                Ok(Some(Frame::Report(r))) => return ReadEnd::Report(r),
+                                Ok(None) => break,
+                                Err(e) => return ReadEnd::Tampered(e),
+                            }
+                        }
+                        if self.output.stdout.len() > self.output_cap
+                            || self.output.stderr.len() > self.output_cap
+                            || self.files_bytes > self.files_cap
+                            || self.reader.pending() > self.files_cap.max(self.output_cap) + 16
+                        {
+                            return ReadEnd::Tampered(
+                                "the container sent more than its caps".into(),
+                            );
+                        }
+                    }
+                    Some(Ok(LogOutput::StdErr { message })) => {
+                        let room = DIAGNOSTICS_CAP.saturating_sub(self.diagnostics.len());
+                        self.diagnostics
+                            .extend_from_slice(&message[..message.len().min(room)]);
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return ReadEnd::Ended(Some(format!("output stream: {e}"))),
+                    None => return ReadEnd::Ended(None),
+                },
             }
         }
     }

@@ -1,6 +1,8 @@
 //! Judging as an online judge does: comparison modes per job and per test
 //! case, and where a wrong answer first differs.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::helpers::TestService;
@@ -659,6 +661,34 @@ async fn an_interactor_talks_with_the_solution_and_judges_it() {
             "stdin": "42" }))
         .await;
     assert_eq!(view["result"]["verdict"], "runtime_error", "{view}");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn interactor_jobs_filling_the_cap_all_finish() {
+    // Each interactor job has two containers at once, with the warm pool
+    // on (whose slots bound the worker's containers to its cap): every job
+    // at the cap gets both and is judged on its exchange. (The interactor
+    // takes no slot of its own: two jobs each holding one slot and waiting
+    // for a second would otherwise idle until their runs timed out, a race
+    // this test does not force.)
+    let service = TestService::start_with(|c| {
+        c.concurrency = 2;
+        c.pool_size = 2;
+    })
+    .await;
+    let ids: Vec<String> = futures_util::future::join_all((0..4).map(|k| {
+        service.submit_v1(json!({ "language": "python", "code": BINARY_SEARCH,
+            "interactor": { "language": "python", "code": GUESS_INTERACTOR },
+            "test_cases": [{ "stdin": format!("{}", 1000 + k) }] }))
+    }))
+    .await;
+    for id in ids {
+        let view = service
+            .wait_v1(&id, &["completed"], Duration::from_secs(120))
+            .await;
+        assert_eq!(case_verdicts(&view), ["accepted"], "{view}");
+    }
     service.stop().await;
 }
 

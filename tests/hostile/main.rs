@@ -360,6 +360,118 @@ async fn a_segfault_leaves_no_core_file() {
     assert_eq!(stdout(&view), "signal 11 dumped 0 cores 0\n", "{view}");
 }
 
+// ---- one container, many test cases: nothing of one case reaches the next ----
+
+/// A C program with two roles, chosen by its input: `leave` leaves every
+/// trace a case can (a process that outlives it and burns CPU, files in
+/// /tmp, in the work directory and in /dev/shm, System V shared memory and
+/// a message queue, 150 MB touched just before it exits); `look` counts
+/// what it finds of them.
+const LEAVE_AND_LOOK: &str = r#"#define _GNU_SOURCE
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/shm.h>
+#include <unistd.h>
+static int entries(const char *dir, const char *except) {
+  int n = 0; DIR *d = opendir(dir); struct dirent *e;
+  if (!d) return 0;
+  while ((e = readdir(d)))
+    if (e->d_name[0] != '.' && (!except || strcmp(e->d_name, except))) n++;
+  closedir(d);
+  return n;
+}
+static int ipc_rows(const char *path) {
+  FILE *f = fopen(path, "r"); char line[512]; int n = -1;
+  if (!f) return 0;
+  while (fgets(line, sizeof line, f)) n++;
+  fclose(f);
+  return n < 0 ? 0 : n;
+}
+int main(void) {
+  char role[16] = {0};
+  if (scanf("%15s", role) != 1) return 3;
+  if (!strcmp(role, "leave")) {
+    if (fork() == 0) { setsid(); if (fork() == 0) { for (;;) {} } _exit(0); }
+    const char *paths[] = {"/tmp/left", "left", "/dev/shm/left"};
+    for (int i = 0; i < 3; i++) { FILE *f = fopen(paths[i], "w"); fputs("secret", f); fclose(f); }
+    int shm = shmget(IPC_PRIVATE, 1 << 20, IPC_CREAT | 0600);
+    int msg = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+    size_t n = 150u << 20; volatile char *p = malloc(n);
+    for (size_t i = 0; i < n; i += 4096) p[i] = 1;
+    printf("left %d %d %d\n", shm >= 0, msg >= 0, p[n - 4096]);
+    return 0;
+  }
+  int processes = 0; DIR *d = opendir("/proc"); struct dirent *e;
+  while ((e = readdir(d))) { int pid = atoi(e->d_name); if (pid > 1 && pid != getpid()) processes++; }
+  closedir(d);
+  int files = entries("/tmp", "box") + entries("/dev/shm", NULL) + (access("left", F_OK) == 0);
+  int ipc = ipc_rows("/proc/sysvipc/shm") + ipc_rows("/proc/sysvipc/msg");
+  printf("processes %d files %d ipc %d\n", processes, files, ipc);
+  return 0;
+}
+"#;
+
+#[tokio::test]
+async fn a_case_leaves_nothing_for_the_next_case_of_its_job() {
+    let cases = json!({ "test_cases": [
+        { "stdin": "look" }, { "stdin": "leave" }, { "stdin": "look" },
+        { "stdin": "leave" }, { "stdin": "look" },
+    ]});
+    let view = contained("c", LEAVE_AND_LOOK, cases).await;
+    let cases = view["result"]["test_cases"].as_array().expect("test cases");
+    assert_eq!(cases.len(), 5, "{view}");
+    for (i, case) in cases.iter().enumerate() {
+        assert_eq!(case["verdict"], "accepted", "case {i}: {view}");
+        if i % 2 == 1 {
+            assert_eq!(case["stdout"], "left 1 1 1\n", "case {i}: {view}");
+            assert!(
+                case["memory_peak_bytes"].as_u64().unwrap() >= 150 << 20,
+                "case {i} touched 150 MB: {view}"
+            );
+        } else {
+            // Nothing of the case before: no process (its CPU burner
+            // would count in this case's CPU time), no file, no IPC object.
+            assert_eq!(
+                case["stdout"], "processes 0 files 0 ipc 0\n",
+                "case {i}: {view}"
+            );
+            // Its peak is its own, not the 150 MB of the case before.
+            assert!(
+                case["memory_peak_bytes"].as_u64().unwrap() < 100 << 20,
+                "case {i}'s peak counts the case before: {view}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_case_that_hits_its_limits_leaves_the_next_case_its_own() {
+    // Case 0 burns CPU past its limit, case 1 runs out of memory, case 2
+    // must run as if alone, within its limits and figures of its own.
+    let code = "import sys\nrole = sys.stdin.read().strip()\nif role == 'burn':\n    while True: pass\nif role == 'eat':\n    b = []\n    while True: b.append(bytearray(1 << 20))\nprint('alone')";
+    let cases = json!({ "test_cases": [
+        { "stdin": "burn" }, { "stdin": "eat" }, { "stdin": "quiet" },
+    ]});
+    let view = contained("python", code, cases).await;
+    let cases = view["result"]["test_cases"].as_array().expect("test cases");
+    assert_eq!(cases[0]["verdict"], "time_limit_exceeded", "{view}");
+    assert_ends_as(
+        &json!({ "result": cases[1] }),
+        &[MLE],
+        &[MLE, SandboxStopped],
+    );
+    assert_eq!(cases[2]["verdict"], "accepted", "{view}");
+    assert_eq!(cases[2]["stdout"], "alone\n", "{view}");
+    assert!(
+        cases[2]["cpu_time_ms"].as_u64().unwrap() < 1_000,
+        "case 2's CPU time counts another case's: {view}"
+    );
+}
+
 // ---- output ----
 
 #[tokio::test]

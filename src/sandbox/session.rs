@@ -1,0 +1,173 @@
+//! One container for every run of a job's test cases: the task goes in once
+//! (with `cases`), then each case's input; the monitor runs the command once
+//! per case and restores the container between cases (every process killed,
+//! the scratch file systems emptied, the work directory written afresh), so
+//! that a job of N cases costs one container lifecycle, not N.
+//!
+//! A case whose report does not say the container is clean again (the last
+//! case, a restore that failed, a monitor that did not report, tampered
+//! frames) ends the session: its container is removed, and the caller opens
+//! a fresh one for the next case.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use monitor_protocol::{Input, Task};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::pool::{Taken, WarmPool};
+use super::run::{DEADLINE_GRACE, ReadEnd, Reading, RunObserver, TaskOutcome, TaskRequest};
+use super::{Sandbox, SandboxError};
+use crate::job::Phase;
+use crate::metrics;
+
+/// How long past a case's own deadline the service waits for the monitor's
+/// restore of the container (the monitor gives up on it after 2 s).
+const RESTORE_GRACE: Duration = Duration::from_secs(3);
+
+/// A container running a job's cases one after another.
+pub struct CaseSession<'a> {
+    sandbox: &'a Sandbox,
+    pool: Option<&'a Arc<WarmPool>>,
+    /// The container, until the session ends.
+    held: Option<Holding<'a>>,
+    output: super::run::OutputStream,
+    input: tokio::sync::mpsc::Sender<Input>,
+    writer: tokio::task::JoinHandle<()>,
+    /// The task (its nonce, limits and caps read each case's frames).
+    task: Task,
+}
+
+impl Sandbox {
+    /// Holds a container for `request` (a warm one from `pool` if it has
+    /// one), starts it and gives its monitor the task, which runs once per
+    /// case given to [`CaseSession::run`]. The task's own stdin is unused:
+    /// each case brings its own.
+    pub async fn open_cases<'a>(
+        &'a self,
+        mut request: TaskRequest<'_>,
+        pool: Option<&'a Arc<WarmPool>>,
+        observer: &dyn RunObserver,
+    ) -> Result<CaseSession<'a>, SandboxError> {
+        request.task.nonce = *uuid::Uuid::new_v4().as_bytes();
+        request.task.cases = true;
+        request.task.stdin = Vec::new();
+        request.task.interactive = None;
+        let held = self.hold(&request, pool, observer).await?;
+        if held.fresh
+            && let Err(e) = self.start(&held.id).await
+        {
+            self.let_go(&held.id, pool, held.slot, held.taken).await;
+            let e = SandboxError::from(e);
+            metrics::docker_error(e.kind());
+            return Err(e);
+        }
+        let (input, inputs) = tokio::sync::mpsc::channel(4);
+        let writer = super::run::spawn_writer(held.io.input, request.task.encode(), Some(inputs));
+        Ok(CaseSession {
+            sandbox: self,
+            pool,
+            held: Some(Holding {
+                id: held.id,
+                slot: held.slot,
+                taken: held.taken,
+            }),
+            output: held.io.output,
+            input,
+            writer,
+            task: request.task,
+        })
+    }
+}
+
+/// The session's container and what lets it go.
+struct Holding<'a> {
+    id: String,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    taken: Option<Taken<'a>>,
+}
+
+impl CaseSession<'_> {
+    /// False once a case ended the session: open another for what remains.
+    pub fn is_open(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Runs the command on one case's `stdin` (`last`: no case follows, so
+    /// the container needs no restore after it). The session stays open
+    /// only if the monitor reported the container clean again.
+    pub async fn run(
+        &mut self,
+        stdin: &[u8],
+        last: bool,
+        cancel: &CancellationToken,
+        observer: &dyn RunObserver,
+    ) -> Result<TaskOutcome, SandboxError> {
+        let Some(id) = self.held.as_ref().map(|h| h.id.clone()) else {
+            return Err(SandboxError::Monitor(
+                "a case was given to a session that had ended".into(),
+            ));
+        };
+        let started = Instant::now();
+        let mut deadline = started + Duration::from_millis(self.task.wall_ms) + DEADLINE_GRACE;
+        if !last {
+            deadline += RESTORE_GRACE;
+        }
+        observer.phase(Phase::Running, &id);
+        let mut sent = self.input.send(Input::Case { last }).await.is_ok();
+        if sent && !stdin.is_empty() {
+            sent = self.input.send(Input::Data(stdin.to_vec())).await.is_ok();
+        }
+        if sent {
+            let _ = self.input.send(Input::Close).await;
+        }
+        let mut reading = Reading::new(&id, &self.task);
+        let end = reading
+            .until_report(&mut self.output, deadline, cancel, observer)
+            .await;
+        metrics::container_phase("run", started.elapsed());
+        let clean = matches!(&end, ReadEnd::Report(report) if report.clean);
+        let outcome = self
+            .sandbox
+            .conclude(&id, reading, end, started, observer)
+            .await;
+        if !clean {
+            self.close().await;
+        }
+        super::run::count(&outcome);
+        outcome
+    }
+
+    /// Ends the session: the container is removed (in the background, its
+    /// slot held until it is gone, with a pool).
+    pub async fn close(&mut self) {
+        self.writer.abort();
+        if let Some(held) = self.held.take() {
+            self.sandbox
+                .let_go(&held.id, self.pool, held.slot, held.taken)
+                .await;
+        }
+    }
+}
+
+impl Drop for CaseSession<'_> {
+    /// A session dropped open (its job ended early, or its runner was
+    /// stopped) still lets its container go.
+    fn drop(&mut self) {
+        self.writer.abort();
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        drop(held.taken);
+        match (self.pool, held.slot) {
+            (Some(pool), Some(slot)) => pool.remove_later(&held.id, slot),
+            _ => {
+                let sandbox = self.sandbox.clone();
+                tokio::spawn(async move {
+                    sandbox.remove(&held.id).await;
+                });
+            }
+        }
+    }
+}
