@@ -30,7 +30,7 @@ fuzz: setup-test
 	scripts/fuzz.sh
 	scripts/check-no-containers.sh
 
-# Every figure of BENCHMARKS.md, measured in one run (about 6 minutes).
+# Every figure of BENCHMARKS.md, measured in one run (about 25 minutes).
 bench:
 	loadtest/bench.sh
 

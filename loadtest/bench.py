@@ -9,7 +9,10 @@ Measures, on this machine, in this order:
 
   1. raw `docker run` of a Python hello world (median of several);
   2. the engine's own limit: bare create-start-wait-remove cycles through
-     the Engine API (target/release/engine-cycles), 1 and 4 at a time;
+     the Engine API (target/release/engine-cycles), 1 and 4 at a time; then
+     one engine setting at a time (log driver, how the end is learnt, how the
+     container is removed), each with the CPU a lifecycle costs, and the
+     lifecycle alone (`true` as the program);
   3. the service (`serve`, cap 4) with the warm pool off, then on: a lone
      job's latency, 100 jobs one at a time, 100 and 1,000 jobs at the cap;
      its RSS at idle and after the 1,000 jobs;
@@ -20,7 +23,13 @@ Measures, on this machine, in this order:
      after another and 20-case jobs at the cap, with a container per case
      (CODE_RUNNER_CASES_SHARE_CONTAINER=false, as before) and with one
      container per job (the default);
-  6. live runs: one `api` process and two `worker` processes (cap 25
+  6. the ceiling (issue 19): from the CPU per lifecycle and the jobs' own
+     CPU, the jobs per second the machine's cores allow; the cap raised
+     (2, 4, 6, 8) until throughput stops rising, each as a share of the
+     ceiling; the pool's refill parallelism (1, 2, 4); the proof of
+     concept's own workload (100 jobs, 16 at a time, `GET /status` every
+     200 ms);
+  7. live runs: one `api` process and two `worker` processes (cap 25
      each), 50 interactive sessions at once over WebSockets, each echoing
      100 lines (`loadtest --interactive 50 --lines 100`): each line's round
      trip, next to batch jobs run meanwhile.
@@ -32,6 +41,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -112,6 +122,43 @@ def engine_cycles(parallel, cycles):
     return figure
 
 
+ENGINE_KNOBS = [
+    ("default", "as the service's containers: no network sandbox; json-file log, `wait` call, forced remove", []),
+    ("network_sandbox", "a network sandbox (`NetworkDisabled` off; Docker's default with `--network none`)",
+     ["--network-disabled", "false"]),
+    ("log_none", "log driver `none`", ["--log-driver", "none"]),
+    ("end_attach", "the end read from the attach stream (no `wait` call)", ["--end", "attach"]),
+    ("remove_kill", "kill, then remove (two calls)", ["--remove", "kill"]),
+    ("remove_background", "forced remove off the cycle's path", ["--remove", "background"]),
+    ("root", "+ the sandbox's read-only root and tmpfs /tmp", ["--with", "root"]),
+    ("limits", "+ the sandbox's memory, processes, CPU quota, ulimits", ["--with", "limits"]),
+    ("security", "+ the sandbox's capabilities, no-new-privileges, cgroup and IPC namespaces", ["--with", "security"]),
+    ("stdin", "+ stdin attached and held open (the monitor's task)", ["--with", "stdin"]),
+    ("sandbox", "+ all of the sandbox's settings: the service's container", ["--with", "all"]),
+    ("bare_lifecycle", "the lifecycle alone, bare: `true` as the program", ["--command", "true"]),
+    ("lifecycle", "the lifecycle alone, the service's container: `true`, all the sandbox's settings",
+     ["--command", "true", "--with", "all"]),
+    ("default_again", "default, again (the noise between runs)", []),
+]
+
+
+def engine_knobs(cycles):
+    """One engine setting at a time, CAP cycles at once, each with the CPU
+    a container lifecycle costs the machine."""
+    result = {}
+    for key, label, extra in ENGINE_KNOBS:
+        out = subprocess.run(
+            [BIN / "engine-cycles", "--cycles", str(cycles), "--parallel", str(CAP), "--json", *extra],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        figure = json.loads(out)
+        figure["label"] = label
+        result[key] = figure
+        say(f"engine setting: {label}: {figure['cycles_per_second']:.2f}/s, "
+            f"{figure['cpu_ms_per_cycle']['machine']:.1f} ms CPU per lifecycle")
+    return result
+
+
 def start_redis():
     redis_dir = work / "redis"
     redis_dir.mkdir()
@@ -178,6 +225,58 @@ def stop(process):
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=120)
     RUNNING.remove(process)
+
+
+def ticks(pid=None):
+    """Busy CPU ticks of the machine (pid None) or of one process, its
+    reaped children included."""
+    if pid is None:
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return sum(fields) - fields[3] - fields[4]
+    rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in rest[11:15])
+
+
+def named_ticks(name):
+    """CPU ticks of every process called `name` (dockerd, containerd)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if text.split("(", 1)[1].rsplit(")", 1)[0] == name:
+            total += sum(int(f) for f in text.rsplit(")", 1)[1].split()[11:15])
+    return total
+
+
+def client_seconds():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_per_job(run, jobs, service_process, redis_process):
+    """Runs `run()`; the CPU milliseconds per job the machine spent
+    meanwhile, and the shares of the service, Redis, the client (loadtest),
+    dockerd and containerd; the rest is the shims, runc, the jobs' own
+    processes and the kernel's work for them."""
+    hz = os.sysconf("SC_CLK_TCK")
+
+    def counters():
+        return [ticks(), ticks(service_process.pid), ticks(redis_process.pid),
+                named_ticks("dockerd"), named_ticks("containerd"), client_seconds() * hz]
+
+    before = counters()
+    summary = run()
+    after = counters()
+    machine, svc, red, dockerd, containerd, client = (
+        (a - b) * 1000 / hz / jobs for a, b in zip(after, before))
+    summary["cpu_ms_per_job"] = {
+        "machine": machine, "service": svc, "redis": red, "client": client,
+        "dockerd": dockerd, "containerd": containerd,
+        "rest": machine - svc - red - client - dockerd - containerd,
+    }
+    return summary
 
 
 def rss_mb(process):
@@ -252,10 +351,61 @@ def cases_runs():
             "one_case": one["end_to_end"],
             "many_cases": many["end_to_end"],
             "cap_jobs_per_second": cap["jobs_per_second"],
+            "cap_job_cpu_ms": cap["job_cpu_mean_ms"],
         }
         say(f"  1 case p50 {one['end_to_end']['p50_ms']:.0f} ms, {CASES} cases p50 "
             f"{many['end_to_end']['p50_ms']:.0f} ms, {CASES}-case jobs at the cap "
             f"{cap['jobs_per_second']:.2f}/s")
+        stop(process)
+    return result
+
+
+N_SWEEP = 60 if QUICK else 300
+SWEEP_CAPS = [2, 4] if QUICK else [2, 4, 6, 8]
+REFILL_PARALLEL = [1, 2, 4]
+POC_JOBS_PER_SECOND = 13.7  # the Node.js proof of concept on this workload (issue 19)
+# The engine's bare cycle rate (4 at a time, with a network sandbox: the old
+# engine-cycles) in the run of 2026-11-26 that matched the proof of
+# concept's measurement: the machine has been slower since, so its figure is
+# scaled by today's rate of the same cycle.
+POC_ENGINE_RATE = 9.83
+
+
+def hello_at_cap(redis_process, cap, name, extra_env=None):
+    process = service("serve", cap, name, cap=cap, extra_env=extra_env)
+    loadtest("--jobs", 4 * cap, "--concurrency", 4 * cap)  # warm-up, not counted
+    burst = cpu_per_job(lambda: loadtest("--jobs", N_SWEEP, "--concurrency", 4 * cap),
+                        N_SWEEP, process, redis_process)
+    return process, burst
+
+
+def ceiling_runs(redis_process):
+    """The cap raised until throughput stops rising, the pool's refill
+    parallelism, and the proof of concept's workload."""
+    result = {"sweep": {}, "refill": {}, "poc": {}}
+    for cap in SWEEP_CAPS:
+        process, burst = hello_at_cap(redis_process, cap, f"sweep-{cap}")
+        result["sweep"][cap] = burst
+        say(f"cap {cap} (pool {cap}): {burst['jobs_per_second']:.2f} jobs/s, "
+            f"{burst['cpu_ms_per_job']['machine']:.1f} ms CPU per job "
+            f"(service {burst['cpu_ms_per_job']['service']:.1f}, redis {burst['cpu_ms_per_job']['redis']:.1f}), "
+            f"job's own {burst['job_cpu_mean_ms']:.1f} ms")
+        stop(process)
+    best = max(SWEEP_CAPS, key=lambda c: result["sweep"][c]["jobs_per_second"])
+    result["best_cap"] = best
+    for parallel in REFILL_PARALLEL:
+        process, burst = hello_at_cap(redis_process, CAP, f"refill-{parallel}",
+                                      {"CODE_RUNNER_POOL_REFILL_PARALLEL": str(parallel)})
+        result["refill"][parallel] = burst
+        say(f"refill {parallel} at a time, cap {CAP}: {burst['jobs_per_second']:.2f} jobs/s")
+        stop(process)
+    for cap in sorted({CAP, best}):
+        process = service("serve", cap, f"poc-{cap}", cap=cap)
+        loadtest("--jobs", 16, "--concurrency", 16, "--poll-ms", 200)  # warm-up
+        poc = loadtest("--jobs", 100, "--concurrency", 16, "--poll-ms", 200)
+        result["poc"][cap] = poc
+        say(f"proof of concept's workload, cap {cap}: {poc['jobs_per_second']:.2f} jobs/s "
+            f"(its {POC_JOBS_PER_SECOND} then)")
         stop(process)
     return result
 
@@ -395,7 +545,7 @@ def write_report(f):
         "|---|---|",
         f"| raw `docker run --rm --network none … python3 -c 'print(1)'`, median of {f['raw_docker_run']['none']['runs']} | {raw:.0f} ms |",
         f"| the same with Docker's default bridge network | {raw_bridge:.0f} ms |",
-        f"| engine limit: bare create-start-wait-remove, 1 at a time (`engine-cycles`) | {eng1:.2f} containers/s (cycle p50 {f['engine_1']['p50_ms']:.0f} ms) |",
+        f"| engine limit: bare create-start-wait-remove, 1 at a time (`engine-cycles`: no network sandbox, as the service's containers) | {eng1:.2f} containers/s (cycle p50 {f['engine_1']['p50_ms']:.0f} ms) |",
         f"| engine limit: the same, 4 at a time | {eng4:.2f} containers/s (cycle p50 {f['engine_4']['p50_ms']:.0f} ms) |",
         "",
         "## The service, Python hello world",
@@ -448,6 +598,113 @@ def write_report(f):
         f"({one_job['cap_jobs_per_second'] / each['cap_jobs_per_second']:.1f}×) |",
         "",
     ]
+    knobs, ceil = f["engine_knobs"], f["ceiling"]
+    base = knobs["default"]["cpu_ms_per_cycle"]["machine"]
+    lines += [
+        "## Engine settings, one at a time (issue 19)",
+        "",
+        f"`engine-cycles --parallel {CAP}` ({knobs['default']['cycles']} cycles each, Python `print(1)` unless said), "
+        "changing one setting from the default cycle at a time. CPU is the busy time of every core over the "
+        "run (`/proc/stat`), less the client's, per lifecycle: dockerd and containerd from their processes' "
+        "counters, the rest is the shims, runc, the container's program and the kernel's work for them.",
+        "",
+        "| setting | containers/s | cycle p50 | CPU per lifecycle | dockerd | containerd | rest | vs default |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, label, _ in ENGINE_KNOBS:
+        k = knobs[key]
+        c = k["cpu_ms_per_cycle"]
+        lines.append(
+            f"| {label} | {k['cycles_per_second']:.2f} | {k['p50_ms']:.0f} ms | {c['engine']:.1f} ms | "
+            f"{c['dockerd']:.1f} ms | {c['containerd']:.1f} ms | {c['rest']:.1f} ms | "
+            f"{(c['machine'] - base) / base:+.0%} |")
+    lifecycle_ms = knobs["lifecycle"]["cpu_ms_per_cycle"]["engine"]
+    cores = m["cores"]
+    sweep = ceil["sweep"]
+    best = ceil["best_cap"]
+    hello_cpu = statistics.median(v["job_cpu_mean_ms"] for v in sweep.values())
+    hello_ceiling = cores * 1000 / (lifecycle_ms + hello_cpu)
+    ceil["hello_ceiling"] = hello_ceiling
+
+    def pct(rate):
+        return f"{rate / hello_ceiling:.0%}"
+
+    poc_engine_today = knobs["network_sandbox"]["cycles_per_second"]
+    poc_today = POC_JOBS_PER_SECOND * poc_engine_today / POC_ENGINE_RATE
+
+    lines += [
+        "",
+        "## The ceiling (issue 19)",
+        "",
+        f"A lifecycle of the service's container (every sandbox setting, `true` as the program: the row above "
+        f"the last) costs the engine **{lifecycle_ms:.1f} ms** of CPU; the sandbox's settings are not for trading, "
+        f"so that is the price of a job's container (a bare one costs {knobs['bare_lifecycle']['cpu_ms_per_cycle']['engine']:.1f} ms). A one-line Python job's own CPU, as the sandbox measures it (its cgroup: the "
+        f"monitor and CPython), is **{hello_cpu:.1f} ms** (median of the runs below). A hello-world job needs "
+        f"one lifecycle, so {cores} cores allow at most {cores} × 1000 / ({lifecycle_ms:.1f} + {hello_cpu:.1f}) = "
+        f"**{hello_ceiling:.1f} jobs/s**: the ceiling, with nothing else (service, Redis, client) on the cores.",
+        "",
+        f"`serve` with the pool on (size = cap), {N_SWEEP} jobs at 4× the cap in flight; CPU per job is the "
+        "machine's busy time over the run divided by the jobs, and the service's and Redis's share of it:",
+        "",
+        "| cap | jobs/s | of the ceiling | CPU per job | service | Redis | client | dockerd | containerd | shims, runc, jobs, kernel |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for cap in SWEEP_CAPS:
+        v = sweep[cap]
+        c = v["cpu_ms_per_job"]
+        lines.append(
+            f"| {cap}{' (best)' if cap == best else ''} | {v['jobs_per_second']:.2f} | {pct(v['jobs_per_second'])} | "
+            f"{c['machine']:.1f} ms | {c['service']:.1f} ms | {c['redis']:.1f} ms | {c['client']:.1f} ms | "
+            f"{c['dockerd']:.1f} ms | {c['containerd']:.1f} ms | {c['rest']:.1f} ms |")
+    lines += [
+        "",
+        f"The pool's refill parallelism at cap {CAP} (containers created at once while refilling, "
+        "`CODE_RUNNER_POOL_REFILL_PARALLEL`):",
+        "",
+        "| refill parallelism | jobs/s | of the ceiling | CPU per job |",
+        "|---|---|---|---|",
+    ]
+    for parallel in REFILL_PARALLEL:
+        v = ceil["refill"][parallel]
+        lines.append(f"| {parallel} | {v['jobs_per_second']:.2f} | {pct(v['jobs_per_second'])} | "
+                     f"{v['cpu_ms_per_job']['machine']:.1f} ms |")
+    lines += [
+        "",
+        "The other throughput figures, as shares of the ceiling:",
+        "",
+        "| | jobs/s | ceiling | of the ceiling |",
+        "|---|---|---|---|",
+    ]
+    for label, key in (("pool off", "pool_off"), ("pool on", "pool_on")):
+        rate = f[key][f"cap_{N_LARGE}"]["jobs_per_second"]
+        lines.append(f"| {N_LARGE} hello worlds at the cap ({CAP}), {label} | {rate:.2f} | {hello_ceiling:.1f} | {pct(rate)} |")
+    for share, label, lifecycles in (("false", "a container per case", CASES + 1), ("true", "a container per job", 2)):
+        v = cases[share]
+        ceiling = cores * 1000 / (lifecycles * lifecycle_ms + v["cap_job_cpu_ms"])
+        v["ceiling"] = ceiling
+        lines.append(
+            f"| {CASES}-case C++ jobs at the cap, {label} ({lifecycles} lifecycles and "
+            f"{v['cap_job_cpu_ms']:.0f} ms of the jobs' CPU each) | {v['cap_jobs_per_second']:.2f} | {ceiling:.2f} | "
+            f"{v['cap_jobs_per_second'] / ceiling:.0%} |")
+    lines += [
+        "",
+        "## The proof of concept's workload (issue 19)",
+        "",
+        "100 one-line Python jobs submitted 16 at a time with `POST /run`, each polled with `GET /status` every "
+        "200 ms, as the Node.js proof of concept's client does (`loadtest --jobs 100 --concurrency 16 --poll-ms 200`); "
+        f"the proof of concept ran {POC_JOBS_PER_SECOND} jobs/s on it (cap 4) when issue 19 was filed, a day "
+        f"when the engine's bare cycle with a network sandbox, 4 at a time, ran {POC_ENGINE_RATE}/s. Today the same "
+        f"cycle runs {poc_engine_today:.2f}/s (the table above), so the proof of concept's figure for today's machine is "
+        f"{POC_JOBS_PER_SECOND} × {poc_engine_today:.2f} / {POC_ENGINE_RATE} = **{poc_today:.2f} jobs/s** (it cannot be run "
+        "again here: its source is not in this repository).",
+        "",
+        "| cap | jobs/s | × the proof of concept (scaled) | of the ceiling | polls |",
+        "|---|---|---|---|---|",
+    ]
+    for cap, v in sorted(ceil["poc"].items()):
+        lines.append(f"| {cap} | {v['jobs_per_second']:.2f} | {v['jobs_per_second'] / poc_today:.2f}× | "
+                     f"{pct(v['jobs_per_second'])} | {v['polls']} |")
+    lines.append("")
     live = f["interactive"]
     trip, start, batch = live["line_round_trip"], live["start"], live["batch_during"]
     lines += [
@@ -503,6 +760,17 @@ def write_report(f):
          f"{cap_ratio:.1f}× ({each['cap_jobs_per_second']:.2f} → {one_job['cap_jobs_per_second']:.2f} jobs/s)",
          cap_ratio >= 5),
     ]
+    best_rate = sweep[best]["jobs_per_second"]
+    poc_best = max(v["jobs_per_second"] for v in ceil["poc"].values())
+    targets += [
+        (f"One-case hello world at the best cap: ≥ 85% of the ceiling (issue 19)",
+         f"cap {best}: {best_rate:.2f} of {hello_ceiling:.1f} jobs/s = {pct(best_rate)}",
+         best_rate >= 0.85 * hello_ceiling),
+        (f"The proof of concept's workload: ≥ 1.3× the proof of concept (issue 19; its {POC_JOBS_PER_SECOND} jobs/s "
+         f"scaled to today's engine: {poc_today:.2f})",
+         f"{poc_best:.2f} jobs/s = {poc_best / poc_today:.2f}×",
+         poc_best >= 1.3 * poc_today),
+    ]
     lines += ["## Targets (issues 7, 17 and 19)", "", "| target | measured | |", "|---|---|---|"]
     lines += [f"| {t} | {m_} | {verdict(ok)} |" for t, m_, ok in targets]
     lines += ["", "## Why", "", "<!-- notes -->", ""]
@@ -518,11 +786,13 @@ def main():
     figures["raw_docker_run"] = raw_docker_run(5 if QUICK else 15)
     figures["engine_1"] = engine_cycles(1, 30 if QUICK else 60)
     figures["engine_4"] = engine_cycles(CAP, 60 if QUICK else 200)
+    figures["engine_knobs"] = engine_knobs(40 if QUICK else 150)
     redis = start_redis()
     try:
         figures["pool_off"] = service_runs(0, "off")
         figures["pool_on"] = service_runs(4, "on")
         figures["cases"] = cases_runs()
+        figures["ceiling"] = ceiling_runs(redis)
         figures["api"] = api_runs()
         figures["interactive"] = interactive_runs()
     finally:

@@ -315,7 +315,7 @@ impl App {
                     PoolSettings {
                         size: config.pool_size as usize,
                         sizes: config.pool_sizes.clone(),
-                        parallel: 2,
+                        parallel: config.pool_refill_parallel as usize,
                         slots: config.concurrency as usize,
                     },
                 ),

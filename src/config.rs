@@ -223,6 +223,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=256))]
     pub pool_size: u64,
 
+    /// Warm containers the pool creates at once while refilling (each a
+    /// create, attach and start in the engine, beside the jobs running).
+    #[arg(long, env = "CODE_RUNNER_POOL_REFILL_PARALLEL", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub pool_refill_parallel: u64,
+
     /// Per-language overrides of the pool size, `python=8,c=0` (by image).
     #[arg(long, env = "CODE_RUNNER_POOL_SIZES", default_value = "",
           value_parser = parse_pool_sizes)]

@@ -343,7 +343,25 @@ impl Steps<'_> {
         step: String,
         input: Option<tokio::sync::mpsc::Receiver<Input>>,
     ) -> Result<Option<TaskOutput>, SandboxError> {
-        let request = TaskRequest {
+        let request = self.request(language, step_limits, task, phase, step, input);
+        done(
+            self.sandbox
+                .run_task(request, self.pool, self.cancel, observer)
+                .await?,
+        )
+    }
+
+    /// What the sandbox needs to run `task` with `language` in this job.
+    fn request<'l>(
+        &'l self,
+        language: &'l Language,
+        step_limits: &StepLimits,
+        task: Task,
+        phase: Phase,
+        step: String,
+        input: Option<tokio::sync::mpsc::Receiver<Input>>,
+    ) -> TaskRequest<'l> {
+        TaskRequest {
             job_id: self.job_id,
             image: &language.image,
             limits: container_limits(step_limits, self.settings, language),
@@ -351,17 +369,7 @@ impl Steps<'_> {
             running_phase: phase,
             step,
             input,
-        };
-        Ok(
-            match self
-                .sandbox
-                .run_task(request, self.pool, self.cancel, observer)
-                .await?
-            {
-                TaskOutcome::Cancelled => None,
-                TaskOutcome::Done(output) => Some(*output),
-            },
-        )
+        }
     }
 
     /// Holds a container for `task` to run case after case in (see
@@ -373,15 +381,7 @@ impl Steps<'_> {
         task: Task,
         step: String,
     ) -> Result<CaseSession<'_>, SandboxError> {
-        let request = TaskRequest {
-            job_id: self.job_id,
-            image: &language.image,
-            limits: container_limits(step_limits, self.settings, language),
-            task,
-            running_phase: Phase::Running,
-            step,
-            input: None,
-        };
+        let request = self.request(language, step_limits, task, Phase::Running, step, None);
         self.sandbox
             .open_cases(request, self.pool, self.observer)
             .await
@@ -394,12 +394,7 @@ impl Steps<'_> {
         stdin: &[u8],
         last: bool,
     ) -> Result<Option<TaskOutput>, SandboxError> {
-        Ok(
-            match session.run(stdin, last, self.cancel, self.observer).await? {
-                TaskOutcome::Cancelled => None,
-                TaskOutcome::Done(output) => Some(*output),
-            },
-        )
+        done(session.run(stdin, last, self.cancel, self.observer).await?)
     }
 
     /// Compiles `files` with `language`'s compile command; `None` when
@@ -682,7 +677,9 @@ pub async fn execute(
             });
             continue;
         }
-        let task = Task {
+        // Built only where a container is to be started: a case run in an
+        // open session needs no task of its own (nor a copy of the files).
+        let task = || Task {
             nonce: [0; 16], // set per container by the sandbox
             wall_ms: step.wall_ms,
             cpu_ms: step.cpu_ms,
@@ -713,7 +710,7 @@ pub async fn execute(
         };
         let (output, interaction) = if let Some(interactor) = interactor {
             let Some((output, interaction, first)) =
-                interact(&steps, interactor, language, &step, task, case, index).await?
+                interact(&steps, interactor, language, &step, task(), case, index).await?
             else {
                 return Ok(Execution::Cancelled);
             };
@@ -722,7 +719,7 @@ pub async fn execute(
             if !session.as_ref().is_some_and(CaseSession::is_open) {
                 session = Some(
                     steps
-                        .open_cases(language, &step, task, format!("run-{index}"))
+                        .open_cases(language, &step, task(), format!("run-{index}"))
                         .await?,
                 );
             }
@@ -742,7 +739,7 @@ pub async fn execute(
                 .run(
                     language,
                     &step,
-                    task,
+                    task(),
                     Phase::Running,
                     format!("run-{index}"),
                     run_input,
@@ -1037,15 +1034,19 @@ struct Relay<'a> {
 const SOLUTION: u8 = 1;
 const INTERACTOR: u8 = 2;
 
+/// Records `side` as the one that ended first unless a side already is;
+/// whether `side` is the first.
+fn claim_first(ended_first: &std::sync::atomic::AtomicU8, side: u8) -> bool {
+    use std::sync::atomic::Ordering::SeqCst;
+    ended_first
+        .compare_exchange(0, side, SeqCst, SeqCst)
+        .map_or_else(|first| first == side, |_| true)
+}
+
 impl RunObserver for Relay<'_> {
     fn phase(&self, phase: Phase, container_id: &str) {
         if phase == Phase::Collecting {
-            let _ = self.ended_first.compare_exchange(
-                0,
-                self.side,
-                std::sync::atomic::Ordering::SeqCst,
-                std::sync::atomic::Ordering::SeqCst,
-            );
+            claim_first(self.ended_first, self.side);
         }
         if let Some(inner) = self.inner {
             inner.phase(phase, container_id);
@@ -1139,12 +1140,7 @@ async fn interact(
             .await;
         // A run that ended without reaching its collection (an engine
         // error) ends here.
-        let _ = ended_first.compare_exchange(
-            0,
-            SOLUTION,
-            std::sync::atomic::Ordering::SeqCst,
-            std::sync::atomic::Ordering::SeqCst,
-        );
+        claim_first(&ended_first, SOLUTION);
         run
     };
     // The interactor's container takes no worker slot of its own (nor a
@@ -1174,14 +1170,7 @@ async fn interact(
             )
             .await;
         drop(observer);
-        let first = ended_first
-            .compare_exchange(
-                0,
-                INTERACTOR,
-                std::sync::atomic::Ordering::SeqCst,
-                std::sync::atomic::Ordering::SeqCst,
-            )
-            .map_or_else(|side| side == INTERACTOR, |_| true);
+        let first = claim_first(&ended_first, INTERACTOR);
         // It ended: a failed exchange need not wait for the solution.
         let failed = match &run {
             Ok(Some(output)) => report_of(output).exit_code != Some(0),
@@ -1379,6 +1368,14 @@ fn finish(
 
 /// The container one step runs in: the step's memory and processes, the
 /// worker's CPU share, tmpfs and slot CPU, the language's runtime.
+/// A run's output; `None` when it was cancelled.
+fn done(outcome: TaskOutcome) -> Result<Option<TaskOutput>, SandboxError> {
+    Ok(match outcome {
+        TaskOutcome::Cancelled => None,
+        TaskOutcome::Done(output) => Some(*output),
+    })
+}
+
 fn container_limits(
     step: &StepLimits,
     settings: &ExecutionSettings,

@@ -159,6 +159,11 @@ struct Summary {
     queue_wait: Percentiles,
     /// Started → finished (the service's timestamps).
     run_time: Percentiles,
+    /// The jobs' own CPU time as the sandbox measured it (the run's cgroup,
+    /// plus the compilation's), where the answer carries it.
+    job_cpu: Percentiles,
+    /// Its mean, in milliseconds (what a job costs the machine's cores).
+    job_cpu_mean_ms: f64,
     verdicts: BTreeMap<String, u64>,
     correct: u64,
     wrong: u64,
@@ -562,6 +567,8 @@ fn summarize(args: &Args, url: &str, count: u64, seconds: f64, outcomes: &[Outco
     let mut by_kind: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
     let mut queue_wait = histogram();
     let mut run_time = histogram();
+    let mut job_cpu = histogram();
+    let mut job_cpu_total_ms = 0u64;
     let mut verdicts = BTreeMap::new();
     let (mut correct, mut wrong, mut lost, mut throttled, mut throttled_polls) = (0, 0, 0, 0, 0);
     let mut problems = Vec::new();
@@ -583,6 +590,10 @@ fn summarize(args: &Args, url: &str, count: u64, seconds: f64, outcomes: &[Outco
             ) {
                 queue_wait.saturating_record(begun.saturating_sub(submitted).max(1) * 1000);
                 run_time.saturating_record(ended.saturating_sub(begun).max(1) * 1000);
+            }
+            if let Some(cpu_ms) = job_cpu_ms(&view["result"]) {
+                job_cpu_total_ms += cpu_ms;
+                job_cpu.saturating_record(cpu_ms.max(1) * 1000);
             }
             let verdict = view["result"]["verdict"].as_str().unwrap_or("none");
             *verdicts.entry(verdict.to_string()).or_insert(0) += 1;
@@ -626,6 +637,12 @@ fn summarize(args: &Args, url: &str, count: u64, seconds: f64, outcomes: &[Outco
             .collect(),
         queue_wait: Percentiles::of(&queue_wait),
         run_time: Percentiles::of(&run_time),
+        job_cpu_mean_ms: if job_cpu.is_empty() {
+            0.0
+        } else {
+            job_cpu_total_ms as f64 / job_cpu.len() as f64
+        },
+        job_cpu: Percentiles::of(&job_cpu),
         verdicts,
         correct,
         wrong,
@@ -635,6 +652,20 @@ fn summarize(args: &Args, url: &str, count: u64, seconds: f64, outcomes: &[Outco
         polls: 0,
         problems,
     }
+}
+
+/// A finished job's CPU time in milliseconds: its run's (or, with test
+/// cases, every case's) and its compilation's. None when the answer does
+/// not say (the proof of concept's `/status` shape).
+fn job_cpu_ms(result: &Value) -> Option<u64> {
+    let runs: u64 = match result["test_cases"].as_array() {
+        Some(cases) if !cases.is_empty() => cases
+            .iter()
+            .filter_map(|case| case["cpu_time_ms"].as_u64())
+            .sum(),
+        _ => result["cpu_time_ms"].as_u64()?,
+    };
+    Some(runs + result["compile"]["cpu_time_ms"].as_u64().unwrap_or(0))
 }
 
 fn print_summary(s: &Summary) {
@@ -667,6 +698,7 @@ fn print_summary(s: &Summary) {
     }
     line("queue wait (service)", &s.queue_wait);
     line("run time (service)", &s.run_time);
+    line("job CPU (sandbox)", &s.job_cpu);
     let verdicts: Vec<String> = s.verdicts.iter().map(|(v, n)| format!("{v} {n}")).collect();
     println!("  verdicts: {}", verdicts.join(", "));
     println!(

@@ -10,9 +10,19 @@
 //! processes and the kernel's work for them. Nothing else should run
 //! meanwhile.
 //!
+//! One engine setting at a time can be changed from the default cycle
+//! (json-file log, `wait` for the end, one forced remove), so that `make
+//! bench` says what each costs:
+//!
 //! ```text
 //! engine-cycles --image code-runner/python:latest --cycles 100 --parallel 4
-//! engine-cycles --log-driver none      # one engine setting at a time
+//! engine-cycles --log-driver none      # no log file for the engine to write
+//! engine-cycles --end attach           # the end read from the attach stream, no wait call
+//! engine-cycles --remove kill          # kill, then remove: two calls
+//! engine-cycles --remove background    # the remove off the cycle's path
+//! engine-cycles --command true         # the lifecycle alone, next to no program
+//! engine-cycles --with root,limits      # settings of the service's own sandbox spec
+//! engine-cycles --with all              # every one of them: the service's container
 //! ```
 
 use std::sync::Arc;
@@ -20,8 +30,13 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
-use bollard::query_parameters::{RemoveContainerOptionsBuilder, WaitContainerOptions};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+    WaitContainerOptions,
+};
 use clap::Parser;
+use code_runner::sandbox::SandboxSettings;
+use code_runner::sandbox::spec::{ContainerLimits, container_spec};
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use tokio::sync::Mutex;
@@ -43,17 +58,127 @@ struct Args {
     /// the attach stream.
     #[arg(long, default_value = "json-file")]
     log_driver: String,
+    /// How the client learns that the container ended: `wait` (the Engine
+    /// API's wait call, after the start) or `attach` (attached before the
+    /// start, the end of its output stream; the service's way).
+    #[arg(long, value_enum, default_value_t = End::Wait)]
+    end: End,
+    /// How the container is removed: `force` (one call that kills and
+    /// removes), `kill` (a kill call, then a remove) or `background` (the
+    /// forced remove in a task of its own: the cycle ends without waiting
+    /// for it, the service's way; the timing still waits for every one).
+    #[arg(long, value_enum, default_value_t = Remove::Force)]
+    remove: Remove,
+    /// Docker's `NetworkDisabled` besides the `none` network mode, as the
+    /// service's containers have: no network sandbox for the engine to set
+    /// up and tear down (`false` measures what that costs).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    network_disabled: bool,
+    /// Settings taken from the service's own container spec
+    /// (`code_runner::sandbox::spec::container_spec`, default limits) onto
+    /// the bare cycle, to say what each costs the engine.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    with: Vec<Setting>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
 
-async fn cycle(docker: &Docker, args: &Args) -> anyhow::Result<Duration> {
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum End {
+    Wait,
+    Attach,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Remove {
+    Force,
+    Kill,
+    Background,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Setting {
+    /// A read-only root, a size-capped tmpfs at /tmp, /dev/shm's size.
+    Root,
+    /// Memory (swap off), processes, a CPU quota, ulimits.
+    Limits,
+    /// Every capability dropped but the monitor's, no-new-privileges,
+    /// private cgroup and IPC namespaces.
+    Security,
+    /// stdin attached and held open, as the monitor reads its task.
+    Stdin,
+    /// All of the above: the service's container (the monitor aside).
+    All,
+}
+
+/// The bare cycle's container with `settings` from the service's spec.
+fn with_settings(mut body: ContainerCreateBody, settings: &[Setting]) -> ContainerCreateBody {
+    let has = |s: Setting| settings.contains(&s) || settings.contains(&Setting::All);
+    let sandbox = SandboxSettings {
+        image_prefix: "code-runner".into(),
+        runtime: None,
+        worker_id: "engine-cycles".into(),
+        queue: "engine-cycles".into(),
+        overrides: serde_json::Map::new(),
+    };
+    let limits = ContainerLimits {
+        memory_bytes: 256 << 20,
+        processes: 64,
+        cpus: 1.0,
+        tmpfs_bytes: 64 << 20,
+        runtime: None,
+        cpuset: None,
+    };
+    let service = container_spec(&sandbox, String::new(), &limits, "engine-cycles", "run");
+    let theirs = service.host_config.unwrap_or_default();
+    let ours = body.host_config.get_or_insert_with(HostConfig::default);
+    if has(Setting::Root) {
+        ours.readonly_rootfs = theirs.readonly_rootfs;
+        ours.tmpfs = theirs.tmpfs.clone();
+        ours.shm_size = theirs.shm_size;
+    }
+    if has(Setting::Limits) {
+        ours.memory = theirs.memory;
+        ours.memory_swap = theirs.memory_swap;
+        ours.pids_limit = theirs.pids_limit;
+        ours.nano_cpus = theirs.nano_cpus;
+        ours.ulimits = theirs.ulimits.clone();
+    }
+    if has(Setting::Security) {
+        ours.cap_drop = theirs.cap_drop.clone();
+        ours.cap_add = theirs.cap_add.clone();
+        ours.security_opt = theirs.security_opt.clone();
+        ours.cgroupns_mode = theirs.cgroupns_mode;
+        ours.ipc_mode = theirs.ipc_mode.clone();
+    }
+    if has(Setting::Stdin) {
+        body.attach_stdin = service.attach_stdin;
+        body.open_stdin = service.open_stdin;
+        body.stdin_once = service.stdin_once;
+    }
+    body
+}
+
+/// Removals still running in the background (`--remove background`).
+type Removals = Arc<Mutex<Vec<tokio::task::JoinHandle<anyhow::Result<()>>>>>;
+
+async fn remove(docker: &Docker, id: &str) -> anyhow::Result<()> {
+    let remove = RemoveContainerOptionsBuilder::new().force(true).build();
+    docker.remove_container(id, Some(remove)).await?;
+    Ok(())
+}
+
+async fn cycle(docker: &Docker, args: &Args, removals: &Removals) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let body = ContainerCreateBody {
         image: Some(args.image.clone()),
         entrypoint: Some(args.command[..1].to_vec()),
         cmd: Some(args.command[1..].to_vec()),
+        network_disabled: Some(args.network_disabled),
         host_config: Some(HostConfig {
             network_mode: Some("none".into()),
             log_config: Some(HostConfigLogConfig {
@@ -64,18 +189,48 @@ async fn cycle(docker: &Docker, args: &Args) -> anyhow::Result<Duration> {
         }),
         ..Default::default()
     };
+    let body = with_settings(body, &args.with);
     let id = docker.create_container(None, body).await?.id;
     let run = async {
-        docker.start_container(&id, None).await?;
-        let mut wait = docker.wait_container(&id, None::<WaitContainerOptions>);
-        while let Some(status) = wait.next().await {
-            status?;
+        match args.end {
+            End::Wait => {
+                docker.start_container(&id, None).await?;
+                let mut wait = docker.wait_container(&id, None::<WaitContainerOptions>);
+                while let Some(status) = wait.next().await {
+                    status?;
+                }
+            }
+            End::Attach => {
+                let options = AttachContainerOptionsBuilder::new()
+                    .stdout(true)
+                    .stderr(true)
+                    .stream(true)
+                    .build();
+                let mut io = docker.attach_container(&id, Some(options)).await?;
+                docker.start_container(&id, None).await?;
+                while let Some(frame) = io.output.next().await {
+                    frame?;
+                }
+            }
         }
         anyhow::Ok(())
     }
     .await;
-    let remove = RemoveContainerOptionsBuilder::new().force(true).build();
-    docker.remove_container(&id, Some(remove)).await?;
+    match args.remove {
+        Remove::Force => remove(docker, &id).await?,
+        Remove::Kill => {
+            let kill = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
+            // A container that already stopped answers 409: fine.
+            let _ = docker.kill_container(&id, Some(kill)).await;
+            let plain = RemoveContainerOptionsBuilder::new().build();
+            docker.remove_container(&id, Some(plain)).await?;
+        }
+        Remove::Background => {
+            let docker = docker.clone();
+            let removal = tokio::spawn(async move { remove(&docker, &id).await });
+            removals.lock().await.push(removal);
+        }
+    }
     run?;
     Ok(started.elapsed())
 }
@@ -154,7 +309,11 @@ async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
     let docker = Docker::connect_with_defaults()?.negotiate_version().await?;
     // One untimed cycle first: the image's layers into the page cache.
-    cycle(&docker, &args).await?;
+    let removals: Removals = Arc::default();
+    cycle(&docker, &args, &removals).await?;
+    for removal in std::mem::take(&mut *removals.lock().await) {
+        removal.await??;
+    }
     let latencies = Arc::new(Mutex::new(
         Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
     ));
@@ -163,15 +322,16 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let workers: Vec<_> = (0..args.parallel)
         .map(|_| {
-            let (docker, args, next, latencies) = (
+            let (docker, args, next, latencies, removals) = (
                 docker.clone(),
                 args.clone(),
                 next.clone(),
                 latencies.clone(),
+                removals.clone(),
             );
             tokio::spawn(async move {
                 while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < args.cycles {
-                    let took = cycle(&docker, &args).await?;
+                    let took = cycle(&docker, &args, &removals).await?;
                     latencies
                         .lock()
                         .await
@@ -183,6 +343,9 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     for worker in workers {
         worker.await??;
+    }
+    for removal in std::mem::take(&mut *removals.lock().await) {
+        removal.await??;
     }
     let seconds = started.elapsed().as_secs_f64();
     let after = Counters::now();
@@ -202,7 +365,8 @@ async fn main() -> anyhow::Result<()> {
             "{}",
             serde_json::json!({
                 "cycles": args.cycles, "parallel": args.parallel, "seconds": seconds,
-                "log_driver": args.log_driver,
+                "log_driver": args.log_driver, "network_disabled": args.network_disabled, "with": args.with, "end": args.end, "remove": args.remove,
+                "command": args.command,
                 "cycles_per_second": rate, "p50_ms": ms(0.5), "p90_ms": ms(0.9),
                 "max_ms": h.max() as f64 / 1000.0,
                 "cpu_ms_per_cycle": {
@@ -214,10 +378,12 @@ async fn main() -> anyhow::Result<()> {
         );
     } else {
         println!(
-            "{} cycles, {} at a time, log driver {}: {seconds:.2} s, {rate:.2} containers/s; cycle p50 {:.1} ms, p90 {:.1} ms",
+            "{} cycles, {} at a time, log driver {}, end by {}, remove {}: {seconds:.2} s, {rate:.2} containers/s; cycle p50 {:.1} ms, p90 {:.1} ms",
             args.cycles,
             args.parallel,
             args.log_driver,
+            serde_json::to_value(args.end)?.as_str().unwrap_or("?"),
+            serde_json::to_value(args.remove)?.as_str().unwrap_or("?"),
             ms(0.5),
             ms(0.9)
         );
