@@ -587,8 +587,11 @@ async fn an_interactor_talks_with_the_solution_and_judges_it() {
         ("python", GUESS_INTERACTOR),
         ("cpp", GUESS_TESTLIB_INTERACTOR),
     ] {
+        // Twenty round trips through two containers must fit in the wall
+        // time even on a loaded machine: what is tested is the verdict.
         let view = service
             .run_v1(json!({ "language": "python", "code": BINARY_SEARCH,
+                "limits": { "wall_time_ms": 20000 },
                 "interactor": { "language": language, "code": interactor },
                 "test_cases": cases }))
             .await;
@@ -622,6 +625,7 @@ async fn an_interactor_talks_with_the_solution_and_judges_it() {
     let linear = "n = 1\nwhile True:\n    print(n, flush=True)\n    if input() == '=':\n        break\n    n += 1";
     let view = service
         .run_v1(json!({ "language": "python", "code": linear,
+            "limits": { "wall_time_ms": 20000 },
             "interactor": { "language": "python", "code": GUESS_INTERACTOR },
             "test_cases": [{ "stdin": "3" }, { "stdin": "500" }] }))
         .await;
