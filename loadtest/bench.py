@@ -10,8 +10,9 @@ Measures, on this machine, in this order:
   1. raw `docker run` of a Python hello world (median of several);
   2. the engine's own limit: bare create-start-wait-remove cycles through
      the Engine API (target/release/engine-cycles), 1 and 4 at a time; then
-     one engine setting at a time (log driver, how the end is learnt, how the
-     container is removed), each with the CPU a lifecycle costs, and the
+     one engine setting at a time (the network sandbox, the log driver, how
+     the end is learnt, how the container is removed, each group of the
+     sandbox's own settings), each with the CPU a lifecycle costs, and the
      lifecycle alone (`true` as the program);
   3. the service (`serve`, cap 4) with the warm pool off, then on: a lone
      job's latency, 100 jobs one at a time, 100 and 1,000 jobs at the cap;
@@ -133,7 +134,7 @@ ENGINE_KNOBS = [
     ("root", "+ the sandbox's read-only root and tmpfs /tmp", ["--with", "root"]),
     ("limits", "+ the sandbox's memory, processes, CPU quota, ulimits", ["--with", "limits"]),
     ("security", "+ the sandbox's capabilities, no-new-privileges, cgroup and IPC namespaces", ["--with", "security"]),
-    ("stdin", "+ stdin attached and held open (the monitor's task)", ["--with", "stdin"]),
+    ("stdin", "+ stdin held open (`OpenStdin`, `StdinOnce`, as the monitor's)", ["--with", "stdin"]),
     ("sandbox", "+ all of the sandbox's settings: the service's container", ["--with", "all"]),
     ("bare_lifecycle", "the lifecycle alone, bare: `true` as the program", ["--command", "true"]),
     ("lifecycle", "the lifecycle alone, the service's container: `true`, all the sandbox's settings",
@@ -227,14 +228,18 @@ def stop(process):
     RUNNING.remove(process)
 
 
+def stat_ticks(text):
+    """utime + stime + cutime + cstime of one `/proc/<pid>/stat`."""
+    return sum(int(f) for f in text.rsplit(")", 1)[1].split()[11:15])
+
+
 def ticks(pid=None):
     """Busy CPU ticks of the machine (pid None) or of one process, its
     reaped children included."""
     if pid is None:
         fields = [int(f) for f in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
         return sum(fields) - fields[3] - fields[4]
-    rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in rest[11:15])
+    return stat_ticks(Path(f"/proc/{pid}/stat").read_text())
 
 
 def named_ticks(name):
@@ -246,7 +251,7 @@ def named_ticks(name):
         except OSError:
             continue
         if text.split("(", 1)[1].rsplit(")", 1)[0] == name:
-            total += sum(int(f) for f in text.rsplit(")", 1)[1].split()[11:15])
+            total += stat_ticks(text)
     return total
 
 

@@ -109,7 +109,8 @@ enum Setting {
     /// Every capability dropped but the monitor's, no-new-privileges,
     /// private cgroup and IPC namespaces.
     Security,
-    /// stdin attached and held open, as the monitor reads its task.
+    /// stdin held open (`OpenStdin`, `StdinOnce`), as for the monitor,
+    /// which reads its task there (nothing attaches to it here).
     Stdin,
     /// All of the above: the service's container (the monitor aside).
     All,
