@@ -12,7 +12,7 @@ CARGO ?= cargo
 .PHONY: run test test-gvisor fuzz screenshot bench setup setup-test images lint engine clean-containers
 
 run: setup
-	$(CARGO) run --release --bin code-runner -- serve
+	$(CARGO) run --bin code-runner -- serve
 
 test: setup-test
 	scripts/check-no-containers.sh --remove-stale

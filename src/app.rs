@@ -182,7 +182,7 @@ impl App {
         } else {
             None
         };
-        let queue_settings = QueueSettings::from_config(&config);
+        let queue_settings = QueueSettings::from_config(&config).map_err(anyhow::Error::msg)?;
         let queue = JobQueue::connect(queue_settings.clone()).await?;
         // Where webhooks may go: never to this service's own listeners or
         // its Redis on this machine (the bound ports are added once known).

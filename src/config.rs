@@ -110,6 +110,20 @@ pub struct Config {
     #[arg(long, env = "CODE_RUNNER_REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// A PEM file of certificate authorities a `rediss://` connection trusts
+    /// besides the platform's roots (a managed Redis's private CA).
+    #[arg(long, env = "CODE_RUNNER_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+
+    /// The client certificate (PEM chain) a `rediss://` connection shows,
+    /// for Redis servers that require mutual TLS (`tls-auth-clients yes`).
+    #[arg(long, env = "CODE_RUNNER_REDIS_CLIENT_CERT")]
+    pub redis_client_cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "CODE_RUNNER_REDIS_CLIENT_KEY")]
+    pub redis_client_key: Option<PathBuf>,
+
     /// Key prefix of every Redis key. The braces are a Redis Cluster hash tag
     /// that keeps all of the queue's keys in one slot.
     #[arg(

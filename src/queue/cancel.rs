@@ -259,7 +259,7 @@ pub async fn watch_cancellations(settings: QueueSettings, on_cancel: impl Fn(Str
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         let subscribed = async {
-            let client = redis::Client::open(settings.redis_url.as_str())?;
+            let client = settings.client()?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)

@@ -25,6 +25,7 @@ pub mod events;
 pub mod fairness;
 pub mod heartbeat;
 pub mod live;
+pub mod tls;
 pub mod worker;
 
 use std::time::Duration;
@@ -57,6 +58,8 @@ pub enum QueueError {
 #[derive(Debug, Clone)]
 pub struct QueueSettings {
     pub redis_url: String,
+    /// For a `rediss://` URL: the roots trusted and the client certificate.
+    pub tls: Option<bullmq::options::TlsCerts>,
     /// BullMQ key prefix (a hash tag, for Redis Cluster).
     pub prefix: String,
     pub queue_name: String,
@@ -65,17 +68,44 @@ pub struct QueueSettings {
 }
 
 impl QueueSettings {
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        QueueSettings {
-            redis_url: config.redis_url_or_default(),
+    /// The settings, with the TLS files read (an error names a bad one).
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, String> {
+        let redis_url = config.redis_url_or_default();
+        let tls = tls::load(
+            &redis_url,
+            tls::TlsFiles {
+                ca_file: config.redis_ca_file.as_deref(),
+                client_cert: config.redis_client_cert.as_deref(),
+                client_key: config.redis_client_key.as_deref(),
+            },
+        )?;
+        Ok(QueueSettings {
+            redis_url,
+            tls,
             prefix: config.redis_prefix.clone(),
             queue_name: config.queue_name.clone(),
             cancelled_retention_secs: config.keep_failed_secs,
-        }
+        })
     }
 
     pub(crate) fn connection(&self) -> bullmq::options::RedisConnectionOptions {
-        bullmq::options::RedisConnectionOptions::new().url(self.redis_url.clone())
+        let options = bullmq::options::RedisConnectionOptions::new().url(self.redis_url.clone());
+        match &self.tls {
+            Some(certs) => options.tls_certs(certs.clone()),
+            None => options,
+        }
+    }
+
+    /// A client for a connection of the service's own (not BullMQ's), with
+    /// the same TLS settings.
+    pub(crate) fn client(&self) -> redis::RedisResult<redis::Client> {
+        match &self.tls {
+            Some(certs) => redis::Client::build_with_tls(
+                self.redis_url.as_str(),
+                tls::redis_certificates(certs),
+            ),
+            None => redis::Client::open(self.redis_url.as_str()),
+        }
     }
 
     /// A key of this service's own (not BullMQ's), in the queue's hash slot.

@@ -105,6 +105,7 @@ async fn jobs_survive_a_restart_of_the_service_process() {
     // A job enqueued while no service runs (as another API process would).
     let queue = JobQueue::connect(QueueSettings {
         redis_url: redis_url(),
+        tls: None,
         prefix: TEST_PREFIX.into(),
         queue_name: queue_name.clone(),
         cancelled_retention_secs: 60,

@@ -1,0 +1,488 @@
+//! The service against Redis as production runs it, each a real
+//! `redis-server` of its own on a loopback port: TLS with a client
+//! certificate (certificates made here), and an ACL user holding only the
+//! rule of `deploy/redis/code-runner.acl`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use code_runner::actors::dispatcher::PANIC_RUNNER_MARKER;
+use code_runner::app::{App, Role};
+use code_runner_testkit as helpers;
+use helpers::{TEST_PREFIX, TestService, free_port};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// A `redis-server` of this test's own, stopped (and its directory removed)
+/// when dropped.
+struct RedisServer {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    /// Starts one on a free loopback port; with `tls`, that port speaks TLS
+    /// only (the plain port is off).
+    fn start(dir: &Path, tls: Option<&Pki>) -> RedisServer {
+        let port = free_port();
+        std::fs::create_dir_all(dir).unwrap();
+        let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        command.arg("--dir").arg(dir);
+        match tls {
+            Some(pki) => {
+                command.args(["--port", "0", "--tls-port", &port.to_string()]);
+                command.arg("--tls-cert-file").arg(pki.path("server.pem"));
+                command.arg("--tls-key-file").arg(pki.path("server.key"));
+                command.arg("--tls-ca-cert-file").arg(pki.path("ca.pem"));
+                command.args(["--tls-auth-clients", "yes"]);
+            }
+            None => {
+                command.args(["--port", &port.to_string()]);
+            }
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("redis-server (make test installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        RedisServer {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "code-runner-redis-{name}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ))
+}
+
+/// A certificate authority, a server certificate for 127.0.0.1 and
+/// localhost, a client certificate it signed, and a second, unrelated
+/// authority: PEM files in a directory.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn make(dir: &Path) -> Pki {
+        std::fs::create_dir_all(dir).unwrap();
+        let write = |name: &str, pem: String| std::fs::write(dir.join(name), pem).unwrap();
+        let authority = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            let cert = params.self_signed(&key).unwrap();
+            (cert, key)
+        };
+        let (ca, ca_key) = authority("code-runner test Redis CA");
+        write("ca.pem", ca.pem());
+        let (other, _) = authority("an unrelated CA");
+        write("other-ca.pem", other.pem());
+
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        let server = params.signed_by(&key, &ca, &ca_key).unwrap();
+        write("server.pem", server.pem());
+        write("server.key", key.serialize_pem());
+
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "code-runner worker");
+        let client = params.signed_by(&key, &ca, &ca_key).unwrap();
+        write("client.pem", client.pem());
+        write("client.key", key.serialize_pem());
+        Pki {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn the_service_runs_jobs_over_mutual_tls() {
+    let pki = Pki::make(&scratch("pki"));
+    let redis = RedisServer::start(&scratch("tls"), Some(&pki));
+    let url = format!("rediss://127.0.0.1:{}", redis.port);
+    let service = TestService::start_with(|c| {
+        c.redis_url = Some(url.clone());
+        c.redis_ca_file = Some(pki.path("ca.pem"));
+        c.redis_client_cert = Some(pki.path("client.pem"));
+        c.redis_client_key = Some(pki.path("client.key"));
+        c.wall_time_limit_ms = 30_000;
+    })
+    .await;
+    let done = service
+        .run_v1(json!({ "language": "python", "code": "print(input() * 2)", "stdin": "tls" }))
+        .await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["result"]["stdout"], "tlstls\n", "{done}");
+    // A cancellation travels on the Redis channel the workers subscribe to
+    // (a connection of the service's own, with the same certificates).
+    let running = service
+        .submit_v1(json!({ "language": "python", "code": "import time\ntime.sleep(25)" }))
+        .await;
+    service
+        .wait_v1(&running, &["active"], Duration::from_secs(60))
+        .await;
+    let (status, body) = service
+        .send(Method::DELETE, &format!("/v1/jobs/{running}"), None)
+        .await;
+    assert!(status == 200 || status == 202, "{status} {body}");
+    service
+        .wait_v1(&running, &["cancelled"], Duration::from_secs(30))
+        .await;
+    let (status, ready) = service.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    service.stop().await;
+}
+
+/// Starting against `redis` with these settings fails, and the error says
+/// why.
+async fn refused(adjust: impl FnOnce(&mut code_runner::config::Config)) -> String {
+    let mut config = helpers::test_config();
+    adjust(&mut config);
+    match App::start(Role::Api, config).await {
+        Ok(_) => panic!("the service started"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[tokio::test]
+async fn tls_settings_that_cannot_work_stop_the_service_with_the_reason() {
+    let pki = Pki::make(&scratch("pki"));
+    let redis = RedisServer::start(&scratch("tls"), Some(&pki));
+    let url = format!("rediss://127.0.0.1:{}", redis.port);
+    // The server asks for a client certificate; none is given.
+    let err = refused(|c| {
+        c.redis_url = Some(url.clone());
+        c.redis_ca_file = Some(pki.path("ca.pem"));
+    })
+    .await;
+    assert!(err.contains("cannot reach Redis"), "{err}");
+    // The server's certificate is signed by an authority not trusted.
+    let err = refused(|c| {
+        c.redis_url = Some(url.clone());
+        c.redis_ca_file = Some(pki.path("other-ca.pem"));
+        c.redis_client_cert = Some(pki.path("client.pem"));
+        c.redis_client_key = Some(pki.path("client.key"));
+    })
+    .await;
+    assert!(err.contains("cannot reach Redis"), "{err}");
+    // Certificates for a plain redis:// URL are a mistake, not ignored.
+    let err = refused(|c| {
+        c.redis_url = Some(format!("redis://127.0.0.1:{}", redis.port));
+        c.redis_ca_file = Some(pki.path("ca.pem"));
+    })
+    .await;
+    assert!(
+        err.contains("CODE_RUNNER_REDIS_CA_FILE set, but CODE_RUNNER_REDIS_URL is not a rediss://"),
+        "{err}"
+    );
+    // A key file that holds no key is named.
+    let err = refused(|c| {
+        c.redis_url = Some(url.clone());
+        c.redis_client_cert = Some(pki.path("client.pem"));
+        c.redis_client_key = Some(pki.path("client.pem"));
+    })
+    .await;
+    assert!(err.contains("CODE_RUNNER_REDIS_CLIENT_KEY"), "{err}");
+}
+
+/// The documented ACL rule, for a user `name` with `password`, its key and
+/// channel patterns under the test's prefix.
+fn documented_rule(password: &str) -> Vec<String> {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/redis/code-runner.acl");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("user "))
+        .expect("a user line");
+    line.split_whitespace()
+        .skip(2)
+        .map(|token| {
+            if token.starts_with('>') {
+                format!(">{password}")
+            } else {
+                token.replace("{code-runner}", TEST_PREFIX)
+            }
+        })
+        .collect()
+}
+
+async fn admin(
+    service: &TestService,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = service
+        .client
+        .request(method, format!("{}{path}", service.admin_url));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits for a job to have failed after `attempts` attempts.
+async fn failed_after(service: &TestService, id: &str, attempts: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, view) = service.get(&format!("/v1/jobs/{id}")).await;
+        if view["state"] == "failed" && view["attempts_made"] == attempts {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not failed after {attempts}: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_user_with_only_the_documented_acl_runs_everything() {
+    let redis = RedisServer::start(&scratch("acl"), None);
+    let root = redis::Client::open(format!("redis://127.0.0.1:{}", redis.port)).unwrap();
+    let mut root = root.get_multiplexed_async_connection().await.unwrap();
+    let mut setuser = redis::cmd("ACL");
+    setuser
+        .arg("SETUSER")
+        .arg("runner")
+        .arg(documented_rule("s3cret"));
+    let () = setuser.query_async(&mut root).await.unwrap();
+
+    // The rule is a real limit: outside the prefix, and beyond the listed
+    // commands, the user is refused.
+    let user =
+        redis::Client::open(format!("redis://runner:s3cret@127.0.0.1:{}", redis.port)).unwrap();
+    let mut user = user.get_multiplexed_async_connection().await.unwrap();
+    let outside: redis::RedisResult<Option<String>> = redis::cmd("GET")
+        .arg("elsewhere")
+        .query_async(&mut user)
+        .await;
+    assert!(outside.is_err(), "a key outside the prefix was read");
+    let flush: redis::RedisResult<()> = redis::cmd("FLUSHALL").query_async(&mut user).await;
+    assert!(flush.is_err(), "FLUSHALL was allowed");
+    let () = redis::cmd("ACL")
+        .arg("LOG")
+        .arg("RESET")
+        .query_async(&mut root)
+        .await
+        .unwrap();
+
+    let url = format!("redis://runner:s3cret@127.0.0.1:{}", redis.port);
+    let service = TestService::start_with(|c| {
+        c.redis_url = Some(url.clone());
+        c.wall_time_limit_ms = 30_000;
+    })
+    .await;
+
+    // The proof of concept's API.
+    let (status, body) = service
+        .send(
+            Method::POST,
+            "/run",
+            Some(json!({ "language": "python", "code": "print('Hello world')" })),
+        )
+        .await;
+    assert!(status < 300, "{status} {body}");
+    let id = body["jobId"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, view) = service.get(&format!("/status/{id}")).await;
+        if view["state"] == "completed" {
+            assert_eq!(view["result"]["stdout"], "Hello world", "{view}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // /v1, a batch, Judge0's and Piston's APIs.
+    let done = service
+        .run_v1(json!({ "language": "python", "code": "print(6 * 7)" }))
+        .await;
+    assert_eq!(done["result"]["stdout"], "42\n", "{done}");
+    let done_id = done["id"].as_str().unwrap().to_string();
+    let (status, body) = service
+        .send(
+            Method::POST,
+            "/v1/jobs/batch",
+            Some(json!({ "jobs": [
+                { "language": "python", "code": "print(1)" },
+                { "language": "python", "code": "print(2)" }
+            ] })),
+        )
+        .await;
+    assert!(status < 300, "{status} {body}");
+    let (status, body) = service
+        .send(
+            Method::POST,
+            "/submissions?wait=true",
+            Some(json!({ "source_code": "print(3)", "language_id": 71 })),
+        )
+        .await;
+    assert!(status < 300, "{status} {body}");
+    assert_eq!(body["stdout"], "3\n", "{body}");
+    let (status, body) = service
+        .send(
+            Method::POST,
+            "/api/v2/execute",
+            Some(json!({ "language": "python", "version": "*", "files": [{ "content": "print(4)" }] })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["run"]["stdout"], "4\n", "{body}");
+    // A job's live events after the fact.
+    let events = service
+        .client
+        .get(format!("{}/v1/jobs/{done_id}/events", service.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status().as_u16(), 200);
+    let text = events.text().await.unwrap();
+    assert!(text.contains("result"), "{text}");
+    // A job cancelled while it runs, one that fails and is retried.
+    let running = service
+        .submit_v1(json!({ "language": "python", "code": "import time\ntime.sleep(25)" }))
+        .await;
+    service
+        .wait_v1(&running, &["active"], Duration::from_secs(60))
+        .await;
+    let (status, _) = service
+        .send(Method::DELETE, &format!("/v1/jobs/{running}"), None)
+        .await;
+    assert!(status < 300);
+    service
+        .wait_v1(&running, &["cancelled"], Duration::from_secs(30))
+        .await;
+    let failed = service
+        .run_v1(
+            json!({ "language": "python", "code": format!("# {PANIC_RUNNER_MARKER}\nprint(1)") }),
+        )
+        .await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let failed_id = failed["id"].as_str().unwrap().to_string();
+
+    // The dashboard: every view and action.
+    for path in [
+        "/admin/api/overview",
+        "/admin/api/jobs?state=completed",
+        &format!("/admin/api/jobs/{done_id}"),
+        "/admin/api/actors",
+        "/admin/api/system",
+    ] {
+        let (status, body) = admin(&service, Method::GET, path, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    // The dashboard's live feed pushes an overview within seconds.
+    let mut feed = service
+        .client
+        .get(format!("{}/admin/api/events", service.admin_url))
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !text.contains("event: overview") {
+        assert!(Instant::now() < deadline, "no overview pushed: {text}");
+        if let Ok(Ok(Some(chunk))) =
+            tokio::time::timeout(Duration::from_secs(5), feed.chunk()).await
+        {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    drop(feed);
+    // A retry runs the failed job again (it fails again: the same fault).
+    let (status, answer) = admin(
+        &service,
+        Method::POST,
+        &format!("/admin/api/jobs/{failed_id}/retry"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    failed_after(&service, &failed_id, 2).await;
+    let (status, answer) =
+        admin(&service, Method::POST, "/admin/api/jobs/retry-failed", None).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["count"], 1, "{answer}");
+    failed_after(&service, &failed_id, 3).await;
+    for path in ["/admin/api/queue/pause", "/admin/api/queue/resume"] {
+        let (status, answer) = admin(&service, Method::POST, path, None).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+    }
+    let (status, answer) = admin(
+        &service,
+        Method::DELETE,
+        &format!("/admin/api/jobs/{failed_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = admin(
+        &service,
+        Method::POST,
+        "/admin/api/clean",
+        Some(json!({ "state": "completed", "older_than_secs": 0 })),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    for path in ["/readyz", "/v1/languages", "/workers", "/system_info"] {
+        let (status, body) = service.get(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    service.stop().await;
+
+    // Nothing the service did was refused, not even what it shrugs off.
+    let log: Vec<redis::Value> = redis::cmd("ACL")
+        .arg("LOG")
+        .query_async(&mut root)
+        .await
+        .unwrap();
+    let refusals: Vec<String> = log.iter().map(|entry| format!("{entry:?}")).collect();
+    assert!(
+        refusals.is_empty(),
+        "the documented ACL refused the service: {refusals:#?}"
+    );
+}
