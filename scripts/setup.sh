@@ -50,6 +50,8 @@ if [ "$want_redis" = 1 ]; then
     # The dashboard's browser test.
     command -v chromium >/dev/null || missing+=(chromium)
     command -v chromedriver >/dev/null || missing+=(chromium-driver)
+    # The deployment test brings deploy/compose.yaml up and down.
+    command -v docker-compose >/dev/null || missing+=(docker-compose)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
