@@ -29,6 +29,7 @@ use crate::language::LanguageTable;
 use crate::queue::deliveries::{DeliverySettings, DeliveryWorker};
 use crate::queue::embedded::{EmbeddedRedis, ensure_default_redis};
 use crate::queue::events::JobEvents;
+use crate::queue::sentinel::{SentinelProxy, SentinelUrl};
 use crate::queue::worker::WorkerSettings;
 use crate::queue::{EnqueueOptions, JobQueue, QueueSettings};
 use crate::sandbox::overrides::parse_overrides;
@@ -156,6 +157,8 @@ pub struct App {
         JoinHandle<std::io::Result<()>>,
     )>,
     embedded_redis: Option<EmbeddedRedis>,
+    /// The forwarder to the primary, with a `redis+sentinel://` URL.
+    _sentinel: Option<SentinelProxy>,
     registry: RegistryHandle,
     queue: JobQueue,
     sandbox: Option<Sandbox>,
@@ -182,7 +185,20 @@ impl App {
         } else {
             None
         };
-        let queue_settings = QueueSettings::from_config(&config).map_err(anyhow::Error::msg)?;
+        let mut queue_settings = QueueSettings::from_config(&config).map_err(anyhow::Error::msg)?;
+        // Sentinel: every connection goes through a forwarder to the
+        // primary the sentinels name.
+        let sentinel =
+            match SentinelUrl::parse(&queue_settings.redis_url).map_err(anyhow::Error::msg)? {
+                Some(target) => {
+                    let proxy = SentinelProxy::start(target)
+                        .await
+                        .map_err(anyhow::Error::msg)?;
+                    queue_settings.redis_url = proxy.url().to_string();
+                    Some(proxy)
+                }
+                None => None,
+            };
         let queue = JobQueue::connect(queue_settings.clone()).await?;
         // Where webhooks may go: never to this service's own listeners or
         // its Redis on this machine (the bound ports are added once known).
@@ -438,6 +454,7 @@ impl App {
             supervisor_done,
             server,
             embedded_redis,
+            _sentinel: sentinel,
             registry,
             queue,
             sandbox,

@@ -124,6 +124,15 @@ pub struct Config {
     #[arg(long, env = "CODE_RUNNER_REDIS_CLIENT_KEY")]
     pub redis_client_key: Option<PathBuf>,
 
+    /// Replicas that must hold a submitted job before it is acknowledged
+    /// (Redis `WAIT`, up to 1 s; past that the job is acknowledged anyway,
+    /// a warning logged, and submissions skip the wait for 5 s): with
+    /// replicas and Sentinel, a failover then cannot lose a job a client
+    /// was told about. 0: no wait.
+    #[arg(long, env = "CODE_RUNNER_REDIS_WAIT_REPLICAS", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub redis_wait_replicas: u32,
+
     /// Key prefix of every Redis key. The braces are a Redis Cluster hash tag
     /// that keeps all of the queue's keys in one slot.
     #[arg(

@@ -25,6 +25,7 @@ pub mod events;
 pub mod fairness;
 pub mod heartbeat;
 pub mod live;
+pub mod sentinel;
 pub mod tls;
 pub mod worker;
 
@@ -39,6 +40,11 @@ use crate::job::{JOB_NAME, JobResult, JobSpec};
 /// Longest wait for one Redis operation made on behalf of an HTTP request;
 /// past it the API answers 503 instead of hanging.
 pub const REDIS_OP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Longest a submission waits for replicas (`CODE_RUNNER_REDIS_WAIT_REPLICAS`).
+pub const REPLICATION_WAIT: Duration = Duration::from_secs(1);
+/// How long submissions skip that wait after it timed out.
+pub const REPLICATION_RETRY: Duration = Duration::from_secs(5);
 
 /// Errors from the Redis side.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +66,8 @@ pub struct QueueSettings {
     pub redis_url: String,
     /// For a `rediss://` URL: the roots trusted and the client certificate.
     pub tls: Option<bullmq::options::TlsCerts>,
+    /// Replicas a submission waits for (`WAIT`) before it is acknowledged.
+    pub wait_replicas: u32,
     /// BullMQ key prefix (a hash tag, for Redis Cluster).
     pub prefix: String,
     pub queue_name: String,
@@ -82,6 +90,7 @@ impl QueueSettings {
         Ok(QueueSettings {
             redis_url,
             tls,
+            wait_replicas: config.redis_wait_replicas,
             prefix: config.redis_prefix.clone(),
             queue_name: config.queue_name.clone(),
             cancelled_retention_secs: config.keep_failed_secs,
@@ -253,6 +262,10 @@ pub struct JobQueue {
     settings: QueueSettings,
     /// The webhook deliveries' queue, opened on first use.
     deliveries: std::sync::Arc<tokio::sync::OnceCell<std::sync::Arc<Queue>>>,
+    /// Until when (ms since the epoch) submissions skip `WAIT`: after one
+    /// timed out, for `REPLICATION_RETRY`, so a primary left without its
+    /// replicas (after a failover) slows one submission, not all of them.
+    replication_degraded_until: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl JobQueue {
@@ -274,6 +287,7 @@ impl JobQueue {
             queue: std::sync::Arc::new(queue),
             settings,
             deliveries: Default::default(),
+            replication_degraded_until: Default::default(),
         })
     }
 
@@ -303,7 +317,58 @@ impl JobQueue {
             .add(JOB_NAME, spec)
             .options(options.job_options(&id, priority));
         with_timeout(add.into_future()).await?;
+        self.replicated().await;
         Ok(id)
+    }
+
+    /// With `wait_replicas`, waits (up to `REPLICATION_WAIT`) until that
+    /// many replicas have everything this process wrote so far: a write of
+    /// its own after the job's, then `WAIT` on the same connection (the
+    /// replication stream is ordered, so the job is there too).
+    async fn replicated(&self) {
+        use std::sync::atomic::Ordering;
+        let wanted = self.settings.wait_replicas;
+        let now = crate::job::now_ms();
+        if wanted == 0 || now < self.replication_degraded_until.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.settings.own_key("replicated"))
+            .arg(crate::job::now_ms())
+            .ignore()
+            .cmd("WAIT")
+            .arg(wanted)
+            .arg(REPLICATION_WAIT.as_millis() as u64);
+        let waited = tokio::time::timeout(
+            REPLICATION_WAIT + REDIS_OP_TIMEOUT,
+            self.queue.connection().pipe::<(u32,)>(&pipe),
+        )
+        .await;
+        let degrade = || {
+            self.replication_degraded_until.store(
+                now + REPLICATION_RETRY.as_millis() as u64,
+                Ordering::Relaxed,
+            )
+        };
+        match waited {
+            Ok(Ok((acknowledged,))) if acknowledged >= wanted => {}
+            Ok(Ok((acknowledged,))) => {
+                degrade();
+                tracing::warn!(
+                    acknowledged,
+                    wanted,
+                    "a submitted job reached fewer Redis replicas than \
+                     CODE_RUNNER_REDIS_WAIT_REPLICAS within 1 s; acknowledged anyway, \
+                     and submissions do not wait for replicas for the next 5 s"
+                )
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "WAIT for Redis replicas failed"),
+            Err(_) => {
+                degrade();
+                tracing::warn!("WAIT for Redis replicas did not answer")
+            }
+        }
     }
 
     /// Adds several jobs at once (pipelined over one connection).
@@ -319,6 +384,7 @@ impl JobQueue {
             })
             .collect();
         with_timeout(self.queue.add_bulk(bulk)).await?;
+        self.replicated().await;
         Ok(())
     }
 

@@ -106,6 +106,7 @@ async fn jobs_survive_a_restart_of_the_service_process() {
     let queue = JobQueue::connect(QueueSettings {
         redis_url: redis_url(),
         tls: None,
+        wait_replicas: 0,
         prefix: TEST_PREFIX.into(),
         queue_name: queue_name.clone(),
         cancelled_retention_secs: 60,
