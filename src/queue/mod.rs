@@ -68,6 +68,9 @@ pub struct QueueSettings {
     pub tls: Option<bullmq::options::TlsCerts>,
     /// Replicas a submission waits for (`WAIT`) before it is acknowledged.
     pub wait_replicas: u32,
+    /// Redis Cluster: the seed nodes' URLs (`redis+cluster://` URL), else
+    /// empty.
+    pub cluster_nodes: Vec<String>,
     /// BullMQ key prefix (a hash tag, for Redis Cluster).
     pub prefix: String,
     pub queue_name: String,
@@ -87,10 +90,28 @@ impl QueueSettings {
                 client_key: config.redis_client_key.as_deref(),
             },
         )?;
+        let scheme = redis_url.split_once("://").map_or("", |(scheme, _)| scheme);
+        if !matches!(
+            scheme,
+            "redis" | "rediss" | "unix" | "redis+unix" | "redis+sentinel" | "redis+cluster"
+        ) {
+            return Err(format!(
+                "CODE_RUNNER_REDIS_URL: unknown scheme \"{scheme}\" (redis://, rediss://, \
+                 redis+sentinel://, redis+cluster:// or unix://; TLS with Sentinel or \
+                 Cluster is not supported yet)"
+            ));
+        }
+        let cluster_nodes = cluster_nodes(&redis_url)?;
+        if !cluster_nodes.is_empty() && config.redis_wait_replicas > 0 {
+            return Err("CODE_RUNNER_REDIS_WAIT_REPLICAS is not supported with a \
+                        redis+cluster:// URL yet"
+                .to_string());
+        }
         Ok(QueueSettings {
             redis_url,
             tls,
             wait_replicas: config.redis_wait_replicas,
+            cluster_nodes,
             prefix: config.redis_prefix.clone(),
             queue_name: config.queue_name.clone(),
             cancelled_retention_secs: config.keep_failed_secs,
@@ -99,6 +120,11 @@ impl QueueSettings {
 
     pub(crate) fn connection(&self) -> bullmq::options::RedisConnectionOptions {
         let options = bullmq::options::RedisConnectionOptions::new().url(self.redis_url.clone());
+        let options = if self.cluster_nodes.is_empty() {
+            options
+        } else {
+            options.cluster_nodes(self.cluster_nodes.clone())
+        };
         match &self.tls {
             Some(certs) => options.tls_certs(certs.clone()),
             None => options,
@@ -108,6 +134,13 @@ impl QueueSettings {
     /// A client for a connection of the service's own (not BullMQ's), with
     /// the same TLS settings.
     pub(crate) fn client(&self) -> redis::RedisResult<redis::Client> {
+        if !self.cluster_nodes.is_empty() {
+            // Pub/sub reaches every node of a cluster: any one will do,
+            // the next one on each reconnection.
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return redis::Client::open(self.cluster_nodes[n % self.cluster_nodes.len()].as_str());
+        }
         match &self.tls {
             Some(certs) => redis::Client::build_with_tls(
                 self.redis_url.as_str(),
@@ -121,6 +154,33 @@ impl QueueSettings {
     pub(crate) fn own_key(&self, suffix: &str) -> String {
         format!("{}:{}:cr:{}", self.prefix, self.queue_name, suffix)
     }
+}
+
+/// The seed nodes of a `redis+cluster://[user:password@]host:port,host:port…`
+/// URL as `redis://` URLs (each with the credentials); empty for any other.
+fn cluster_nodes(url: &str) -> Result<Vec<String>, String> {
+    let Some(rest) = url.strip_prefix("redis+cluster://") else {
+        return Ok(Vec::new());
+    };
+    let authority = rest.trim_end_matches('/');
+    if authority.contains('/') {
+        return Err("CODE_RUNNER_REDIS_URL: a Redis Cluster has one database; \
+                    redis+cluster://[user:password@]host:port,host:port… takes no path"
+            .to_string());
+    }
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+        None => (String::new(), authority),
+    };
+    let nodes: Vec<String> = hosts
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("redis://{userinfo}{h}"))
+        .collect();
+    if nodes.is_empty() {
+        return Err("CODE_RUNNER_REDIS_URL: redis+cluster:// names no node".to_string());
+    }
+    Ok(nodes)
 }
 
 /// A job's state as clients see it.

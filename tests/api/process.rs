@@ -107,6 +107,7 @@ async fn jobs_survive_a_restart_of_the_service_process() {
         redis_url: redis_url(),
         tls: None,
         wait_replicas: 0,
+        cluster_nodes: Vec::new(),
         prefix: TEST_PREFIX.into(),
         queue_name: queue_name.clone(),
         cancelled_retention_secs: 60,
