@@ -1029,6 +1029,10 @@ struct Relay<'a> {
     /// (the monitor's report read), not when its container is gone.
     ended_first: &'a std::sync::atomic::AtomicU8,
     side: u8,
+    /// Told once this side's program has its task (the interactor's: the
+    /// solution starts only then, so that its clock never counts the
+    /// interactor's container starting).
+    running: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 const SOLUTION: u8 = 1;
@@ -1047,6 +1051,11 @@ impl RunObserver for Relay<'_> {
     fn phase(&self, phase: Phase, container_id: &str) {
         if phase == Phase::Collecting {
             claim_first(self.ended_first, self.side);
+        }
+        if matches!(phase, Phase::Running | Phase::Checking)
+            && let Some(running) = self.running.lock().ok().and_then(|mut r| r.take())
+        {
+            let _ = running.send(());
         }
         if let Some(inner) = self.inner {
             inner.phase(phase, container_id);
@@ -1119,6 +1128,7 @@ async fn interact(
     let (solution_in, solution_reads) = tokio::sync::mpsc::channel(RELAY_DEPTH);
     let (interactor_in, interactor_reads) = tokio::sync::mpsc::channel(RELAY_DEPTH);
     let (judged, kill_solution) = tokio::sync::oneshot::channel();
+    let (interactor_running, interactor_started) = tokio::sync::oneshot::channel();
 
     let solution_side = async {
         let observer = Relay {
@@ -1126,7 +1136,12 @@ async fn interact(
             to: solution_out,
             ended_first: &ended_first,
             side: SOLUTION,
+            running: std::sync::Mutex::new(None),
         };
+        // The interactor's container (never a warm one) takes a moment to
+        // start; the solution's clock starts once the interactor runs (or
+        // could not start: the exchange then fails either way).
+        let _ = interactor_started.await;
         let run = steps
             .run_observed(
                 &observer,
@@ -1157,6 +1172,7 @@ async fn interact(
             to: interactor_out,
             ended_first: &ended_first,
             side: INTERACTOR,
+            running: std::sync::Mutex::new(Some(interactor_running)),
         };
         let run = unslotted
             .run_observed(
@@ -1196,8 +1212,9 @@ fn past(wall_ms: u64) -> u64 {
     wall_ms.saturating_mul(2).saturating_add(1000)
 }
 
-/// How much longer than the solution an interactor may run.
-const INTERACTOR_MARGIN_MS: u64 = 1000;
+/// How much longer than the solution an interactor may run: it starts
+/// first, and the solution's container may take a moment to start after it.
+const INTERACTOR_MARGIN_MS: u64 = 3000;
 /// Chunks waiting for a program of an interaction to read them, past
 /// which the relay waits (the monitor holds more inside).
 const RELAY_DEPTH: usize = 64;

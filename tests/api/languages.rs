@@ -182,8 +182,18 @@ async fn a_language_whose_image_is_not_built_yet_is_refused_then_served_when_it_
         )
         .await;
     assert_eq!(view["result"]["stdout"], "early\n", "{view}");
-    let (_, listed) = worker.get("/v1/languages").await;
-    assert_eq!(ready(&listed, &id), true, "{listed}");
+    // The listing says so from the worker's next heartbeat (written 200 ms
+    // after its registry changes, or every few seconds), which may come
+    // just after the job's end.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, listed) = worker.get("/v1/languages").await;
+        if ready(&listed, &id) == true {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{listed}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let view = worker
         .run_v1(json!({ "language": id, "code": "echo now" }))
         .await;

@@ -978,3 +978,82 @@ async fn the_service_runs_on_a_redis_cluster_through_a_slot_migration() {
     drop(nodes);
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// `rediss://` with no CA file trusts the platform's roots: the service
+/// process, told (as OpenSSL is, by `SSL_CERT_FILE`) that the platform
+/// trusts the test's CA, reaches a TLS Redis; with the system's own bundle
+/// only, it does not, and says so.
+#[tokio::test]
+async fn rediss_trusts_the_platforms_roots() {
+    let pki = Pki::make(&scratch("pki"));
+    let dir = scratch("tls-roots");
+    let port = free_port();
+    let args: Vec<String> = [
+        "--port",
+        "0",
+        "--tls-port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        &dir.to_string_lossy(),
+        "--tls-cert-file",
+        &pki.path("server.pem").to_string_lossy(),
+        "--tls-key-file",
+        &pki.path("server.key").to_string_lossy(),
+        "--tls-ca-cert-file",
+        &pki.path("ca.pem").to_string_lossy(),
+        "--tls-auth-clients",
+        "no",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _redis = RedisServer::with_args(&dir, port, &args);
+    let url = format!("rediss://127.0.0.1:{port}");
+    let queue = helpers::unique_queue();
+
+    // The system's bundle, which does not hold the test's CA: refused.
+    let refused = helpers::service_command("api", &queue, free_port())
+        .env("CODE_RUNNER_REDIS_URL", &url)
+        .env("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+        .env_remove("SSL_CERT_DIR")
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("cannot reach Redis"), "{said}");
+
+    // The platform trusts the test's CA: it connects, no CA file given.
+    let api_port = free_port();
+    let mut api = helpers::service_command("api", &queue, api_port)
+        .env("CODE_RUNNER_REDIS_URL", &url)
+        .env("SSL_CERT_FILE", pki.path("ca.pem"))
+        .env_remove("SSL_CERT_DIR")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = client
+            .get(format!("http://127.0.0.1:{api_port}/readyz"))
+            .send()
+            .await;
+        if let Ok(response) = ready
+            && response.status().as_u16() == 200
+        {
+            break;
+        }
+        assert!(api.try_wait().unwrap().is_none(), "the API process exited");
+        assert!(Instant::now() < deadline, "the API never became ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    api.kill().unwrap();
+    api.wait().unwrap();
+}

@@ -264,6 +264,32 @@ impl TestService {
     }
 }
 
+impl Drop for TestService {
+    /// A test that failed before [`TestService::stop`] leaves its service
+    /// running, and its warm containers on the engine, where the suite's
+    /// final check would blame them on the whole run: they are removed
+    /// here. The test's runtime runs nothing while this blocks it, and is
+    /// dropped right after, so only a container the engine was already
+    /// creating can appear meanwhile: hence a second look.
+    fn drop(&mut self) {
+        let Some(app) = self.app.take() else { return };
+        let worker = app.worker_id().map(str::to_string);
+        drop(app);
+        let Some(worker) = worker else { return };
+        for pause in [Duration::ZERO, Duration::from_millis(500)] {
+            std::thread::sleep(pause);
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "docker ps -aq --filter label=code-runner.worker={worker} | xargs -r docker rm -f"
+                ))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// Polls `GET /status/{id}` until the job is completed or failed.
 pub async fn wait_done(client: &reqwest::Client, url: &str, id: &str, timeout: Duration) -> Value {
     let deadline = Instant::now() + timeout;
