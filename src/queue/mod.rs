@@ -90,15 +90,15 @@ impl QueueSettings {
                 client_key: config.redis_client_key.as_deref(),
             },
         )?;
-        let scheme = redis_url.split_once("://").map_or("", |(scheme, _)| scheme);
+        let kind = redis_url.split_once("://").map_or("", |(kind, _)| kind);
         if !matches!(
-            scheme,
+            kind,
             "redis" | "rediss" | "unix" | "redis+unix" | "redis+sentinel" | "redis+cluster"
         ) {
             return Err(format!(
-                "CODE_RUNNER_REDIS_URL: unknown scheme \"{scheme}\" (redis://, rediss://, \
-                 redis+sentinel://, redis+cluster:// or unix://; TLS with Sentinel or \
-                 Cluster is not supported yet)"
+                "CODE_RUNNER_REDIS_URL: \"{kind}://\" is not supported (redis://, \
+                 rediss://, redis+sentinel://, redis+cluster:// or unix://; TLS with \
+                 Sentinel or Cluster is not supported yet)"
             ));
         }
         let cluster_nodes = cluster_nodes(&redis_url)?;
@@ -178,7 +178,7 @@ fn cluster_nodes(url: &str) -> Result<Vec<String>, String> {
         .map(|h| format!("redis://{userinfo}{h}"))
         .collect();
     if nodes.is_empty() {
-        return Err("CODE_RUNNER_REDIS_URL: redis+cluster:// names no node".to_string());
+        return Err("CODE_RUNNER_REDIS_URL: redis+cluster:// names no server".to_string());
     }
     Ok(nodes)
 }
