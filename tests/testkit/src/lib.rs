@@ -388,12 +388,23 @@ impl TestService {
 
 // Running the service as a process (the real binary).
 
+/// A loopback port free now, and never handed out before in this process:
+/// the kernel may give a port just released again at once, and two
+/// listeners of one service (or two servers of one test) must not both be
+/// told the same port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// The `code-runner` binary cargo built beside the running test binary
