@@ -8,26 +8,9 @@ use code_runner::app::Role;
 use code_runner::job::JobSpec;
 use code_runner::queue::EnqueueOptions;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::TestService;
-
-async fn admin(
-    service: &TestService,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = service
-        .client
-        .request(method, format!("{}{path}", service.admin_url));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 /// The jobs the dashboard's tests look at: one completed, one failed (its
 /// runner panics, a fault no retry cures), one running (for 25 s).
@@ -63,13 +46,13 @@ async fn start_with_jobs() -> (TestService, Jobs) {
 /// Stops the service once its running job is cancelled (a stop would
 /// otherwise wait for it).
 async fn stop(service: TestService, jobs: &Jobs) {
-    admin(
-        &service,
-        Method::POST,
-        &format!("/admin/api/jobs/{}/cancel", jobs.running),
-        None,
-    )
-    .await;
+    service
+        .admin(
+            Method::POST,
+            &format!("/admin/api/jobs/{}/cancel", jobs.running),
+            None,
+        )
+        .await;
     service.stop().await;
 }
 
@@ -77,7 +60,9 @@ async fn stop(service: TestService, jobs: &Jobs) {
 async fn the_overview_counts_jobs_by_state_and_by_minute() {
     let (service, jobs) = start_with_jobs().await;
     // Overview.
-    let (status, overview) = admin(&service, Method::GET, "/admin/api/overview", None).await;
+    let (status, overview) = service
+        .admin(Method::GET, "/admin/api/overview", None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(overview["counts"]["completed"], 1, "{overview}");
     assert_eq!(overview["counts"]["failed"], 1);
@@ -107,19 +92,17 @@ async fn job_lists_filter_and_refuse_bad_queries_naming_the_field() {
         running,
     } = &jobs;
     // Lists.
-    let (status, page) = admin(
-        &service,
-        Method::GET,
-        "/admin/api/jobs?state=completed",
-        None,
-    )
-    .await;
+    let (status, page) = service
+        .admin(Method::GET, "/admin/api/jobs?state=completed", None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(page["total"], 1);
     assert_eq!(page["jobs"][0]["id"], done_id.as_str());
     assert_eq!(page["jobs"][0]["verdict"], "accepted");
     assert_eq!(page["jobs"][0]["language"], "python");
-    let (_, page) = admin(&service, Method::GET, "/admin/api/jobs?state=failed", None).await;
+    let (_, page) = service
+        .admin(Method::GET, "/admin/api/jobs?state=failed", None)
+        .await;
     assert_eq!(page["jobs"][0]["id"], failed_id.as_str());
     assert!(
         page["jobs"][0]["failed_reason"]
@@ -127,31 +110,33 @@ async fn job_lists_filter_and_refuse_bad_queries_naming_the_field() {
             .unwrap()
             .contains("runner")
     );
-    let (_, page) = admin(&service, Method::GET, "/admin/api/jobs?state=active", None).await;
+    let (_, page) = service
+        .admin(Method::GET, "/admin/api/jobs?state=active", None)
+        .await;
     assert_eq!(page["jobs"][0]["id"], running.as_str());
-    let (_, page) = admin(
-        &service,
-        Method::GET,
-        "/admin/api/jobs?state=completed&verdict=wrong_answer",
-        None,
-    )
-    .await;
+    let (_, page) = service
+        .admin(
+            Method::GET,
+            "/admin/api/jobs?state=completed&verdict=wrong_answer",
+            None,
+        )
+        .await;
     assert_eq!(page["total"], 0);
-    let (_, page) = admin(
-        &service,
-        Method::GET,
-        "/admin/api/jobs?state=completed&language=py&verdict=accepted",
-        None,
-    )
-    .await;
+    let (_, page) = service
+        .admin(
+            Method::GET,
+            "/admin/api/jobs?state=completed&language=py&verdict=accepted",
+            None,
+        )
+        .await;
     assert_eq!(page["total"], 1, "language aliases filter too: {page}");
-    let (_, page) = admin(
-        &service,
-        Method::GET,
-        "/admin/api/jobs?state=completed&since_ms=4102444800000",
-        None,
-    )
-    .await;
+    let (_, page) = service
+        .admin(
+            Method::GET,
+            "/admin/api/jobs?state=completed&since_ms=4102444800000",
+            None,
+        )
+        .await;
     assert_eq!(page["total"], 0);
     for (query, field) in [
         ("state=sleeping", "state"),
@@ -162,13 +147,9 @@ async fn job_lists_filter_and_refuse_bad_queries_naming_the_field() {
         ("state=completed&page=x", "page"),
         ("state=completed&colour=blue", "colour"),
     ] {
-        let (status, body) = admin(
-            &service,
-            Method::GET,
-            &format!("/admin/api/jobs?{query}"),
-            None,
-        )
-        .await;
+        let (status, body) = service
+            .admin(Method::GET, &format!("/admin/api/jobs?{query}"), None)
+            .await;
         assert_eq!(status, 400, "{query}: {body}");
         assert_eq!(body["field"], field, "{query}: {body}");
     }
@@ -184,13 +165,9 @@ async fn a_jobs_detail_has_its_code_result_and_timeline() {
         .await;
     let done_id = done["id"].as_str().unwrap().to_string();
     // Detail.
-    let (status, detail) = admin(
-        &service,
-        Method::GET,
-        &format!("/admin/api/jobs/{done_id}"),
-        None,
-    )
-    .await;
+    let (status, detail) = service
+        .admin(Method::GET, &format!("/admin/api/jobs/{done_id}"), None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(detail["spec"]["code"], "print('done')");
     assert_eq!(detail["result"]["stdout"], "done\n");
@@ -206,15 +183,17 @@ async fn a_jobs_detail_has_its_code_result_and_timeline() {
         "{detail}"
     );
     assert!(timeline[1]["container_id"].as_str().unwrap().len() > 12);
-    let (status, _) = admin(&service, Method::GET, "/admin/api/jobs/nope", None).await;
+    let (status, _) = service
+        .admin(Method::GET, "/admin/api/jobs/nope", None)
+        .await;
     assert_eq!(status, 400);
-    let (status, _) = admin(
-        &service,
-        Method::GET,
-        &format!("/admin/api/jobs/{}", uuid::Uuid::new_v4()),
-        None,
-    )
-    .await;
+    let (status, _) = service
+        .admin(
+            Method::GET,
+            &format!("/admin/api/jobs/{}", uuid::Uuid::new_v4()),
+            None,
+        )
+        .await;
     assert_eq!(status, 404);
 
     service.stop().await;
@@ -229,56 +208,48 @@ async fn retry_cancel_remove_and_clean_act_or_answer_404_409_and_400() {
         running,
     } = &jobs;
     // Actions.
-    let (status, body) = admin(
-        &service,
-        Method::POST,
-        &format!("/admin/api/jobs/{done_id}/retry"),
-        None,
-    )
-    .await;
+    let (status, body) = service
+        .admin(
+            Method::POST,
+            &format!("/admin/api/jobs/{done_id}/retry"),
+            None,
+        )
+        .await;
     assert_eq!(status, 409, "only failed jobs are retried: {body}");
-    let (status, _) = admin(
-        &service,
-        Method::DELETE,
-        &format!("/admin/api/jobs/{running}"),
-        None,
-    )
-    .await;
+    let (status, _) = service
+        .admin(Method::DELETE, &format!("/admin/api/jobs/{running}"), None)
+        .await;
     assert_eq!(status, 409, "a running job is not removed");
-    let (status, _) = admin(
-        &service,
-        Method::POST,
-        &format!("/admin/api/jobs/{running}/cancel"),
-        None,
-    )
-    .await;
+    let (status, _) = service
+        .admin(
+            Method::POST,
+            &format!("/admin/api/jobs/{running}/cancel"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     service
         .wait_v1(running, &["cancelled"], Duration::from_secs(30))
         .await;
-    let (status, _) = admin(
-        &service,
-        Method::POST,
-        &format!("/admin/api/jobs/{running}/cancel"),
-        None,
-    )
-    .await;
+    let (status, _) = service
+        .admin(
+            Method::POST,
+            &format!("/admin/api/jobs/{running}/cancel"),
+            None,
+        )
+        .await;
     assert_eq!(status, 409);
-    let (_, page) = admin(
-        &service,
-        Method::GET,
-        "/admin/api/jobs?state=cancelled",
-        None,
-    )
-    .await;
+    let (_, page) = service
+        .admin(Method::GET, "/admin/api/jobs?state=cancelled", None)
+        .await;
     assert_eq!(page["jobs"][0]["id"], running.as_str(), "{page}");
-    let (status, body) = admin(
-        &service,
-        Method::POST,
-        &format!("/admin/api/jobs/{failed_id}/retry"),
-        None,
-    )
-    .await;
+    let (status, body) = service
+        .admin(
+            Method::POST,
+            &format!("/admin/api/jobs/{failed_id}/retry"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     // It fails again (the same fault), one attempt later.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -293,19 +264,21 @@ async fn retry_cancel_remove_and_clean_act_or_answer_404_409_and_400() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (status, body) = admin(&service, Method::POST, "/admin/api/jobs/retry-failed", None).await;
+    let (status, body) = service
+        .admin(Method::POST, "/admin/api/jobs/retry-failed", None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body["count"], 1, "{body}");
     service
         .wait_v1(failed_id, &["failed"], Duration::from_secs(60))
         .await;
-    let (status, _) = admin(
-        &service,
-        Method::DELETE,
-        &format!("/admin/api/jobs/{failed_id}"),
-        None,
-    )
-    .await;
+    let (status, _) = service
+        .admin(
+            Method::DELETE,
+            &format!("/admin/api/jobs/{failed_id}"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(service.get(&format!("/v1/jobs/{failed_id}")).await.0, 404);
     for (body, field) in [
@@ -320,23 +293,19 @@ async fn retry_cancel_remove_and_clean_act_or_answer_404_409_and_400() {
             "x",
         ),
     ] {
-        let (status, answer) = admin(
-            &service,
-            Method::POST,
-            "/admin/api/clean",
-            Some(body.clone()),
-        )
-        .await;
+        let (status, answer) = service
+            .admin(Method::POST, "/admin/api/clean", Some(body.clone()))
+            .await;
         assert_eq!(status, 400, "{body}: {answer}");
         assert_eq!(answer["field"], field, "{body}: {answer}");
     }
-    let (status, body) = admin(
-        &service,
-        Method::POST,
-        "/admin/api/clean",
-        Some(json!({ "state": "completed", "older_than_secs": 0 })),
-    )
-    .await;
+    let (status, body) = service
+        .admin(
+            Method::POST,
+            "/admin/api/clean",
+            Some(json!({ "state": "completed", "older_than_secs": 0 })),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert!(body["count"].as_u64().unwrap() >= 1, "{body}");
     assert_eq!(service.get(&format!("/v1/jobs/{done_id}")).await.0, 404);
@@ -349,25 +318,29 @@ async fn the_queue_pauses_and_resumes() {
     let service = TestService::start().await;
     // Pause and resume.
     assert_eq!(
-        admin(&service, Method::POST, "/admin/api/queue/pause", None)
+        service
+            .admin(Method::POST, "/admin/api/queue/pause", None)
             .await
             .0,
         200
     );
     assert_eq!(
-        admin(&service, Method::GET, "/admin/api/overview", None)
+        service
+            .admin(Method::GET, "/admin/api/overview", None)
             .await
             .1["paused"],
         true
     );
     assert_eq!(
-        admin(&service, Method::POST, "/admin/api/queue/resume", None)
+        service
+            .admin(Method::POST, "/admin/api/queue/resume", None)
             .await
             .0,
         200
     );
     assert_eq!(
-        admin(&service, Method::GET, "/admin/api/overview", None)
+        service
+            .admin(Method::GET, "/admin/api/overview", None)
             .await
             .1["paused"],
         false
@@ -380,7 +353,7 @@ async fn the_queue_pauses_and_resumes() {
 async fn actors_system_events_and_the_document_answer() {
     let service = TestService::start().await;
     // Actors, system, the event stream, the document.
-    let (status, actors) = admin(&service, Method::GET, "/admin/api/actors", None).await;
+    let (status, actors) = service.admin(Method::GET, "/admin/api/actors", None).await;
     assert_eq!(status, 200);
     assert_eq!(actors["tree"]["kind"], "Supervisor");
     let kinds: Vec<&str> = actors["tree"]["children"]
@@ -391,7 +364,7 @@ async fn actors_system_events_and_the_document_answer() {
         .collect();
     assert_eq!(kinds, ["JobRegistry", "Dispatcher"]);
     assert_eq!(actors["workers"][0]["id"], service.worker_id().as_str());
-    let (status, system) = admin(&service, Method::GET, "/admin/api/system", None).await;
+    let (status, system) = service.admin(Method::GET, "/admin/api/system", None).await;
     assert_eq!(status, 200);
     assert_eq!(system["redis"]["ok"], true);
     assert_eq!(system["docker"]["ok"], true);
@@ -417,7 +390,9 @@ async fn actors_system_events_and_the_document_answer() {
         }
     }
     drop(events);
-    let (status, doc) = admin(&service, Method::GET, "/admin/openapi.json", None).await;
+    let (status, doc) = service
+        .admin(Method::GET, "/admin/openapi.json", None)
+        .await;
     assert_eq!(status, 200);
     for path in [
         "/admin/api/overview",
@@ -430,7 +405,7 @@ async fn actors_system_events_and_the_document_answer() {
     ] {
         assert!(doc["paths"][path].is_object(), "{path} undocumented");
     }
-    let (status, _) = admin(&service, Method::GET, "/admin/queues", None).await;
+    let (status, _) = service.admin(Method::GET, "/admin/queues", None).await;
     assert_eq!(status, 200);
     service.stop().await;
 }
@@ -460,25 +435,25 @@ async fn ten_thousand_retained_jobs_list_and_filter() {
             .unwrap();
     }
     let started = Instant::now();
-    let (status, page) = admin(
-        &service,
-        Method::GET,
-        "/admin/api/jobs?state=waiting&page=3&page_size=50",
-        None,
-    )
-    .await;
+    let (status, page) = service
+        .admin(
+            Method::GET,
+            "/admin/api/jobs?state=waiting&page=3&page_size=50",
+            None,
+        )
+        .await;
     let plain = started.elapsed();
     assert_eq!(status, 200);
     assert_eq!(page["total"], 10_000);
     assert_eq!(page["jobs"].as_array().unwrap().len(), 50);
     let started = Instant::now();
-    let (status, page) = admin(
-        &service,
-        Method::GET,
-        "/admin/api/jobs?state=waiting&language=go&page_size=100",
-        None,
-    )
-    .await;
+    let (status, page) = service
+        .admin(
+            Method::GET,
+            "/admin/api/jobs?state=waiting&language=go&page_size=100",
+            None,
+        )
+        .await;
     let filtered = started.elapsed();
     assert_eq!(status, 200);
     assert_eq!(page["total"], 2_500, "{}", page["total"]);
@@ -490,7 +465,9 @@ async fn ten_thousand_retained_jobs_list_and_filter() {
             .all(|j| j["language"] == "go")
     );
     let started = Instant::now();
-    let (status, overview) = admin(&service, Method::GET, "/admin/api/overview", None).await;
+    let (status, overview) = service
+        .admin(Method::GET, "/admin/api/overview", None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(overview["counts"]["waiting"], 10_000);
     // Figures, not assertions: the suite never asserts on timings.
@@ -508,7 +485,7 @@ async fn the_dashboard_names_images_under_the_configured_prefix() {
         c.image_prefix = "registry.test/runners".into()
     })
     .await;
-    let (status, system) = admin(&service, Method::GET, "/admin/api/system", None).await;
+    let (status, system) = service.admin(Method::GET, "/admin/api/system", None).await;
     assert_eq!(status, 200, "{system}");
     let languages = system["languages"].as_array().unwrap();
     assert!(!languages.is_empty());

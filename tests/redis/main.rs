@@ -24,26 +24,14 @@ struct RedisServer {
 
 impl RedisServer {
     /// Starts one on a free loopback port; with `tls`, that port speaks TLS
-    /// only (the plain port is off).
+    /// only (the plain port is off) and wants a client certificate.
     fn start(dir: &Path, tls: Option<&Pki>) -> RedisServer {
         let port = free_port();
-        std::fs::create_dir_all(dir).unwrap();
-        let mut command = Command::new("redis-server");
-        command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
-        command.arg("--dir").arg(dir);
-        match tls {
-            Some(pki) => {
-                command.args(["--port", "0", "--tls-port", &port.to_string()]);
-                command.arg("--tls-cert-file").arg(pki.path("server.pem"));
-                command.arg("--tls-key-file").arg(pki.path("server.key"));
-                command.arg("--tls-ca-cert-file").arg(pki.path("ca.pem"));
-                command.args(["--tls-auth-clients", "yes"]);
-            }
-            None => {
-                command.args(["--port", &port.to_string()]);
-            }
-        }
-        Self::spawn(command, port, dir)
+        Self::with_args(
+            dir,
+            port,
+            &server_args(port, dir, tls.map(|pki| (pki, true))),
+        )
     }
 
     /// Starts `redis-server` with these arguments (its port among them).
@@ -71,6 +59,34 @@ impl RedisServer {
             dir: dir.to_path_buf(),
         }
     }
+}
+
+/// A `redis-server`'s arguments: loopback `port`, no persistence, data in
+/// `dir`; with `tls`, that port speaks TLS only (the plain port is off) with
+/// the PKI's server certificate, asking clients for theirs when the flag says.
+fn server_args(port: u16, dir: &Path, tls: Option<(&Pki, bool)>) -> Vec<String> {
+    let mut args: Vec<String> = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        .map(String::from)
+        .to_vec();
+    args.extend(["--dir".to_string(), dir.to_string_lossy().into_owned()]);
+    match tls {
+        Some((pki, auth_clients)) => {
+            args.extend(["--port", "0", "--tls-port"].map(String::from));
+            args.push(port.to_string());
+            for (flag, file) in [
+                ("--tls-cert-file", "server.pem"),
+                ("--tls-key-file", "server.key"),
+                ("--tls-ca-cert-file", "ca.pem"),
+            ] {
+                args.push(flag.to_string());
+                args.push(pki.path(file).to_string_lossy().into_owned());
+            }
+            args.push("--tls-auth-clients".to_string());
+            args.push(if auth_clients { "yes" } else { "no" }.to_string());
+        }
+        None => args.extend(["--port".to_string(), port.to_string()]),
+    }
+    args
 }
 
 impl Drop for RedisServer {
@@ -167,6 +183,15 @@ async fn the_service_runs_jobs_over_mutual_tls() {
     assert_eq!(done["result"]["stdout"], "tlstls\n", "{done}");
     // A cancellation travels on the Redis channel the workers subscribe to
     // (a connection of the service's own, with the same certificates).
+    cancel_a_running_job(&service).await;
+    let (status, ready) = service.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    service.stop().await;
+}
+
+/// A job cancelled while it runs: the cancellation reaches its worker over
+/// the Redis channel workers subscribe to.
+async fn cancel_a_running_job(service: &TestService) {
     let running = service
         .submit_v1(json!({ "language": "python", "code": "import time\ntime.sleep(25)" }))
         .await;
@@ -180,9 +205,6 @@ async fn the_service_runs_jobs_over_mutual_tls() {
     service
         .wait_v1(&running, &["cancelled"], Duration::from_secs(30))
         .await;
-    let (status, ready) = service.get("/readyz").await;
-    assert_eq!(status, 200, "{ready}");
-    service.stop().await;
 }
 
 /// Starting against `redis` with these settings fails, and the error says
@@ -268,23 +290,6 @@ fn documented_rule(password: &str) -> Vec<String> {
             }
         })
         .collect()
-}
-
-async fn admin(
-    service: &TestService,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = service
-        .client
-        .request(method, format!("{}{path}", service.admin_url));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// Waits for a job to have failed after `attempts` attempts.
@@ -407,19 +412,7 @@ async fn a_user_with_only_the_documented_acl_runs_everything() {
     let text = events.text().await.unwrap();
     assert!(text.contains("result"), "{text}");
     // A job cancelled while it runs, one that fails and is retried.
-    let running = service
-        .submit_v1(json!({ "language": "python", "code": "import time\ntime.sleep(25)" }))
-        .await;
-    service
-        .wait_v1(&running, &["active"], Duration::from_secs(60))
-        .await;
-    let (status, _) = service
-        .send(Method::DELETE, &format!("/v1/jobs/{running}"), None)
-        .await;
-    assert!(status < 300);
-    service
-        .wait_v1(&running, &["cancelled"], Duration::from_secs(30))
-        .await;
+    cancel_a_running_job(&service).await;
     let failed = service
         .run_v1(
             json!({ "language": "python", "code": format!("# {PANIC_RUNNER_MARKER}\nprint(1)") }),
@@ -436,7 +429,7 @@ async fn a_user_with_only_the_documented_acl_runs_everything() {
         "/admin/api/actors",
         "/admin/api/system",
     ] {
-        let (status, body) = admin(&service, Method::GET, path, None).await;
+        let (status, body) = service.admin(Method::GET, path, None).await;
         assert_eq!(status, 200, "{path}: {body}");
     }
     // The dashboard's live feed pushes an overview within seconds.
@@ -458,39 +451,40 @@ async fn a_user_with_only_the_documented_acl_runs_everything() {
     }
     drop(feed);
     // A retry runs the failed job again (it fails again: the same fault).
-    let (status, answer) = admin(
-        &service,
-        Method::POST,
-        &format!("/admin/api/jobs/{failed_id}/retry"),
-        None,
-    )
-    .await;
+    let (status, answer) = service
+        .admin(
+            Method::POST,
+            &format!("/admin/api/jobs/{failed_id}/retry"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{answer}");
     failed_after(&service, &failed_id, 2).await;
-    let (status, answer) =
-        admin(&service, Method::POST, "/admin/api/jobs/retry-failed", None).await;
+    let (status, answer) = service
+        .admin(Method::POST, "/admin/api/jobs/retry-failed", None)
+        .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["count"], 1, "{answer}");
     failed_after(&service, &failed_id, 3).await;
     for path in ["/admin/api/queue/pause", "/admin/api/queue/resume"] {
-        let (status, answer) = admin(&service, Method::POST, path, None).await;
+        let (status, answer) = service.admin(Method::POST, path, None).await;
         assert_eq!(status, 200, "{path}: {answer}");
     }
-    let (status, answer) = admin(
-        &service,
-        Method::DELETE,
-        &format!("/admin/api/jobs/{failed_id}"),
-        None,
-    )
-    .await;
+    let (status, answer) = service
+        .admin(
+            Method::DELETE,
+            &format!("/admin/api/jobs/{failed_id}"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{answer}");
-    let (status, answer) = admin(
-        &service,
-        Method::POST,
-        "/admin/api/clean",
-        Some(json!({ "state": "completed", "older_than_secs": 0 })),
-    )
-    .await;
+    let (status, answer) = service
+        .admin(
+            Method::POST,
+            "/admin/api/clean",
+            Some(json!({ "state": "completed", "older_than_secs": 0 })),
+        )
+        .await;
     assert_eq!(status, 200, "{answer}");
     for path in ["/readyz", "/v1/languages", "/workers", "/system_info"] {
         let (status, body) = service.get(path).await;
@@ -531,36 +525,81 @@ async fn named_primary(sentinel: u16) -> Option<u16> {
     answer.map(|(_, port)| port)
 }
 
+/// A submission of `print(<n>)` every `every` until stopped, each answered
+/// 201 or 503 (anything else fails the test).
+struct SteadyLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<LoadOutcome>,
+}
+
+/// The jobs acknowledged (id, n), how many submissions got 503, and the
+/// longest time between two acknowledgements.
+type LoadOutcome = (Vec<(String, usize)>, u32, Duration);
+
+impl SteadyLoad {
+    fn start(service: std::sync::Arc<TestService>, every: Duration) -> SteadyLoad {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            let mut refused = 0u32;
+            let mut longest_gap = Duration::ZERO;
+            let mut last_accepted = Instant::now();
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let body =
+                    json!({ "language": "python", "code": format!("print({})", accepted.len()) });
+                let (status, answer) = service.send(Method::POST, "/v1/jobs", Some(body)).await;
+                if status == 201 {
+                    accepted.push((answer["id"].as_str().unwrap().to_string(), accepted.len()));
+                    longest_gap = longest_gap.max(last_accepted.elapsed());
+                    last_accepted = Instant::now();
+                } else {
+                    assert_eq!(status, 503, "a submission answered {status}: {answer}");
+                    refused += 1;
+                }
+                tokio::time::sleep(every).await;
+            }
+            (accepted, refused, longest_gap)
+        });
+        SteadyLoad { stop, task }
+    }
+
+    async fn stop(self) -> LoadOutcome {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+/// Waits for every job of a [`SteadyLoad`] to be completed with its own
+/// output; their views.
+async fn all_completed(
+    service: &TestService,
+    accepted: &[(String, usize)],
+    timeout: Duration,
+) -> Vec<Value> {
+    let mut views = Vec::new();
+    for (id, n) in accepted {
+        let view = service.wait_v1(id, &["completed", "failed"], timeout).await;
+        assert_eq!(view["state"], "completed", "{view}");
+        assert_eq!(view["result"]["stdout"], format!("{n}\n"), "{view}");
+        views.push(view);
+    }
+    views
+}
+
 /// A primary, a replica and three sentinels on loopback; a steady load of
 /// submissions; the primary killed. The sentinels promote the replica, the
 /// service follows them by itself, and every job it acknowledged completes.
 #[tokio::test]
 async fn a_sentinel_failover_under_load_loses_no_acknowledged_job() {
     let base = scratch("sentinel");
-    let server_args = |port: u16, dir: &Path| -> Vec<String> {
-        [
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            &dir.to_string_lossy(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
     let (primary_port, replica_port) = (free_port(), free_port());
     let mut primary = RedisServer::with_args(
         &base.join("primary"),
         primary_port,
-        &server_args(primary_port, &base.join("primary")),
+        &server_args(primary_port, &base.join("primary"), None),
     );
-    let mut replica_args = server_args(replica_port, &base.join("replica"));
+    let mut replica_args = server_args(replica_port, &base.join("replica"), None);
     replica_args.extend([
         "--replicaof".into(),
         "127.0.0.1".into(),
@@ -657,32 +696,7 @@ async fn a_sentinel_failover_under_load_loses_no_acknowledged_job() {
         .await,
     );
 
-    // A steady load: a submission every 50 ms until told to stop.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = {
-        let (service, stop) = (service.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut accepted = Vec::new();
-            let mut refused = 0u32;
-            let mut longest_gap = Duration::ZERO;
-            let mut last_accepted = Instant::now();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let body =
-                    json!({ "language": "python", "code": format!("print({})", accepted.len()) });
-                let (status, answer) = service.send(Method::POST, "/v1/jobs", Some(body)).await;
-                if status == 201 {
-                    accepted.push((answer["id"].as_str().unwrap().to_string(), accepted.len()));
-                    longest_gap = longest_gap.max(last_accepted.elapsed());
-                    last_accepted = Instant::now();
-                } else {
-                    assert_eq!(status, 503, "a submission answered {status}: {answer}");
-                    refused += 1;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (accepted, refused, longest_gap)
-        })
-    };
+    let load = SteadyLoad::start(service.clone(), Duration::from_millis(20));
     tokio::time::sleep(Duration::from_secs(3)).await;
     primary.child.kill().unwrap();
     let killed = Instant::now();
@@ -697,8 +711,7 @@ async fn a_sentinel_failover_under_load_loses_no_acknowledged_job() {
     let promoted = killed.elapsed();
     // Load goes on against the new primary for a while.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (accepted, refused, longest_gap) = load.await.unwrap();
+    let (accepted, refused, longest_gap) = load.stop().await;
     eprintln!(
         "sentinel failover: replica promoted {promoted:?} after the kill; {} submissions \
          acknowledged, {refused} answered 503, longest time without an acknowledgement {longest_gap:?}",
@@ -710,12 +723,7 @@ async fn a_sentinel_failover_under_load_loses_no_acknowledged_job() {
         accepted.len()
     );
     // Every acknowledged job completes, once, with its own output.
-    for (id, n) in &accepted {
-        let view = service
-            .wait_v1(id, &["completed", "failed"], Duration::from_secs(180))
-            .await;
-        assert_eq!(view["state"], "completed", "{view}");
-        assert_eq!(view["result"]["stdout"], format!("{n}\n"), "{view}");
+    for view in all_completed(&service, &accepted, Duration::from_secs(180)).await {
         // One attempt: no infrastructure failure was charged to it. (A
         // completion the old primary took but never replicated would make
         // the job run again, unseen here: README, "Sentinel".)
@@ -777,25 +785,10 @@ async fn the_service_runs_on_a_redis_cluster_through_a_slot_migration() {
     let mut nodes = Vec::new();
     for port in &ports {
         let dir = base.join(port.to_string());
-        let args: Vec<String> = [
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            &dir.to_string_lossy(),
-            "--cluster-enabled",
-            "yes",
-            "--cluster-node-timeout",
-            "2000",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args = server_args(*port, &dir, None);
+        args.extend(
+            ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"].map(String::from),
+        );
         nodes.push(RedisServer::with_args(&dir, *port, &args));
     }
     let mut create = Command::new("redis-cli");
@@ -849,19 +842,7 @@ async fn the_service_runs_on_a_redis_cluster_through_a_slot_migration() {
         .await;
     assert_eq!(done["result"]["stdout"], "cluster\n", "{done}");
     // A cancellation crosses the cluster's pub/sub.
-    let running = service
-        .submit_v1(json!({ "language": "python", "code": "import time\ntime.sleep(25)" }))
-        .await;
-    service
-        .wait_v1(&running, &["active"], Duration::from_secs(60))
-        .await;
-    let (status, _) = service
-        .send(Method::DELETE, &format!("/v1/jobs/{running}"), None)
-        .await;
-    assert!(status < 300);
-    service
-        .wait_v1(&running, &["cancelled"], Duration::from_secs(30))
-        .await;
+    cancel_a_running_job(&service).await;
 
     // The queue's slot, and the primary serving it.
     let mut conn = connection(ports[0]).await;
@@ -878,27 +859,7 @@ async fn the_service_runs_on_a_redis_cluster_through_a_slot_migration() {
     let (source_id, target_id) = (id_of(source), id_of(target));
 
     // Submissions go on while the slot moves.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = {
-        let (service, stop) = (service.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut accepted = Vec::new();
-            let mut refused = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let body =
-                    json!({ "language": "python", "code": format!("print({})", accepted.len()) });
-                let (status, answer) = service.send(Method::POST, "/v1/jobs", Some(body)).await;
-                if status == 201 {
-                    accepted.push((answer["id"].as_str().unwrap().to_string(), accepted.len()));
-                } else {
-                    assert_eq!(status, 503, "a submission answered {status}: {answer}");
-                    refused += 1;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            (accepted, refused)
-        })
-    };
+    let load = SteadyLoad::start(service.clone(), Duration::from_millis(50));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut on_source = connection(source).await;
     let mut on_target = connection(target).await;
@@ -956,20 +917,13 @@ async fn the_service_runs_on_a_redis_cluster_through_a_slot_migration() {
     }
     assert_eq!(slot_owner(ports[0], slot).await, target);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (accepted, refused) = load.await.unwrap();
+    let (accepted, refused, _) = load.stop().await;
     eprintln!(
         "cluster: slot {slot} moved from :{source} to :{target} ({moved} keys) under load; \
          {} submissions acknowledged, {refused} answered 503",
         accepted.len()
     );
-    for (id, n) in &accepted {
-        let view = service
-            .wait_v1(id, &["completed", "failed"], Duration::from_secs(120))
-            .await;
-        assert_eq!(view["state"], "completed", "{view}");
-        assert_eq!(view["result"]["stdout"], format!("{n}\n"), "{view}");
-    }
+    all_completed(&service, &accepted, Duration::from_secs(120)).await;
     // And after it: a job, the dashboard's overview.
     let done = service
         .run_v1(json!({ "language": "python", "code": "print('moved')" }))
@@ -991,31 +945,7 @@ async fn rediss_trusts_the_platforms_roots() {
     let pki = Pki::make(&scratch("pki"));
     let dir = scratch("tls-roots");
     let port = free_port();
-    let args: Vec<String> = [
-        "--port",
-        "0",
-        "--tls-port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        &dir.to_string_lossy(),
-        "--tls-cert-file",
-        &pki.path("server.pem").to_string_lossy(),
-        "--tls-key-file",
-        &pki.path("server.key").to_string_lossy(),
-        "--tls-ca-cert-file",
-        &pki.path("ca.pem").to_string_lossy(),
-        "--tls-auth-clients",
-        "no",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = server_args(port, &dir, Some((&pki, false)));
     let _redis = RedisServer::with_args(&dir, port, &args);
     let url = format!("rediss://127.0.0.1:{port}");
     let queue = helpers::unique_queue();

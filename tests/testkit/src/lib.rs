@@ -99,6 +99,25 @@ impl TestService {
         self.app.as_ref().unwrap()
     }
 
+    /// A request to the admin listener (the dashboard's API); answers
+    /// status and JSON (`null` for a body that is not JSON).
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.admin_url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     pub fn worker_id(&self) -> String {
         self.app().worker_id().unwrap().to_string()
     }
