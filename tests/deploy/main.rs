@@ -71,6 +71,12 @@ fn docker_lines(args: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// A GET with a bearer token, answered with JSON.
+async fn get_json(client: &reqwest::Client, url: String, token: &str) -> Value {
+    let response = client.get(url).bearer_auth(token).send().await.unwrap();
+    response.json().await.unwrap()
+}
+
 #[tokio::test]
 async fn compose_brings_up_an_api_and_two_workers_that_run_jobs_and_leave_nothing() {
     // The image, around the binary cargo built for these tests.
@@ -166,15 +172,7 @@ async fn compose_brings_up_an_api_and_two_workers_that_run_jobs_and_leave_nothin
     for (i, id) in ids.iter().enumerate() {
         let deadline = Instant::now() + Duration::from_secs(120);
         let view = loop {
-            let view: Value = client
-                .get(format!("{url}/v1/jobs/{id}"))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let view: Value = get_json(&client, format!("{url}/v1/jobs/{id}"), &key).await;
             if view["state"] == "completed" || view["state"] == "failed" {
                 break view;
             }
@@ -183,15 +181,12 @@ async fn compose_brings_up_an_api_and_two_workers_that_run_jobs_and_leave_nothin
         };
         assert_eq!(view["state"], "completed", "{view}");
         assert_eq!(view["result"]["stdout"], format!("{}\n", i * 7), "{view}");
-        let detail: Value = client
-            .get(format!("{admin_url}/admin/api/jobs/{id}"))
-            .bearer_auth(&admin_token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let detail: Value = get_json(
+            &client,
+            format!("{admin_url}/admin/api/jobs/{id}"),
+            &admin_token,
+        )
+        .await;
         workers_seen.insert(detail["worker_id"].as_str().unwrap_or_default().to_string());
     }
     // The proof of concept's API, and the dashboard behind its token.
@@ -208,15 +203,7 @@ async fn compose_brings_up_an_api_and_two_workers_that_run_jobs_and_leave_nothin
     let job_id = body["jobId"].as_str().expect("a job id").to_string();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let view: Value = client
-            .get(format!("{url}/status/{job_id}"))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let view: Value = get_json(&client, format!("{url}/status/{job_id}"), &key).await;
         if view["state"] == "completed" {
             assert_eq!(view["result"]["stdout"], "Hello world", "{view}");
             break;
