@@ -408,12 +408,71 @@ impl Steps<'_> {
         phase: Phase,
         step: &str,
     ) -> Result<Option<Compilation>, SandboxError> {
+        let step_limits = limits.compilation(&language.limits);
+        let task = self.compile_task(language, files, options, &step_limits);
+        let Some(output) = self
+            .run(language, &step_limits, task, phase, step.to_string(), None)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Compilation::of(output)))
+    }
+
+    /// [`Steps::compile`] in a container that then runs the program's
+    /// cases (see [`CaseSession`]): the session, awaiting the run's task,
+    /// comes back too when the compilation succeeded and the container was
+    /// cleared after it.
+    async fn compile_then_cases(
+        &self,
+        language: &Language,
+        files: &[FileSpec],
+        options: &[String],
+        limits: &Limits,
+    ) -> Result<Option<(Compilation, Option<CaseSession<'_>>)>, SandboxError> {
+        let step_limits = limits.compilation(&language.limits);
+        let task = self.compile_task(language, files, options, &step_limits);
+        let request = self.request(
+            language,
+            &step_limits,
+            task,
+            Phase::Compiling,
+            "compile".to_string(),
+            None,
+        );
+        let mut session = self
+            .sandbox
+            .open_chain(request, self.pool, self.observer)
+            .await?;
+        let Some(output) = done(
+            session
+                .first(Phase::Compiling, self.cancel, self.observer)
+                .await?,
+        )?
+        else {
+            return Ok(None);
+        };
+        let compilation = Compilation::of(output);
+        if compilation.broken.is_some() || compilation.failure.is_some() {
+            session.close().await;
+        }
+        let session = session.awaits_task().then_some(session);
+        Ok(Some((compilation, session)))
+    }
+
+    /// The compiler's task for `files`.
+    fn compile_task(
+        &self,
+        language: &Language,
+        files: &[FileSpec],
+        options: &[String],
+        step_limits: &StepLimits,
+    ) -> Task {
         let Some(compile) = &language.compile else {
             unreachable!("only compiled languages are compiled");
         };
         let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
-        let step_limits = limits.compilation(&language.limits);
-        let task = Task {
+        Task {
             nonce: [0; 16], // set per container by the sandbox
             wall_ms: step_limits.wall_ms,
             cpu_ms: step_limits.cpu_ms,
@@ -429,13 +488,13 @@ impl Steps<'_> {
             stdin: Vec::new(),
             uid: Some(self.settings.uid),
             ..Task::default()
-        };
-        let Some(output) = self
-            .run(language, &step_limits, task, phase, step.to_string(), None)
-            .await?
-        else {
-            return Ok(None);
-        };
+        }
+    }
+}
+
+impl Compilation {
+    /// What a compiler's run says of the compilation.
+    fn of(output: TaskOutput) -> Compilation {
         let report = &report_of(&output);
         let mut broken = None;
         let failure = if let Some(lost) = &output.lost {
@@ -468,11 +527,11 @@ impl Steps<'_> {
         } else {
             None
         };
-        Ok(Some(Compilation {
+        Compilation {
             output,
             broken,
             failure,
-        }))
+        }
     }
 }
 
@@ -572,19 +631,41 @@ pub async fn execute(
         timeline: Vec::new(),
     };
 
+    // A plain job's cases run one after another in one container (opened
+    // again only if a case leaves it unfit for the next), the one its
+    // compilation ran in if it has one; a job with a checker or an
+    // interactor, or an interactive one, runs each case in a container of
+    // its own (its judging program runs between or beside them, in
+    // containers that need worker slots of their own).
+    let plain = settings.cases_share_container && job.judge.is_none() && job.interactive.is_none();
+    let mut session: Option<CaseSession<'_>> = None;
     let mut run_files = job.files.clone();
     if language.compile.is_some() {
-        let Some(compilation) = steps
-            .compile(
-                language,
-                &job.files,
-                &job.compiler_options,
-                limits,
-                Phase::Compiling,
-                "compile",
-            )
-            .await?
-        else {
+        // In the run's container only where the engine can then lower its
+        // limits to the run's.
+        let compile_limits =
+            container_limits(&limits.compilation(&language.limits), settings, language);
+        let compiled = if plain && sandbox.can_update(&compile_limits) {
+            steps
+                .compile_then_cases(language, &job.files, &job.compiler_options, limits)
+                .await?
+                .map(|(compilation, chained)| {
+                    session = chained;
+                    compilation
+                })
+        } else {
+            steps
+                .compile(
+                    language,
+                    &job.files,
+                    &job.compiler_options,
+                    limits,
+                    Phase::Compiling,
+                    "compile",
+                )
+                .await?
+        };
+        let Some(compilation) = compiled else {
             return Ok(Execution::Cancelled);
         };
         let output = &compilation.output;
@@ -646,14 +727,6 @@ pub async fn execute(
         .collect();
     argv.extend(job.args.iter().map(|a| a.clone().into_bytes()));
     let step = limits.run();
-    // A plain job's cases run one after another in one container (opened
-    // again only if a case leaves it unfit for the next); a job with a
-    // checker or an interactor, or an interactive one, runs each case in a
-    // container of its own (its judging program runs between or beside
-    // them, in containers that need worker slots of their own).
-    let mut session: Option<CaseSession<'_>> = None;
-    let plain =
-        settings.cases_share_container && judge_program.is_none() && job.interactive.is_none();
     let mut cases: Vec<CaseResult> = Vec::with_capacity(job.cases.len());
     // Why the remaining cases (of a group, or all) are not run.
     let mut skip_all: Option<String> = None;
@@ -707,6 +780,7 @@ pub async fn execute(
                 (None, None) => None,
             },
             cases: false,
+            then: false,
         };
         let (output, interaction) = if let Some(interactor) = interactor {
             let Some((output, interaction, first)) =
@@ -716,6 +790,14 @@ pub async fn execute(
             };
             (output, Some((interaction, first)))
         } else if plain {
+            if let Some(chained) = session.as_mut()
+                && chained.awaits_task()
+            {
+                // The compilation's container, with the run's limits from
+                // here on (or closed, if they could not be set).
+                let run_limits = container_limits(&step, settings, language);
+                chained.then_cases(&run_limits, task()).await;
+            }
             if !session.as_ref().is_some_and(CaseSession::is_open) {
                 session = Some(
                     steps

@@ -18,6 +18,7 @@
 //!                             input and no output for <idle ms> (0: never) it stops
 //! cases\n                     (optional) the command runs once per test case, each
 //!                             case sent after `go` as input frames (see below)
+//! then\n                      (optional) another task follows this one (see below)
 //! env <NAME>=<value>\n        (repeated) the command's whole environment
 //! file <size> <mode> <name length>\n<name><size bytes>   (repeated) written to the work dir
 //! arg <len>\n<len bytes>      (repeated) the command, argv[0] first
@@ -41,6 +42,18 @@
 //! afresh) and says in the report whether it could ([`Report::clean`]). The
 //! next case is read only after a clean restore; otherwise, or at the end
 //! of the container's stdin, the monitor exits.
+//!
+//! **Then** (tasks with `then` only; neither interactive nor with `cases`):
+//! after the task's report, which says whether the container was cleared
+//! ([`Report::clean`]: every process killed, `/tmp`, `/dev/shm` and
+//! `/dev/mqueue` emptied, the command's System V IPC objects removed), the
+//! monitor reads a second task on stdin, with the same nonce and uid and no
+//! `then` of its own, writes its files and runs it (its cases, if it has
+//! them). A compilation and its program's runs share a container this way:
+//! the service sends the second task only once it has set the container's
+//! limits to the run's. Every figure of the second task is its own (CPU
+//! and OOM kills as counter deltas, the peak memory sampled). An unclear
+//! container, or the end of stdin instead of a task, ends the monitor.
 //!
 //! **Out** (the container's stdout, written only by the monitor): frames of
 //! `[nonce: 16 bytes][kind: u8][length: u32 big-endian][payload]`: [`FRAME_STDOUT`] and
@@ -115,6 +128,9 @@ pub struct Report {
     /// program, or not an executable), as opposed to the sandbox failing.
     #[serde(default)]
     pub exec_failed: bool,
+    /// A task with `then`: after it, the container was cleared and the
+    /// monitor waits for the next task.
+    ///
     /// A task with `cases`: after this case, the container was restored to
     /// the task's start (no process, file or IPC object of the case left)
     /// and waits for the next case. False after the last case, and when the
@@ -164,6 +180,9 @@ pub struct Task {
     /// Run the command once per test case, each case's input sent after
     /// the task ([`Input::Case`]), restoring the container between cases.
     pub cases: bool,
+    /// Another task follows this one in the same container (a compilation
+    /// and then its program's runs), the container cleared between them.
+    pub then: bool,
 }
 
 /// Input frame kinds (interactive tasks).
@@ -331,6 +350,9 @@ impl Task {
         if self.cases {
             line(&mut out, "cases".to_string());
         }
+        if self.then {
+            line(&mut out, "then".to_string());
+        }
         for (name, value) in &self.env {
             line(&mut out, format!("env {name}={value}"));
         }
@@ -396,6 +418,7 @@ impl Task {
                 "stderr_to_stdout" => task.stderr_to_stdout = true,
                 "interactive" => task.interactive = Some(number(rest)?),
                 "cases" => task.cases = true,
+                "then" => task.then = true,
                 "env" => {
                     let (name, value) = rest.split_once('=').ok_or("bad env line")?;
                     if !valid_env_name(name) {
@@ -440,6 +463,9 @@ impl Task {
         }
         if task.cases && (task.interactive.is_some() || !task.stdin.is_empty()) {
             return Err("a task with cases takes its input per case".into());
+        }
+        if task.then && (task.cases || task.interactive.is_some()) {
+            return Err("only a batch task can be followed by another".into());
         }
         Ok(task)
     }
@@ -652,6 +678,7 @@ mod tests {
             stderr_to_stdout: true,
             interactive: Some(5000),
             cases: false,
+            then: false,
         };
         let bytes = task.encode();
         let decoded = Task::decode(&mut std::io::Cursor::new(bytes)).unwrap();
@@ -675,6 +702,35 @@ mod tests {
         for bad in [
             Task {
                 stdin: b"x".to_vec(),
+                ..task.clone()
+            },
+            Task {
+                interactive: Some(0),
+                ..task.clone()
+            },
+        ] {
+            assert!(Task::decode(&mut std::io::Cursor::new(bad.encode())).is_err());
+        }
+    }
+
+    #[test]
+    fn a_task_followed_by_another_round_trips_and_is_a_batch_task() {
+        let task = Task {
+            nonce: [4; 16],
+            wall_ms: 1000,
+            cpu_ms: 1000,
+            output_bytes: 10,
+            artifacts: Some(1 << 20),
+            argv: vec![b"gcc".to_vec()],
+            uid: Some(60_001),
+            then: true,
+            ..Task::default()
+        };
+        let decoded = Task::decode(&mut std::io::Cursor::new(task.encode())).unwrap();
+        assert_eq!(decoded, task);
+        for bad in [
+            Task {
+                cases: true,
                 ..task.clone()
             },
             Task {

@@ -80,7 +80,7 @@ fn main() {
         }) {
             Err(e) => failure(e),
             Ok(()) if task.cases => {
-                serve_cases(&task, &mut out, &after_task);
+                serve_cases(&task, &mut out, &after_task, false);
                 std::process::exit(0);
             }
             Ok(()) => {
@@ -89,6 +89,18 @@ fn main() {
                     && report.error.is_none()
                 {
                     report.artifacts_truncated = send_artifacts(&mut out, max);
+                }
+                if task.then && report.error.is_none() {
+                    match clear(task.uid).and_then(|()| only_in_tmp(&[])) {
+                        Ok(()) => report.clean = true,
+                        Err(e) => eprintln!("code-runner-monitor: cannot clear the container: {e}"),
+                    }
+                }
+                if report.clean {
+                    let json = serde_json::to_vec(&report).unwrap_or_default();
+                    out.frame(FRAME_REPORT, &json);
+                    serve_next(&task, &mut out, &stdin, after_task);
+                    std::process::exit(0);
                 }
                 report
             }
@@ -99,6 +111,42 @@ fn main() {
     std::process::exit(0);
 }
 
+/// After a task with `then` and a clear of the container: reads the next
+/// task (after `read`, the bytes of stdin already read), which must carry
+/// the first's nonce and uid and no `then`, writes its files and runs it
+/// (case by case, if it has cases), every figure its own.
+fn serve_next(first: &Task, out: &mut Output, stdin: &std::fs::File, read: Vec<u8>) {
+    let mut input = BufReader::with_capacity(1 << 16, std::io::Read::chain(&read[..], stdin));
+    let next = Task::decode(&mut input).and_then(|next| {
+        if next.nonce != first.nonce || next.uid != first.uid || next.then {
+            Err("the next task does not continue the first".into())
+        } else {
+            Ok(next)
+        }
+    });
+    let mut after_task = input.buffer().to_vec();
+    let (unread, _) = input.into_inner().into_inner();
+    after_task.extend_from_slice(unread);
+    let report = match next {
+        Err(e) => failure(format!("bad next task: {e}")),
+        Ok(next) => match write_files(&next) {
+            Err(e) => failure(format!("cannot write the job's files: {e}")),
+            Ok(()) if next.cases => return serve_cases(&next, out, &after_task, true),
+            Ok(()) => {
+                let mut report = run(&next, &next.stdin, out, 0, &after_task, true);
+                if let Some(max) = next.artifacts
+                    && report.error.is_none()
+                {
+                    report.artifacts_truncated = send_artifacts(out, max);
+                }
+                report
+            }
+        },
+    };
+    let json = serde_json::to_vec(&report).unwrap_or_default();
+    out.frame(FRAME_REPORT, &json);
+}
+
 /// How long a restore between cases waits for the case's processes to die
 /// (SIGKILL is not refused: only one stuck in the kernel outlives this).
 const RESTORE_KILL: Duration = Duration::from_secs(2);
@@ -107,11 +155,14 @@ const RESTORE_KILL: Duration = Duration::from_secs(2);
 /// on a container restored to the task's start, and reports each case.
 /// Returns at the end of stdin, on a frame that is not the service's, or
 /// after a restore that failed.
-fn serve_cases(task: &Task, out: &mut Output, after_task: &[u8]) {
+/// `sample_first`: the container ran another task before (its memory
+/// high-water mark is that task's), so even the first case's peak is
+/// sampled.
+fn serve_cases(task: &Task, out: &mut Output, after_task: &[u8], sample_first: bool) {
     let mut inputs = InputReader::default();
     inputs.push(after_task);
     let mut buffer = vec![0u8; MAX_CHUNK];
-    let mut first = true;
+    let mut first = !sample_first;
     while let Some((stdin, last)) = next_case(0, &mut inputs, &mut buffer) {
         // The first case's peak is the cgroup's high-water mark; the later
         // ones' cannot be (the mark cannot be reset from inside), so they
@@ -175,6 +226,33 @@ fn next_case(fd: RawFd, inputs: &mut InputReader, buffer: &mut [u8]) -> Option<(
 /// written again. Nothing of one case is then visible to, or counted
 /// against, the next.
 fn restore(task: &Task) -> Result<(), String> {
+    clear(task.uid)?;
+    write_files(task).map_err(|e| format!("cannot write the job's files again: {e}"))?;
+    only_in_tmp(&[std::path::Path::new(WORK_DIR)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .as_ref()])
+}
+
+/// Fails unless `/tmp` holds nothing but `names`.
+fn only_in_tmp(names: &[&str]) -> Result<(), String> {
+    let left: Vec<String> = std::fs::read_dir("/tmp")
+        .map_err(|e| format!("cannot read /tmp: {e}"))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !names.contains(&name.as_str()))
+        .collect();
+    if !left.is_empty() {
+        return Err(format!("/tmp still holds {left:?}"));
+    }
+    Ok(())
+}
+
+/// Clears the container: every process but the monitor killed and reaped;
+/// `/tmp`, `/dev/shm` and `/dev/mqueue` emptied and the System V IPC
+/// objects of `uid` removed (as `uid`, which owns them).
+fn clear(uid: Option<u32>) -> Result<(), String> {
     if std::process::id() != 1 {
         return Err("the monitor is not PID 1, so it cannot stop every process of a case".into());
     }
@@ -195,7 +273,7 @@ fn restore(task: &Task) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    match task.uid {
+    match uid {
         Some(uid) => {
             // SAFETY: the monitor is single-threaded; the child drops to
             // the command's uid (no capability left) and only removes
@@ -234,16 +312,6 @@ fn restore(task: &Task) -> Result<(), String> {
             }
         }
         None => empty_scratch(None)?,
-    }
-    write_files(task).map_err(|e| format!("cannot write the job's files again: {e}"))?;
-    let left: Vec<String> = std::fs::read_dir("/tmp")
-        .map_err(|e| format!("cannot read /tmp: {e}"))?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| std::path::Path::new(WORK_DIR).file_name().unwrap() != name.as_str())
-        .collect();
-    if !left.is_empty() {
-        return Err(format!("/tmp still holds {left:?}"));
     }
     Ok(())
 }

@@ -138,6 +138,12 @@ impl Sandbox {
         Ok(Sandbox { docker, settings })
     }
 
+    /// Whether a running container of `limits` can be given other limits
+    /// (see [`spec::updatable`]).
+    pub fn can_update(&self, limits: &spec::ContainerLimits) -> bool {
+        spec::updatable(self.settings(), limits)
+    }
+
     pub fn settings(&self) -> &SandboxSettings {
         &self.settings
     }

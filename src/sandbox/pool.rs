@@ -82,9 +82,14 @@ pub struct PoolKey {
     pub millicpus: u64,
     pub tmpfs_bytes: u64,
     pub runtime: Option<String>,
+    /// The CPUs a container is created pinned to: only where the engine
+    /// cannot pin one when a job takes it (gVisor); else `None`, and the
+    /// job's CPU is set by an update (see `Sandbox::hold`).
+    pub cpuset: Option<String>,
 }
 
 impl PoolKey {
+    /// The key of `limits`, with no CPU pin (set when a job takes one).
     pub fn new(image: &str, limits: &ContainerLimits) -> PoolKey {
         PoolKey {
             image: image.to_string(),
@@ -93,13 +98,21 @@ impl PoolKey {
             millicpus: (limits.cpus * 1000.0).round() as u64,
             tmpfs_bytes: limits.tmpfs_bytes,
             runtime: limits.runtime.clone(),
+            cpuset: None,
+        }
+    }
+
+    /// The key of `limits` with its CPU pin: containers created pinned.
+    pub fn pinned(image: &str, limits: &ContainerLimits) -> PoolKey {
+        PoolKey {
+            cpuset: limits.cpuset.clone(),
+            ..PoolKey::new(image, limits)
         }
     }
 
     fn limits(&self) -> ContainerLimits {
         ContainerLimits {
-            // Pinned when a job takes it (see `run_task`).
-            cpuset: None,
+            cpuset: self.cpuset.clone(),
             memory_bytes: self.memory_bytes,
             processes: self.processes,
             cpus: self.millicpus as f64 / 1000.0,
@@ -571,6 +584,17 @@ mod tests {
         assert_eq!(limits.cpus, 1.0);
         // A warm container is pinned when a job takes it.
         assert_eq!(limits.cpuset, None);
+    }
+
+    #[test]
+    fn a_pinned_key_gives_back_its_cpu_pin_and_differs_from_the_unpinned() {
+        let limits = ContainerLimits {
+            cpuset: Some("1".into()),
+            ..key("python").limits()
+        };
+        let pinned = PoolKey::pinned("python", &limits);
+        assert_eq!(pinned.limits().cpuset.as_deref(), Some("1"));
+        assert_ne!(pinned, PoolKey::new("python", &limits));
     }
 
     #[test]

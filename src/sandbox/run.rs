@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::pool::{PoolKey, Taken, WarmPool};
-use super::spec::{ContainerLimits, container_spec};
+use super::spec::{ContainerLimits, container_spec, updatable};
 use super::{Sandbox, SandboxError};
 use crate::job::Phase;
 use crate::metrics;
@@ -168,8 +168,16 @@ impl Sandbox {
             Some(pool) => Some(pool.slot().await),
             None => None,
         };
+        // A warm container is pinned by an update when taken; where the
+        // engine cannot update one (gVisor), the pool creates them pinned.
+        let pin_on_take = updatable(self.settings(), &request.limits);
+        let key = if pin_on_take {
+            PoolKey::new(request.image, &request.limits)
+        } else {
+            PoolKey::pinned(request.image, &request.limits)
+        };
         if let Some(pool) = pool
-            && let Some(warm) = pool.take(&PoolKey::new(request.image, &request.limits))
+            && let Some(warm) = pool.take(&key)
         {
             let taken = Taken::new(pool, &warm.id);
             // Labels cannot change: a taken container carries its job in its
@@ -179,7 +187,7 @@ impl Sandbox {
             let renamed = self.docker().rename_container(&warm.id, options).await;
             // Pinned to the job's CPU before anything of the job runs.
             let pinned = match (&renamed, &request.limits.cpuset) {
-                (Ok(()), Some(cpus)) => {
+                (Ok(()), Some(cpus)) if pin_on_take => {
                     let update = bollard::models::ContainerUpdateBody {
                         cpuset_cpus: Some(cpus.clone()),
                         ..Default::default()
@@ -481,10 +489,10 @@ pub(super) fn count(outcome: &Result<TaskOutcome, SandboxError>) {
 /// Writes `first` (the task) on a container's stdin, then the `live`
 /// inputs as they come, then ends it: on a task of its own, so that a slow
 /// reader inside cannot stall the output loop.
-pub(super) fn spawn_writer(
+pub(super) fn spawn_writer<T: Outgoing>(
     mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
     first: Vec<u8>,
-    mut live: Option<tokio::sync::mpsc::Receiver<Input>>,
+    mut live: Option<tokio::sync::mpsc::Receiver<T>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if input.write_all(&first).await.is_err() || input.flush().await.is_err() {
@@ -492,7 +500,7 @@ pub(super) fn spawn_writer(
         }
         if let Some(live) = live.as_mut() {
             while let Some(next) = live.recv().await {
-                let bytes = monitor_protocol::encode_input(&next);
+                let bytes = next.encoded();
                 if input.write_all(&bytes).await.is_err() || input.flush().await.is_err() {
                     return;
                 }
@@ -500,6 +508,25 @@ pub(super) fn spawn_writer(
         }
         let _ = input.shutdown().await;
     })
+}
+
+/// What goes to a monitor's stdin after its task.
+pub(super) trait Outgoing: Send + 'static {
+    fn encoded(self) -> Vec<u8>;
+}
+
+/// An input frame (an interactive command's input, a case).
+impl Outgoing for Input {
+    fn encoded(self) -> Vec<u8> {
+        monitor_protocol::encode_input(&self)
+    }
+}
+
+/// Bytes already encoded (a case's frames, a next task).
+impl Outgoing for Vec<u8> {
+    fn encoded(self) -> Vec<u8> {
+        self
+    }
 }
 
 /// A container held for a job's step, and how to let it go.

@@ -8,16 +8,25 @@
 //! case, a restore that failed, a monitor that did not report, tampered
 //! frames) ends the session: its container is removed, and the caller opens
 //! a fresh one for the next case.
+//!
+//! A session may begin with a compilation ([`Sandbox::open_chain`]): the
+//! compiler runs first, under the compilation's limits, and the monitor
+//! clears the container after it; the container's memory and processes
+//! limits are then set to the run's ([`CaseSession::then_cases`]) before
+//! the run's task goes in, so that a compiled job of any number of cases
+//! costs one container lifecycle. If the limits cannot be set, the session
+//! ends and the cases get a container of their own.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use monitor_protocol::{Input, Task};
+use monitor_protocol::{Input, Task, encode_input};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::pool::{Taken, WarmPool};
 use super::run::{DEADLINE_GRACE, ReadEnd, Reading, RunObserver, TaskOutcome, TaskRequest};
+use super::spec::{ContainerLimits, limits_update};
 use super::{Sandbox, SandboxError};
 use crate::job::Phase;
 use crate::metrics;
@@ -33,10 +42,14 @@ pub struct CaseSession<'a> {
     /// The container, until the session ends.
     held: Option<Holding<'a>>,
     output: super::run::OutputStream,
-    input: tokio::sync::mpsc::Sender<Input>,
+    /// Encoded frames (and a next task) for the monitor's stdin.
+    input: tokio::sync::mpsc::Sender<Vec<u8>>,
     writer: tokio::task::JoinHandle<()>,
     /// The task (its nonce, limits and caps read each case's frames).
     task: Task,
+    /// A first task (a compilation) ran and the container was cleared:
+    /// the run's task is awaited ([`CaseSession::then_cases`]).
+    awaiting_task: bool,
 }
 
 impl Sandbox {
@@ -50,10 +63,34 @@ impl Sandbox {
         pool: Option<&'a Arc<WarmPool>>,
         observer: &dyn RunObserver,
     ) -> Result<CaseSession<'a>, SandboxError> {
-        request.task.nonce = *uuid::Uuid::new_v4().as_bytes();
         request.task.cases = true;
         request.task.stdin = Vec::new();
         request.task.interactive = None;
+        self.open_session(request, pool, observer).await
+    }
+
+    /// Holds a container for a compilation followed by its program's cases
+    /// (see the module's doc): `request` is the compilation's, run by
+    /// [`CaseSession::first`].
+    pub async fn open_chain<'a>(
+        &'a self,
+        mut request: TaskRequest<'_>,
+        pool: Option<&'a Arc<WarmPool>>,
+        observer: &dyn RunObserver,
+    ) -> Result<CaseSession<'a>, SandboxError> {
+        request.task.then = true;
+        request.task.cases = false;
+        request.task.interactive = None;
+        self.open_session(request, pool, observer).await
+    }
+
+    async fn open_session<'a>(
+        &'a self,
+        mut request: TaskRequest<'_>,
+        pool: Option<&'a Arc<WarmPool>>,
+        observer: &dyn RunObserver,
+    ) -> Result<CaseSession<'a>, SandboxError> {
+        request.task.nonce = *uuid::Uuid::new_v4().as_bytes();
         let held = self.hold(&request, pool, observer).await?;
         if held.fresh
             && let Err(e) = self.start(&held.id).await
@@ -77,6 +114,7 @@ impl Sandbox {
             input,
             writer,
             task: request.task,
+            awaiting_task: false,
         })
     }
 }
@@ -92,6 +130,80 @@ impl CaseSession<'_> {
     /// False once a case ended the session: open another for what remains.
     pub fn is_open(&self) -> bool {
         self.held.is_some()
+    }
+
+    /// A session whose first task ran is waiting for the run's task.
+    pub fn awaits_task(&self) -> bool {
+        self.is_open() && self.awaiting_task
+    }
+
+    /// Runs the first task of a session opened by [`Sandbox::open_chain`]
+    /// (heard as `phase`). The session stays open, awaiting the run's
+    /// task, only if the monitor cleared the container after it.
+    pub async fn first(
+        &mut self,
+        phase: Phase,
+        cancel: &CancellationToken,
+        observer: &dyn RunObserver,
+    ) -> Result<TaskOutcome, SandboxError> {
+        let Some(id) = self.held.as_ref().map(|h| h.id.clone()) else {
+            return Err(SandboxError::Monitor(
+                "a first task was asked of a session that had ended".into(),
+            ));
+        };
+        let started = Instant::now();
+        let deadline =
+            started + Duration::from_millis(self.task.wall_ms) + DEADLINE_GRACE + RESTORE_GRACE;
+        observer.phase(phase, &id);
+        let mut reading = Reading::new(&id, &self.task);
+        let end = reading
+            .until_report(&mut self.output, deadline, cancel, observer)
+            .await;
+        metrics::container_phase("run", started.elapsed());
+        let clean = matches!(&end, ReadEnd::Report(report) if report.clean);
+        let outcome = self
+            .sandbox
+            .conclude(&id, reading, end, started, observer)
+            .await;
+        if clean {
+            self.awaiting_task = true;
+        } else {
+            self.close().await;
+        }
+        super::run::count(&outcome);
+        outcome
+    }
+
+    /// Gives a session whose first task ran the run's `limits` (memory,
+    /// processes) and then its task, whose cases [`CaseSession::run`]
+    /// runs. False when the limits could not be set: the session has
+    /// then ended, and nothing of the run entered its container.
+    pub async fn then_cases(&mut self, limits: &ContainerLimits, mut task: Task) -> bool {
+        let Some(id) = self.held.as_ref().map(|h| h.id.clone()) else {
+            return false;
+        };
+        if !self.awaiting_task {
+            return false;
+        }
+        self.awaiting_task = false;
+        let update = limits_update(self.sandbox.settings(), limits);
+        if let Err(e) = self.sandbox.docker().update_container(&id, update).await {
+            tracing::warn!(container = %id, error = %e,
+                "cannot give the compilation's container the run's limits; the run gets its own");
+            self.close().await;
+            return false;
+        }
+        task.nonce = self.task.nonce;
+        task.cases = true;
+        task.then = false;
+        task.stdin = Vec::new();
+        task.interactive = None;
+        if self.input.send(task.encode()).await.is_err() {
+            self.close().await;
+            return false;
+        }
+        self.task = task;
+        true
     }
 
     /// Runs the command on one case's `stdin` (`last`: no case follows, so
@@ -114,14 +226,18 @@ impl CaseSession<'_> {
         if !last {
             deadline += RESTORE_GRACE;
         }
+        if self.awaiting_task {
+            return Err(SandboxError::Monitor(
+                "a case was given to a session awaiting its task".into(),
+            ));
+        }
         observer.phase(Phase::Running, &id);
-        let mut sent = self.input.send(Input::Case { last }).await.is_ok();
-        if sent && !stdin.is_empty() {
-            sent = self.input.send(Input::Data(stdin.to_vec())).await.is_ok();
+        let mut frames = encode_input(&Input::Case { last });
+        if !stdin.is_empty() {
+            frames.extend(encode_input(&Input::Data(stdin.to_vec())));
         }
-        if sent {
-            let _ = self.input.send(Input::Close).await;
-        }
+        frames.extend(encode_input(&Input::Close));
+        let _ = self.input.send(frames).await;
         let mut reading = Reading::new(&id, &self.task);
         let end = reading
             .until_report(&mut self.output, deadline, cancel, observer)

@@ -82,11 +82,8 @@ pub fn container_spec(
         (LABEL_STEP.to_string(), step.to_string()),
     ]);
     let memory = limits.memory_bytes as i64;
-    let runtime = limits.runtime.clone().or_else(|| settings.runtime.clone());
-    let pids = match runtime.as_deref() {
-        Some("runsc") => limits.processes + GVISOR_PIDS_ALLOWANCE,
-        _ => limits.processes,
-    };
+    let runtime = runtime(settings, limits);
+    let pids = pids_limit(runtime.as_deref(), limits);
     let tmpfs_bytes = limits.tmpfs_bytes;
     let ulimit = |name: &str, value: i64| ResourcesUlimits {
         name: Some(name.to_string()),
@@ -152,6 +149,44 @@ pub fn container_spec(
         tty: Some(false),
         labels: Some(labels),
         host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+/// The OCI runtime of a container: the step's own, else the service's.
+fn runtime(settings: &SandboxSettings, limits: &ContainerLimits) -> Option<String> {
+    limits.runtime.clone().or_else(|| settings.runtime.clone())
+}
+
+/// The container's pids limit: the program's processes, plus gVisor's own
+/// under `runsc`.
+fn pids_limit(runtime: Option<&str>, limits: &ContainerLimits) -> i64 {
+    match runtime {
+        Some("runsc") => limits.processes + GVISOR_PIDS_ALLOWANCE,
+        _ => limits.processes,
+    }
+}
+
+/// Whether the engine can change a running container's limits (`docker
+/// update`): gVisor's `runsc` has no such command, so its containers keep
+/// the limits they were created with.
+pub fn updatable(settings: &SandboxSettings, limits: &ContainerLimits) -> bool {
+    runtime(settings, limits).as_deref() != Some("runsc")
+}
+
+/// The update that gives a running container `limits`' memory (swap off)
+/// and processes, exactly as [`container_spec`] would have created it: a
+/// compilation's container becomes its program's run's. Every other
+/// setting is the same for both steps.
+pub fn limits_update(
+    settings: &SandboxSettings,
+    limits: &ContainerLimits,
+) -> bollard::models::ContainerUpdateBody {
+    let memory = limits.memory_bytes as i64;
+    bollard::models::ContainerUpdateBody {
+        memory: Some(memory),
+        memory_swap: Some(memory),
+        pids_limit: Some(pids_limit(runtime(settings, limits).as_deref(), limits)),
         ..Default::default()
     }
 }

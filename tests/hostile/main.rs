@@ -448,6 +448,119 @@ async fn a_case_leaves_nothing_for_the_next_case_of_its_job() {
     }
 }
 
+/// A compiled job's cases run in the container its compilation ran in,
+/// once the monitor cleared it and the service set the run's memory and
+/// processes limits (the compiler's are larger). `eat` touches 200 MB,
+/// `fork` starts up to 40 sleeping children; `look` is as above.
+const COMPILED_THEN_RUN: &str = r#"#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <sys/wait.h>
+int main(void) {
+  char role[16] = {0};
+  if (scanf("%15s", role) != 1) return 3;
+  if (!strcmp(role, "eat")) {
+    size_t n = 200u << 20; volatile char *p = malloc(n);
+    for (size_t i = 0; i < n; i += 4096) p[i] = 1;
+    printf("ate %d\n", p[n - 4096]);
+    return 0;
+  }
+  if (!strcmp(role, "fork")) {
+    int forked = 0; pid_t children[40];
+    for (int i = 0; i < 40; i++) { pid_t c = fork(); if (c == 0) { pause(); _exit(0); } if (c > 0) children[forked++] = c; }
+    for (int i = 0; i < forked; i++) { kill(children[i], SIGKILL); waitpid(children[i], NULL, 0); }
+    printf("forked %d\n", forked);
+    return 0;
+  }
+  int processes = 0, files = 0; DIR *d = opendir("/proc"); struct dirent *e;
+  while ((e = readdir(d))) { int pid = atoi(e->d_name); if (pid > 1 && pid != getpid()) processes++; }
+  closedir(d);
+  d = opendir("/tmp");
+  while ((e = readdir(d))) if (e->d_name[0] != '.' && strcmp(e->d_name, "box")) files++;
+  closedir(d);
+  printf("processes %d files %d\n", processes, files);
+  return 0;
+}
+"#;
+
+#[tokio::test]
+async fn a_compiled_jobs_cases_get_the_runs_limits_and_figures_not_the_compilers() {
+    // The compiler may use 512 MB and 128 processes; the run 64 MB and 16.
+    let limits = json!({ "memory_mb": 64, "processes": 16 });
+    let view = contained(
+        "c",
+        COMPILED_THEN_RUN,
+        json!({ "limits": limits, "test_cases": [{ "stdin": "look" }, { "stdin": "fork" }] }),
+    )
+    .await;
+    let result = &view["result"];
+    let cases = result["test_cases"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{view}"));
+    // Right after the compilation: nothing of it left, and figures of its
+    // own (the compiler's CPU time and peak are the compilation's).
+    assert_eq!(cases[0]["verdict"], "accepted", "{view}");
+    assert_eq!(
+        cases[0]["stdout"],
+        "processes 0 files 0
+",
+        "{view}"
+    );
+    let compile = &result["compile"];
+    let (compile_cpu, compile_peak) = (
+        compile["cpu_time_ms"].as_u64().unwrap(),
+        compile["memory_peak_bytes"].as_u64().unwrap(),
+    );
+    assert!(
+        cases[0]["cpu_time_ms"].as_u64().unwrap() * 2 < compile_cpu.max(20),
+        "the first case's CPU time counts the compiler's: {view}"
+    );
+    assert!(
+        cases[0]["memory_peak_bytes"].as_u64().unwrap() * 2 < compile_peak,
+        "the first case's peak counts the compiler's: {view}"
+    );
+    // The run's processes limit, not the compiler's. (gVisor cannot
+    // update a container, so there the run has a container of its own, and
+    // its pids limit counts gVisor's own threads: approximate, see
+    // `GVISOR_PIDS_ALLOWANCE`.)
+    if !under_gvisor() {
+        let forked: u32 = cases[1]["stdout"]
+            .as_str()
+            .and_then(|s| s.trim().strip_prefix("forked "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count: {view}"));
+        assert!(
+            forked < 16,
+            "{forked} children with a limit of 16 processes: {view}"
+        );
+    }
+
+    // The run's memory limit, not the compiler's, from the first case on.
+    let view = contained(
+        "c",
+        COMPILED_THEN_RUN,
+        json!({ "limits": limits, "test_cases": [{ "stdin": "eat" }, { "stdin": "look" }] }),
+    )
+    .await;
+    let cases = view["result"]["test_cases"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{view}"));
+    assert_ends_as(
+        &json!({ "result": cases[0] }),
+        &[MLE],
+        &[MLE, SandboxStopped],
+    );
+    assert_eq!(
+        cases[1]["stdout"],
+        "processes 0 files 0
+",
+        "{view}"
+    );
+}
+
 #[tokio::test]
 async fn a_case_that_hits_its_limits_leaves_the_next_case_its_own() {
     // Case 0 burns CPU past its limit, case 1 runs out of memory, case 2

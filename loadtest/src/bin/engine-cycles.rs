@@ -23,22 +23,25 @@
 //! engine-cycles --command true         # the lifecycle alone, next to no program
 //! engine-cycles --with root,limits      # settings of the service's own sandbox spec
 //! engine-cycles --with all              # every one of them: the service's container
+//! engine-cycles --calls rename,pin      # the calls the service makes on a warm container
+//! engine-cycles --end attach --attach-stdin  # stdin attached too, as the service's
 //! ```
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::models::{ContainerCreateBody, ContainerUpdateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
-    WaitContainerOptions,
+    RenameContainerOptionsBuilder, WaitContainerOptions,
 };
 use clap::Parser;
 use code_runner::sandbox::SandboxSettings;
 use code_runner::sandbox::spec::{ContainerLimits, container_spec};
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 #[derive(Parser)]
@@ -79,6 +82,16 @@ struct Args {
     /// the bare cycle, to say what each costs the engine.
     #[arg(long, value_enum, value_delimiter = ',')]
     with: Vec<Setting>,
+    /// Engine calls the service makes on each warm container it takes,
+    /// added to each cycle: `rename` (after the create; the container
+    /// carries its job in its name) and `pin` (an update of its CPU set
+    /// after the start, as when the cap is within the CPUs).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    calls: Vec<Call>,
+    /// With `--end attach`: attach to stdin too, as the service does to
+    /// send the monitor its task (closed at once here).
+    #[arg(long)]
+    attach_stdin: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -114,6 +127,13 @@ enum Setting {
     Stdin,
     /// All of the above: the service's container (the monitor aside).
     All,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Call {
+    Rename,
+    Pin,
 }
 
 /// The bare cycle's container with `settings` from the service's spec.
@@ -192,10 +212,28 @@ async fn cycle(docker: &Docker, args: &Args, removals: &Removals) -> anyhow::Res
     };
     let body = with_settings(body, &args.with);
     let id = docker.create_container(None, body).await?.id;
+    if args.calls.contains(&Call::Rename) {
+        static RENAMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = RENAMED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("engine-cycles-{}-{n}", std::process::id());
+        let options = RenameContainerOptionsBuilder::new().name(&name).build();
+        docker.rename_container(&id, options).await?;
+    }
+    let pin = async {
+        if args.calls.contains(&Call::Pin) {
+            let update = ContainerUpdateBody {
+                cpuset_cpus: Some("0".into()),
+                ..Default::default()
+            };
+            // A container that already ended cannot be updated: fine.
+            let _ = docker.update_container(&id, update).await;
+        }
+    };
     let run = async {
         match args.end {
             End::Wait => {
                 docker.start_container(&id, None).await?;
+                pin.await;
                 let mut wait = docker.wait_container(&id, None::<WaitContainerOptions>);
                 while let Some(status) = wait.next().await {
                     status?;
@@ -203,12 +241,15 @@ async fn cycle(docker: &Docker, args: &Args, removals: &Removals) -> anyhow::Res
             }
             End::Attach => {
                 let options = AttachContainerOptionsBuilder::new()
+                    .stdin(args.attach_stdin)
                     .stdout(true)
                     .stderr(true)
                     .stream(true)
                     .build();
                 let mut io = docker.attach_container(&id, Some(options)).await?;
                 docker.start_container(&id, None).await?;
+                pin.await;
+                io.input.shutdown().await?;
                 while let Some(frame) = io.output.next().await {
                     frame?;
                 }
@@ -366,7 +407,7 @@ async fn main() -> anyhow::Result<()> {
             "{}",
             serde_json::json!({
                 "cycles": args.cycles, "parallel": args.parallel, "seconds": seconds,
-                "log_driver": args.log_driver, "network_disabled": args.network_disabled, "with": args.with, "end": args.end, "remove": args.remove,
+                "log_driver": args.log_driver, "network_disabled": args.network_disabled, "with": args.with, "calls": args.calls, "attach_stdin": args.attach_stdin, "end": args.end, "remove": args.remove,
                 "command": args.command,
                 "cycles_per_second": rate, "p50_ms": ms(0.5), "p90_ms": ms(0.9),
                 "max_ms": h.max() as f64 / 1000.0,
