@@ -4,8 +4,9 @@
 //! moves the engine's create and start (most of a run's cost) off the
 //! critical path. A container is used once and removed; it is never reused.
 //!
-//! Containers are pooled per [`PoolKey`] (image and every host limit), so a
-//! warm container has exactly the limits of a fresh one; a run whose limits
+//! Containers are pooled per [`PoolKey`] (image, every host limit, and the
+//! CPU a pinned run gets: one key per CPU), so a warm container has exactly
+//! the limits and pin of a fresh one; a run whose limits
 //! differ from every pooled key gets a fresh container. The pool of a key
 //! fills once a run of that key found it empty, refills in the background
 //! after each take, and empties when the key has not been used for
@@ -82,14 +83,14 @@ pub struct PoolKey {
     pub millicpus: u64,
     pub tmpfs_bytes: u64,
     pub runtime: Option<String>,
-    /// The CPUs a container is created pinned to: only where the engine
-    /// cannot pin one when a job takes it (gVisor); else `None`, and the
-    /// job's CPU is set by an update (see `Sandbox::hold`).
+    /// The CPUs a container is created pinned to (a worker slot's own CPU,
+    /// when jobs are pinned): one key per CPU, so that taking one needs no
+    /// update (see `Sandbox::hold`).
     pub cpuset: Option<String>,
 }
 
 impl PoolKey {
-    /// The key of `limits`, with no CPU pin (set when a job takes one).
+    /// The key of `limits`, with no CPU pin.
     pub fn new(image: &str, limits: &ContainerLimits) -> PoolKey {
         PoolKey {
             image: image.to_string(),
@@ -102,7 +103,8 @@ impl PoolKey {
         }
     }
 
-    /// The key of `limits` with its CPU pin: containers created pinned.
+    /// The key of `limits` with its CPU pin: containers created pinned
+    /// (what a run takes).
     pub fn pinned(image: &str, limits: &ContainerLimits) -> PoolKey {
         PoolKey {
             cpuset: limits.cpuset.clone(),
@@ -578,11 +580,10 @@ mod tests {
     }
 
     #[test]
-    fn a_key_gives_back_its_limits_but_no_cpu_pin() {
+    fn a_plain_key_gives_back_its_limits_but_no_cpu_pin() {
         let limits = key("python").limits();
         assert_eq!((limits.memory_bytes, limits.processes), (256 << 20, 64));
         assert_eq!(limits.cpus, 1.0);
-        // A warm container is pinned when a job takes it.
         assert_eq!(limits.cpuset, None);
     }
 

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::pool::{PoolKey, Taken, WarmPool};
-use super::spec::{ContainerLimits, container_spec, updatable};
+use super::spec::{ContainerLimits, container_spec};
 use super::{Sandbox, SandboxError};
 use crate::job::Phase;
 use crate::metrics;
@@ -149,7 +149,7 @@ impl Sandbox {
     }
 
     /// A container for `request`: a warm one from `pool` if it has one
-    /// (renamed after the job and pinned to its CPUs), else a fresh one,
+    /// (renamed after the job; created pinned to its CPUs), else a fresh one,
     /// created and attached; with a pool, holding one of the cap's slots.
     pub(super) async fn hold<'p>(
         &self,
@@ -168,14 +168,11 @@ impl Sandbox {
             Some(pool) => Some(pool.slot().await),
             None => None,
         };
-        // A warm container is pinned by an update when taken; where the
-        // engine cannot update one (gVisor), the pool creates them pinned.
-        let pin_on_take = updatable(self.settings(), &request.limits);
-        let key = if pin_on_take {
-            PoolKey::new(request.image, &request.limits)
-        } else {
-            PoolKey::pinned(request.image, &request.limits)
-        };
+        // A pinned run's warm container was created pinned to its CPU (the
+        // pool keeps one key per CPU): an update when taking one would cost
+        // the engine more than the rename (BENCHMARKS.md), and gVisor
+        // cannot make it at all.
+        let key = PoolKey::pinned(request.image, &request.limits);
         if let Some(pool) = pool
             && let Some(warm) = pool.take(&key)
         {
@@ -185,18 +182,7 @@ impl Sandbox {
             // sweep and a failed runner's clean-up can tell whose it is.
             let options = RenameContainerOptionsBuilder::new().name(&name).build();
             let renamed = self.docker().rename_container(&warm.id, options).await;
-            // Pinned to the job's CPU before anything of the job runs.
-            let pinned = match (&renamed, &request.limits.cpuset) {
-                (Ok(()), Some(cpus)) if pin_on_take => {
-                    let update = bollard::models::ContainerUpdateBody {
-                        cpuset_cpus: Some(cpus.clone()),
-                        ..Default::default()
-                    };
-                    self.docker().update_container(&warm.id, update).await
-                }
-                _ => Ok(()),
-            };
-            match renamed.and(pinned) {
+            match renamed {
                 Ok(()) => {
                     tracing::debug!(container = %warm.id, "took a warm container");
                     observer.phase(Phase::Created, &warm.id);
