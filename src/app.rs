@@ -23,6 +23,7 @@ use crate::config::{Config, hostname};
 use crate::execute::ExecutionSettings;
 use crate::http::admin::admin_router;
 use crate::http::auth::{AccessPolicy, ApiKeys, RequestLimiter};
+use crate::http::origin::BrowserPolicy;
 use crate::http::serve::{ListenerLimits, serve};
 use crate::http::{AppState, Intake, LocalView, router};
 use crate::language::LanguageTable;
@@ -175,6 +176,7 @@ impl App {
             LanguageTable::load(config.languages_file.as_deref())
                 .context("loading the language table")?,
         );
+        crate::metrics::known_languages(languages.ids().into_iter().map(str::to_string));
 
         let embedded_redis = if role == Role::Serve && config.redis_url.is_none() {
             let default =
@@ -237,6 +239,7 @@ impl App {
                 runtime: config.runtime.clone(),
                 worker_id: worker_id.clone(),
                 queue: format!("{}:{}", queue_settings.prefix, queue_settings.queue_name),
+                deployment: queue_settings.deployment(),
                 overrides: match &config.container_overrides {
                     Some(json) => parse_overrides(json).map_err(anyhow::Error::msg)?,
                     None => serde_json::Map::new(),
@@ -372,6 +375,14 @@ impl App {
         }
 
         let (addr, admin_addr, server) = if role.serves_http() {
+            let browser = Arc::new(
+                BrowserPolicy::api(
+                    &config.api_hosts,
+                    &config.cors_origins,
+                    access.keys.is_some(),
+                )
+                .map_err(anyhow::Error::msg)?,
+            );
             let state = AppState {
                 queue: queue.clone(),
                 registry: registry.clone(),
@@ -397,6 +408,7 @@ impl App {
                         config.body_read_timeout_ms,
                     ),
                     callback_attempts: config.callback_attempts,
+                    browser,
                 }),
                 local: LocalView {
                     sandbox: sandbox.clone(),

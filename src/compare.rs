@@ -83,14 +83,68 @@ impl Compare {
     }
 }
 
-/// `text`, shortened to [`QUOTE`] characters, quoted.
-fn quote(text: &str) -> String {
-    let mut chars = text.chars();
-    let head: String = chars.by_ref().take(QUOTE).collect();
-    if chars.next().is_some() {
-        format!("{:?}…", head)
-    } else {
-        format!("{head:?}")
+/// Both outputs, and how to read them: as UTF-8 text when both are, else
+/// as bytes (so that no two invalid bytes are ever read as the same
+/// replacement character).
+#[derive(Clone, Copy)]
+struct Texts<'a> {
+    actual: &'a [u8],
+    expected: &'a [u8],
+    utf8: bool,
+}
+
+impl<'a> Texts<'a> {
+    fn new(actual: &'a [u8], expected: &'a [u8]) -> Self {
+        let utf8 = std::str::from_utf8(actual).is_ok() && std::str::from_utf8(expected).is_ok();
+        Texts {
+            actual,
+            expected,
+            utf8,
+        }
+    }
+
+    /// A line without its trailing white space (Unicode's for text,
+    /// ASCII's for bytes).
+    fn trim_end(self, line: &[u8]) -> &[u8] {
+        match std::str::from_utf8(line) {
+            Ok(text) if self.utf8 => text.trim_end().as_bytes(),
+            _ => line.trim_ascii_end(),
+        }
+    }
+
+    /// An item with its letters folded to lower case when asked (Unicode's
+    /// for text, ASCII's for bytes).
+    fn fold(self, item: &'a [u8], case_insensitive: bool) -> std::borrow::Cow<'a, [u8]> {
+        use std::borrow::Cow;
+        if !case_insensitive {
+            return Cow::Borrowed(item);
+        }
+        match std::str::from_utf8(item) {
+            Ok(text) if self.utf8 => Cow::Owned(text.to_lowercase().into_bytes()),
+            _ => Cow::Owned(item.to_ascii_lowercase()),
+        }
+    }
+}
+
+/// `bytes`, shortened to [`QUOTE`] characters, quoted: as text when it is
+/// UTF-8, else with every byte that is not printable ASCII escaped
+/// (`"\xff\xfe"`).
+fn quote(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            let mut chars = text.chars();
+            let head: String = chars.by_ref().take(QUOTE).collect();
+            if chars.next().is_some() {
+                format!("{head:?}…")
+            } else {
+                format!("{head:?}")
+            }
+        }
+        Err(_) => {
+            let head = &bytes[..bytes.len().min(QUOTE)];
+            let more = if bytes.len() > QUOTE { "…" } else { "" };
+            format!("\"{}\"{more}", head.escape_ascii())
+        }
     }
 }
 
@@ -103,18 +157,26 @@ fn exact(actual: &[u8], expected: &[u8]) -> Result<(), String> {
         .zip(expected)
         .position(|(a, e)| a != e)
         .unwrap_or(actual.len().min(expected.len()));
-    let from = |bytes: &[u8]| String::from_utf8_lossy(&bytes[at.min(bytes.len())..]).into_owned();
+    let from = |bytes: &[u8]| {
+        // Back to the start of the character the difference is in, so the
+        // quote stays text when the output is.
+        let mut start = at.min(bytes.len());
+        while start > 0 && start > at.saturating_sub(3) && (bytes[start] & 0xC0) == 0x80 {
+            start -= 1;
+        }
+        quote(&bytes[start..])
+    };
     let (line, column) = position(expected, at);
     Err(format!(
         "byte {} (line {line}, column {column}) differs: expected {}, got {}",
         at + 1,
         if at < expected.len() {
-            quote(&from(expected))
+            from(expected)
         } else {
             "the end of the output".into()
         },
         if at < actual.len() {
-            quote(&from(actual))
+            from(actual)
         } else {
             "the end of the output".into()
         },
@@ -129,29 +191,24 @@ fn position(bytes: &[u8], at: usize) -> (usize, usize) {
     (line, column)
 }
 
-fn fold(text: &str, case_insensitive: bool) -> std::borrow::Cow<'_, str> {
-    if case_insensitive {
-        std::borrow::Cow::Owned(text.to_lowercase())
-    } else {
-        std::borrow::Cow::Borrowed(text)
-    }
-}
-
 fn lines(actual: &[u8], expected: &[u8], case_insensitive: bool) -> Result<(), String> {
-    fn normalize(text: &str) -> Vec<&str> {
-        let mut lines: Vec<&str> = text.split('\n').map(str::trim_end).collect();
+    fn normalize<'t>(texts: Texts<'_>, text: &'t [u8]) -> Vec<&'t [u8]> {
+        let mut lines: Vec<&[u8]> = text
+            .split(|&b| b == b'\n')
+            .map(|l| texts.trim_end(l))
+            .collect();
         while lines.last().is_some_and(|l| l.is_empty()) {
             lines.pop();
         }
         lines
     }
-    let (actual, expected) = (
-        String::from_utf8_lossy(actual),
-        String::from_utf8_lossy(expected),
+    let texts = Texts::new(actual, expected);
+    let (a, e) = (
+        normalize(texts, texts.actual),
+        normalize(texts, texts.expected),
     );
-    let (a, e) = (normalize(&actual), normalize(&expected));
     for (i, (got, want)) in a.iter().zip(&e).enumerate() {
-        if fold(got, case_insensitive) != fold(want, case_insensitive) {
+        if texts.fold(got, case_insensitive) != texts.fold(want, case_insensitive) {
             return Err(format!(
                 "line {} differs: expected {}, got {}",
                 i + 1,
@@ -165,7 +222,7 @@ fn lines(actual: &[u8], expected: &[u8], case_insensitive: bool) -> Result<(), S
 
 /// `Ok` when `actual` has as many `unit`s (lines, tokens) as `expected`,
 /// else which one is missing or extra (the items before it are equal).
-fn same_count(unit: &str, actual: &[&str], expected: &[&str]) -> Result<(), String> {
+fn same_count(unit: &str, actual: &[&[u8]], expected: &[&[u8]]) -> Result<(), String> {
     let (got, want) = (actual.len(), expected.len());
     let (at, item, what) = match got.cmp(&want) {
         std::cmp::Ordering::Equal => return Ok(()),
@@ -179,32 +236,38 @@ fn same_count(unit: &str, actual: &[&str], expected: &[&str]) -> Result<(), Stri
     ))
 }
 
-/// Tokens with the line each is on.
-fn tokenize(text: &str) -> Vec<(usize, &str)> {
-    text.split('\n')
+/// Tokens (split on ASCII white space) with the line each is on.
+fn tokenize(text: &[u8]) -> Vec<(usize, &[u8])> {
+    text.split(|&b| b == b'\n')
         .enumerate()
-        .flat_map(|(line, l)| l.split_ascii_whitespace().map(move |t| (line + 1, t)))
+        .flat_map(|(line, l)| {
+            l.split(u8::is_ascii_whitespace)
+                .filter(|t| !t.is_empty())
+                .map(move |t| (line + 1, t))
+        })
         .collect()
 }
 
+/// A token as a number, when it is one.
+fn number(token: &[u8]) -> Option<f64> {
+    std::str::from_utf8(token).ok()?.parse().ok()
+}
+
 fn tokens(actual: &[u8], expected: &[u8], how: &Compare) -> Result<(), String> {
-    let (actual, expected) = (
-        String::from_utf8_lossy(actual),
-        String::from_utf8_lossy(expected),
-    );
-    let (a, e) = (tokenize(&actual), tokenize(&expected));
+    let texts = Texts::new(actual, expected);
+    let (a, e) = (tokenize(texts.actual), tokenize(texts.expected));
     let float = how.mode == CompareMode::Float;
     let abs_error = how.abs_error.unwrap_or(DEFAULT_ERROR);
     let rel_error = how.rel_error.unwrap_or(DEFAULT_ERROR);
     for (i, ((line, got), (_, want))) in a.iter().zip(&e).enumerate() {
         let numbers = if float {
-            got.parse::<f64>().ok().zip(want.parse::<f64>().ok())
+            number(got).zip(number(want))
         } else {
             None
         };
         let same = match numbers {
             Some((g, w)) => close(g, w, abs_error, rel_error),
-            None => fold(got, how.case_insensitive) == fold(want, how.case_insensitive),
+            None => texts.fold(got, how.case_insensitive) == texts.fold(want, how.case_insensitive),
         };
         if !same {
             let why = match numbers {
@@ -222,8 +285,8 @@ fn tokens(actual: &[u8], expected: &[u8], how: &Compare) -> Result<(), String> {
             ));
         }
     }
-    let a: Vec<&str> = a.iter().map(|&(_, token)| token).collect();
-    let e: Vec<&str> = e.iter().map(|&(_, token)| token).collect();
+    let a: Vec<&[u8]> = a.iter().map(|&(_, token)| token).collect();
+    let e: Vec<&[u8]> = e.iter().map(|&(_, token)| token).collect();
     same_count("token", &a, &e)
 }
 
@@ -326,6 +389,52 @@ mod tests {
         };
         assert!(folded.matches(b"YES 1.05", b"yes 1").is_ok());
         assert!(folded.matches(b"YES 1.2", b"yes 1").is_err());
+    }
+
+    #[test]
+    fn output_that_is_not_utf8_is_compared_as_bytes() {
+        // Every invalid byte used to read as the same replacement character.
+        for how in [
+            mode(CompareMode::Exact),
+            mode(CompareMode::Lines),
+            mode(CompareMode::Tokens),
+            mode(CompareMode::Float),
+            Compare {
+                case_insensitive: true,
+                ..mode(CompareMode::Lines)
+            },
+        ] {
+            let e = how.matches(b"\xff\xfe\n", b"\x80\x80\n").unwrap_err();
+            assert!(e.contains(r#""\x80\x80"#), "{how:?}: {e}");
+            assert!(e.contains(r#""\xff\xfe"#), "{how:?}: {e}");
+            assert!(how.matches(b"\x80\x80\n", b"\x80\x80\n").is_ok(), "{how:?}");
+        }
+        let lines = Compare::default();
+        assert!(lines.matches(b"a\xff  \r\n\n", b"a\xff").is_ok());
+        assert!(lines.matches(b"a\xff\nb", b"a\xfe\nb").is_err());
+        let e = lines.matches(b"ok\n\xff", b"ok\n\xfe").unwrap_err();
+        assert_eq!(e, r#"line 2 differs: expected "\xfe", got "\xff""#);
+        let tokens = mode(CompareMode::Tokens);
+        assert!(tokens.matches(b"\xff 1\n2", b"\xff  1 2").is_ok());
+        let e = tokens.matches(b"1 \xc3\x28", b"1 \xc3\x29").unwrap_err();
+        assert!(e.starts_with("token 2 (line 1) differs"), "{e}");
+        let folded = Compare {
+            case_insensitive: true,
+            ..tokens
+        };
+        assert!(folded.matches(b"YES\xff", b"yes\xff").is_ok());
+        assert!(
+            mode(CompareMode::Float)
+                .matches(b"1.0 \xff", b"1 \xff")
+                .is_ok()
+        );
+        // Text beside invalid bytes keeps Unicode's white space and case
+        // rules only while both sides are text.
+        assert!(
+            lines
+                .matches("é\u{3000}".as_bytes(), "é".as_bytes())
+                .is_ok()
+        );
     }
 
     #[test]

@@ -57,6 +57,19 @@ pub struct Config {
     #[arg(long, env = "CODE_RUNNER_ADMIN_HOSTS", value_delimiter = ',')]
     pub admin_hosts: Vec<String>,
 
+    /// Host names the job API may be reached by when no API keys are
+    /// configured (besides addresses and `localhost`), comma-separated: a
+    /// request naming any other host in `Host` is refused (DNS rebinding).
+    #[arg(long, env = "CODE_RUNNER_API_HOSTS", value_delimiter = ',')]
+    pub api_hosts: Vec<String>,
+
+    /// Origins of web pages elsewhere that may call the job API from a
+    /// browser (CORS), comma-separated (`https://app.example.com`); `*`
+    /// only with API keys. The service's own pages are always allowed;
+    /// a browser request from any other origin is refused.
+    #[arg(long, env = "CODE_RUNNER_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
     /// API keys, `name:sha256:<hex>` separated by commas (the SHA-256 of
     /// each key; `code-runner new-key <name>` makes one).
     #[arg(long, env = "CODE_RUNNER_API_KEYS", hide_env_values = true)]

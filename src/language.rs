@@ -304,6 +304,99 @@ impl LanguageTable {
     }
 }
 
+/// A version as SemVer, the way Piston names its runtimes: Debian's epoch
+/// (`1:`) and revision (`-1`) dropped, then the leading numbers, at most
+/// three, padded with zeros (`3.11.2`, `2022.12` → `2022.12.0`,
+/// `2.2.9.debian` → `2.2.9`). `None` when it does not start with a number.
+pub fn semver_of(version: &str) -> Option<semver::Version> {
+    let upstream = version.split_once(':').map_or(version, |(_, rest)| rest);
+    let upstream = upstream.rsplit_once('-').map_or(upstream, |(head, _)| head);
+    let mut numbers = upstream
+        .split('.')
+        .map_while(|part| {
+            let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+            (!digits.is_empty())
+                .then(|| digits.parse::<u64>().ok())
+                .flatten()
+        })
+        .take(3);
+    let major = numbers.next()?;
+    Some(semver::Version::new(
+        major,
+        numbers.next().unwrap_or(0),
+        numbers.next().unwrap_or(0),
+    ))
+}
+
+/// Whether `version` satisfies `selector`, a node-semver range as Piston
+/// takes them (and `/v1` since): `*`, a version or a part of one (`3`,
+/// `3.11`, `3.11.x`: that version's X-range), `^`/`~` ranges, comparators
+/// (`>=3.0.0 <4.0.0`), hyphen ranges (`3.0 - 3.11`) and alternatives
+/// (`a || b`). The version is read by [`semver_of`]; the range by the
+/// `semver` crate after its node-semver spelling is turned into Cargo's.
+/// A selector that is not a range matches only the same text.
+pub fn version_matches(version: &str, selector: &str) -> bool {
+    if version == selector.trim() {
+        return true;
+    }
+    let Some(version) = semver_of(version) else {
+        return false;
+    };
+    selector
+        .split("||")
+        .any(|range| node_range(range).is_some_and(|req| req.matches(&version)))
+}
+
+/// One node-semver range (no `||`) as a Cargo requirement.
+fn node_range(range: &str) -> Option<semver::VersionReq> {
+    let words: Vec<&str> = range.split_whitespace().collect();
+    let comparators: Vec<String> = match words.as_slice() {
+        [] => vec!["*".into()],
+        // A hyphen range: inclusive at both ends (a partial upper end
+        // covers its whole X-range, as `<=` does in the `semver` crate).
+        [low, "-", high] => vec![format!(">={low}"), format!("<={high}")],
+        _ => {
+            // An operator may stand apart from its version (`>= 3.0`).
+            let mut joined: Vec<String> = Vec::new();
+            let mut pending = String::new();
+            for word in words {
+                if word.chars().all(|c| "<>=~^".contains(c)) {
+                    pending.push_str(word);
+                } else {
+                    joined.push(format!("{pending}{word}"));
+                    pending.clear();
+                }
+            }
+            if !pending.is_empty() {
+                return None;
+            }
+            joined
+        }
+    };
+    let cargo: Vec<String> = comparators
+        .into_iter()
+        .map(|c| {
+            let c = c.strip_prefix('v').unwrap_or(&c).to_string();
+            let bare = c.starts_with(|ch: char| ch.is_ascii_alphanumeric() || ch == '*');
+            let wildcard = c.split('.').any(|part| matches!(part, "*" | "x" | "X"));
+            match c.as_str() {
+                // node-semver's wildcards, any version.
+                "*" | "x" | "X" => "*".to_string(),
+                // `3.x`: the `semver` crate's wildcard comparator.
+                _ if bare && wildcard => c,
+                // A bare version is node's X-range, Cargo's `=` (Cargo's
+                // bare version would be a caret range).
+                _ if bare => format!("={c}"),
+                _ => c
+                    .replacen("=v", "=", 1)
+                    .replacen(">v", ">", 1)
+                    .replacen("<v", "<", 1),
+            }
+        })
+        .collect();
+    semver::VersionReq::parse(&cargo.join(", ")).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,5 +516,51 @@ mod tests {
             run = ["b"]
         "#;
         assert!(LanguageTable::parse(text).is_err());
+    }
+
+    #[test]
+    fn versions_are_selected_as_node_semver_selects_them() {
+        for (selector, ok) in [
+            ("*", true),
+            ("", true),
+            ("x", true),
+            ("18", true),
+            ("18.20", true),
+            ("18.20.4", true),
+            ("v18.20.4", true),
+            ("=18.20.4", true),
+            ("18.x", true),
+            ("18.20.x", true),
+            ("^18.1.0", true),
+            ("~18.20.1", true),
+            (">=18.0.0 <19.0.0", true),
+            (">= 18 < 19", true),
+            ("17 - 18.20", true),
+            ("17 - 18.19", false),
+            ("16 || 18", true),
+            ("16 || 17", false),
+            ("~18.21.0", false),
+            ("^19.0.0", false),
+            ("18.2", false),
+            ("17", false),
+            ("not a range", false),
+        ] {
+            assert_eq!(version_matches("18.20.4", selector), ok, "{selector:?}");
+        }
+        // node-semver's caret keeps the minor below 1.0.
+        assert!(!version_matches("0.9.0", "^0.2"));
+        assert!(version_matches("0.2.7", "^0.2"));
+        // Python 3.11.2, as the issue asks.
+        assert!(!version_matches("3.11.2", "^3.99"));
+        for selector in [">=3.0.0 <4.0.0", "3.x", "~3.11.0", "*", "2 || 3", "3"] {
+            assert!(version_matches("3.11.2", selector), "{selector}");
+        }
+        // Debian's versions, as Piston would name them.
+        assert!(version_matches("2.2.9.debian", "2.2"));
+        assert!(version_matches("2022.12", "2022"));
+        assert!(version_matches("1:2.3.4-1", "2.3.4"));
+        assert_eq!(semver_of("1:2.3.4-1"), Some(semver::Version::new(2, 3, 4)));
+        assert_eq!(semver_of("5.2"), Some(semver::Version::new(5, 2, 0)));
+        assert_eq!(semver_of("debian"), None);
     }
 }

@@ -7,6 +7,10 @@
 //! Conventions: names start `code_runner_`, counters end `_total`, durations
 //! are `_seconds` histograms, sizes `_bytes`; labels are low-cardinality
 //! (language, verdict, phase, route, kind): never a job id or user text.
+//! Each label takes its values from a closed set: a language is one of the
+//! table's ids (else `other`: a job added to the queue by another producer
+//! may name anything), a verdict one of the enum's, a route one of the
+//! routers' patterns, a method one of HTTP's (see `http::observe`).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -41,6 +45,24 @@ const SECONDS_BUCKETS: &[f64] = &[
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The language ids a `language` label may take (the first table this
+/// process loaded).
+static LANGUAGES: OnceLock<std::collections::HashSet<String>> = OnceLock::new();
+
+/// Sets the language ids a `language` label may take; later calls keep the
+/// first set.
+pub fn known_languages(ids: impl IntoIterator<Item = String>) {
+    let _ = LANGUAGES.set(ids.into_iter().collect());
+}
+
+/// `language` as a label: a known id, else `other`.
+fn language_label(language: &str) -> String {
+    match LANGUAGES.get() {
+        Some(known) if known.contains(language) => language.to_string(),
+        _ => "other".to_string(),
+    }
+}
 
 /// Installs the process-wide recorder (once; later calls return the same
 /// handle).
@@ -106,8 +128,8 @@ fn describe() {
     describe_gauge!(WORKERS_LIVE, "Worker processes with a recent heartbeat");
 }
 
-pub fn job_finished(language: &str, verdict: &str) {
-    counter!(JOBS_FINISHED, "language" => language.to_string(), "verdict" => verdict.to_string())
+pub fn job_finished(language: &str, verdict: &'static str) {
+    counter!(JOBS_FINISHED, "language" => language_label(language), "verdict" => verdict)
         .increment(1);
 }
 
@@ -180,6 +202,7 @@ pub fn http_request(route: String, method: String, status: u16, took: Duration) 
         .increment(1);
 }
 
+/// `state` is one of the states `JobQueue::counts` asks for.
 pub fn jobs_by_state(state: &str, count: u64) {
     gauge!(JOBS, "state" => state.to_string()).set(count as f64);
 }

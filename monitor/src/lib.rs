@@ -393,12 +393,15 @@ impl Task {
             let (key, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
             match key {
                 "nonce" => {
-                    if rest.len() != 32 {
+                    // By bytes: a string slice at a byte offset would panic
+                    // inside a character that is not ASCII.
+                    let digits = rest.as_bytes();
+                    if digits.len() != 32 || !digits.iter().all(u8::is_ascii_hexdigit) {
                         return Err("bad nonce".into());
                     }
-                    for (i, byte) in task.nonce.iter_mut().enumerate() {
-                        *byte = u8::from_str_radix(&rest[2 * i..2 * i + 2], 16)
-                            .map_err(|_| "bad nonce")?;
+                    for (byte, pair) in task.nonce.iter_mut().zip(digits.chunks(2)) {
+                        let hex = |d: u8| (d as char).to_digit(16).unwrap_or(0) as u8;
+                        *byte = hex(pair[0]) << 4 | hex(pair[1]);
                     }
                 }
                 "wall_ms" => task.wall_ms = number(rest)?,
@@ -683,6 +686,25 @@ mod tests {
         let bytes = task.encode();
         let decoded = Task::decode(&mut std::io::Cursor::new(bytes)).unwrap();
         assert_eq!(decoded, task);
+    }
+
+    #[test]
+    fn a_nonce_that_is_not_hex_is_refused_not_a_panic() {
+        let encoded = String::from_utf8_lossy(&Task::default().encode()).into_owned();
+        let good = format!("nonce {}", "00".repeat(16));
+        assert!(encoded.contains(&good), "{encoded}");
+        for bad in [
+            // 32 bytes, with a character of two bytes across a digit pair.
+            format!("nonce 0{}{}", "é", "0".repeat(29)),
+            format!("nonce {}", "é".repeat(16)),
+            format!("nonce {}", "g".repeat(32)),
+            format!("nonce {}", "+1".repeat(16)),
+            "nonce 00".to_string(),
+        ] {
+            let text = encoded.replacen(&good, &bad, 1);
+            let decoded = Task::decode(&mut std::io::Cursor::new(text.into_bytes()));
+            assert_eq!(decoded, Err("bad nonce".to_string()), "{bad}");
+        }
     }
 
     #[test]

@@ -91,7 +91,7 @@ fn main() {
                     report.artifacts_truncated = send_artifacts(&mut out, max);
                 }
                 if task.then && report.error.is_none() {
-                    match clear(task.uid).and_then(|()| only_in_tmp(&[])) {
+                    match clear(task.uid).and_then(|()| nothing_left(&[])) {
                         Ok(()) => report.clean = true,
                         Err(e) => eprintln!("code-runner-monitor: cannot clear the container: {e}"),
                     }
@@ -221,22 +221,30 @@ fn next_case(fd: RawFd, inputs: &mut InputReader, buffer: &mut [u8]) -> Option<(
 /// Restores the container to the task's start after a case: every other
 /// process killed and reaped; `/tmp` (the work directory with it),
 /// `/dev/shm` and `/dev/mqueue` emptied and the command's System V IPC
-/// objects removed (as the command's uid, which owns them: the monitor may
-/// not delete another uid's files from the sticky `/tmp`); the task's files
-/// written again. Nothing of one case is then visible to, or counted
-/// against, the next.
+/// objects removed (as the command's uid, which owns or created them: the
+/// monitor may not delete another uid's files from the sticky `/tmp`); the
+/// task's files written again; then [`nothing_left`] checks it. Nothing of
+/// one case is then visible to, or counted against, the next.
 fn restore(task: &Task) -> Result<(), String> {
     clear(task.uid)?;
     write_files(task).map_err(|e| format!("cannot write the job's files again: {e}"))?;
-    only_in_tmp(&[std::path::Path::new(WORK_DIR)
+    nothing_left(&[std::path::Path::new(WORK_DIR)
         .file_name()
         .unwrap()
         .to_string_lossy()
         .as_ref()])
 }
 
-/// Fails unless `/tmp` holds nothing but `names`.
-fn only_in_tmp(names: &[&str]) -> Result<(), String> {
+/// Fails unless nothing a command could leave is there: `/tmp` holds
+/// nothing but `names`; `/dev/shm` and `/dev/mqueue` are empty (files,
+/// directories, FIFOs, sockets, POSIX shared memory and message queues
+/// alike); and the container's IPC namespace holds no System V shared
+/// memory segment, message queue or semaphore set of any owner or
+/// creator (counted by the kernel's `*_INFO` calls, which need no
+/// permission and which gVisor answers too, where `/proc/sysvipc` is
+/// missing). Checked, never assumed: the caller ends the container when
+/// anything is left.
+fn nothing_left(names: &[&str]) -> Result<(), String> {
     let left: Vec<String> = std::fs::read_dir("/tmp")
         .map_err(|e| format!("cannot read /tmp: {e}"))?
         .flatten()
@@ -246,12 +254,77 @@ fn only_in_tmp(names: &[&str]) -> Result<(), String> {
     if !left.is_empty() {
         return Err(format!("/tmp still holds {left:?}"));
     }
+    for dir in ["/dev/shm", "/dev/mqueue"] {
+        // Absent or unreadable (gVisor has no /dev/mqueue; its programs
+        // may not open a queue, see `seccomp_filter`) holds nothing.
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let left: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if !left.is_empty() {
+            return Err(format!("{dir} still holds {left:?}"));
+        }
+    }
+    let sysv = sysv_objects();
+    for (kind, count) in [
+        ("shared memory segments", sysv.shm),
+        ("message queues", sysv.msg),
+        ("semaphore sets", sysv.sem),
+    ] {
+        if count != 0 {
+            return Err(format!("{count} System V {kind} left"));
+        }
+    }
     Ok(())
+}
+
+/// How many System V IPC objects of each kind the IPC namespace holds.
+struct SysvCounts {
+    shm: i64,
+    msg: i64,
+    sem: i64,
+}
+
+/// The kernel's own counts (`SHM_INFO`'s `used_ids`, `MSG_INFO`'s
+/// `msgpool`, `SEM_INFO`'s `semusz`), whoever owns the objects; a call that
+/// fails counts as one object left, so a count never read is never zero.
+fn sysv_objects() -> SysvCounts {
+    const SHM_INFO: i32 = 14;
+    // Room for `struct shm_info`, `msginfo` and `seminfo` alike.
+    let mut buffer = [0 as libc::c_int; 32];
+    let pointer = buffer.as_mut_ptr();
+    // SAFETY: each call writes its info struct (at most 48 bytes) into
+    // `buffer` (128 bytes); `used_ids` and `msgpool` are their struct's
+    // first int, `semusz` the eighth int of `seminfo`.
+    unsafe {
+        let shm = if libc::shmctl(0, SHM_INFO, pointer.cast()) < 0 {
+            1
+        } else {
+            i64::from(buffer[0])
+        };
+        buffer = [0; 32];
+        let msg = if libc::msgctl(0, libc::MSG_INFO, pointer.cast()) < 0 {
+            1
+        } else {
+            i64::from(buffer[0])
+        };
+        buffer = [0; 32];
+        let sem = if libc::semctl(0, 0, libc::SEM_INFO, pointer) < 0 {
+            1
+        } else {
+            i64::from(buffer[7])
+        };
+        SysvCounts { shm, msg, sem }
+    }
 }
 
 /// Clears the container: every process but the monitor killed and reaped;
 /// `/tmp`, `/dev/shm` and `/dev/mqueue` emptied and the System V IPC
-/// objects of `uid` removed (as `uid`, which owns them).
+/// objects `uid` owns or created removed (as `uid`: the creator may remove
+/// an object whatever owner it gave it).
 fn clear(uid: Option<u32>) -> Result<(), String> {
     if std::process::id() != 1 {
         return Err("the monitor is not PID 1, so it cannot stop every process of a case".into());
@@ -332,8 +405,11 @@ fn other_processes() -> usize {
 }
 
 /// Empties the scratch file systems a case may write (`/tmp`, `/dev/shm`,
-/// `/dev/mqueue`) and removes the System V IPC objects of `uid` (all of
-/// them when `None`).
+/// `/dev/mqueue`) and removes the System V IPC objects `uid` owns or
+/// created (all of them when `None`). A creator may give an object to
+/// another owner (`IPC_SET`), so the owner alone would miss it. Where
+/// `/proc/sysvipc` is missing (gVisor) no object can be found by id; the
+/// check after the clear then finds any left, and the container is ended.
 fn empty_scratch(uid: Option<u32>) -> Result<(), String> {
     for dir in ["/tmp", "/dev/shm", "/dev/mqueue"] {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -350,21 +426,21 @@ fn empty_scratch(uid: Option<u32>) -> Result<(), String> {
         };
         let mut lines = text.lines();
         let header: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
-        let (Some(id_at), Some(uid_at)) = (
-            header.iter().position(|c| *c == id_column),
-            header.iter().position(|c| *c == "uid"),
-        ) else {
+        let column = |name: &str| header.iter().position(|c| *c == name);
+        let (Some(id_at), Some(uid_at), Some(cuid_at)) =
+            (column(id_column), column("uid"), column("cuid"))
+        else {
             continue;
         };
         for line in lines {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(id), Some(owner)) = (
-                fields.get(id_at).and_then(|f| f.parse::<i32>().ok()),
-                fields.get(uid_at).and_then(|f| f.parse::<u32>().ok()),
-            ) else {
+            let uid_in = |at: usize| fields.get(at).and_then(|f| f.parse::<u32>().ok());
+            let Some(id) = fields.get(id_at).and_then(|f| f.parse::<i32>().ok()) else {
                 continue;
             };
-            if uid.is_some_and(|uid| uid != owner) {
+            let ours =
+                uid.is_none_or(|uid| uid_in(uid_at) == Some(uid) || uid_in(cuid_at) == Some(uid));
+            if !ours {
                 continue;
             }
             // SAFETY: removing an IPC object by id; no pointer is read.
@@ -534,18 +610,27 @@ fn become_monitor(task: &Task) -> Result<(), String> {
 }
 
 /// The monitor's own seccomp filter, stacked on the engine's profile (the
-/// kernel applies both; the stricter answer wins): `io_uring_setup`,
-/// `io_uring_enter` and `io_uring_register` fail with ENOSYS. A job never
-/// needs io_uring (every runtime falls back to plain system calls), it is a
-/// large kernel attack surface, and the default profile of the engines this
-/// runs on (Docker 20.10) allows it. Numbers 425–427 are io_uring's on every
-/// architecture (x32 sets bit 30, masked off here).
-fn io_uring_filter() -> [libc::sock_filter; 6] {
-    const IO_URING_SETUP: u32 = 425;
-    const IO_URING_REGISTER: u32 = 427;
+/// kernel applies both; the stricter answer wins). Refused with ENOSYS:
+///
+/// - `io_uring_setup`, `io_uring_enter` and `io_uring_register`, always. A
+///   job never needs io_uring (every runtime falls back to plain system
+///   calls), it is a large kernel attack surface, and the default profile
+///   of the engines this runs on (Docker 20.10) allows it. Numbers 425–427
+///   are io_uring's on every architecture.
+/// - `mq_open` when `deny_mqueues`: where the monitor cannot see POSIX
+///   message queues (gVisor mounts no `/dev/mqueue`), it could neither
+///   remove nor find one a case left, so none may be made. gVisor does not
+///   implement sending on a queue either, so no program loses a working
+///   queue. (gVisor runs no 32-bit system calls, so the native number is
+///   the only one.)
+///
+/// x32 sets bit 30 of the number, masked off here.
+fn seccomp_filter(deny_mqueues: bool) -> Vec<libc::sock_filter> {
+    const IO_URING: (u32, u32) = (425, 427);
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
     const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
     const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    let mq_open = libc::SYS_mq_open as u32;
     let statement = |code: u32, k: u32| libc::sock_filter {
         code: code as u16,
         jt: 0,
@@ -558,32 +643,31 @@ fn io_uring_filter() -> [libc::sock_filter; 6] {
         jf,
         k,
     };
-    [
+    let mut denied = vec![IO_URING];
+    if deny_mqueues {
+        denied.push((mq_open, mq_open));
+    }
+    let mut program = vec![
         // A = the system call number (offset 0 of struct seccomp_data).
         statement(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
         statement(
             libc::BPF_ALU | libc::BPF_AND | libc::BPF_K,
             !X32_SYSCALL_BIT,
         ),
-        // A < 425: allow; A > 427: allow; else ENOSYS.
-        jump(
-            libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
-            IO_URING_SETUP,
-            0,
-            2,
-        ),
-        jump(
-            libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K,
-            IO_URING_REGISTER,
-            1,
-            0,
-        ),
-        statement(
-            libc::BPF_RET | libc::BPF_K,
-            SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
-        ),
-        statement(libc::BPF_RET | libc::BPF_K, SECCOMP_RET_ALLOW),
-    ]
+    ];
+    for (low, high) in denied {
+        // A < low or A > high: on to the next range; else ENOSYS.
+        program.extend([
+            jump(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K, low, 0, 2),
+            jump(libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K, high, 1, 0),
+            statement(
+                libc::BPF_RET | libc::BPF_K,
+                SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+            ),
+        ]);
+    }
+    program.push(statement(libc::BPF_RET | libc::BPF_K, SECCOMP_RET_ALLOW));
+    program
 }
 
 fn write_files(task: &Task) -> std::io::Result<()> {
@@ -901,7 +985,7 @@ fn run(
     envp_ptrs.push(std::ptr::null());
     let work_dir = CString::new(WORK_DIR).unwrap();
     let oom_path = CString::new("/proc/self/oom_score_adj").unwrap();
-    let filter = io_uring_filter();
+    let filter = seccomp_filter(std::fs::read_dir("/dev/mqueue").is_err());
     let filter_program = libc::sock_fprog {
         len: filter.len() as u16,
         filter: filter.as_ptr() as *mut libc::sock_filter,
@@ -936,7 +1020,35 @@ fn run(
             libc::dup2(stdin_r, 0);
             libc::dup2(out_w, 1);
             libc::dup2(if stderr_to_stdout { out_w } else { err_w }, 2);
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            // Every signal's disposition back to its default and none
+            // blocked: a program starts as if from a clean shell, whatever
+            // the monitor inherited (a service started with SIGINT ignored
+            // would pass that on through the engine) or set itself (Rust
+            // ignores SIGPIPE). Handlers are reset by execve anyway;
+            // ignored and blocked signals would not be.
+            // By the system calls themselves: the C library's wrappers
+            // refuse the signals it keeps for its threads (32, 33), which an
+            // inherited disposition may still ignore. A zeroed kernel
+            // `sigaction` is SIG_DFL with no flags and an empty mask.
+            let none = [0u64; 4];
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                none.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8,
+            );
+            for signal in 1..=64 {
+                if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        signal,
+                        none.as_ptr(),
+                        std::ptr::null_mut::<u64>(),
+                        8,
+                    );
+                }
+            }
             // The OOM killer picks the job, never the monitor. The child
             // inherited the monitor's non-dumpable flag, which makes its
             // /proc files root's: dumpable again, the file is its own.
@@ -1450,6 +1562,44 @@ mod tests {
             }
         }
         (report, streams)
+    }
+
+    /// A command starts with every signal's default disposition and none
+    /// blocked, whatever the monitor inherited.
+    #[test]
+    fn a_command_starts_with_default_signal_dispositions() {
+        let status_mask = |status: &str, field: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+                .unwrap_or_else(|| panic!("no {field} in {status}"))
+        };
+        // SAFETY: process-wide dispositions and this thread's mask, put
+        // back below; no test here waits for SIGINT, SIGTERM or SIGUSR1.
+        let (old_int, old_term) = unsafe {
+            (
+                libc::signal(libc::SIGINT, libc::SIG_IGN),
+                libc::signal(libc::SIGTERM, libc::SIG_IGN),
+            )
+        };
+        let mut blocked: libc::sigset_t = unsafe { std::mem::zeroed() };
+        let mut old_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+        unsafe {
+            libc::sigemptyset(&mut blocked);
+            libc::sigaddset(&mut blocked, libc::SIGUSR1);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &blocked, &mut old_mask);
+        }
+        let (report, streams) = run_task_frames(&task(&["cat", "/proc/self/status"], ""));
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut());
+            libc::signal(libc::SIGINT, old_int);
+            libc::signal(libc::SIGTERM, old_term);
+        }
+        assert_eq!(report.exit_code, Some(0), "{report:?}");
+        let status = String::from_utf8_lossy(&streams.stdout).into_owned();
+        assert_eq!(status_mask(&status, "SigIgn:"), 0, "{status}");
+        assert_eq!(status_mask(&status, "SigBlk:"), 0, "{status}");
     }
 
     #[test]

@@ -199,6 +199,8 @@ mod tests {
             job_id: job.into(),
             pooled,
             created: NOW - age_secs,
+            queue: "q".into(),
+            deployment: None,
         }
     }
 

@@ -11,9 +11,8 @@
 //! Browsers on the operator's machine reach loopback too, so every request
 //! must name this listener in `Host` (an address, `localhost`, or a name in
 //! `CODE_RUNNER_ADMIN_HOSTS`): a DNS-rebinding page names its own domain.
-//! A state-changing request (anything but GET and HEAD) that carries an
-//! `Origin` must come from this listener's own page: a cross-site form or
-//! script (CSRF) is refused.
+//! A request that carries an `Origin` must come from this listener's own
+//! page: a cross-site form or script (CSRF) is refused (see `origin.rs`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -22,7 +21,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -35,7 +34,8 @@ use sha2::{Digest, Sha256};
 use utoipa::OpenApi;
 use uuid::Uuid;
 
-use super::error::{self, ApiError, ErrorBody};
+use super::error::{self, ApiError, ErrorBody, PathText};
+use super::origin::{self, BrowserPolicy};
 use super::{AppState, health, observe};
 use crate::actors::registry::LiveJob;
 use crate::actors::supervisor::SupervisorMsg;
@@ -61,12 +61,7 @@ struct AdminToken(Option<Arc<[u8; 32]>>);
 
 pub fn admin_router(state: AppState, token: Option<&str>, hosts: &[String]) -> Router {
     let token = AdminToken(token.map(|t| Arc::new(Sha256::digest(t.as_bytes()).into())));
-    let hosts = AdminHosts(Arc::new(
-        hosts
-            .iter()
-            .map(|h| h.trim().to_ascii_lowercase())
-            .collect(),
-    ));
+    let browser = Arc::new(BrowserPolicy::admin(hosts));
     Router::new()
         .route("/admin/queues", get(page))
         .route("/admin/assets/app.js", get(app_js))
@@ -91,81 +86,9 @@ pub fn admin_router(state: AppState, token: Option<&str>, hosts: &[String]) -> R
         .route("/healthz", get(health::healthz))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(hosts, same_origin))
+        .layer(axum::middleware::from_fn_with_state(browser, origin::guard))
         .layer(axum::middleware::from_fn(observe::track))
         .with_state(state)
-}
-
-/// Host names (besides addresses and `localhost`) the admin listener
-/// answers to.
-#[derive(Clone)]
-struct AdminHosts(Arc<Vec<String>>);
-
-/// The host part of a `Host` header or an origin's authority, lowercased.
-fn host_part(authority: &str) -> String {
-    let authority = authority.trim().to_ascii_lowercase();
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or("").to_string();
-    }
-    authority.split(':').next().unwrap_or("").to_string()
-}
-
-/// Refuses requests for another host (DNS rebinding) and state-changing
-/// requests from another origin (CSRF).
-async fn same_origin(
-    State(hosts): State<AdminHosts>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let forbidden = |message: String, field: &str| {
-        ApiError::new(StatusCode::FORBIDDEN, message).with_field(field)
-    };
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    if let Some(host) = &host {
-        let name = host_part(host);
-        let known = name == "localhost"
-            || name.parse::<std::net::IpAddr>().is_ok()
-            || hosts.0.contains(&name);
-        if !known {
-            return Err(forbidden(
-                format!(
-                    "the admin listener does not answer to the host {name:?} \
-                     (CODE_RUNNER_ADMIN_HOSTS lists the names it may be reached by)"
-                ),
-                "Host",
-            ));
-        }
-    }
-    let changes_state = !matches!(
-        *request.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD
-    );
-    if changes_state && let Some(origin) = request.headers().get(header::ORIGIN) {
-        let authority = origin
-            .to_str()
-            .ok()
-            .and_then(|o| o.split_once("://"))
-            .map(|(_, authority)| authority.trim_end_matches('/').to_ascii_lowercase());
-        let from_here = match (&authority, &host) {
-            (Some(authority), Some(host)) => *authority == host.to_ascii_lowercase(),
-            _ => false,
-        };
-        if !from_here {
-            return Err(forbidden(
-                format!(
-                    "a change from another origin ({}) is refused: only the dashboard's \
-                     own page may act",
-                    origin.to_str().unwrap_or("?")
-                ),
-                "Origin",
-            ));
-        }
-    }
-    Ok(next.run(request).await)
 }
 
 async fn require_token(
@@ -335,7 +258,7 @@ struct JobDetail {
     responses((status = 200, body = JobDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn job_detail(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id, _): PathText<ApiError>,
 ) -> Result<Json<JobDetail>, ApiError> {
     let id = job_id(&id)?;
     let Some(super::jobs::LoadedJob { job, phase, live }) =
@@ -372,7 +295,7 @@ struct Done {
     responses((status = 200, body = Done), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn retry_job(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id, _): PathText<ApiError>,
 ) -> Result<Json<Done>, ApiError> {
     let id = job_id(&id)?;
     act_on_stored(&state, &id, async |id| {
@@ -399,7 +322,7 @@ async fn retry_all_failed(State(state): State<AppState>) -> Result<Json<Done>, A
     responses((status = 200, body = Done), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn cancel_job(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id, _): PathText<ApiError>,
 ) -> Result<Json<Done>, ApiError> {
     let id = job_id(&id)?;
     let acted = match state.queue.cancel(&id).await? {
@@ -416,7 +339,7 @@ async fn cancel_job(
     responses((status = 200, body = Done), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn remove_job(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id, _): PathText<ApiError>,
 ) -> Result<Json<Done>, ApiError> {
     let id = job_id(&id)?;
     act_on_stored(&state, &id, async |id| state.queue.remove_job(id).await)

@@ -9,7 +9,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -19,7 +19,7 @@ use super::AppState;
 use super::admission::{max_body_bytes, queue_jobs};
 use super::auth::Caller;
 use super::body::read_json;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, PathText};
 use crate::job::{JobResult, Phase, RunStatus};
 use crate::queue::PublicState;
 
@@ -134,7 +134,7 @@ pub struct StatusBody {
 pub async fn status(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(job_id): Path<String>,
+    PathText(job_id, _): PathText<ApiError>,
 ) -> Result<Json<StatusBody>, ApiError> {
     let id = Uuid::parse_str(&job_id)
         .map_err(|_| ApiError::bad_field("jobId", "jobId must be a job id (a UUID)"))?;

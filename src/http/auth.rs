@@ -26,7 +26,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -258,11 +258,8 @@ fn too_many(message: String, retry_after: u64) -> ApiError {
 
 /// Checks the bearer key and the request budget; puts the [`Caller`] in
 /// the request for the handlers.
-pub async fn guard(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let family = super::error::Family::of(request.uri().path());
     let caller = match &state.intake.access.keys {
         None => {
             let address = super::serve::client_address(&request).map(|addr| addr.ip());
@@ -287,15 +284,14 @@ pub async fn guard(
                 })
                 .map(str::trim);
             let Some((name, share)) = presented.and_then(|key| keys.lookup(key)) else {
-                let mut response = ApiError::new(
+                let mut response = family.render(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "an API key is needed: send Authorization: Bearer <key>",
-                )
-                .into_response();
+                ));
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return Ok(response);
+                return response;
             };
             Caller {
                 key: Some(name.to_string()),
@@ -310,7 +306,7 @@ pub async fn guard(
     if let Some(limiter) = &state.intake.access.requests
         && let Err(retry_after) = limiter.check(&caller.bucket)
     {
-        return Err(too_many(
+        return family.render(too_many(
             format!(
                 "over {} requests a minute; retry in {retry_after} s",
                 limiter.per_minute
@@ -319,7 +315,7 @@ pub async fn guard(
         ));
     }
     request.extensions_mut().insert(caller);
-    Ok(next.run(request).await)
+    next.run(request).await
 }
 
 /// The caller's share of the queue for `ids` (about to be enqueued): 429

@@ -1,6 +1,16 @@
-//! The HTTP boundary's one error type. Every error a client can cause is a
-//! 4xx with a JSON body `{"error": "...", "field": "..."}` (`field` names the
-//! offending input when there is one); a dependency that is down is a 503.
+//! The HTTP boundary's errors. Every error a client can cause is a 4xx
+//! with a JSON body, a dependency that is down a 503, each in the wire
+//! format of the API the route belongs to ([`Family`]), one type per API so
+//! that `?` can only render that API's shape:
+//!
+//! - [`ApiError`], ours and the proof of concept's:
+//!   `{"error": "...", "field": "..."}` (`field` names the offending input
+//!   when there is one);
+//! - [`Judge0Error`]: Judge0's `{"error": "..."}`;
+//! - [`PistonError`]: Piston's `{"message": "..."}`.
+//!
+//! Extractor rejections answer the same way: [`PathText`] for path
+//! parameters; bodies are read by `body.rs`, which says what went wrong.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -93,17 +103,150 @@ impl From<QueueError> for ApiError {
     }
 }
 
-/// Unknown paths.
-pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
+/// Which API a route belongs to, for the shape of its errors (the
+/// middleware of the listener answers before a route's handler does).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Family {
+    Ours,
+    Judge0,
+    Piston,
+}
+
+impl Family {
+    /// The API of a request path.
+    pub fn of(path: &str) -> Family {
+        const JUDGE0: [&str; 8] = [
+            "/submissions",
+            "/languages",
+            "/statuses",
+            "/about",
+            "/version",
+            "/config_info",
+            "/workers",
+            "/system_info",
+        ];
+        let under = |prefix: &str| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        if under("/api/v2") {
+            Family::Piston
+        } else if JUDGE0.into_iter().any(under) {
+            Family::Judge0
+        } else {
+            Family::Ours
+        }
+    }
+
+    /// `error` in this API's shape.
+    pub fn render(self, error: ApiError) -> Response {
+        match self {
+            Family::Ours => error.into_response(),
+            Family::Judge0 => Judge0Error(error).into_response(),
+            Family::Piston => PistonError(error).into_response(),
+        }
+    }
+}
+
+/// `error`'s status, `body` and `Retry-After`.
+fn with_retry_after(error: &ApiError, body: serde_json::Value) -> Response {
+    let mut response = (error.status, Json(body)).into_response();
+    if let Some(seconds) = error.retry_after {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(seconds),
+        );
+    }
+    response
+}
+
+/// An error on Judge0's routes: `{"error": "..."}`, as Judge0 answers what
+/// is not a validation error (those are `422 {"attribute": ["message"]}`,
+/// answered by the handlers).
+#[derive(Debug)]
+pub struct Judge0Error(pub ApiError);
+
+impl IntoResponse for Judge0Error {
+    fn into_response(self) -> Response {
+        with_retry_after(&self.0, serde_json::json!({ "error": self.0.message }))
+    }
+}
+
+/// An error on Piston's routes: `{"message": "..."}`.
+#[derive(Debug)]
+pub struct PistonError(pub ApiError);
+
+impl IntoResponse for PistonError {
+    fn into_response(self) -> Response {
+        with_retry_after(&self.0, serde_json::json!({ "message": self.0.message }))
+    }
+}
+
+impl From<ApiError> for Judge0Error {
+    fn from(e: ApiError) -> Self {
+        Judge0Error(e)
+    }
+}
+
+impl From<QueueError> for Judge0Error {
+    fn from(e: QueueError) -> Self {
+        Judge0Error(e.into())
+    }
+}
+
+impl From<ApiError> for PistonError {
+    fn from(e: ApiError) -> Self {
+        PistonError(e)
+    }
+}
+
+impl From<QueueError> for PistonError {
+    fn from(e: QueueError) -> Self {
+        PistonError(e.into())
+    }
+}
+
+/// A path parameter as text; when it is not (its percent-encoding is not
+/// UTF-8) the rejection names it, in the shape of `E`, the route's API.
+pub struct PathText<E>(pub String, pub std::marker::PhantomData<fn() -> E>);
+
+impl<S, E> axum::extract::FromRequestParts<S> for PathText<E>
+where
+    S: Send + Sync,
+    E: From<ApiError> + IntoResponse,
+{
+    type Rejection = E;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, E> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(text)) => Ok(PathText(text, std::marker::PhantomData)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(E::from(match e.kind() {
+                ErrorKind::InvalidUtf8InPathParam { key } => {
+                    ApiError::bad_field(key.clone(), format!("{key} is not UTF-8 text"))
+                }
+                other => ApiError::new(StatusCode::BAD_REQUEST, other.to_string()),
+            })),
+            Err(other) => Err(E::from(ApiError::new(other.status(), other.body_text()))),
+        }
+    }
+}
+
+/// Unknown paths, answered in the shape of the API whose path it looks like.
+pub async fn not_found(uri: axum::http::Uri) -> Response {
+    Family::of(uri.path()).render(ApiError::new(StatusCode::NOT_FOUND, "no such endpoint"))
 }
 
 /// Known paths, wrong method.
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(
+pub async fn method_not_allowed(uri: axum::http::Uri) -> Response {
+    Family::of(uri.path()).render(ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method not allowed on this endpoint",
-    )
+    ))
 }
 
 /// Any JSON value, in the OpenAPI document: the answers of the foreign APIs

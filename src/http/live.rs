@@ -23,7 +23,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -37,7 +37,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::Caller;
 use super::body::read_json;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, PathText};
 use super::request::JobRequest;
 use super::v1::{job_id, not_found, submit, view_of};
 use crate::job::Phase;
@@ -282,7 +282,7 @@ pub(crate) fn start_following(
 pub async fn events(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    PathText(id, _): PathText<ApiError>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
@@ -345,7 +345,7 @@ fn is_entry_id(text: &str) -> bool {
 pub async fn stream(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    PathText(id, _): PathText<ApiError>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
@@ -576,7 +576,7 @@ pub struct InputRequest {
 pub async fn input(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    PathText(id, _): PathText<ApiError>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {

@@ -9,6 +9,8 @@
 //! - [`compat`]: Judge0 CE's API (`/submissions`, `/languages`, ...) and
 //!   Piston's (`/api/v2/...`), translated by [`crate::compat`] into jobs.
 //! - [`admin`]: the admin listener (stats, the dashboard), loopback by default.
+//! - [`origin`]: what a web browser may do with either listener (`Host` and
+//!   `Origin` checked before anything else, CORS for listed origins).
 //! - [`error`]: the one error type, JSON bodies for every 4xx/5xx.
 //! - [`openapi`]: the OpenAPI document, generated from these types.
 //! - [`serve`]: the listeners: header, body and idle timeouts, connection caps.
@@ -29,6 +31,7 @@ pub mod jobs;
 pub mod live;
 pub mod observe;
 pub mod openapi;
+pub mod origin;
 pub mod playground;
 pub mod request;
 pub mod serve;
@@ -109,6 +112,8 @@ pub struct Intake {
     pub body_read_timeout: std::time::Duration,
     /// Attempts at each webhook (Judge0's `callbacks_max_tries`).
     pub callback_attempts: u32,
+    /// What a web browser may do with the job API.
+    pub browser: Arc<origin::BrowserPolicy>,
 }
 
 impl Intake {
@@ -215,6 +220,11 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(origin::cors_layer(state.intake.browser.cors_origins()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.intake.browser.clone(),
+            origin::guard,
+        ))
         .layer(axum::middleware::from_fn(observe::track))
         .with_state(state)
 }

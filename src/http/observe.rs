@@ -48,13 +48,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Counts and times every HTTP request by its route (the pattern, never
-/// the path: job ids stay out of labels).
+/// the path: job ids stay out of labels) and its method. Every label has a
+/// bound: a route is one of the routers' patterns or `unmatched`, a method
+/// one of HTTP's nine or `other` (a client may send any token as a method,
+/// and this runs before any caller is known).
 pub async fn track(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method()).to_string();
     let trace_id = crate::telemetry::new_trace_id();
     // `key` and `job` are recorded when known (by the auth guard, when a
     // job is accepted); the key's name only, never the key.
@@ -71,4 +74,16 @@ pub async fn track(request: axum::extract::Request, next: axum::middleware::Next
     span.in_scope(|| tracing::debug!(status, elapsed_ms = took.as_millis() as u64, "answered"));
     crate::metrics::http_request(route, method, status, took);
     response
+}
+
+/// A request's method as a label: HTTP's own methods by name, any other
+/// token `other`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method.as_str())
+        .unwrap_or("other")
 }

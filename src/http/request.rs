@@ -24,7 +24,9 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 pub struct JobRequest {
     /// A language id or alias (see `GET /v1/languages`).
     pub language: String,
-    /// A version the job needs (`3`, `3.11`, ...); 400 when no worker has it.
+    /// A version the job needs, a node-semver range as Piston takes them
+    /// (`3`, `3.11`, `>=3.10 <4`, `^3.11 || ^3.12`, ...); 400 when no
+    /// worker has one it selects.
     #[serde(default)]
     pub version: Option<String>,
     /// The program, written to the language's `source_file`. Give `code` or
@@ -391,7 +393,7 @@ pub fn check(
         );
         let matches = known
             .iter()
-            .any(|v| v == version || v.starts_with(&format!("{version}.")));
+            .any(|v| crate::language::version_matches(v, version));
         if !matches {
             return Err(bad(
                 "version",

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -20,9 +20,9 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::Caller;
 use super::body::read_json;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, PathText};
 use super::request::{AcceptedJob, BatchRequest, JobRequest, check};
-use crate::queue::cancel::CancelOutcome;
+use crate::queue::cancel::{CancelOutcome, IdempotencyClaim};
 use crate::queue::{JobView, PublicState};
 
 /// How long `DELETE` waits for a running job's worker to stop it.
@@ -66,22 +66,29 @@ pub async fn create_job(
     let (id, replayed) = submit(&state, &caller, request).await?;
     if wait && !replayed {
         let timeout = state.intake.max_wait;
-        if let Some(job) = state
+        let job = state
             .queue
             .wait_finished(&state.events, &id, timeout)
-            .await?
-            && job.state.has_ended()
-        {
-            return Ok((StatusCode::OK, Json(job.view())).into_response());
-        }
-        return Ok(accepted_response(StatusCode::ACCEPTED, &id));
+            .await?;
+        return Ok(match job {
+            Some(job) if job.state.has_ended() => {
+                (StatusCode::OK, Json(job.view())).into_response()
+            }
+            // Still running (or waiting) when the wait ended: as it is.
+            Some(job) => accepted_response(StatusCode::ACCEPTED, &id, job.state),
+            None => accepted_response(StatusCode::ACCEPTED, &id, PublicState::Waiting),
+        });
     }
     if replayed {
         // The same key within a day names the same job.
         let view = view_of(&state, &caller, &id).await?;
         return Ok((StatusCode::OK, Json(view)).into_response());
     }
-    Ok(accepted_response(StatusCode::CREATED, &id))
+    Ok(accepted_response(
+        StatusCode::CREATED,
+        &id,
+        PublicState::Waiting,
+    ))
 }
 
 /// Checks and queues one job for `caller`: its id, and whether an
@@ -183,7 +190,7 @@ pub async fn create_batch(
 pub async fn get_job(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    PathText(id, _): PathText<ApiError>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = job_id(&id)?;
@@ -216,7 +223,7 @@ pub async fn get_job(
 pub async fn cancel_job(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    PathText(id, _): PathText<ApiError>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = job_id(&id)?;
     // Another key's job does not exist for this caller.
@@ -329,30 +336,92 @@ pub(crate) async fn check_callback(
 
 /// Enqueues a checked job; `true` when its idempotency key named an
 /// existing job instead (which costs no submission).
+///
+/// An idempotency key is claimed before the job is queued and confirmed
+/// after ([`crate::queue::cancel::IdempotencyClaim`]): a request racing the
+/// first waits until the job exists (or the first failed, and the key is
+/// free again), so no client is ever handed an id whose job is not there.
+/// A key reused for a different request (its content hashed and kept with
+/// the key) is refused with 422, as payment APIs refuse it.
 async fn enqueue(
     state: &AppState,
     caller: &Caller,
     accepted: &AcceptedJob,
 ) -> Result<(Uuid, bool), ApiError> {
     let id = Uuid::new_v4();
-    // Keys are per caller: one key's idempotency key never names another's job.
-    let idempotency = accepted
-        .idempotency_key
-        .as_ref()
-        .map(|key| format!("{}\u{0}{key}", accepted.spec.owner.as_deref().unwrap_or("")));
-    if let Some(key) = &idempotency
-        && let Some(existing) = state.queue.remember_idempotency_key(key, &id).await?
-    {
-        return Ok((existing, true));
-    }
     let job = (id, accepted.spec.clone(), accepted.priority);
-    if let Err(e) = super::admission::queue_jobs(state, caller, vec![job], "").await {
-        if let Some(key) = &idempotency {
-            let _ = state.queue.forget_idempotency_key(key).await;
+    let Some(key) = &accepted.idempotency_key else {
+        super::admission::queue_jobs(state, caller, vec![job], "").await?;
+        return Ok((id, false));
+    };
+    // Keys are per caller: one key's idempotency key never names another's job.
+    let key = format!("{}\u{0}{key}", accepted.spec.owner.as_deref().unwrap_or(""));
+    let fingerprint = request_fingerprint(accepted);
+    let deadline = tokio::time::Instant::now() + IDEMPOTENCY_WAIT;
+    loop {
+        match state
+            .queue
+            .claim_idempotency_key(&key, &id, &fingerprint)
+            .await?
+        {
+            IdempotencyClaim::Claimed => break,
+            IdempotencyClaim::Existing(existing) => return Ok((existing, true)),
+            IdempotencyClaim::Conflict => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "this idempotency_key was used for a different request: a key names \
+                     one request (send the same request again, or use a new key)",
+                )
+                .with_field("idempotency_key"));
+            }
+            IdempotencyClaim::Pending(pending) => {
+                // Queued already, only not confirmed yet.
+                if state.queue.get(&pending).await?.is_some() {
+                    return Ok((pending, true));
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    let mut busy = ApiError::new(
+                        StatusCode::CONFLICT,
+                        "a request with this idempotency_key is still being queued; retry",
+                    )
+                    .with_field("idempotency_key");
+                    busy.retry_after = Some(1);
+                    return Err(busy);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
         }
+    }
+    if let Err(e) = super::admission::queue_jobs(state, caller, vec![job], "").await {
+        let _ = state
+            .queue
+            .release_idempotency_key(&key, &id, &fingerprint)
+            .await;
         return Err(e);
     }
+    // The job is queued whatever this answers: a racing request that finds
+    // the claim still pending finds the job.
+    let _ = state
+        .queue
+        .confirm_idempotency_key(&key, &id, &fingerprint)
+        .await;
     Ok((id, false))
+}
+
+/// Longest a request waits for a racing request with its idempotency key
+/// to queue the job.
+const IDEMPOTENCY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What an idempotency key promises to repeat: the job as checked (its
+/// priority too), without what differs between two sendings of one
+/// request (when it came, its trace).
+fn request_fingerprint(accepted: &AcceptedJob) -> String {
+    use sha2::Digest;
+    let mut spec = accepted.spec.clone();
+    spec.submitted_at_ms = 0;
+    spec.trace_id = None;
+    let content = serde_json::to_vec(&(&spec, accepted.priority)).unwrap_or_default();
+    hex::encode(sha2::Sha256::digest(&content))
 }
 
 pub(super) async fn view_of(
@@ -368,14 +437,11 @@ pub(super) async fn view_of(
     Ok(view)
 }
 
-fn accepted_response(status: StatusCode, id: &Uuid) -> Response {
+fn accepted_response(status: StatusCode, id: &Uuid, state: PublicState) -> Response {
     (
         status,
         [(header::LOCATION, format!("/v1/jobs/{id}"))],
-        Json(Created {
-            id: *id,
-            state: PublicState::Waiting,
-        }),
+        Json(Created { id: *id, state }),
     )
         .into_response()
 }

@@ -22,6 +22,36 @@ use crate::job::{JobSpec, now_ms};
 const CANCEL_INTENT_TTL_SECS: u64 = 3_600;
 /// How long an idempotency key names its job.
 pub const IDEMPOTENCY_TTL_SECS: u64 = 86_400;
+/// How long an idempotency key's claim lasts before its job is queued: a
+/// claimant that died frees the key after this.
+pub const IDEMPOTENCY_PENDING_TTL_SECS: u64 = 30;
+
+/// What holds an idempotency key (see [`JobQueue::claim_idempotency_key`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdempotencyClaim {
+    /// It was free and is this request's now: queue the job, then confirm
+    /// (or release) the key.
+    Claimed,
+    /// It names this job, queued for an identical request.
+    Existing(Uuid),
+    /// An identical request is queuing this job right now.
+    Pending(Uuid),
+    /// It was used for a different request.
+    Conflict,
+}
+
+/// Deletes an idempotency key only while it holds the caller's own claim
+/// (a claim that expired may have been taken by another request since).
+static RELEASE_CLAIM: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("DEL", KEYS[1])
+end
+return 0
+"#,
+    )
+});
 
 /// What a cancellation did.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,10 +115,10 @@ impl JobQueue {
                 Ok(CancelOutcome::Finished(job.state))
             }
             PublicState::Waiting => {
-                let caller = job.spec.as_ref().and_then(|spec| spec.caller.clone());
+                let spec = job.spec;
                 // The record first, so the job never reads as missing.
                 let record = serde_json::to_string(&CancelledRecord {
-                    spec: job.spec,
+                    spec: spec.clone(),
                     cancelled_at_ms: now_ms(),
                 })
                 .map_err(bullmq::Error::from)?;
@@ -103,10 +133,22 @@ impl JobQueue {
                 )
                 .await?;
                 if with_timeout(self.queue.remove(&id)).await? {
-                    self.record_cancelled(&id).await?;
-                    if let Some(caller) = &caller {
-                        self.release_share(caller, std::slice::from_ref(&id))
-                            .await?;
+                    // It owes what every end of a job owes: counted, its
+                    // webhook (the job as it reads now: cancelled, no
+                    // result), its caller's share back.
+                    if let Some(spec) = &spec {
+                        super::worker::Ending {
+                            id: &id,
+                            spec,
+                            queue: self,
+                            attempts: 0,
+                            started_at_ms: None,
+                            added_at_ms: spec.submitted_at_ms,
+                        }
+                        .owe(PublicState::Cancelled, None, None)
+                        .await;
+                    } else {
+                        self.record_cancelled(&id).await?;
                     }
                     Ok(CancelOutcome::Removed)
                 } else {
@@ -168,45 +210,104 @@ impl JobQueue {
             }))
     }
 
-    /// Ties an idempotency key to a job id. Returns the id already tied to
-    /// it, if the key was used before (within a day).
-    pub async fn remember_idempotency_key(
+    /// Claims an idempotency key for job `id` of a request whose content
+    /// hashes to `fingerprint`, or says what holds it. The key's value is
+    /// `pending <id> <fingerprint>` while its claimant enqueues the job
+    /// (expiring after [`IDEMPOTENCY_PENDING_TTL_SECS`], should that
+    /// process die), then `done <id> <fingerprint>` for a day
+    /// ([`JobQueue::confirm_idempotency_key`]). A racing request never gets
+    /// an id before its job exists: it waits on `pending`, and may check
+    /// whether the job is there already.
+    pub async fn claim_idempotency_key(
         &self,
         key: &str,
         id: &Uuid,
-    ) -> Result<Option<Uuid>, QueueError> {
+        fingerprint: &str,
+    ) -> Result<IdempotencyClaim, QueueError> {
         let redis_key = self.idempotency_key(key);
-        let set: Option<String> = with_timeout(
+        loop {
+            let set: Option<String> = with_timeout(
+                self.connection().cmd(
+                    redis::cmd("SET")
+                        .arg(&redis_key)
+                        .arg(format!("pending {id} {fingerprint}"))
+                        .arg("NX")
+                        .arg("EX")
+                        .arg(IDEMPOTENCY_PENDING_TTL_SECS),
+                ),
+            )
+            .await?;
+            if set.is_some() {
+                return Ok(IdempotencyClaim::Claimed);
+            }
+            let existing: Option<String> =
+                with_timeout(self.connection().cmd(redis::cmd("GET").arg(&redis_key))).await?;
+            // Gone between the two calls (its claimant failed): claim again.
+            let Some(existing) = existing else { continue };
+            let mut parts = existing.split(' ');
+            let (Some(phase), Some(Ok(held)), Some(held_fingerprint)) = (
+                parts.next(),
+                parts.next().map(Uuid::parse_str),
+                parts.next(),
+            ) else {
+                // A key written by an older version (the id alone).
+                return Ok(match Uuid::parse_str(&existing) {
+                    Ok(held) => IdempotencyClaim::Existing(held),
+                    Err(_) => IdempotencyClaim::Conflict,
+                });
+            };
+            return Ok(if held_fingerprint != fingerprint {
+                IdempotencyClaim::Conflict
+            } else if phase == "done" {
+                IdempotencyClaim::Existing(held)
+            } else {
+                IdempotencyClaim::Pending(held)
+            });
+        }
+    }
+
+    /// The claimant's job was queued: the key names it for a day.
+    pub async fn confirm_idempotency_key(
+        &self,
+        key: &str,
+        id: &Uuid,
+        fingerprint: &str,
+    ) -> Result<(), QueueError> {
+        let redis_key = self.idempotency_key(key);
+        with_timeout(
             self.connection().cmd(
                 redis::cmd("SET")
                     .arg(&redis_key)
-                    .arg(id.to_string())
-                    .arg("NX")
+                    .arg(format!("done {id} {fingerprint}"))
                     .arg("EX")
                     .arg(IDEMPOTENCY_TTL_SECS),
             ),
         )
-        .await?;
-        if set.is_some() {
-            return Ok(None);
-        }
-        let existing: Option<String> =
-            with_timeout(self.connection().cmd(redis::cmd("GET").arg(&redis_key))).await?;
-        Ok(existing.and_then(|e| Uuid::parse_str(&e).ok()))
+        .await
+        .map(|_: Option<String>| ())
     }
 
-    /// Where an idempotency key's job id is kept (the key hashed: a
+    /// The claimant's job could not be queued: the key is free again (if
+    /// it still holds this claim), so a racing request may claim it.
+    pub async fn release_idempotency_key(
+        &self,
+        key: &str,
+        id: &Uuid,
+        fingerprint: &str,
+    ) -> Result<(), QueueError> {
+        let mut invocation = RELEASE_CLAIM.prepare_invoke();
+        invocation
+            .key(self.idempotency_key(key))
+            .arg(format!("pending {id} {fingerprint}"));
+        self.invoke::<i64>(invocation).await.map(|_| ())
+    }
+
+    /// Where an idempotency key's claim is kept (the key hashed: a
     /// client's key may be any text).
     fn idempotency_key(&self, key: &str) -> String {
         use sha2::Digest;
         let digest = hex::encode(sha2::Sha256::digest(key.as_bytes()));
         self.settings.own_key(&format!("idempotency:{digest}"))
-    }
-
-    /// Forgets an idempotency key (its job could not be enqueued).
-    pub async fn forget_idempotency_key(&self, key: &str) -> Result<(), QueueError> {
-        let redis_key = self.idempotency_key(key);
-        with_timeout(self.connection().cmd(redis::cmd("DEL").arg(redis_key))).await
     }
 
     /// Records the versions a worker's images provide (language id → version).

@@ -76,9 +76,34 @@ pub struct QueueSettings {
     pub queue_name: String,
     /// How long a cancelled job that never ran stays readable, in seconds.
     pub cancelled_retention_secs: u64,
+    /// Attempts at each webhook a finished job owes.
+    pub callback_attempts: u32,
 }
 
 impl QueueSettings {
+    /// Which deployment these settings make: the Redis (its URL without
+    /// credentials: scheme, addresses, database) and the queue
+    /// (`<prefix>:<name>`). Workers of one deployment share one queue in
+    /// one Redis; two services on one engine with the same queue name on
+    /// different Redis servers are two deployments.
+    pub fn deployment(&self) -> String {
+        let url = self.redis_url.as_str();
+        let location = match url.split_once("://") {
+            Some((kind, rest)) => {
+                // Credentials sit before the last `@` of the authority.
+                let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                let host = authority
+                    .rsplit_once('@')
+                    .map_or(authority, |(_, host)| host);
+                format!("{kind}://{host}{path}")
+            }
+            None => url.to_string(),
+        };
+        // A query (unix sockets' `?db=`, passwords) is not part of it.
+        let location = location.split('?').next().unwrap_or("");
+        format!("{location} {}:{}", self.prefix, self.queue_name)
+    }
+
     /// The settings, with the TLS files read (an error names a bad one).
     pub fn from_config(config: &crate::config::Config) -> Result<Self, String> {
         let redis_url = config.redis_url_or_default();
@@ -115,6 +140,7 @@ impl QueueSettings {
             prefix: config.redis_prefix.clone(),
             queue_name: config.queue_name.clone(),
             cancelled_retention_secs: config.keep_failed_secs,
+            callback_attempts: config.callback_attempts,
         })
     }
 
@@ -688,4 +714,41 @@ pub(crate) async fn with_timeout<T>(
         Err(_) => crate::metrics::redis_error("command"),
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(redis_url: &str) -> QueueSettings {
+        QueueSettings {
+            redis_url: redis_url.into(),
+            tls: None,
+            wait_replicas: 0,
+            cluster_nodes: Vec::new(),
+            prefix: "{code-runner}".into(),
+            queue_name: "code-runner".into(),
+            cancelled_retention_secs: 1,
+            callback_attempts: 1,
+        }
+    }
+
+    #[test]
+    fn a_deployment_is_its_redis_and_queue_without_credentials() {
+        let with_password = settings("redis://user:s3cret@10.0.0.5:6380/2").deployment();
+        assert_eq!(with_password, "redis://10.0.0.5:6380/2 {code-runner}:code-runner");
+        assert!(!with_password.contains("s3cret"));
+        assert_ne!(
+            settings("redis://127.0.0.1:6379").deployment(),
+            settings("redis://127.0.0.1:6380").deployment()
+        );
+        assert_eq!(
+            settings("redis+sentinel://:pw@h1:26379,h2:26379/primary").deployment(),
+            "redis+sentinel://h1:26379,h2:26379/primary {code-runner}:code-runner"
+        );
+        assert_eq!(
+            settings("unix:///run/redis.sock?db=1&pass=pw").deployment(),
+            "unix:///run/redis.sock {code-runner}:code-runner"
+        );
+    }
 }

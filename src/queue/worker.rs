@@ -67,8 +67,6 @@ pub struct WorkerSettings {
     pub keep_completed_count: usize,
     pub keep_failed_secs: u64,
     pub keep_failed_count: usize,
-    /// Attempts of a finished job's webhook delivery.
-    pub callback_attempts: u32,
 }
 
 impl WorkerSettings {
@@ -82,7 +80,6 @@ impl WorkerSettings {
             keep_completed_count: config.keep_completed_count,
             keep_failed_secs: config.keep_failed_secs,
             keep_failed_count: config.keep_failed_count,
-            callback_attempts: config.callback_attempts,
         }
     }
 }
@@ -91,43 +88,45 @@ fn since(from: u64, to: u64) -> Duration {
     Duration::from_millis(to.saturating_sub(from))
 }
 
-/// The end of one claimed job, in one place: what a final outcome records
-/// besides BullMQ's own state (metrics, the cancellation record, the
-/// webhook owed, the caller's share given back), and the outcome mapped
-/// onto BullMQ.
-struct JobEnd<'a> {
-    job: &'a Job,
-    spec: &'a JobSpec,
-    queue: &'a JobQueue,
-    callback_attempts: u32,
+/// What a job's end owes besides BullMQ's own state, whatever ended it
+/// (finished, failed after its retries, cancelled while it waited, when it
+/// was claimed or while it ran): the metrics, the cancellation record, the
+/// webhook owed and the caller's share given back, paid in [`Ending::owe`].
+pub(super) struct Ending<'a> {
+    pub id: &'a str,
+    pub spec: &'a JobSpec,
+    pub queue: &'a JobQueue,
+    /// Attempts made, the last one included (0: it never ran).
+    pub attempts: u32,
+    /// When its last attempt was claimed.
+    pub started_at_ms: Option<u64>,
+    /// When BullMQ added it (for a job whose data has no submission time).
+    pub added_at_ms: u64,
 }
 
-impl JobEnd<'_> {
+impl Ending<'_> {
     fn submitted_at_ms(&self) -> u64 {
         match self.spec.submitted_at_ms {
-            0 => self.job.timestamp(),
+            0 => self.added_at_ms,
             at => at,
         }
     }
 
-    /// Records what a final `outcome` owes; a retry or a re-queue owes
-    /// nothing yet.
-    async fn finish(&self, outcome: &JobOutcome) {
-        let attempts = self.job.opts().attempts.unwrap_or(1).max(1);
-        let (state, result, error) = match outcome {
-            JobOutcome::Finished(result) if result.verdict == Verdict::Cancelled => {
-                (PublicState::Cancelled, Some(&**result), None)
-            }
-            JobOutcome::Finished(result) => (PublicState::Completed, Some(&**result), None),
-            JobOutcome::Failed { reason, retryable }
-                if !retryable || self.job.attempts_made() + 1 >= attempts =>
-            {
-                (PublicState::Failed, None, Some(reason.clone()))
-            }
-            _ => return,
-        };
-        let id = self.job.id();
-        let verdict = result.map_or("failed", |r| r.verdict.as_str());
+    /// Records what an end in `state` owes.
+    pub(super) async fn owe(
+        &self,
+        state: PublicState,
+        result: Option<&JobResult>,
+        error: Option<String>,
+    ) {
+        let id = self.id;
+        let verdict = result.map_or(
+            match state {
+                PublicState::Cancelled => "cancelled",
+                _ => "failed",
+            },
+            |r| r.verdict.as_str(),
+        );
         crate::metrics::job_finished(&self.spec.language, verdict);
         crate::metrics::job_duration(since(self.submitted_at_ms(), now_ms()));
         if state == PublicState::Cancelled {
@@ -136,7 +135,7 @@ impl JobEnd<'_> {
         if let Some(delivery) = self.delivery(state, result, error)
             && let Err(e) = self
                 .queue
-                .owe_delivery(&delivery, self.callback_attempts)
+                .owe_delivery(&delivery, self.queue.settings().callback_attempts)
                 .await
         {
             tracing::warn!(job = %id, error = %e, "could not record the webhook owed");
@@ -163,19 +162,19 @@ impl JobEnd<'_> {
             return self.judge0_delivery(url, state, result, error);
         }
         let view = JobView {
-            id: self.job.id().to_string(),
+            id: self.id.to_string(),
             state,
             phase: None,
             language: Some(self.spec.language.clone()),
-            attempts_made: self.job.attempts_made() + 1,
+            attempts_made: self.attempts,
             submitted_at_ms: (self.spec.submitted_at_ms != 0).then_some(self.spec.submitted_at_ms),
-            started_at_ms: self.job.processed_on(),
+            started_at_ms: self.started_at_ms,
             finished_at_ms: Some(now_ms()),
             result: result.cloned(),
             error,
         };
         Some(Delivery {
-            job_id: self.job.id().to_string(),
+            job_id: self.id.to_string(),
             url: url.clone(),
             body: serde_json::to_string(&view).ok()?,
             owner: self.spec.owner.clone(),
@@ -193,7 +192,7 @@ impl JobEnd<'_> {
         error: Option<String>,
     ) -> Option<Delivery> {
         let job = Submission {
-            token: self.job.id().to_string(),
+            token: self.id.to_string(),
             stage: Some(match state {
                 PublicState::Cancelled => Stage::Cancelled,
                 PublicState::Failed => Stage::Failed,
@@ -202,7 +201,7 @@ impl JobEnd<'_> {
             spec: Some(self.spec.clone()),
             result: result.cloned(),
             failed_reason: error,
-            started_at_ms: self.job.processed_on(),
+            started_at_ms: self.started_at_ms,
             finished_at_ms: Some(now_ms()),
             execution_host: None,
         };
@@ -216,6 +215,46 @@ impl JobEnd<'_> {
             owner: self.spec.owner.clone(),
             put: true,
         })
+    }
+}
+
+/// The end of one claimed job: its outcome mapped onto what the end owes
+/// ([`Ending`]) and onto BullMQ.
+struct JobEnd<'a> {
+    job: &'a Job,
+    spec: &'a JobSpec,
+    queue: &'a JobQueue,
+}
+
+impl JobEnd<'_> {
+    fn ending(&self) -> Ending<'_> {
+        Ending {
+            id: self.job.id(),
+            spec: self.spec,
+            queue: self.queue,
+            attempts: self.job.attempts_made() + 1,
+            started_at_ms: self.job.processed_on(),
+            added_at_ms: self.job.timestamp(),
+        }
+    }
+
+    /// Records what a final `outcome` owes; a retry or a re-queue owes
+    /// nothing yet.
+    async fn finish(&self, outcome: &JobOutcome) {
+        let attempts = self.job.opts().attempts.unwrap_or(1).max(1);
+        let (state, result, error) = match outcome {
+            JobOutcome::Finished(result) if result.verdict == Verdict::Cancelled => {
+                (PublicState::Cancelled, Some(&**result), None)
+            }
+            JobOutcome::Finished(result) => (PublicState::Completed, Some(&**result), None),
+            JobOutcome::Failed { reason, retryable }
+                if !retryable || self.job.attempts_made() + 1 >= attempts =>
+            {
+                (PublicState::Failed, None, Some(reason.clone()))
+            }
+            _ => return,
+        };
+        self.ending().owe(state, result, error).await;
     }
 
     /// The outcome as BullMQ's processor answers it.
@@ -300,7 +339,6 @@ impl QueueWorker {
             .metrics(bullmq::MetricsOptions::default());
         let handle = Arc::new(handle);
         let reader = queue.clone();
-        let callback_attempts = settings.callback_attempts;
         let processor = move |job: Job, token: bullmq::worker::CancellationToken| {
             let handle = handle.clone();
             let queue = reader.clone();
@@ -317,7 +355,6 @@ impl QueueWorker {
                     job: &job,
                     spec: &spec,
                     queue: &queue,
-                    callback_attempts,
                 };
                 // Cancelled before it was claimed: it never runs.
                 if queue.is_cancel_requested(job.id()).await.unwrap_or(false) {
@@ -327,7 +364,7 @@ impl QueueWorker {
                     return end.answer(outcome).await;
                 }
                 crate::metrics::queue_wait(since(
-                    end.submitted_at_ms(),
+                    end.ending().submitted_at_ms(),
                     job.processed_on().unwrap_or_else(now_ms),
                 ));
                 let cancel = CancellationToken::new();

@@ -7,9 +7,11 @@
 //! - [`images`]: which languages' images this engine has, and their versions.
 //!
 //! **Invariant:** every container this service creates carries the
-//! [`LABEL_MANAGED`] label, the id of the worker that created it, its queue
-//! and the id of its job, so that a sweep can always find what a crash left
-//! behind (and never takes another queue's).
+//! [`LABEL_MANAGED`] label, the id of the worker that created it, its queue,
+//! its deployment (the Redis and queue it serves) and the id of its job, so
+//! that a sweep can always find what a crash left behind, and never takes
+//! another deployment's (another queue, or the same queue name on another
+//! Redis) sharing the engine.
 
 pub mod images;
 pub mod overrides;
@@ -34,6 +36,11 @@ pub const LABEL_JOB: &str = "code-runner.job";
 /// The queue (`<prefix>:<name>`) the job came from: workers of other queues
 /// sharing the engine leave the container alone.
 pub const LABEL_QUEUE: &str = "code-runner.queue";
+/// The deployment the container belongs to: the Redis it serves (its
+/// address, never its credentials) and the queue. Two services on one
+/// engine with the same queue name but different Redis servers are two
+/// deployments, and neither touches the other's containers.
+pub const LABEL_DEPLOYMENT: &str = "code-runner.deployment";
 /// Which step of its job the container runs: `compile`, or `run-<n>`.
 pub const LABEL_STEP: &str = "code-runner.step";
 
@@ -99,6 +106,8 @@ pub struct SandboxSettings {
     pub worker_id: String,
     /// The queue this worker serves (`<prefix>:<name>`), also written on them.
     pub queue: String,
+    /// The deployment it belongs to ([`LABEL_DEPLOYMENT`]), also written on them.
+    pub deployment: String,
     /// Operator overrides of host settings, already checked to be harmless
     /// ([`overrides::parse_overrides`]).
     pub overrides: serde_json::Map<String, serde_json::Value>,

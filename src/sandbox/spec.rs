@@ -5,7 +5,10 @@ use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
 
-use super::{LABEL_JOB, LABEL_MANAGED, LABEL_QUEUE, LABEL_STEP, LABEL_WORKER, SandboxSettings};
+use super::{
+    LABEL_DEPLOYMENT, LABEL_JOB, LABEL_MANAGED, LABEL_QUEUE, LABEL_STEP, LABEL_WORKER,
+    SandboxSettings,
+};
 
 /// The monitor baked into every runner image: the container's PID 1.
 pub const MONITOR: &str = "/usr/local/bin/code-runner-monitor";
@@ -79,6 +82,7 @@ pub fn container_spec(
         (LABEL_WORKER.to_string(), settings.worker_id.clone()),
         (LABEL_JOB.to_string(), job_id.to_string()),
         (LABEL_QUEUE.to_string(), settings.queue.clone()),
+        (LABEL_DEPLOYMENT.to_string(), settings.deployment.clone()),
         (LABEL_STEP.to_string(), step.to_string()),
     ]);
     let memory = limits.memory_bytes as i64;
@@ -219,6 +223,7 @@ mod tests {
             runtime: None,
             worker_id: "w1".into(),
             queue: "q".into(),
+            deployment: "redis://r q".into(),
             overrides: serde_json::Map::new(),
         };
         let limits = ContainerLimits {

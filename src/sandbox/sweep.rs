@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use bollard::query_parameters::ListContainersOptionsBuilder;
 
 use super::pool::{POOL_JOB, POOL_NAME_PREFIX};
-use super::{LABEL_JOB, LABEL_MANAGED, LABEL_QUEUE, LABEL_WORKER, Sandbox, SandboxError};
+use super::{
+    LABEL_DEPLOYMENT, LABEL_JOB, LABEL_MANAGED, LABEL_QUEUE, LABEL_WORKER, Sandbox, SandboxError,
+};
 
 /// A container carrying the service's labels.
 #[derive(Debug, Clone)]
@@ -21,6 +23,11 @@ pub struct ManagedContainer {
     pub pooled: bool,
     /// Creation time, seconds since the Unix epoch.
     pub created: i64,
+    /// Its queue (`<prefix>:<name>`, [`LABEL_QUEUE`]).
+    pub queue: String,
+    /// Its deployment ([`LABEL_DEPLOYMENT`]); `None` on a container made
+    /// before deployments were labelled.
+    pub deployment: Option<String>,
 }
 
 impl Sandbox {
@@ -37,13 +44,22 @@ impl Sandbox {
         self.list_labelled(label_filters).await
     }
 
-    /// Every container of this worker's queue (any worker's).
+    /// Every container of this worker's deployment (any worker's): its
+    /// queue on its Redis. A container of the same queue name on another
+    /// Redis is another deployment's; one with no deployment label (made
+    /// by an older version) counts by its queue.
     pub async fn list_queue_containers(&self) -> Result<Vec<ManagedContainer>, SandboxError> {
         let label_filters = vec![
             format!("{LABEL_MANAGED}=1"),
             format!("{LABEL_QUEUE}={}", self.settings().queue),
         ];
-        self.list_labelled(label_filters).await
+        let mut containers = self.list_labelled(label_filters).await?;
+        containers.retain(|c| {
+            c.deployment
+                .as_deref()
+                .is_none_or(|d| d == self.settings().deployment)
+        });
+        Ok(containers)
     }
 
     async fn list_labelled(
@@ -73,6 +89,8 @@ impl Sandbox {
                     job_id,
                     pooled,
                     created: c.created.unwrap_or(0),
+                    queue: labels.get(LABEL_QUEUE).cloned().unwrap_or_default(),
+                    deployment: labels.get(LABEL_DEPLOYMENT).cloned(),
                 })
             })
             .collect())

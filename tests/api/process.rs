@@ -89,6 +89,7 @@ async fn jobs_survive_a_restart_of_the_service_process() {
         runtime: None,
         worker_id: "test-observer".into(),
         queue: "none".into(),
+        deployment: "none".into(),
         overrides: serde_json::Map::new(),
     })
     .await
@@ -111,6 +112,7 @@ async fn jobs_survive_a_restart_of_the_service_process() {
         prefix: TEST_PREFIX.into(),
         queue_name: queue_name.clone(),
         cancelled_retention_secs: 60,
+        callback_attempts: 1,
     })
     .await
     .unwrap();

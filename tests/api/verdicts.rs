@@ -308,6 +308,72 @@ async fn output_over_its_cap_is_output_limit_exceeded() {
     service.stop().await;
 }
 
+/// Output that is not UTF-8 is compared byte for byte in every mode: the
+/// expected `80 80 0a` is not the printed `ff fe 0a`, though both read as
+/// two replacement characters (which every mode but `exact` compared).
+#[tokio::test]
+async fn output_that_is_not_utf8_is_compared_as_bytes_in_every_mode() {
+    let service = TestService::start().await;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let code = "import sys\nsys.stdout.buffer.write(bytes([0xff, 0xfe, 0x0a]))";
+    let modes = ["exact", "lines", "tokens", "float"];
+    let mut cases: Vec<Value> = modes
+        .iter()
+        .map(|mode| json!({ "expected_output": b64.encode([0x80, 0x80, 0x0a]), "compare": mode }))
+        .collect();
+    // The default comparison, and the right bytes under each mode.
+    cases.push(json!({ "expected_output": b64.encode([0x80, 0x80, 0x0a]) }));
+    cases.extend(
+        modes.iter().map(
+            |mode| json!({ "expected_output": b64.encode([0xff, 0xfe, 0x0a]), "compare": mode }),
+        ),
+    );
+    let view = service
+        .run_v1(json!({
+            "language": "python",
+            "code": b64.encode(code),
+            "base64": true,
+            "test_cases": cases,
+        }))
+        .await;
+    let cases = view["result"]["test_cases"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{view}"));
+    for (i, case) in cases.iter().enumerate().take(5) {
+        assert_eq!(case["verdict"], "wrong_answer", "case {i}: {view}");
+        let message = case["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(r#"\x80\x80"#) && message.contains(r#"\xff\xfe"#),
+            "case {i} shows the bytes escaped: {message}"
+        );
+    }
+    for (i, case) in cases.iter().enumerate().skip(5) {
+        assert_eq!(case["verdict"], "accepted", "case {i}: {view}");
+    }
+    assert_eq!(view["result"]["verdict"], "wrong_answer", "{view}");
+
+    // Judge0's comparison, with base64_encoded=true.
+    let client = reqwest::Client::new();
+    let judged: Value = client
+        .post(format!(
+            "{}/submissions?base64_encoded=true&wait=true",
+            service.url
+        ))
+        .json(&json!({
+            "source_code": b64.encode(code),
+            "language_id": 71,
+            "expected_output": b64.encode([0x80, 0x80, 0x0a]),
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(judged["status"]["id"], 4, "Wrong Answer: {judged}");
+    service.stop().await;
+}
+
 #[tokio::test]
 async fn base64_carries_exact_bytes_both_ways() {
     let service = TestService::start().await;

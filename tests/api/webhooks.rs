@@ -183,6 +183,46 @@ async fn a_finished_job_is_posted_to_its_callback_signed() {
     service.stop().await;
 }
 
+/// Every end of a job owes its webhook: one cancelled while it waited
+/// (never claimed) too, as `GET /v1/jobs/{id}` shows it.
+#[tokio::test]
+async fn a_job_cancelled_while_it_waits_is_posted_to_its_callback() {
+    let service = TestService::start_with(|c| {
+        c.callback_secret = Some(SECRET.into());
+        c.callback_allow = ALLOW_LOOPBACK.into();
+        c.concurrency = 1;
+    })
+    .await;
+    let blocker = service
+        .submit_v1(json!({ "language": "bash", "code": "sleep 30" }))
+        .await;
+    service
+        .wait_v1(&blocker, &["active"], Duration::from_secs(60))
+        .await;
+    let (url, received) = receiver(vec![]).await;
+    let id = service
+        .submit_v1(json!({ "language": "python", "code": "print('never')", "callback_url": url }))
+        .await;
+    let (status, cancelled) = service
+        .send(reqwest::Method::DELETE, &format!("/v1/jobs/{id}"), None)
+        .await;
+    assert_eq!(status, 200, "{cancelled}");
+    let calls = wait_calls(&received, 1, Duration::from_secs(60)).await;
+    let view = check_signed(&calls[0], &id);
+    assert_eq!(view["state"], "cancelled", "{view}");
+    assert_eq!(view["attempts_made"], 0, "{view}");
+    let (_, now) = service.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(now["state"], "cancelled", "{now}");
+    let _ = service
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/jobs/{blocker}"),
+            None,
+        )
+        .await;
+    service.stop().await;
+}
+
 #[tokio::test]
 async fn a_failed_attempt_is_retried_and_delivered_once() {
     let service = TestService::start_with(|c| {

@@ -369,3 +369,121 @@ async fn the_playground_runs_programs_interactively_in_the_browser() {
     client.close().await.unwrap();
     service.stop().await;
 }
+
+/// A page of another site, served on another loopback port: what it does
+/// to the API at `api` (a cross-site "simple" POST per foreign API with no
+/// CORS needed to send it, and a WebSocket that submits code), written as
+/// JSON into `#out` when done.
+const CROSS_SITE_PAGE: &str = r#"<!doctype html><html><body><pre id="out"></pre><script>
+const api = "API";
+const seen = {};
+const simple = (path, type, body) =>
+  fetch(api + path, { method: "POST", mode: "no-cors", headers: { "Content-Type": type }, body })
+    .then(() => "sent", e => "error " + e);
+(async () => {
+  seen.piston = await simple("/api/v2/execute", "text/plain",
+    JSON.stringify({ language: "python", version: "*", files: [{ content: "print('cross-site')" }] }));
+  seen.judge0 = await simple("/submissions?wait=true", "multipart/form-data; boundary=x",
+    JSON.stringify({ source_code: "print('cross-site')", language_id: 71 }));
+  seen.run = await simple("/run", "text/plain", JSON.stringify({ language: "python", code: "print('cross-site')" }));
+  seen.ws = await new Promise(done => {
+    const messages = [];
+    const socket = new WebSocket(api.replace("http", "ws") + "/v1/stream");
+    socket.onopen = () => socket.send(JSON.stringify({ language: "python", code: "print('cross-site')" }));
+    socket.onmessage = m => messages.push(String(m.data));
+    socket.onerror = () => messages.push("error");
+    socket.onclose = () => done(messages);
+    setTimeout(() => done(messages.concat(["timeout"])), 20000);
+  });
+  document.getElementById("out").textContent = JSON.stringify(seen);
+})();
+</script></body></html>"#;
+
+/// A front end the operator listed in CODE_RUNNER_CORS_ORIGINS: calls the
+/// API with its key (a preflighted JSON POST) and reads the answer.
+const FRONT_END_PAGE: &str = r#"<!doctype html><html><body><pre id="out"></pre><script>
+fetch("API/v1/jobs?wait=true", {
+  method: "POST",
+  headers: { "Content-Type": "application/json", "Authorization": "Bearer KEY" },
+  body: JSON.stringify({ language: "python", code: "print('from the front end')" }),
+}).then(r => r.json()).then(
+  view => { document.getElementById("out").textContent = view.result.stdout; },
+  e => { document.getElementById("out").textContent = "error " + e; });
+</script></body></html>"#;
+
+/// Serves `html` at `/` on a loopback port of its own: another site, as
+/// far as the browser can tell. Its origin.
+async fn serve_page(html: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || async move { axum::response::Html(html) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    origin
+}
+
+/// In a real browser: a page of another site can neither run code through
+/// the job API (cross-site POSTs to each API, a WebSocket) nor read it;
+/// a front end on a listed origin can, with its key.
+#[tokio::test]
+async fn a_page_of_another_site_cannot_use_the_api_and_a_listed_front_end_can() {
+    let service = TestService::start().await;
+    let (_, before) = service.admin_get("/admin/api/overview").await;
+    let page = serve_page(CROSS_SITE_PAGE.replace("API", &service.url)).await;
+    let (_driver, client) = browser().await;
+    client.goto(&format!("{page}/")).await.unwrap();
+    let seen = wait_text(&client, "#out", |t| !t.is_empty(), "the page's attempts").await;
+    let seen: Value = serde_json::from_str(&seen).unwrap();
+    // The WebSocket never opened: no message, an error.
+    let messages = seen["ws"].as_array().unwrap();
+    assert!(
+        !messages
+            .iter()
+            .any(|m| m.as_str().unwrap().contains("accepted")
+                || m.as_str().unwrap().contains("cross-site")),
+        "{seen}"
+    );
+    assert!(messages.iter().any(|m| m == "error"), "{seen}");
+    // Nothing was queued from the page (the POSTs were sent, and refused).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, after) = service.admin_get("/admin/api/overview").await;
+    let total = |overview: &Value| -> u64 {
+        overview["counts"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(Value::as_u64)
+            .sum()
+    };
+    assert_eq!(
+        total(&before),
+        total(&after),
+        "a job was queued: {after} {seen}"
+    );
+    service.stop().await;
+
+    // A front end on a listed origin, with a key.
+    let (key, entry) = code_runner::http::auth::new_key("frontend");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let service = TestService::start_with(|c| {
+        c.api_keys = Some(entry);
+        c.cors_origins = vec![origin.clone()];
+    })
+    .await;
+    let html = FRONT_END_PAGE
+        .replace("API", &service.url)
+        .replace("KEY", &key);
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || async move { axum::response::Html(html) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    client.goto(&format!("{origin}/")).await.unwrap();
+    let out = wait_text(&client, "#out", |t| !t.is_empty(), "the front end's answer").await;
+    assert_eq!(out.trim(), "from the front end");
+    client.close().await.unwrap();
+    service.stop().await;
+}

@@ -561,6 +561,165 @@ async fn a_compiled_jobs_cases_get_the_runs_limits_and_figures_not_the_compilers
     );
 }
 
+/// `leave <secret>` leaves one object of every kind a program can make
+/// outside its processes, each with the secret in it, and gives each System
+/// V object away to another owner (`IPC_SET`, which its creator may do; an
+/// owner-only clean-up skips it): a 64 MiB shared memory segment (touched,
+/// so charged to the container), a message queue, a semaphore set, a POSIX
+/// message queue (refused under gVisor, which cannot show or remove one),
+/// POSIX shared memory, FIFOs and a socket in every writable place.
+/// `look` says what it finds of them: a line that must read
+/// `shm none msg none sem none mq none shm_open none files 0 counts 0 0 0`.
+const IPC_LEAVE_AND_LOOK: &str = r#"#define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
+#include <mqueue.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#define SHM_KEY 0x5151
+#define MSG_KEY 0x5252
+#define SEM_KEY 0x5353
+#define SIZE (64 << 20)
+struct message { long type; char text[64]; };
+static int entries(const char *dir, const char *except) {
+  int n = 0; DIR *d = opendir(dir); struct dirent *e;
+  if (!d) return 0;
+  while ((e = readdir(d)))
+    if (e->d_name[0] != '.' && (!except || strcmp(e->d_name, except))) n++;
+  closedir(d);
+  return n;
+}
+static void bind_at(const char *path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0); struct sockaddr_un a = { .sun_family = AF_UNIX };
+  strncpy(a.sun_path, path, sizeof a.sun_path - 1); bind(fd, (struct sockaddr *)&a, sizeof a);
+}
+int main(void) {
+  char role[16] = {0}, secret[48] = {0};
+  if (scanf("%15s %47s", role, secret) < 1) return 3;
+  if (!strcmp(role, "leave")) {
+    int shm = shmget(SHM_KEY, SIZE, IPC_CREAT | 0600);
+    char *p = shmat(shm, NULL, 0);
+    memset(p, 1, SIZE); strcpy(p, secret); shmdt(p);
+    struct shmid_ds sd; shmctl(shm, IPC_STAT, &sd); sd.shm_perm.uid = 12345; sd.shm_perm.gid = 12345;
+    int shm_given = shmctl(shm, IPC_SET, &sd);
+    int msg = msgget(MSG_KEY, IPC_CREAT | 0600);
+    struct message m = { .type = 1 }; strcpy(m.text, secret); msgsnd(msg, &m, sizeof m.text, 0);
+    struct msqid_ds md; msgctl(msg, IPC_STAT, &md); md.msg_perm.uid = 12345;
+    int msg_given = msgctl(msg, IPC_SET, &md);
+    int sem = semget(SEM_KEY, 1, IPC_CREAT | 0600);
+    semctl(sem, 0, SETVAL, 42);
+    struct semid_ds sm; semctl(sem, 0, IPC_STAT, &sm); sm.sem_perm.uid = 12345;
+    int sem_given = semctl(sem, 0, IPC_SET, &sm);
+    struct mq_attr attr = { .mq_maxmsg = 4, .mq_msgsize = 64 };
+    mqd_t q = mq_open("/left", O_CREAT | O_RDWR, 0600, &attr);
+    if (q >= 0) mq_send(q, secret, strlen(secret), 0);
+    int posix = shm_open("/left", O_CREAT | O_RDWR, 0600);
+    if (posix >= 0) { write(posix, secret, strlen(secret)); close(posix); }
+    mkfifo("/tmp/fifo", 0600); mkfifo("/dev/shm/fifo", 0600);
+    bind_at("/tmp/socket"); bind_at("/dev/shm/socket");
+    printf("given %d %d %d\n", shm_given, msg_given, sem_given);
+    return 0;
+  }
+  char found[4][64] = {"none", "none", "none", "none"};
+  char shm_open_found[64] = "none";
+  int shm = shmget(SHM_KEY, 0, 0);
+  if (shm >= 0) { char *p = shmat(shm, NULL, SHM_RDONLY); snprintf(found[0], 64, "%s", p == (void *)-1 ? "there" : p); }
+  int msg = msgget(MSG_KEY, 0);
+  if (msg >= 0) { struct message m = {0}; strcpy(found[1], "there"); if (msgrcv(msg, &m, sizeof m.text, 0, IPC_NOWAIT) >= 0) snprintf(found[1], 64, "%s", m.text); }
+  int sem = semget(SEM_KEY, 0, 0);
+  if (sem >= 0) snprintf(found[2], 64, "value-%d", semctl(sem, 0, GETVAL));
+  mqd_t q = mq_open("/left", O_RDONLY | O_NONBLOCK);
+  if (q >= 0) { char text[64] = {0}; strcpy(found[3], "there"); if (mq_receive(q, text, 64, NULL) >= 0) snprintf(found[3], 64, "%s", text); }
+  int posix = shm_open("/left", O_RDONLY, 0);
+  if (posix >= 0) { char text[64] = {0}; read(posix, text, 63); snprintf(shm_open_found, 64, "%s", text); }
+  int files = entries("/tmp", "box") + entries("/dev/shm", NULL) + entries("/dev/mqueue", NULL);
+  struct shm_info si = {0}; struct msginfo mi = {0}; struct seminfo smi = {0};
+  shmctl(0, SHM_INFO, (struct shmid_ds *)&si);
+  msgctl(0, MSG_INFO, (struct msqid_ds *)&mi);
+  semctl(0, 0, SEM_INFO, &smi);
+  printf("shm %s msg %s sem %s mq %s shm_open %s files %d counts %d %d %d\n", found[0], found[1],
+         found[2], found[3], shm_open_found, files, si.used_ids, mi.msgpool, smi.semusz);
+  return 0;
+}
+"#;
+
+/// What `look` prints when nothing of an earlier run is left.
+const NOTHING_LEFT: &str =
+    "shm none msg none sem none mq none shm_open none files 0 counts 0 0 0\n";
+
+#[tokio::test]
+async fn no_ipc_object_or_file_outlives_its_test_case_whatever_its_owner() {
+    let cases = json!({ "test_cases": [
+        { "stdin": "leave CASE-ONE-INPUT" }, { "stdin": "look" },
+        { "stdin": "leave CASE-THREE-INPUT" }, { "stdin": "look" },
+    ]});
+    let view = contained("c", IPC_LEAVE_AND_LOOK, cases).await;
+    let cases = view["result"]["test_cases"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{view}"));
+    assert_eq!(cases.len(), 4, "{view}");
+    for (i, case) in cases.iter().enumerate() {
+        assert_eq!(case["verdict"], "accepted", "case {i}: {view}");
+        if i % 2 == 0 {
+            // Each object was made, and each System V one given away.
+            assert_eq!(case["stdout"], "given 0 0 0\n", "case {i}: {view}");
+        } else {
+            assert_eq!(case["stdout"], NOTHING_LEFT, "case {i}: {view}");
+            // The 64 MiB segment is no longer charged to the container.
+            assert!(
+                case["memory_peak_bytes"].as_u64().unwrap() < 48 << 20,
+                "case {i}'s peak counts the segment left before it: {view}"
+            );
+        }
+    }
+}
+
+/// The same objects left by a compilation (a multi-file program's
+/// `compile` script) are gone before its run, which under runc runs in the
+/// compilation's own container once it was cleared.
+#[tokio::test]
+async fn no_ipc_object_or_file_outlives_a_compilation_into_its_run() {
+    use base64::Engine;
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let compile = "gcc -O1 -o ipc ipc.c -lrt && echo 'leave FROM-THE-COMPILER' | ./ipc";
+    let run = "echo look | ./ipc";
+    let service = TestService::start().await;
+    let view = service
+        .run_v1(json!({
+            "language": "multi-file",
+            "files": [
+                { "name": "ipc.c", "content": b64(IPC_LEAVE_AND_LOOK) },
+                { "name": "compile", "content": b64(compile) },
+                { "name": "run", "content": b64(run) },
+            ],
+            "base64": true,
+            "test_cases": [{ "stdin": "" }, { "stdin": "" }],
+        }))
+        .await;
+    let result = &view["result"];
+    assert_eq!(result["compile"]["exit_code"], 0, "{view}");
+    for case in result["test_cases"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{view}"))
+    {
+        assert_eq!(case["verdict"], "accepted", "{view}");
+        let stdout = base64::engine::general_purpose::STANDARD
+            .decode(case["stdout"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&stdout), NOTHING_LEFT, "{view}");
+    }
+    service.stop().await;
+}
+
 #[tokio::test]
 async fn a_case_that_hits_its_limits_leaves_the_next_case_its_own() {
     // Case 0 burns CPU past its limit, case 1 runs out of memory, case 2
@@ -1178,6 +1337,7 @@ async fn a_job_outliving_a_killed_service_has_its_container_reaped_on_restart() 
         runtime: None,
         worker_id: "observer".into(),
         queue: "none".into(),
+        deployment: "none".into(),
         overrides: serde_json::Map::new(),
     })
     .await

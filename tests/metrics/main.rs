@@ -63,7 +63,11 @@ fn delta(before: &Samples, after: &Samples, key: &str) -> f64 {
 
 #[tokio::test]
 async fn counters_and_histograms_move_by_exactly_the_jobs_run() {
-    let service = TestService::start_with(|c| c.attempts = 1).await;
+    let service = TestService::start_with(|c| {
+        c.attempts = 1;
+        c.concurrency = 1;
+    })
+    .await;
     let (before, _) = scrape(&service).await;
 
     for i in 0..3 {
@@ -98,13 +102,39 @@ async fn counters_and_histograms_move_by_exactly_the_jobs_run() {
         }))
         .await;
     assert_eq!(panicked["state"], "failed", "{panicked}");
+    // Cancelled while it waited (the one slot held by a sleeper): counted
+    // as every other end of a job is.
+    let sleeper = service
+        .submit_v1(
+            json!({ "language": "python", "code": "import time\ntime.sleep(2)\nprint('slept')" }),
+        )
+        .await;
+    service
+        .wait_v1(&sleeper, &["active"], std::time::Duration::from_secs(60))
+        .await;
+    let waiting = service
+        .submit_v1(json!({ "language": "python", "code": "print('never')" }))
+        .await;
+    let (status, body) = service
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/jobs/{waiting}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["attempts_made"], 0, "cancelled before it ran: {body}");
+    let slept = service
+        .wait_v1(&sleeper, &["completed"], std::time::Duration::from_secs(60))
+        .await;
+    assert_eq!(slept["result"]["verdict"], "accepted", "{slept}");
 
     let (after, text) = scrape(&service).await;
     let moved = |key: &str| delta(&before, &after, key);
     let finished = "code_runner_jobs_finished_total";
     assert_eq!(
         moved(&format!("{finished}{{language=python,verdict=accepted}}")),
-        3.0,
+        4.0,
         "{text}"
     );
     assert_eq!(
@@ -123,24 +153,30 @@ async fn counters_and_histograms_move_by_exactly_the_jobs_run() {
         moved(&format!("{finished}{{language=python,verdict=failed}}")),
         1.0
     );
+    assert_eq!(
+        moved(&format!("{finished}{{language=python,verdict=cancelled}}")),
+        1.0,
+        "{text}"
+    );
     assert_eq!(moved("code_runner_runner_panics_total{}"), 1.0, "{text}");
     assert_eq!(moved("code_runner_timeouts_total{}"), 1.0, "{text}");
     assert_eq!(moved("code_runner_oom_kills_total{}"), 1.0, "{text}");
-    // Six jobs claimed once each, six ended.
+    // Seven jobs claimed once each (the one cancelled while it waited
+    // never was), eight ended.
     assert_eq!(
         moved("code_runner_queue_wait_seconds_count{}"),
-        6.0,
+        7.0,
         "{text}"
     );
     assert_eq!(
         moved("code_runner_job_duration_seconds_count{}"),
-        6.0,
+        8.0,
         "{text}"
     );
-    // Five programs ran to their report; the panicked runner's never did.
+    // Six programs ran to their report; the panicked runner's never did.
     assert_eq!(
         moved("code_runner_container_phase_seconds_count{phase=run}"),
-        5.0,
+        6.0,
         "{text}"
     );
     // Six jobs through POST /v1/jobs?wait=true, all answered 200; the first
@@ -266,4 +302,94 @@ async fn one_jobs_logs_join_up_across_the_api_and_the_worker_by_job_and_trace_id
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The number of series `/metrics` holds, from its text.
+fn series(text: &str) -> usize {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count()
+}
+
+/// Labels are bounded whatever clients send: after one request of each
+/// kind, 1,000 more with distinct methods, paths and language names (our
+/// API's, Judge0's ids, Piston's names) add no series. (A process of its
+/// own: the recorder is process-wide.)
+#[tokio::test]
+async fn distinct_methods_paths_and_languages_add_no_series() {
+    let queue = helpers::unique_queue();
+    let (port, admin_port) = (helpers::free_port(), helpers::free_port());
+    let api = helpers::service_command("api", &queue, port)
+        .env(
+            "CODE_RUNNER_ADMIN_LISTEN",
+            format!("127.0.0.1:{admin_port}"),
+        )
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("start code-runner api");
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    helpers::wait_ready(&client, &url).await;
+    let scrape_text = || async {
+        client
+            .get(format!("http://127.0.0.1:{admin_port}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let round = |i: usize| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let method =
+                reqwest::Method::from_bytes(format!("M{i}{}", "X".repeat(200)).as_bytes()).unwrap();
+            let statuses = [
+                client
+                    .request(method, format!("{url}/no/such/path/{i}"))
+                    .send()
+                    .await,
+                client.get(format!("{url}/no/such/path/{i}")).send().await,
+                client
+                    .post(format!("{url}/v1/jobs"))
+                    .json(&json!({ "language": format!("lang{i}"), "code": "x" }))
+                    .send()
+                    .await,
+                client
+                    .post(format!("{url}/submissions"))
+                    .json(&json!({ "language_id": 100_000 + i, "source_code": "x" }))
+                    .send()
+                    .await,
+                client
+                    .post(format!("{url}/api/v2/execute"))
+                    .json(&json!({ "language": format!("piston{i}"), "version": "*",
+                        "files": [{ "content": "x" }] }))
+                    .send()
+                    .await,
+            ];
+            statuses
+                .into_iter()
+                .map(|r| r.expect("an answer").status().as_u16())
+                .collect::<Vec<u16>>()
+        }
+    };
+    let first = round(0).await;
+    assert!(
+        first.iter().all(|s| (400..500).contains(s)),
+        "every request is refused: {first:?}"
+    );
+    // Scraped once first, so that the scrape's own series exist.
+    scrape_text().await;
+    let before = series(&scrape_text().await);
+    let rounds: Vec<_> = (1..=200).map(round).collect();
+    for statuses in futures_util::future::join_all(rounds).await {
+        assert_eq!(statuses, first, "the same answers");
+    }
+    let text = scrape_text().await;
+    assert_eq!(series(&text), before, "{text}");
+    assert!(!text.contains("lang1\""), "{text}");
+    assert!(!text.contains("M1XX"), "{text}");
+    assert!(helpers::terminate(api).success());
 }

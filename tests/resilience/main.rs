@@ -170,18 +170,21 @@ async fn wait_state(
     }
 }
 
-/// Containers of the test's queue on the engine.
+/// Containers of the test's queue on the engine (any deployment's).
 async fn queue_containers(queue: &str) -> Vec<code_runner::sandbox::sweep::ManagedContainer> {
     let sandbox = code_runner::sandbox::Sandbox::connect(code_runner::sandbox::SandboxSettings {
         image_prefix: "code-runner".into(),
         runtime: None,
         worker_id: "observer".into(),
-        queue: format!("{TEST_PREFIX}:{queue}"),
+        queue: "none".into(),
+        deployment: "none".into(),
         overrides: serde_json::Map::new(),
     })
     .await
     .unwrap();
-    sandbox.list_queue_containers().await.unwrap()
+    let mut containers = sandbox.list_managed(None).await.unwrap();
+    containers.retain(|c| c.queue == format!("{TEST_PREFIX}:{queue}"));
+    containers
 }
 
 /// Containers of the test's queue that run (or ran) a job: not those

@@ -144,6 +144,7 @@ fn with_settings(mut body: ContainerCreateBody, settings: &[Setting]) -> Contain
         runtime: None,
         worker_id: "engine-cycles".into(),
         queue: "engine-cycles".into(),
+        deployment: "engine-cycles".into(),
         overrides: serde_json::Map::new(),
     };
     let limits = ContainerLimits {

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -27,7 +27,7 @@ use crate::compat::judge0::{
 };
 use crate::http::AppState;
 use crate::http::auth::Caller;
-use crate::http::error::{AnyJson, ApiError};
+use crate::http::error::{AnyJson, ApiError, Judge0Error, PathText};
 use crate::http::request::{self, FileRequest, JobRequest, LimitsRequest, TestCaseRequest};
 use crate::job::JobSpec;
 use crate::queue::{PublicState, StoredJob};
@@ -253,7 +253,7 @@ pub async fn create(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Judge0Error> {
     let bytes = super::super::body::any_body(
         body,
         super::super::admission::max_body_bytes(&state),
@@ -374,9 +374,9 @@ fn read_options(
 pub async fn show(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(token_text): Path<String>,
+    PathText(token_text, _): PathText<Judge0Error>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Judge0Error> {
     let (fields, base64_encoded) = match read_options(&query) {
         Ok(options) => options,
         Err(response) => return Ok(*response),
@@ -416,9 +416,9 @@ pub async fn show(
 pub async fn destroy(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(token_text): Path<String>,
+    PathText(token_text, _): PathText<Judge0Error>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Judge0Error> {
     let (fields, _) = match read_options(&query) {
         Ok(options) => options,
         Err(response) => return Ok(*response),
@@ -472,7 +472,7 @@ pub async fn batch_show(
     Extension(caller): Extension<Caller>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Judge0Error> {
     let (fields, base64_encoded) = match read_options(&query) {
         Ok(options) => options,
         Err(response) => return Ok(*response),
@@ -553,7 +553,7 @@ pub async fn batch_create(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Judge0Error> {
     let bytes = super::super::body::any_body(
         body,
         state.intake.max_batch_bytes,
@@ -608,7 +608,7 @@ pub async fn batch_create(
         (status = 200, description = "`[{\"id\", \"name\"}]`", body = AnyJson),
         (status = 503, description = "Redis unavailable", body = AnyJson),
     ))]
-pub async fn languages(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn languages(State(state): State<AppState>) -> Result<Response, Judge0Error> {
     let versions = state.queue.language_versions().await?;
     Ok(answer(
         StatusCode::OK,
@@ -622,7 +622,7 @@ pub async fn languages(State(state): State<AppState>) -> Result<Response, ApiErr
         (status = 200, description = "`[{\"id\", \"name\", \"is_archived\"}]`", body = AnyJson),
         (status = 503, description = "Redis unavailable", body = AnyJson),
     ))]
-pub async fn all_languages(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn all_languages(State(state): State<AppState>) -> Result<Response, Judge0Error> {
     let versions = state.queue.language_versions().await?;
     let mut all = judge0::languages_json(&state.languages, &versions);
     for language in &mut all {
@@ -641,8 +641,8 @@ pub async fn all_languages(State(state): State<AppState>) -> Result<Response, Ap
     ))]
 pub async fn language(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+    PathText(id, _): PathText<Judge0Error>,
+) -> Result<Response, Judge0Error> {
     let Some((id, language)) = id
         .trim()
         .parse::<u32>()
@@ -708,7 +708,7 @@ pub async fn config_info(State(state): State<AppState>) -> Response {
         (status = 429, description = "Over the key's rate", body = AnyJson),
         (status = 503, description = "Redis unavailable", body = AnyJson),
     ))]
-pub async fn workers(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn workers(State(state): State<AppState>) -> Result<Response, Judge0Error> {
     let workers = state.queue.live_workers(crate::job::now_ms()).await?;
     let counts = state.queue.counts().await?;
     let slots: u64 = workers.iter().map(|w| u64::from(w.concurrency)).sum();

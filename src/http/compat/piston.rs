@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::compat::piston::{self, Constraints, ExecuteParams, Translated};
 use crate::http::AppState;
 use crate::http::auth::Caller;
-use crate::http::error::{AnyJson, ApiError};
+use crate::http::error::{AnyJson, ApiError, PistonError};
 use crate::http::request::{self, FileRequest, JobRequest, LimitsRequest};
 use crate::queue::PublicState;
 
@@ -30,26 +30,13 @@ fn message(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "message": message.into() }))).into_response()
 }
 
-/// An error of the service's own, in Piston's shape (with its headers,
-/// e.g. `Retry-After`).
-fn from_api_error(error: ApiError) -> Response {
-    let retry_after = error.retry_after;
-    let mut response = message(error.status, error.message);
-    if let Some(seconds) = retry_after {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
-    }
-    response
-}
-
 /// `GET /api/v2/runtimes` (Piston).
 #[utoipa::path(get, path = "/api/v2/runtimes", tag = "piston",
     responses(
         (status = 200, description = "`[{\"language\", \"version\", \"aliases\"}]`", body = AnyJson),
         (status = 503, description = "Redis unavailable", body = AnyJson),
     ))]
-pub async fn runtimes(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn runtimes(State(state): State<AppState>) -> Result<Response, PistonError> {
     let versions = state.queue.language_versions().await?;
     Ok(Json(piston::runtimes(&state.languages, &versions)).into_response())
 }
@@ -61,7 +48,7 @@ pub async fn runtimes(State(state): State<AppState>) -> Result<Response, ApiErro
         (status = 200, description = "`[{\"language\", \"language_version\", \"installed\"}]`", body = AnyJson),
         (status = 503, description = "Redis unavailable", body = AnyJson),
     ))]
-pub async fn packages(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn packages(State(state): State<AppState>) -> Result<Response, PistonError> {
     let versions = state.queue.language_versions().await?;
     let workers = state.queue.live_workers(crate::job::now_ms()).await?;
     let ready = |l: &crate::language::Language| {
@@ -206,7 +193,7 @@ pub async fn execute(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Result<Response, PistonError> {
     let declared_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -216,8 +203,7 @@ pub async fn execute(
         super::super::admission::max_body_bytes(&state),
         state.intake.body_read_timeout,
     )
-    .await
-    .map_err(|e| ApiError::new(e.status, e.message))?;
+    .await?;
     // A body that is JSON is read whatever its content type says (Piston's
     // npm client sends its JSON as text/plain); anything else is Piston's 415.
     if !declared_json && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
@@ -232,7 +218,7 @@ pub async fn execute(
         compiled,
     } = match queue_execution(&state, &caller, &bytes, false).await {
         Ok(queued) => queued,
-        Err(refused) => return Ok(from_api_error(refused)),
+        Err(refused) => return Err(refused.into()),
     };
     tracing::Span::current().record("job", tracing::field::display(&id));
     let finished = state
@@ -298,7 +284,7 @@ pub async fn connect(
         axum::extract::ws::WebSocketUpgrade,
         axum::extract::ws::rejection::WebSocketUpgradeRejection,
     >,
-) -> Result<Response, ApiError> {
+) -> Result<Response, PistonError> {
     let ws = ws.map_err(crate::http::live::not_websocket)?;
     Ok(ws
         .max_message_size(crate::http::live::MAX_MESSAGE)
