@@ -404,8 +404,9 @@ impl App {
                         attempts: config.attempts,
                     },
                     callback_policy: callback_policy.clone(),
-                    body_read_timeout: std::time::Duration::from_millis(
-                        config.body_read_timeout_ms,
+                    bodies: crate::http::body::BodyReader::new(
+                        (config.max_body_bytes_in_flight_mb as usize) << 20,
+                        std::time::Duration::from_millis(config.body_read_timeout_ms),
                     ),
                     callback_attempts: config.callback_attempts,
                     browser,

@@ -41,6 +41,14 @@ pub struct Config {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_connections: usize,
 
+    /// Bytes of request bodies one API process reads at once, in MiB,
+    /// beyond the first 64 KiB of each (small requests never count): a
+    /// body that does not fit is refused with 503, so many large bodies at
+    /// once cannot take the process's memory.
+    #[arg(long, env = "CODE_RUNNER_MAX_BODY_BYTES_IN_FLIGHT_MB", default_value_t = 64,
+          value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=65_536))]
+    pub max_body_bytes_in_flight_mb: u64,
+
     /// Connections open at once on each listener from one client address.
     #[arg(long, env = "CODE_RUNNER_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]

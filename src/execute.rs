@@ -487,6 +487,7 @@ impl Steps<'_> {
                 .collect(),
             stdin: Vec::new(),
             uid: Some(self.settings.uid),
+            processes: nproc(step_limits),
             ..Task::default()
         }
     }
@@ -583,6 +584,7 @@ impl Judge<'_> {
             files,
             argv: self.argv.clone(),
             uid: Some(uid),
+            processes: nproc(step),
             ..Task::default()
         }
     }
@@ -768,6 +770,7 @@ pub async fn execute(
                 case.stdin.clone()
             },
             uid: Some(settings.uid),
+            processes: nproc(&step),
             stack_bytes: job.stack_bytes,
             file_size_bytes: job.file_size_bytes,
             stderr_to_stdout: job.stderr_to_stdout,
@@ -794,9 +797,14 @@ pub async fn execute(
                 && chained.awaits_task()
             {
                 // The compilation's container, with the run's limits from
-                // here on (or closed, if they could not be set).
-                let run_limits = container_limits(&step, settings, language);
-                chained.then_cases(&run_limits, task()).await;
+                // here on (or closed, if they could not be set). What the
+                // compilation leaves (the program's files, written again
+                // into the tmpfs, which the memory cgroup charges) is kept
+                // out of the run's memory: its limit is the program's own.
+                let task = task();
+                let mut run_limits = container_limits(&step, settings, language);
+                run_limits.memory_bytes += files_bytes(&task);
+                chained.then_cases(&run_limits, task).await;
             }
             if !session.as_ref().is_some_and(CaseSession::is_open) {
                 session = Some(
@@ -1488,6 +1496,22 @@ fn container_limits(
         runtime: language.runtime.clone(),
         cpuset: settings.cpuset.map(|cpu| cpu.to_string()),
     }
+}
+
+/// A step's processes limit for the monitor to set as the program uid's
+/// `RLIMIT_NPROC` (the container's pids cgroup sets the same limit; under
+/// gVisor it is this one that the program meets).
+fn nproc(step: &StepLimits) -> Option<u64> {
+    u64::try_from(step.processes).ok().filter(|n| *n > 0)
+}
+
+/// What a task's files take in the tmpfs: each rounded up to whole pages.
+fn files_bytes(task: &Task) -> u64 {
+    const PAGE: u64 = 4096;
+    task.files
+        .iter()
+        .map(|f| (f.content.len() as u64).div_ceil(PAGE) * PAGE)
+        .sum()
 }
 
 /// A run's verdict from what the monitor measured.

@@ -264,7 +264,9 @@ pub struct RunFigures {
     pub wall_time_ms: u64,
     /// CPU time of all its processes (cgroup).
     pub cpu_time_ms: u64,
-    /// The container's memory high-water mark (cgroup), in bytes.
+    /// The program's own peak memory, in bytes: its processes' peak
+    /// resident set, or the anonymous memory they held at once, whichever
+    /// is more; never page cache it merely read.
     pub memory_peak_bytes: u64,
     #[serde(default)]
     pub stdout_truncated: bool,

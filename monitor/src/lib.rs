@@ -11,6 +11,7 @@
 //! artifacts <max bytes>\n     (optional) send back the work dir's files after
 //! uid <n>\n                   (optional) the uid (and gid) the command runs as
 //! stack_bytes <n>\n           (optional) the command's stack limit (RLIMIT_STACK)
+//! processes <n>\n             (optional) processes and threads of its uid (RLIMIT_NPROC)
 //! file_size_bytes <n>\n       (optional) largest file it may write (RLIMIT_FSIZE)
 //! stderr_to_stdout\n          (optional) its stderr goes into its stdout stream
 //! interactive <idle ms>\n     (optional) the command's stdin stays open and is fed
@@ -168,6 +169,13 @@ pub struct Task {
     pub uid: Option<u32>,
     /// The command's stack limit (`RLIMIT_STACK`), when the job sets one.
     pub stack_bytes: Option<u64>,
+    /// Processes and threads the command's uid may have at once
+    /// (`RLIMIT_NPROC`, with [`Task::uid`]): the same limit as the
+    /// container's pids cgroup, enforced by the kernel the program talks to.
+    /// Under gVisor the cgroup counts the sandbox's own threads and stub
+    /// processes too, and a program forking past it stops the sandbox
+    /// itself; gVisor's kernel refuses the fork (EAGAIN) at this limit first.
+    pub processes: Option<u64>,
     /// The largest file the command may write (`RLIMIT_FSIZE`: past it the
     /// write fails with SIGXFSZ), when the job sets one.
     pub file_size_bytes: Option<u64>,
@@ -338,6 +346,9 @@ impl Task {
         if let Some(bytes) = self.stack_bytes {
             line(&mut out, format!("stack_bytes {bytes}"));
         }
+        if let Some(processes) = self.processes {
+            line(&mut out, format!("processes {processes}"));
+        }
         if let Some(bytes) = self.file_size_bytes {
             line(&mut out, format!("file_size_bytes {bytes}"));
         }
@@ -417,6 +428,7 @@ impl Task {
                     task.uid = Some(uid);
                 }
                 "stack_bytes" => task.stack_bytes = Some(number(rest)?),
+                "processes" => task.processes = Some(number(rest)?),
                 "file_size_bytes" => task.file_size_bytes = Some(number(rest)?),
                 "stderr_to_stdout" => task.stderr_to_stdout = true,
                 "interactive" => task.interactive = Some(number(rest)?),
@@ -677,6 +689,7 @@ mod tests {
             stdin: b"line\nmore".to_vec(),
             uid: Some(60_001),
             stack_bytes: Some(64 << 20),
+            processes: Some(32),
             file_size_bytes: Some(1 << 20),
             stderr_to_stdout: true,
             interactive: Some(5000),

@@ -5,8 +5,9 @@
 //! for stdin, stdout and stderr, relays the output in frames while counting
 //! it, enforces the wall-clock, CPU-time (from the cgroup) and output
 //! limits, reaps every process (it is the container's init), and reports
-//! exit status, signal, wall time, CPU time and peak memory as the kernel
-//! counted them.
+//! exit status, signal, wall time, CPU time and the command's own peak
+//! memory (not the page cache it read: see `run`) as the kernel counted
+//! them.
 //!
 //! It starts as root with a handful of capabilities (the container's only
 //! ones: CHOWN, DAC_READ_SEARCH, KILL, SETGID, SETUID), reads its task, then
@@ -39,6 +40,46 @@ const STEP_UID: i32 = 2;
 const STEP_SECCOMP: i32 = 3;
 const STEP_CHDIR: i32 = 4;
 
+/// Allocations at least this large get mappings of their own (see `main`).
+const LARGE_ALLOCATION: usize = 128 * 1024;
+
+/// Marks the whole pages of a large buffer not to be copied into a child
+/// at fork (`MADV_DONTFORK`): the command's peak memory would otherwise
+/// count them (the kernel keeps the larger of what a process held before
+/// and after its exec). `bytes` must be a whole allocation (a `Vec`'s),
+/// and only one that glibc made a mapping of its own is marked (its chunk
+/// starts a page, 16 bytes before it, and says IS_MMAPPED): the mark then
+/// goes with the mapping when it is freed, and never reaches memory reused
+/// for something the child needs. The child must not touch such a buffer
+/// before its exec.
+fn keep_from_children(bytes: &[u8]) {
+    if bytes.len() < LARGE_ALLOCATION {
+        return;
+    }
+    const CHUNK_HEADER: usize = 16;
+    const IS_MMAPPED: usize = 0x2;
+    // SAFETY: sysconf reads a constant. The word read lies in the page
+    // that holds the buffer's first byte (the chunk's header, when the
+    // chunk starts that page). madvise only changes how fork treats whole
+    // pages inside this live buffer.
+    unsafe {
+        let page = libc::sysconf(libc::_SC_PAGESIZE).max(4096) as usize;
+        let start = bytes.as_ptr() as usize;
+        if start < CHUNK_HEADER || !(start - CHUNK_HEADER).is_multiple_of(page) {
+            return;
+        }
+        let size_word = std::ptr::read_volatile((start - 8) as *const usize);
+        if size_word & IS_MMAPPED == 0 {
+            return;
+        }
+        let first = start.div_ceil(page) * page;
+        let end = (start + bytes.len()) / page * page;
+        if end > first {
+            libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_DONTFORK);
+        }
+    }
+}
+
 /// How often limits are checked while the command runs.
 const TICK: Duration = Duration::from_millis(10);
 /// How long output is still drained after the command exited.
@@ -53,6 +94,10 @@ fn main() {
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         libc::umask(0o022);
+        // Allocations of LARGE_ALLOCATION or more become mappings of their
+        // own, unmapped when freed (glibc would otherwise raise the
+        // threshold as it goes), so `keep_from_children` finds them.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE_ALLOCATION as libc::c_int);
     }
     let mut out = Output {
         fd: 1,
@@ -80,11 +125,11 @@ fn main() {
         }) {
             Err(e) => failure(e),
             Ok(()) if task.cases => {
-                serve_cases(&task, &mut out, &after_task, false);
+                serve_cases(&task, &mut out, &after_task);
                 std::process::exit(0);
             }
             Ok(()) => {
-                let mut report = run(&task, &task.stdin, &mut out, 0, &after_task, false);
+                let mut report = run(&task, &task.stdin, &mut out, 0, &after_task);
                 if let Some(max) = task.artifacts
                     && report.error.is_none()
                 {
@@ -131,9 +176,9 @@ fn serve_next(first: &Task, out: &mut Output, stdin: &std::fs::File, read: Vec<u
         Err(e) => failure(format!("bad next task: {e}")),
         Ok(next) => match write_files(&next) {
             Err(e) => failure(format!("cannot write the job's files: {e}")),
-            Ok(()) if next.cases => return serve_cases(&next, out, &after_task, true),
+            Ok(()) if next.cases => return serve_cases(&next, out, &after_task),
             Ok(()) => {
-                let mut report = run(&next, &next.stdin, out, 0, &after_task, true);
+                let mut report = run(&next, &next.stdin, out, 0, &after_task);
                 if let Some(max) = next.artifacts
                     && report.error.is_none()
                 {
@@ -155,20 +200,12 @@ const RESTORE_KILL: Duration = Duration::from_secs(2);
 /// on a container restored to the task's start, and reports each case.
 /// Returns at the end of stdin, on a frame that is not the service's, or
 /// after a restore that failed.
-/// `sample_first`: the container ran another task before (its memory
-/// high-water mark is that task's), so even the first case's peak is
-/// sampled.
-fn serve_cases(task: &Task, out: &mut Output, after_task: &[u8], sample_first: bool) {
+fn serve_cases(task: &Task, out: &mut Output, after_task: &[u8]) {
     let mut inputs = InputReader::default();
     inputs.push(after_task);
     let mut buffer = vec![0u8; MAX_CHUNK];
-    let mut first = !sample_first;
     while let Some((stdin, last)) = next_case(0, &mut inputs, &mut buffer) {
-        // The first case's peak is the cgroup's high-water mark; the later
-        // ones' cannot be (the mark cannot be reset from inside), so they
-        // sample the cgroup's usage instead.
-        let mut report = run(task, &stdin, out, 0, &[], !first);
-        first = false;
+        let mut report = run(task, &stdin, out, 0, &[]);
         if !last && report.error.is_none() {
             match restore(task) {
                 Ok(()) => report.clean = true,
@@ -776,8 +813,9 @@ fn close(fd: RawFd) {
 /// The container's cgroup, as seen from inside (v1 or v2).
 struct Cgroup {
     cpu_usage: Option<(String, CpuFormat)>,
-    memory_peak: Option<String>,
-    memory_usage: Option<String>,
+    /// `memory.stat`, and the key of its anonymous memory (v1's
+    /// `total_rss`, v2's `anon`).
+    memory_stat: Option<(String, &'static str)>,
     oom: Option<(String, &'static str)>,
 }
 
@@ -803,20 +841,13 @@ impl Cgroup {
             exists("/sys/fs/cgroup/cpu.stat")
                 .then(|| ("/sys/fs/cgroup/cpu.stat".to_string(), CpuFormat::StatMicros))
         });
-        let memory_peak = [
-            "/sys/fs/cgroup/memory/memory.max_usage_in_bytes",
-            "/sys/fs/cgroup/memory.peak",
+        let memory_stat = [
+            ("/sys/fs/cgroup/memory/memory.stat", "total_rss"),
+            ("/sys/fs/cgroup/memory.stat", "anon"),
         ]
-        .iter()
-        .find(|p| exists(p))
-        .map(|p| p.to_string());
-        let memory_usage = [
-            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-            "/sys/fs/cgroup/memory.current",
-        ]
-        .iter()
-        .find(|p| exists(p))
-        .map(|p| p.to_string());
+        .into_iter()
+        .find(|(p, key)| std::fs::read_to_string(p).is_ok_and(|text| keyed(&text, key).is_some()))
+        .map(|(p, key)| (p.to_string(), key));
         let oom = if exists("/sys/fs/cgroup/memory/memory.oom_control") {
             Some((
                 "/sys/fs/cgroup/memory/memory.oom_control".to_string(),
@@ -829,8 +860,7 @@ impl Cgroup {
         };
         Cgroup {
             cpu_usage,
-            memory_peak,
-            memory_usage,
+            memory_stat,
             oom,
         }
     }
@@ -849,15 +879,11 @@ impl Cgroup {
         }
     }
 
-    fn memory_peak(&self) -> Option<u64> {
-        let text = std::fs::read_to_string(self.memory_peak.as_ref()?).ok()?;
-        text.trim().parse().ok()
-    }
-
-    /// The container's memory use now.
-    fn memory_usage(&self) -> Option<u64> {
-        let text = std::fs::read_to_string(self.memory_usage.as_ref()?).ok()?;
-        text.trim().parse().ok()
+    /// The container's anonymous memory now (what processes allocated, not
+    /// page cache or tmpfs files), where the cgroup shows it.
+    fn anon_bytes(&self) -> Option<u64> {
+        let (path, key) = self.memory_stat.as_ref()?;
+        keyed(&std::fs::read_to_string(path).ok()?, key)
     }
 
     fn oom_kills(&self) -> Option<u64> {
@@ -941,19 +967,20 @@ struct Stream {
 
 /// Runs the task's command on `stdin`. An interactive task's input frames
 /// are read from `input_fd`, starting with `input_read` (bytes of it
-/// already read). With `sample_memory` the peak is the cgroup's usage
-/// sampled every tick (or the largest process's peak, if more), not its
-/// high-water mark: for a run after another in the same container.
-fn run(
-    task: &Task,
-    stdin: &[u8],
-    out: &mut Output,
-    input_fd: RawFd,
-    input_read: &[u8],
-    sample_memory: bool,
-) -> Report {
+/// already read).
+///
+/// The memory figure is the command's own: the larger of its process
+/// tree's peak resident set (`ru_maxrss` of the command, which counts the
+/// descendants it waited for) and the cgroup's anonymous memory above what
+/// it held before the command started, sampled every tick (processes alive
+/// at once, and orphans the monitor reaped). Never the cgroup's usage or
+/// high-water mark: those count page cache the command (or a compilation
+/// before it in the same container) merely read, and the files of the task
+/// in `/tmp`, so a figure would depend on what happened to be cached.
+fn run(task: &Task, stdin: &[u8], out: &mut Output, input_fd: RawFd, input_read: &[u8]) -> Report {
     let cgroup = Cgroup::detect();
-    let mut sampled_peak = 0u64;
+    let anon_before = cgroup.anon_bytes();
+    let mut anon_peak = 0u64;
     let cpu_before = cgroup.cpu_ns();
     let oom_before = cgroup.oom_kills().unwrap_or(0);
     let is_init = std::process::id() == 1;
@@ -992,6 +1019,7 @@ fn run(
     };
     let program_uid = task.uid;
     let (stack_bytes, file_size_bytes) = (task.stack_bytes, task.file_size_bytes);
+    let processes = task.processes.filter(|_| task.uid.is_some());
     let stderr_to_stdout = task.stderr_to_stdout;
     let cpu_seconds = (task.cpu_ms.div_ceil(1000) + 1) as libc::rlim_t;
 
@@ -999,6 +1027,16 @@ fn run(
     let (out_r, out_w) = pipe();
     let (err_r, err_w) = pipe();
     let (exec_r, exec_w) = pipe();
+
+    // The command's peak counts what it inherited at fork until its exec
+    // (the kernel keeps the larger): the monitor's large buffers, the
+    // task's files (a compiled program of megabytes) and its input, stay
+    // out of the child, which never touches them before exec.
+    for file in &task.files {
+        keep_from_children(&file.content);
+    }
+    keep_from_children(stdin);
+    keep_from_children(input_read);
 
     let started = Instant::now();
     // SAFETY: the monitor is single-threaded; the child only makes
@@ -1081,6 +1119,17 @@ fn run(
                     rlim_max: value,
                 };
                 libc::setrlimit(resource, &limit);
+            }
+            // Processes and threads of the program's uid (its own: no other
+            // program running here shares it), as the pids cgroup counts
+            // them; under gVisor the cgroup also counts the sandbox's own
+            // threads, and this is the limit a fork bomb meets first.
+            if let Some(processes) = processes {
+                let limit = libc::rlimit {
+                    rlim_cur: processes as libc::rlim_t,
+                    rlim_max: processes as libc::rlim_t,
+                };
+                libc::setrlimit(libc::RLIMIT_NPROC, &limit);
             }
             if let Some(uid) = program_uid {
                 // Its own uid and gid, no supplementary group, and no
@@ -1313,8 +1362,8 @@ fn run(
                 exec_open = false;
             }
         }
-        if sample_memory {
-            sampled_peak = sampled_peak.max(cgroup.memory_usage().unwrap_or(0));
+        if let (Some(before), Some(now)) = (anon_before, cgroup.anon_bytes()) {
+            anon_peak = anon_peak.max(now.saturating_sub(before));
         }
         reap(child, &mut status);
         if status.is_some() {
@@ -1376,12 +1425,8 @@ fn run(
         (Some(before), Some(after)) => after.saturating_sub(before) / 1_000_000,
         _ => status.map_or(0, |(_, r)| rusage_ms(&r)),
     };
-    let largest_process = status.map(|(_, r)| r.ru_maxrss as u64 * 1024);
-    let memory_peak_bytes = if sample_memory {
-        sampled_peak.max(largest_process.unwrap_or(0))
-    } else {
-        cgroup.memory_peak().or(largest_process).unwrap_or(0)
-    };
+    let largest_process = status.map_or(0, |(_, r)| r.ru_maxrss as u64 * 1024);
+    let memory_peak_bytes = largest_process.max(anon_peak);
     let oom_killed = cgroup.oom_kills().unwrap_or(0) > oom_before;
     let (exit_code, signal) = match status {
         Some((s, _)) if libc::WIFEXITED(s) => (Some(libc::WEXITSTATUS(s)), None),
@@ -1546,7 +1591,7 @@ mod tests {
                 close(input_w);
             })
         };
-        let report = run(task, &task.stdin, &mut out, input_r, &[], false);
+        let report = run(task, &task.stdin, &mut out, input_r, &[]);
         feeder.join().unwrap();
         close(input_r);
         let bytes = std::fs::read(&path).unwrap_or_default();

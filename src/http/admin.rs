@@ -364,8 +364,7 @@ async fn clean(
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<Done>, ApiError> {
-    let request: CleanRequest =
-        super::body::read_json(&headers, body, 4096, state.intake.body_read_timeout).await?;
+    let request: CleanRequest = state.intake.bodies.read_json(&headers, body, 4096).await?;
     if !matches!(request.state.as_str(), "completed" | "failed") {
         return Err(ApiError::bad_field(
             "state",

@@ -18,7 +18,6 @@ use uuid::Uuid;
 use super::AppState;
 use super::admission::{max_body_bytes, queue_jobs};
 use super::auth::Caller;
-use super::body::read_json;
 use super::error::{ApiError, ErrorBody, PathText};
 use crate::job::{JobResult, Phase, RunStatus};
 use crate::queue::PublicState;
@@ -72,13 +71,11 @@ pub async fn run(
     body: Body,
 ) -> Result<Json<RunAccepted>, ApiError> {
     // The proof of concept ignored fields it did not know: so does this.
-    let fields: PocRunBody = read_json(
-        &headers,
-        body,
-        max_body_bytes(&state),
-        state.intake.body_read_timeout,
-    )
-    .await?;
+    let fields: PocRunBody = state
+        .intake
+        .bodies
+        .read_json(&headers, body, max_body_bytes(&state))
+        .await?;
     let required = |name: &'static str, value: Option<String>| {
         value.ok_or_else(|| ApiError::bad_field(name, format!("{name} is required")))
     };

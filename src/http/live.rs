@@ -36,7 +36,6 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::Caller;
-use super::body::read_json;
 use super::error::{ApiError, ErrorBody, PathText};
 use super::request::JobRequest;
 use super::v1::{job_id, not_found, submit, view_of};
@@ -581,13 +580,11 @@ pub async fn input(
     body: Body,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
-    let request: InputRequest = read_json(
-        &headers,
-        body,
-        super::admission::max_body_bytes(&state),
-        state.intake.body_read_timeout,
-    )
-    .await?;
+    let request: InputRequest = state
+        .intake
+        .bodies
+        .read_json(&headers, body, super::admission::max_body_bytes(&state))
+        .await?;
     let job = followed(&state, &caller, &id).await?;
     let mut inputs = Vec::new();
     if let Some(data) = request.data {

@@ -108,8 +108,9 @@ pub struct Intake {
     pub enqueue: EnqueueOptions,
     /// Where a job's `callback_url` may point.
     pub callback_policy: Arc<crate::callback::policy::DestinationPolicy>,
-    /// Longest a request body may take to arrive.
-    pub body_read_timeout: std::time::Duration,
+    /// Reads request bodies: their timeout, and the process's budget of
+    /// bytes being read at once.
+    pub bodies: body::BodyReader,
     /// Attempts at each webhook (Judge0's `callbacks_max_tries`).
     pub callback_attempts: u32,
     /// What a web browser may do with the job API.

@@ -296,6 +296,17 @@ pub struct AcceptedJob {
 /// Parses JSON into `T`, naming the offending field on error (`prefix`
 /// goes in front of every field, e.g. `jobs[2].`).
 pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8], prefix: &str) -> Result<T, ApiError> {
+    // Every request is an object (serde would read a struct from an array,
+    // field by field, and name the first item as the field at fault).
+    if let Some(first) = body.iter().find(|b| !b.is_ascii_whitespace())
+        && *first != b'{'
+        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "the body must be a JSON object",
+        ));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let parsed: T =
         serde_path_to_error::deserialize(&mut deserializer).map_err(|e| parse_error(e, prefix))?;

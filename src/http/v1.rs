@@ -19,7 +19,6 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::Caller;
-use super::body::read_json;
 use super::error::{ApiError, ErrorBody, PathText};
 use super::request::{AcceptedJob, BatchRequest, JobRequest, check};
 use crate::queue::cancel::{CancelOutcome, IdempotencyClaim};
@@ -56,13 +55,11 @@ pub async fn create_job(
     body: Body,
 ) -> Result<Response, ApiError> {
     let wait = wait_flag(&query)?;
-    let request: JobRequest = read_json(
-        &headers,
-        body,
-        super::admission::max_body_bytes(&state),
-        state.intake.body_read_timeout,
-    )
-    .await?;
+    let request: JobRequest = state
+        .intake
+        .bodies
+        .read_json(&headers, body, super::admission::max_body_bytes(&state))
+        .await?;
     let (id, replayed) = submit(&state, &caller, request).await?;
     if wait && !replayed {
         let timeout = state.intake.max_wait;
@@ -131,13 +128,11 @@ pub async fn create_batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let batch: BatchRequest = read_json(
-        &headers,
-        body,
-        state.intake.max_batch_bytes,
-        state.intake.body_read_timeout,
-    )
-    .await?;
+    let batch: BatchRequest = state
+        .intake
+        .bodies
+        .read_json(&headers, body, state.intake.max_batch_bytes)
+        .await?;
     if batch.jobs.is_empty() || batch.jobs.len() > state.intake.max_batch {
         return Err(ApiError::bad_field(
             "jobs",

@@ -736,7 +736,10 @@ mod tests {
     #[test]
     fn a_deployment_is_its_redis_and_queue_without_credentials() {
         let with_password = settings("redis://user:s3cret@10.0.0.5:6380/2").deployment();
-        assert_eq!(with_password, "redis://10.0.0.5:6380/2 {code-runner}:code-runner");
+        assert_eq!(
+            with_password,
+            "redis://10.0.0.5:6380/2 {code-runner}:code-runner"
+        );
         assert!(!with_password.contains("s3cret"));
         assert_ne!(
             settings("redis://127.0.0.1:6379").deployment(),

@@ -1122,3 +1122,107 @@ async fn listed_origins_get_cors_and_others_none() {
     assert_eq!(answer.headers()["access-control-allow-origin"], "*");
     service.stop().await;
 }
+
+/// VmHWM and VmRSS of a process, in KiB.
+fn memory_kb(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// Many large bodies at once cannot take the API process's memory: the
+/// bytes being read share one budget (64 MiB), a body that does not fit is
+/// refused at once with 503 and `Retry-After`, and the memory is given back
+/// afterwards. 32 batch bodies of nearly 16 MB each at once (refused with
+/// 400 once parsed: an unknown language) used to raise the process's RSS
+/// by about 15.5 MB each and keep it.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_large_bodies_at_once_are_bounded_by_the_read_budget() {
+    let queue = unique_queue();
+    let port = crate::helpers::free_port();
+    let child = crate::helpers::service_command("api", &queue, port)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    wait_ready(&client, &url).await;
+    let answer = client
+        .post(format!("{url}/v1/jobs"))
+        .json(&json!({ "language": "python", "code": "print(1)" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    let (_, rss_before) = memory_kb(child.id());
+    // 15 sources of 1 MB each: just under the 16 MiB batch cap.
+    let source = "x".repeat(1 << 20);
+    let jobs: Vec<Value> = (0..15)
+        .map(|_| json!({ "language": "no-such-language", "code": source }))
+        .collect();
+    let body = axum::body::Bytes::from(json!({ "jobs": jobs }).to_string());
+    assert!(body.len() < 16 << 20 && body.len() > 15 << 20);
+    let sends = (0..32).map(|_| {
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        async move {
+            let answer = client
+                .post(format!("{url}/v1/jobs/batch"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = answer.status().as_u16();
+            let retry_after = answer.headers().get("retry-after").is_some();
+            let body: Value = answer.json().await.unwrap_or(Value::Null);
+            (status, retry_after, body)
+        }
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    let (peak, _) = memory_kb(child.id());
+    let refused = answers.iter().filter(|(s, _, _)| *s == 503).count();
+    for (status, retry_after, body) in &answers {
+        assert!([400, 503].contains(status), "{status} {body}");
+        if *status == 503 {
+            assert!(retry_after, "{body}");
+            assert!(
+                body["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("CODE_RUNNER_MAX_BODY_BYTES_IN_FLIGHT_MB")
+            );
+        }
+    }
+    // Given back (the trim runs once no large body is held).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, rss_after) = memory_kb(child.id());
+    println!(
+        "32 bodies of {} MB at once: {refused} refused (503); RSS {} MiB before, peak {} MiB, \
+         {} MiB after",
+        body.len() >> 20,
+        rss_before >> 10,
+        peak >> 10,
+        rss_after >> 10
+    );
+    assert!(refused > 0, "the budget never refused a body");
+    // The budget (64 MiB) and a parsed copy of what it holds, with room:
+    // far below 32 bodies' 500 MB.
+    assert!(
+        peak.saturating_sub(rss_before) < 250 << 10,
+        "peak grew by {} MiB",
+        (peak - rss_before) >> 10
+    );
+    assert!(
+        rss_after.saturating_sub(rss_before) < 64 << 10,
+        "{} MiB kept after the bodies were dropped",
+        (rss_after - rss_before) >> 10
+    );
+    assert!(crate::helpers::terminate(child).success());
+}

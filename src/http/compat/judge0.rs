@@ -254,16 +254,20 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Judge0Error> {
-    let bytes = super::super::body::any_body(
-        body,
-        super::super::admission::max_body_bytes(&state),
-        state.intake.body_read_timeout,
-    )
-    .await?;
+    let bytes = state
+        .intake
+        .bodies
+        .any(
+            &headers,
+            body,
+            super::super::admission::max_body_bytes(&state),
+        )
+        .await?;
     let params: SubmissionParams = match parse_params(&headers, &bytes) {
         Ok(params) => params,
         Err(response) => return Ok(*response),
     };
+    drop(bytes);
     let fields = param(&query, params.fields.as_ref(), "fields").map(|f| match f {
         Scalar::Text(t) => t,
         other => format!("{other:?}"),
@@ -554,16 +558,16 @@ pub async fn batch_create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Judge0Error> {
-    let bytes = super::super::body::any_body(
-        body,
-        state.intake.max_batch_bytes,
-        state.intake.body_read_timeout,
-    )
-    .await?;
+    let bytes = state
+        .intake
+        .bodies
+        .any(&headers, body, state.intake.max_batch_bytes)
+        .await?;
     let batch: BatchParams = match parse_params(&headers, &bytes) {
         Ok(batch) => batch,
         Err(response) => return Ok(*response),
     };
+    drop(bytes);
     let base64_encoded = flag(param(
         &query,
         batch.base64_encoded.as_ref(),

@@ -198,12 +198,15 @@ pub async fn execute(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/json"));
-    let bytes = super::super::body::any_body(
-        body,
-        super::super::admission::max_body_bytes(&state),
-        state.intake.body_read_timeout,
-    )
-    .await?;
+    let bytes = state
+        .intake
+        .bodies
+        .any(
+            &headers,
+            body,
+            super::super::admission::max_body_bytes(&state),
+        )
+        .await?;
     // A body that is JSON is read whatever its content type says (Piston's
     // npm client sends its JSON as text/plain); anything else is Piston's 415.
     if !declared_json && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
@@ -220,6 +223,8 @@ pub async fn execute(
         Ok(queued) => queued,
         Err(refused) => return Err(refused.into()),
     };
+    // The body's share of the read budget goes back before the wait.
+    drop(bytes);
     tracing::Span::current().record("job", tracing::field::display(&id));
     let finished = state
         .queue
