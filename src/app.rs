@@ -149,6 +149,8 @@ pub struct App {
     _identity_lock: Option<std::fs::File>,
     /// Takes owed webhook deliveries (processes that run jobs).
     deliveries: Option<DeliveryWorker>,
+    /// Keeps Redis within its memory budget (processes that run jobs).
+    _retention: Option<crate::queue::memory::Retention>,
     addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     supervisor: ActorRef<SupervisorMsg>,
@@ -400,6 +402,10 @@ impl App {
                     max_queue_depth: config.max_queue_depth,
                     depth: Default::default(),
                     unready: Default::default(),
+                    redis_room: crate::http::admission::RedisRoom::new(
+                        config.redis_memory_budget_mb.map(|mb| mb << 20),
+                        crate::config::DEFAULT_REDIS_MEMORY_BUDGET,
+                    ),
                     enqueue: EnqueueOptions {
                         attempts: config.attempts,
                     },
@@ -458,9 +464,17 @@ impl App {
             (None, None, None)
         };
 
+        let retention = role.runs_jobs().then(|| {
+            crate::queue::memory::Retention::start(
+                queue.clone(),
+                config.redis_memory_budget_mb.map(|mb| mb << 20),
+                crate::config::DEFAULT_REDIS_MEMORY_BUDGET,
+            )
+        });
         Ok(App {
             _identity_lock: identity_lock,
             deliveries,
+            _retention: retention,
             addr,
             admin_addr,
             supervisor,

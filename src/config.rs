@@ -49,6 +49,14 @@ pub struct Config {
           value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=65_536))]
     pub max_body_bytes_in_flight_mb: u64,
 
+    /// The most memory the service lets Redis hold, in MiB: from 60% of it
+    /// on, ended jobs' live streams and then finished jobs are removed
+    /// oldest first, and submissions are refused with 507 at it. Unset: nine
+    /// tenths of Redis's own `maxmemory`, or 2048 when it has none.
+    #[arg(long, env = "CODE_RUNNER_REDIS_MEMORY_BUDGET_MB",
+          value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=16_777_216))]
+    pub redis_memory_budget_mb: Option<u64>,
+
     /// Connections open at once on each listener from one client address.
     #[arg(long, env = "CODE_RUNNER_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
@@ -447,6 +455,9 @@ pub struct Config {
 /// what one worker of the default cap runs (about 15 a second here is the
 /// most, for one-line programs), so one caller cannot fill the queue faster
 /// than a few workers drain it.
+/// Redis's memory budget when neither the setting nor Redis's own
+/// `maxmemory` gives one, in bytes.
+pub const DEFAULT_REDIS_MEMORY_BUDGET: u64 = 2048 << 20;
 pub const DEFAULT_SUBMIT_RATE_PER_MINUTE: u64 = 600;
 
 /// Requests a caller may make a minute to one API process, by default where

@@ -623,6 +623,7 @@ pub async fn execute(
         compile: None,
         figures: RunFigures::default(),
         test_cases: Vec::new(),
+        figures_case: None,
         score: None,
         max_score: None,
         groups: Vec::new(),
@@ -679,10 +680,8 @@ pub async fn execute(
                 Some(lost.clone()),
             )));
         }
-        let mut compile_output = output.stdout.clone();
-        compile_output.extend_from_slice(&output.stderr);
-        result.compile_output = Some(encode(&compile_output, job.base64));
         result.compile = Some(figures(output, job.base64));
+        result.fill_compile_output();
         if let Some(broken) = compilation.broken {
             return Ok(Execution::Finished(finish(
                 result,
@@ -929,26 +928,27 @@ pub async fn execute(
         session.close().await;
     }
     share_output(
-        &mut result.compile_output,
+        &mut result.compile,
         &mut cases,
         settings.max_result_bytes,
         job.base64,
     );
+    result.fill_compile_output();
     // The job's verdict is its first case that did not pass (a checker's
     // failure first of all), else accepted.
-    let headline = cases
+    let headline_at = cases
         .iter()
-        .find(|c| c.verdict == Verdict::InternalError)
+        .position(|c| c.verdict == Verdict::InternalError)
         .or_else(|| {
             cases
                 .iter()
-                .find(|c| !matches!(c.verdict, Verdict::Accepted | Verdict::Skipped))
+                .position(|c| !matches!(c.verdict, Verdict::Accepted | Verdict::Skipped))
         })
-        .or(cases.last())
-        .cloned()
-        .expect("at least one case");
+        .unwrap_or(cases.len().saturating_sub(1));
+    let headline = cases.get(headline_at).cloned().expect("at least one case");
     result.figures = headline.figures.clone();
     if job.has_test_cases {
+        result.figures_case = Some(headline_at);
         let (score, max_score, groups) = scores(&cases);
         result.score = Some(score);
         result.max_score = Some(max_score);
@@ -1203,12 +1203,12 @@ async fn interact(
 ) -> Result<Option<(TaskOutput, TaskOutput, bool)>, SandboxError> {
     let program = interactor.program;
     let ended_first = std::sync::atomic::AtomicU8::new(0);
-    // The interactor outlives the solution, so that a solution that hangs
-    // is the one stopped by its limit.
+    // The interactor outlives the solution by the margin, so that a
+    // solution that hangs is the one stopped by its limit, and no more: an
+    // interactor that stalls once the solution is done is stopped then, not
+    // at a wall-clock limit of its own.
     let mut interactor_step = program.limits.run();
-    interactor_step.wall_ms = interactor_step
-        .wall_ms
-        .max(step.wall_ms + INTERACTOR_MARGIN_MS);
+    interactor_step.wall_ms = step.wall_ms + INTERACTOR_MARGIN_MS;
     let interactor_task = Task {
         interactive: Some(past(interactor_step.wall_ms)),
         ..interactor.task(&interactor_step, case, None, steps.settings.uid)
@@ -1403,15 +1403,15 @@ fn shorten(text: &str, max: usize) -> String {
 /// before this). A cut stream says so in its `*_truncated` flag; a cut
 /// compiler output ends with a note.
 fn share_output(
-    compile_output: &mut Option<String>,
+    compile: &mut Option<RunFigures>,
     cases: &mut [CaseResult],
     budget: usize,
     base64: bool,
 ) {
-    let mut compile_cut = false;
-    let mut streams: Vec<(&mut String, &mut bool)> = Vec::with_capacity(cases.len() * 2 + 1);
-    if let Some(output) = compile_output.as_mut() {
-        streams.push((output, &mut compile_cut));
+    let mut streams: Vec<(&mut String, &mut bool)> = Vec::with_capacity(cases.len() * 2 + 2);
+    if let Some(compile) = compile.as_mut() {
+        streams.push((&mut compile.stdout, &mut compile.stdout_truncated));
+        streams.push((&mut compile.stderr, &mut compile.stderr_truncated));
     }
     for case in cases.iter_mut() {
         let figures = &mut case.figures;
@@ -1435,9 +1435,6 @@ fn share_output(
             text.truncate(end);
             *truncated = true;
         }
-    }
-    if compile_cut && let Some(output) = compile_output.as_mut() {
-        output.push_str("\n[output cut: the job's whole result is capped]");
     }
 }
 
@@ -1681,7 +1678,10 @@ mod tests {
             ..CaseResult::default()
         };
         let mut cases = vec![case(&"é".repeat(50), "ok"), case(&"x".repeat(100), "")];
-        let mut compile = Some("warning".to_string());
+        let mut compile = Some(RunFigures {
+            stderr: "warning".to_string(),
+            ..RunFigures::default()
+        });
         share_output(&mut compile, &mut cases, 80, false);
         let total: usize = cases
             .iter()
@@ -1691,7 +1691,7 @@ mod tests {
         assert!(cases[0].figures.stdout_truncated && cases[1].figures.stdout_truncated);
         assert!(!cases[0].figures.stderr_truncated);
         assert_eq!(cases[0].figures.stderr, "ok");
-        assert_eq!(compile.as_deref(), Some("warning"));
+        assert_eq!(compile.unwrap().stderr, "warning");
         // Base64 is cut at a whole group of four.
         let mut cases = vec![case(&"QUJD".repeat(30), "")];
         share_output(&mut None, &mut cases, 10, true);

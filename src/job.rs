@@ -342,6 +342,10 @@ pub struct JobResult {
     pub figures: RunFigures,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub test_cases: Vec<CaseResult>,
+    /// With test cases: the case whose figures the job's own are (its first
+    /// that did not pass, else the last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures_case: Option<usize>,
     /// With test cases: the points earned and the most there were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
@@ -365,6 +369,57 @@ pub struct JobResult {
     pub timeline: Vec<PhaseMark>,
 }
 
+impl JobResult {
+    /// The result as Redis keeps it: each output once. The compiler's
+    /// output is kept as its `compile` figures' streams (`compile_output`
+    /// is their concatenation), and with test cases the job's own output is
+    /// its `figures_case`'s. [`JobResult::restore`] puts them back.
+    pub fn into_stored(mut self) -> JobResult {
+        self.compile_output = None;
+        if self.figures_case.is_some_and(|i| i < self.test_cases.len()) {
+            self.figures.stdout.clear();
+            self.figures.stderr.clear();
+        }
+        self
+    }
+
+    /// A stored result made whole again (see [`JobResult::into_stored`]).
+    pub fn restore(&mut self) {
+        if self.compile_output.is_none() {
+            self.fill_compile_output();
+        }
+        if let Some(case) = self.figures_case.and_then(|i| self.test_cases.get(i))
+            && self.figures.stdout.is_empty()
+            && self.figures.stderr.is_empty()
+        {
+            self.figures.stdout = case.figures.stdout.clone();
+            self.figures.stderr = case.figures.stderr.clone();
+        }
+    }
+
+    /// `compile_output` from the compiler's streams: its stdout then its
+    /// stderr (decoded and encoded again with base64), with a note when
+    /// either was cut.
+    pub fn fill_compile_output(&mut self) {
+        use base64::Engine;
+        let Some(compile) = &self.compile else {
+            return;
+        };
+        if self.encoding == "base64" {
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let mut bytes = b64.decode(&compile.stdout).unwrap_or_default();
+            bytes.extend(b64.decode(&compile.stderr).unwrap_or_default());
+            self.compile_output = Some(b64.encode(bytes));
+            return;
+        }
+        let mut output = format!("{}{}", compile.stdout, compile.stderr);
+        if compile.stdout_truncated || compile.stderr_truncated {
+            output.push_str("\n[output cut]");
+        }
+        self.compile_output = Some(output);
+    }
+}
+
 /// One step of a job's run: a phase entered, when, in which container.
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PhaseMark {
@@ -386,6 +441,7 @@ impl JobResult {
             compile: None,
             figures: RunFigures::default(),
             test_cases: Vec::new(),
+            figures_case: None,
             score: None,
             max_score: None,
             groups: Vec::new(),

@@ -617,6 +617,7 @@ mod tests {
             compile: None,
             figures,
             test_cases: Vec::new(),
+            figures_case: None,
             score: None,
             max_score: None,
             groups: Vec::new(),

@@ -39,6 +39,73 @@ pub async fn check_queue_depth(state: &AppState, adding: u64) -> Result<(), ApiE
     Ok(())
 }
 
+/// 507 when Redis holds the memory budget the service keeps it to
+/// (`queue::memory`), whatever Redis it is: a job refused now is better
+/// than a Redis that refuses every write later, a worker's results among
+/// them. Retention removes finished jobs long before this.
+pub async fn check_redis_memory(state: &AppState) -> Result<(), ApiError> {
+    let room = &state.intake.redis_room;
+    let full = match room.recent() {
+        Some(full) => full,
+        None => {
+            let memory = state.queue.redis_memory().await?;
+            let budget = memory.budget(room.configured, room.fallback);
+            let full = memory.used >= budget;
+            room.store(full);
+            full
+        }
+    };
+    if full {
+        let mut error = ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "Redis holds its memory budget (CODE_RUNNER_REDIS_MEMORY_BUDGET_MB, or nine tenths \
+             of its maxmemory); nothing was queued: retry once finished jobs have been \
+             removed",
+        );
+        error.retry_after = Some(30);
+        return Err(error);
+    }
+    Ok(())
+}
+
+/// Whether Redis held its memory budget when last read, read again after
+/// [`RedisRoom::MAX_AGE_MS`] (one `INFO` a second per API process).
+#[derive(Debug, Default)]
+pub struct RedisRoom {
+    /// `CODE_RUNNER_REDIS_MEMORY_BUDGET_MB` in bytes, when set.
+    pub configured: Option<u64>,
+    /// The budget when it is not set and Redis has no `maxmemory`.
+    pub fallback: u64,
+    full: std::sync::atomic::AtomicBool,
+    /// When it was read (ms since the epoch); 0: never.
+    read_at_ms: std::sync::atomic::AtomicU64,
+}
+
+impl RedisRoom {
+    const MAX_AGE_MS: u64 = 1_000;
+
+    pub fn new(configured: Option<u64>, fallback: u64) -> Self {
+        RedisRoom {
+            configured,
+            fallback,
+            ..RedisRoom::default()
+        }
+    }
+
+    fn recent(&self) -> Option<bool> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let read_at = self.read_at_ms.load(Relaxed);
+        (read_at != 0 && crate::job::now_ms().saturating_sub(read_at) < Self::MAX_AGE_MS)
+            .then(|| self.full.load(Relaxed))
+    }
+
+    fn store(&self, full: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.full.store(full, Relaxed);
+        self.read_at_ms.store(crate::job::now_ms(), Relaxed);
+    }
+}
+
 /// The waiting count as last read, so that a submission far below the
 /// queue's cap costs no extra Redis round trip: it is read again after
 /// [`QueueDepth::MAX_AGE_MS`], or at once when within a tenth of the cap.
@@ -187,6 +254,7 @@ pub async fn queue_jobs(
         }),
     )
     .await?;
+    check_redis_memory(state).await?;
     check_queue_depth(state, jobs.len() as u64).await?;
     super::auth::admit_jobs(state, caller, jobs.len() as u64, budget_field).await?;
     let ids: Vec<Uuid> = jobs.iter().map(|(id, _, _)| *id).collect();

@@ -105,6 +105,8 @@ pub struct Intake {
     pub depth: admission::QueueDepth,
     /// The languages no live worker has the image of, as last read.
     pub unready: admission::UnreadyLanguages,
+    /// Whether Redis holds its memory budget, as last read.
+    pub redis_room: admission::RedisRoom,
     pub enqueue: EnqueueOptions,
     /// Where a job's `callback_url` may point.
     pub callback_policy: Arc<crate::callback::policy::DestinationPolicy>,

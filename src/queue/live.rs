@@ -264,11 +264,47 @@ impl JobQueue {
         with_timeout(self.connection().cmd::<bool>(&mut cmd)).await
     }
 
-    /// Removes job `job_id`'s live keys after [`TTL_ENDED`] (its end).
+    /// Removes job `job_id`'s live keys after [`TTL_ENDED`] (its end), and
+    /// notes them as ended, so that retention by bytes may remove them
+    /// sooner ([`JobQueue::remove_ended_live_streams`]).
     async fn expire_live(&self, job_id_key: &str) {
-        let mut cmd = redis::cmd("PEXPIRE");
-        cmd.arg(job_id_key).arg(TTL_ENDED.as_millis() as u64);
-        let _ = with_timeout(self.connection().cmd::<i64>(&mut cmd)).await;
+        let mut pipe = redis::pipe();
+        pipe.cmd("PEXPIRE")
+            .arg(job_id_key)
+            .arg(TTL_ENDED.as_millis() as u64)
+            .ignore()
+            .cmd("ZADD")
+            .arg(self.ended_streams_key())
+            .arg(crate::job::now_ms())
+            .arg(job_id_key)
+            .ignore();
+        let _ = with_timeout(self.connection().pipe::<()>(&pipe)).await;
+    }
+
+    /// The live streams of ended jobs, by when they ended.
+    fn ended_streams_key(&self) -> String {
+        self.settings.own_key("live-ended")
+    }
+
+    /// Removes up to `limit` live streams of ended jobs, those that ended
+    /// first (a view only: their results are stored); how many.
+    pub async fn remove_ended_live_streams(&self, limit: usize) -> Result<usize, QueueError> {
+        let index = self.ended_streams_key();
+        let expired = crate::job::now_ms().saturating_sub(TTL_ENDED.as_millis() as u64);
+        let mut prune = redis::cmd("ZREMRANGEBYSCORE");
+        prune.arg(&index).arg("-inf").arg(expired);
+        with_timeout(self.connection().cmd::<i64>(&mut prune)).await?;
+        let mut oldest = redis::cmd("ZRANGE");
+        oldest.arg(&index).arg(0).arg(limit.saturating_sub(1));
+        let keys: Vec<String> = with_timeout(self.connection().cmd(&mut oldest)).await?;
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(&keys).ignore();
+        pipe.cmd("ZREM").arg(&index).arg(&keys).ignore();
+        with_timeout(self.connection().pipe::<()>(&pipe)).await?;
+        Ok(keys.len())
     }
 }
 

@@ -25,6 +25,7 @@ pub mod events;
 pub mod fairness;
 pub mod heartbeat;
 pub mod live;
+pub mod memory;
 pub mod sentinel;
 pub mod tls;
 pub mod worker;
@@ -500,7 +501,14 @@ impl JobQueue {
             return Ok(None);
         };
         let result: Option<JobResult> = match state {
-            PublicState::Completed => serde_json::from_str(job.returnvalue()).ok(),
+            PublicState::Completed => {
+                serde_json::from_str(job.returnvalue())
+                    .ok()
+                    .map(|mut result: JobResult| {
+                        result.restore();
+                        result
+                    })
+            }
             _ => None,
         };
         // A job stopped while it ran completes with the `cancelled` verdict.

@@ -260,7 +260,8 @@ impl JobEnd<'_> {
     /// The outcome as BullMQ's processor answers it.
     async fn answer(&self, outcome: JobOutcome) -> Result<serde_json::Value, bullmq::Error> {
         match outcome {
-            JobOutcome::Finished(result) => Ok(serde_json::to_value(&result)?),
+            // Each output once (see `JobResult::into_stored`).
+            JobOutcome::Finished(result) => Ok(serde_json::to_value((*result).into_stored())?),
             JobOutcome::Requeue => match self.job.move_to_wait(None).await {
                 // Tells the worker the job was moved already.
                 Ok(_) => Err(bullmq::Error::Delayed),

@@ -696,6 +696,33 @@ async fn interactor_jobs_filling_the_cap_all_finish() {
     service.stop().await;
 }
 
+/// An interactor that stalls once its solution is done is stopped when
+/// the solution's wall-clock limit and the interactor's margin (3 s) have
+/// passed, not at a wall-clock limit of its own (10 s by default).
+#[tokio::test]
+async fn an_interactor_stalling_after_its_solution_is_stopped_at_the_solutions_limit() {
+    let service = TestService::start_with(|c| c.wall_time_limit_ms = 10_000).await;
+    let view = service
+        .run_v1(
+            json!({ "language": "python", "code": "print(1, flush=True)",
+            "limits": { "wall_time_ms": 1000 },
+            "interactor": { "language": "python", "code": "import time\ninput()\ntime.sleep(60)" },
+            "test_cases": [{ "stdin": "" }] }),
+        )
+        .await;
+    let result = &view["result"];
+    assert_eq!(result["verdict"], "internal_error", "{view}");
+    let interactor = &cases_of(&view)[0]["interactor"];
+    let wall = interactor["wall_time_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{view}"));
+    assert!(
+        wall < 1000 + 3000 + 1500,
+        "the interactor ran {wall} ms, past the solution's 1 s and its 3 s margin: {view}"
+    );
+    service.stop().await;
+}
+
 #[tokio::test]
 async fn hostile_interactors_fail_the_job_never_the_solution() {
     let service = TestService::start().await;
