@@ -170,6 +170,15 @@ async fn every_stage_outcome_has_pistons_status() {
         "{exited}"
     );
     assert_eq!(exited["run"]["message"], "Exited with error status 4");
+    // Ranges that select Python 3.11.2 (comparators with a space in
+    // between used to be refused as an unknown runtime).
+    for selector in [">=3.0.0 <4.0.0", "3.x", "~3.11.0", "2 || 3"] {
+        let mut body = python("print('ranged')", json!({}));
+        body["version"] = json!(selector);
+        let (status, ranged) = execute(&service, body).await;
+        assert_eq!(status, 200, "{selector}: {ranged}");
+        assert_eq!(ranged["run"]["stdout"], "ranged\n", "{selector}: {ranged}");
+    }
     let (_, killed) = execute(
         &service,
         python(
@@ -258,6 +267,12 @@ async fn bad_requests_get_pistons_errors() {
         error(json!({"language": "python", "version": "2.7", "files": [{"content": "print 1"}]}))
             .await,
         "python-2.7 runtime is unknown"
+    );
+    // node-semver's ranges, as Piston passes them on: Python 3.11.2 is not
+    // `^3.99` (the ranges it is are run below).
+    assert_eq!(
+        error(json!({"language": "python", "version": "^3.99", "files": [{"content": "1"}]})).await,
+        "python-^3.99 runtime is unknown"
     );
     assert_eq!(
         error(json!({"language": "python", "version": "*", "files": [{"content": "aGk=", "encoding": "base64"}]})).await,
