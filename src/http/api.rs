@@ -63,6 +63,7 @@ pub struct RunAccepted {
         (status = 429, description = "Over the key's rate, or the queue is full", body = ErrorBody),
         (status = 415, description = "Not sent as application/json", body = ErrorBody),
         (status = 503, description = "Redis unavailable, or no live worker has the language's image yet (`field` names it; Retry-After)", body = ErrorBody),
+        (status = 507, description = "Redis holds its memory budget: nothing was queued (Retry-After)", body = ErrorBody),
     ))]
 pub async fn run(
     State(state): State<AppState>,

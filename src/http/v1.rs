@@ -42,10 +42,13 @@ const CANCEL_WAIT: Duration = Duration::from_secs(15);
         (status = 202, description = "Not finished within the bounded wait", body = Created),
         (status = 400, description = "A bad field; `field` names it", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 409, description = "A request with the same `idempotency_key` is still being queued (Retry-After)", body = ErrorBody),
         (status = 413, description = "Sources or inputs over the size limit", body = ErrorBody),
+        (status = 422, description = "The `idempotency_key` was used for a different request", body = ErrorBody),
         (status = 429, description = "Over the key's rate, or the queue is full", body = ErrorBody),
         (status = 415, description = "Not sent as application/json", body = ErrorBody),
         (status = 503, description = "Redis unavailable, or no live worker has the language's image yet (`field` names it; Retry-After)", body = ErrorBody),
+        (status = 507, description = "Redis holds its memory budget: nothing was queued (Retry-After)", body = ErrorBody),
     ))]
 pub async fn create_job(
     State(state): State<AppState>,
@@ -121,6 +124,7 @@ pub(super) async fn submit(
         (status = 415, description = "Not sent as application/json", body = ErrorBody),
         (status = 429, description = "Over the key's rate, or the queue is full", body = ErrorBody),
         (status = 503, description = "Redis unavailable, or no live worker has the language's image yet (`field` names it; Retry-After)", body = ErrorBody),
+        (status = 507, description = "Redis holds its memory budget: nothing was queued (Retry-After)", body = ErrorBody),
     ))]
 pub async fn create_batch(
     State(state): State<AppState>,
