@@ -58,9 +58,9 @@ pub async fn check_redis_memory(state: &AppState) -> Result<(), ApiError> {
     if full {
         let mut error = ApiError::new(
             StatusCode::INSUFFICIENT_STORAGE,
-            "Redis holds its memory budget (CODE_RUNNER_REDIS_MEMORY_BUDGET_MB, or nine tenths \
-             of its maxmemory); nothing was queued: retry once finished jobs have been \
-             removed",
+            "the job queue is full: Redis holds its memory budget \
+             (CODE_RUNNER_REDIS_MEMORY_BUDGET_MB, or nine tenths of its maxmemory); nothing was \
+             queued: retry once finished jobs have been removed",
         );
         error.retry_after = Some(30);
         return Err(error);
