@@ -1,11 +1,14 @@
 //! Running one job: compile once (for compiled languages), then one run per
-//! test case (or the single run), each in its own fresh container, and the
-//! verdicts.
+//! test case (or the single run), and the verdicts. A plain job's
+//! compilation and cases share one container (`CaseSession`: the monitor
+//! clears it between steps and checks nothing is left); a job with a
+//! checker or an interactor runs each case, and its judging program, in a
+//! container of its own.
 //!
 //! The compilation happens in the same hardened sandbox as the runs (it is
 //! hostile input too), with its own limits; the work directory it leaves
 //! (the binary, class files, ...) is sent back by the monitor and handed to
-//! every run. Each run's figures come from its own container's cgroup.
+//! every run. Each run's figures are its own (the monitor measures them).
 
 use base64::Engine;
 use monitor_protocol::{FileSpec, Input, LimitHit, Report, Task, signal_name};
@@ -743,11 +746,10 @@ pub async fn execute(
         });
         if let Some(why) = skip {
             cases.push(CaseResult {
-                verdict: Verdict::Skipped,
                 message: Some(why),
                 points: case.points,
                 group: case.group.clone(),
-                ..CaseResult::default()
+                ..CaseResult::of(Verdict::Skipped)
             });
             continue;
         }
@@ -1675,7 +1677,7 @@ mod tests {
                 stderr: stderr.to_string(),
                 ..RunFigures::default()
             },
-            ..CaseResult::default()
+            ..CaseResult::of(Verdict::Accepted)
         };
         let mut cases = vec![case(&"é".repeat(50), "ok"), case(&"x".repeat(100), "")];
         let mut compile = Some(RunFigures {
@@ -1915,7 +1917,7 @@ mod tests {
             points,
             score,
             group: group.map(str::to_string),
-            ..CaseResult::default()
+            ..CaseResult::of(Verdict::Accepted)
         }
     }
 

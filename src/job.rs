@@ -167,13 +167,10 @@ pub struct Judge0Request {
 }
 
 /// A job's verdict.
-#[derive(
-    utoipa::ToSchema, Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash,
-)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Ran and exited 0 (and printed the expected output, if one was given).
-    #[default]
     Accepted,
     /// Exited 0 but printed something other than the expected output.
     WrongAnswer,
@@ -274,8 +271,9 @@ pub struct RunFigures {
     pub stderr_truncated: bool,
 }
 
-/// One test case's outcome.
-#[derive(utoipa::ToSchema, Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// One test case's outcome. No default: a case's verdict is always said
+/// ([`CaseResult::of`]), never an `accepted` that nobody decided.
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CaseResult {
     pub verdict: Verdict,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -302,6 +300,23 @@ pub struct CaseResult {
     pub interactor: Option<RunFigures>,
     #[serde(flatten)]
     pub figures: RunFigures,
+}
+
+impl CaseResult {
+    /// A case with `verdict` and nothing else yet (no points, no figures).
+    pub fn of(verdict: Verdict) -> CaseResult {
+        CaseResult {
+            verdict,
+            time_limit: None,
+            message: None,
+            points: 0.0,
+            score: 0.0,
+            group: None,
+            checker: None,
+            interactor: None,
+            figures: RunFigures::default(),
+        }
+    }
 }
 
 /// A group of test cases (a subtask): it scores only if all its cases pass

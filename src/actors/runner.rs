@@ -1,6 +1,6 @@
 //! `ContainerRunner`: one per job, spawned linked to the dispatcher. It
-//! drives the job (compile once, then each run, each in its own container)
-//! through [`crate::execute`], in a task it owns, and hears about it as
+//! drives the job (compile once, then each run: see [`crate::execute`] for
+//! which containers they share) in a task it owns, and hears about it as
 //! messages, so that its mailbox stays free while the job runs:
 //!
 //! - `Start` (sent to itself once spawned) starts the execution;

@@ -1593,7 +1593,7 @@ mod tests {
                 memory_peak_bytes: 2048 * cpu,
                 ..RunFigures::default()
             },
-            ..CaseResult::default()
+            ..CaseResult::of(Verdict::Accepted)
         };
         job.result.as_mut().unwrap().test_cases = vec![case(10), case(20), case(30)];
         let o = outcome(&job, &request());

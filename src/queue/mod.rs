@@ -145,7 +145,7 @@ impl QueueSettings {
         })
     }
 
-    pub(crate) fn connection(&self) -> bullmq::options::RedisConnectionOptions {
+    fn connection(&self) -> bullmq::options::RedisConnectionOptions {
         let options = bullmq::options::RedisConnectionOptions::new().url(self.redis_url.clone());
         let options = if self.cluster_nodes.is_empty() {
             options
@@ -160,7 +160,7 @@ impl QueueSettings {
 
     /// A client for a connection of the service's own (not BullMQ's), with
     /// the same TLS settings.
-    pub(crate) fn client(&self) -> redis::RedisResult<redis::Client> {
+    fn client(&self) -> redis::RedisResult<redis::Client> {
         if !self.cluster_nodes.is_empty() {
             // Pub/sub reaches every node of a cluster: any one will do,
             // the next one on each reconnection.
@@ -178,7 +178,7 @@ impl QueueSettings {
     }
 
     /// A key of this service's own (not BullMQ's), in the queue's hash slot.
-    pub(crate) fn own_key(&self, suffix: &str) -> String {
+    fn own_key(&self, suffix: &str) -> String {
         format!("{}:{}:cr:{}", self.prefix, self.queue_name, suffix)
     }
 }
@@ -483,7 +483,7 @@ impl JobQueue {
         self.get_raw(&id.to_string()).await
     }
 
-    pub(crate) async fn get_raw(&self, id: &str) -> Result<Option<StoredJob>, QueueError> {
+    async fn get_raw(&self, id: &str) -> Result<Option<StoredJob>, QueueError> {
         let id = id.to_string();
         let state = self.job_state(&id).await?;
         let state = match state {
@@ -562,7 +562,7 @@ impl JobQueue {
     /// so its cost grows with the queue. Here the sorted sets answer by
     /// score, the active list is short (one entry per running job), and a
     /// job that exists and is in none of them is waiting.
-    pub(crate) async fn job_state(&self, id: &str) -> Result<JobState, QueueError> {
+    async fn job_state(&self, id: &str) -> Result<JobState, QueueError> {
         let keys = self.queue.keys();
         let mut invocation = JOB_STATE.prepare_invoke();
         invocation
@@ -597,7 +597,7 @@ impl JobQueue {
     }
 
     /// Runs one of this module's own Lua scripts under [`REDIS_OP_TIMEOUT`].
-    pub(crate) async fn invoke<T: redis::FromRedisValue>(
+    async fn invoke<T: redis::FromRedisValue>(
         &self,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, QueueError> {
@@ -639,14 +639,14 @@ impl JobQueue {
         with_timeout(self.queue.connection().ping()).await
     }
 
-    pub(crate) fn connection(&self) -> &bullmq::redis_connection::RedisConnection {
+    fn connection(&self) -> &bullmq::redis_connection::RedisConnection {
         self.queue.connection()
     }
 }
 
 /// A BullMQ worker that stops claiming and closes in the background when
 /// dropped, so an owner that dies (even by panic) takes no more jobs.
-pub(crate) struct ClosingWorker(pub(crate) std::sync::Arc<bullmq::Worker>);
+struct ClosingWorker(std::sync::Arc<bullmq::Worker>);
 
 impl std::ops::Deref for ClosingWorker {
     type Target = bullmq::Worker;
@@ -702,7 +702,7 @@ return 1
 });
 
 /// Runs one Redis operation under [`REDIS_OP_TIMEOUT`].
-pub(crate) async fn with_timeout<T>(
+async fn with_timeout<T>(
     op: impl std::future::Future<Output = Result<T, bullmq::Error>>,
 ) -> Result<T, QueueError> {
     let result = match tokio::time::timeout(REDIS_OP_TIMEOUT, op).await {

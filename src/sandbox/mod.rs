@@ -200,7 +200,7 @@ impl Sandbox {
         }
     }
 
-    pub(crate) fn docker(&self) -> &Docker {
+    fn docker(&self) -> &Docker {
         &self.docker
     }
 }

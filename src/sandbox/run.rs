@@ -253,7 +253,7 @@ impl Sandbox {
     /// the engine warns about is removed and refused: Docker drops limits
     /// the kernel cannot enforce and only warns, and no job runs with a
     /// limit missing.
-    pub(crate) async fn create(
+    pub(super) async fn create(
         &self,
         name: &str,
         image: String,
@@ -280,7 +280,7 @@ impl Sandbox {
 
     /// Attaches to a container's stdin, stdout and stderr (before its start,
     /// so that no output is missed).
-    pub(crate) async fn attach(
+    pub(super) async fn attach(
         &self,
         id: &str,
     ) -> Result<bollard::container::AttachContainerResults, bollard::errors::Error> {
@@ -294,7 +294,7 @@ impl Sandbox {
     }
 
     /// Starts a created container, timed.
-    pub(crate) async fn start(&self, id: &str) -> Result<(), bollard::errors::Error> {
+    pub(super) async fn start(&self, id: &str) -> Result<(), bollard::errors::Error> {
         let starting = Instant::now();
         let started = self.docker().start_container(id, None).await;
         metrics::container_phase("start", starting.elapsed());
@@ -422,7 +422,7 @@ impl Sandbox {
     }
 
     /// SIGKILLs a container; one that already stopped is fine.
-    pub(crate) async fn kill(&self, id: &str) {
+    pub(super) async fn kill(&self, id: &str) {
         let options = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
         if let Err(e) = self.docker().kill_container(id, Some(options)).await {
             tracing::debug!(container = id, error = %e, "kill (container may have stopped)");
