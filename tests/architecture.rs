@@ -209,18 +209,78 @@ impl<'ast> Visit<'ast> for Collector {
         }
     }
 
-    // Macro arguments are code too, where they parse as expressions
-    // (`format!`, `vec!`, `assert!`, ...); `matches!` holds patterns.
+    // Macro arguments are code too: where they parse as expressions
+    // (`format!`, `vec!`, `assert!`, ...) they are visited as such, and any
+    // other body (`json!`'s object syntax, `select!`'s branches) is read
+    // token by token: its string literals, its paths, and a verdict written
+    // as a value in it. `matches!` holds patterns.
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {
         self.visit_path(&mac.path);
         if mac.path.is_ident("matches") {
             return;
         }
         let parser = syn::punctuated::Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated;
-        if let Ok(args) = mac.parse_body_with(parser) {
-            for arg in &args {
-                self.visit_expr(arg);
+        match mac.parse_body_with(parser) {
+            Ok(args) => {
+                for arg in &args {
+                    self.visit_expr(arg);
+                }
             }
+            Err(_) => self.tokens(mac.tokens.clone()),
+        }
+    }
+}
+
+impl Collector {
+    /// What a macro body that is not a list of expressions holds: string
+    /// literals, paths (`a::b::c`, leading `::` kept as an empty first
+    /// segment) and the verdicts among them (a `Verdict::X` after `==` or
+    /// `!=` compares, any other makes one), through nested groups.
+    fn tokens(&mut self, stream: proc_macro2::TokenStream) {
+        use proc_macro2::TokenTree;
+        let trees: Vec<TokenTree> = stream.into_iter().collect();
+        let mut i = 0;
+        while i < trees.len() {
+            match &trees[i] {
+                TokenTree::Group(group) => self.tokens(group.stream()),
+                TokenTree::Literal(literal) => {
+                    if let Ok(text) = syn::parse_str::<syn::LitStr>(&literal.to_string()) {
+                        self.found
+                            .strings
+                            .push((text.value(), line(literal.span())));
+                    }
+                }
+                TokenTree::Ident(first) => {
+                    // `a :: b :: c`: an ident, then pairs of `::` and an ident.
+                    let mut names = vec![first.to_string()];
+                    let mut end = i + 1;
+                    while let (
+                        Some(TokenTree::Punct(c1)),
+                        Some(TokenTree::Punct(c2)),
+                        Some(TokenTree::Ident(next)),
+                    ) = (trees.get(end), trees.get(end + 1), trees.get(end + 2))
+                    {
+                        if c1.as_char() != ':' || c2.as_char() != ':' {
+                            break;
+                        }
+                        names.push(next.to_string());
+                        end += 3;
+                    }
+                    let at = line(first.span());
+                    let compared = i >= 2
+                        && matches!((&trees[i - 2], &trees[i - 1]),
+                            (TokenTree::Punct(a), TokenTree::Punct(b))
+                                if (a.as_char() == '=' || a.as_char() == '!') && b.as_char() == '=');
+                    if names.len() >= 2 && names[names.len() - 2] == "Verdict" && !compared {
+                        self.found.verdicts.push((names.join("::"), at));
+                    }
+                    self.found.paths.push((names, at));
+                    i = end;
+                    continue;
+                }
+                TokenTree::Punct(_) => {}
+            }
+            i += 1;
         }
     }
 }
@@ -538,6 +598,10 @@ fn the_rules_see_what_they_look_for() {
             let text = format!("{}", std::env::var("A").unwrap());
             match v { Verdict::Accepted => v == Verdict::Cancelled, _ => matches!(v, Verdict::RuntimeError) }
         }
+        async fn h(v: Verdict) {
+            let _ = json!({ "made": crate::job::Verdict::Skipped, "same": v == Verdict::Accepted, "s": "in-json" });
+            tokio::select! { _ = bollard::ping() => {}, else => {} }
+        }
         #[cfg(test)]
         mod tests { fn g() { let _ = Verdict::Accepted; let _ = "python"; } }
         "#,
@@ -555,8 +619,22 @@ fn the_rules_see_what_they_look_for() {
             "{expected} in {paths:?}"
         );
     }
+    // Macro bodies that are not expressions are read too.
+    for expected in ["bollard::ping", "tokio::select"] {
+        assert!(
+            paths.contains(&expected.to_string()),
+            "{expected} in {paths:?}"
+        );
+    }
+    assert!(found.strings.iter().any(|(s, _)| s == "in-json"));
     let verdicts: Vec<&str> = found.verdicts.iter().map(|(v, _)| v.as_str()).collect();
-    assert_eq!(verdicts, ["crate::job::Verdict::Cancelled"]);
+    assert_eq!(
+        verdicts,
+        [
+            "crate::job::Verdict::Cancelled",
+            "crate::job::Verdict::Skipped"
+        ]
+    );
     assert!(!found.strings.iter().any(|(s, _)| s == "python"));
     let modules: BTreeSet<Vec<String>> =
         [vec!["http".to_string(), "x".into()], vec!["queue".into()]]

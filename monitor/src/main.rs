@@ -813,9 +813,10 @@ fn close(fd: RawFd) {
 /// The container's cgroup, as seen from inside (v1 or v2).
 struct Cgroup {
     cpu_usage: Option<(String, CpuFormat)>,
-    /// `memory.stat`, and the key of its anonymous memory (v1's
-    /// `total_rss`, v2's `anon`).
-    memory_stat: Option<(String, &'static str)>,
+    /// `memory.stat`, and the keys of its anonymous and its shared
+    /// (tmpfs) memory (v1's `total_rss` and `total_shmem`, v2's `anon` and
+    /// `shmem`).
+    memory_stat: Option<(String, &'static str, &'static str)>,
     oom: Option<(String, &'static str)>,
 }
 
@@ -842,12 +843,18 @@ impl Cgroup {
                 .then(|| ("/sys/fs/cgroup/cpu.stat".to_string(), CpuFormat::StatMicros))
         });
         let memory_stat = [
-            ("/sys/fs/cgroup/memory/memory.stat", "total_rss"),
-            ("/sys/fs/cgroup/memory.stat", "anon"),
+            (
+                "/sys/fs/cgroup/memory/memory.stat",
+                "total_rss",
+                "total_shmem",
+            ),
+            ("/sys/fs/cgroup/memory.stat", "anon", "shmem"),
         ]
         .into_iter()
-        .find(|(p, key)| std::fs::read_to_string(p).is_ok_and(|text| keyed(&text, key).is_some()))
-        .map(|(p, key)| (p.to_string(), key));
+        .find(|(p, anon, _)| {
+            std::fs::read_to_string(p).is_ok_and(|text| keyed(&text, anon).is_some())
+        })
+        .map(|(p, anon, shmem)| (p.to_string(), anon, shmem));
         let oom = if exists("/sys/fs/cgroup/memory/memory.oom_control") {
             Some((
                 "/sys/fs/cgroup/memory/memory.oom_control".to_string(),
@@ -879,11 +886,14 @@ impl Cgroup {
         }
     }
 
-    /// The container's anonymous memory now (what processes allocated, not
-    /// page cache or tmpfs files), where the cgroup shows it.
-    fn anon_bytes(&self) -> Option<u64> {
-        let (path, key) = self.memory_stat.as_ref()?;
-        keyed(&std::fs::read_to_string(path).ok()?, key)
+    /// The container's memory that programs hold now, where the cgroup
+    /// shows it: anonymous memory (what processes allocated) and shared
+    /// memory (files in its tmpfs and `/dev/shm`, which count against its
+    /// limit like any allocation), never page cache of files read.
+    fn held_bytes(&self) -> Option<u64> {
+        let (path, anon, shmem) = self.memory_stat.as_ref()?;
+        let text = std::fs::read_to_string(path).ok()?;
+        Some(keyed(&text, anon)? + keyed(&text, shmem).unwrap_or(0))
     }
 
     fn oom_kills(&self) -> Option<u64> {
@@ -971,16 +981,18 @@ struct Stream {
 ///
 /// The memory figure is the command's own: the larger of its process
 /// tree's peak resident set (`ru_maxrss` of the command, which counts the
-/// descendants it waited for) and the cgroup's anonymous memory above what
-/// it held before the command started, sampled every tick (processes alive
-/// at once, and orphans the monitor reaped). Never the cgroup's usage or
-/// high-water mark: those count page cache the command (or a compilation
-/// before it in the same container) merely read, and the files of the task
-/// in `/tmp`, so a figure would depend on what happened to be cached.
+/// descendants it waited for) and the memory the container's programs
+/// hold (anonymous, and the files they write into the tmpfs, which count
+/// against the limit) above its level before the command started, sampled
+/// every tick (processes alive at once, orphans the monitor reaped, files
+/// written). Never the cgroup's usage or high-water mark: those count page
+/// cache the command (or a compilation before it in the same container)
+/// merely read, so a figure would depend on what happened to be cached;
+/// nor the task's own files, there before it started.
 fn run(task: &Task, stdin: &[u8], out: &mut Output, input_fd: RawFd, input_read: &[u8]) -> Report {
     let cgroup = Cgroup::detect();
-    let anon_before = cgroup.anon_bytes();
-    let mut anon_peak = 0u64;
+    let held_before = cgroup.held_bytes();
+    let mut held_peak = 0u64;
     let cpu_before = cgroup.cpu_ns();
     let oom_before = cgroup.oom_kills().unwrap_or(0);
     let is_init = std::process::id() == 1;
@@ -1362,8 +1374,8 @@ fn run(task: &Task, stdin: &[u8], out: &mut Output, input_fd: RawFd, input_read:
                 exec_open = false;
             }
         }
-        if let (Some(before), Some(now)) = (anon_before, cgroup.anon_bytes()) {
-            anon_peak = anon_peak.max(now.saturating_sub(before));
+        if let (Some(before), Some(now)) = (held_before, cgroup.held_bytes()) {
+            held_peak = held_peak.max(now.saturating_sub(before));
         }
         reap(child, &mut status);
         if status.is_some() {
@@ -1426,7 +1438,7 @@ fn run(task: &Task, stdin: &[u8], out: &mut Output, input_fd: RawFd, input_read:
         _ => status.map_or(0, |(_, r)| rusage_ms(&r)),
     };
     let largest_process = status.map_or(0, |(_, r)| r.ru_maxrss as u64 * 1024);
-    let memory_peak_bytes = largest_process.max(anon_peak);
+    let memory_peak_bytes = largest_process.max(held_peak);
     let oom_killed = cgroup.oom_kills().unwrap_or(0) > oom_before;
     let (exit_code, signal) = match status {
         Some((s, _)) if libc::WIFEXITED(s) => (Some(libc::WEXITSTATUS(s)), None),
