@@ -1498,8 +1498,9 @@ fn container_limits(
 }
 
 /// A step's processes limit for the monitor to set as the program uid's
-/// `RLIMIT_NPROC` (the container's pids cgroup sets the same limit; under
-/// gVisor it is this one that the program meets).
+/// `RLIMIT_NPROC` (the container's pids cgroup sets the same limit; the
+/// sandbox keeps this one under gVisor only, where it is the one the
+/// program meets: see `sandbox::spec::monitor_task`).
 fn nproc(step: &StepLimits) -> Option<u64> {
     u64::try_from(step.processes).ok().filter(|n| *n > 0)
 }

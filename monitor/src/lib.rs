@@ -172,9 +172,12 @@ pub struct Task {
     /// Processes and threads the command's uid may have at once
     /// (`RLIMIT_NPROC`, with [`Task::uid`]): the same limit as the
     /// container's pids cgroup, enforced by the kernel the program talks to.
-    /// Under gVisor the cgroup counts the sandbox's own threads and stub
-    /// processes too, and a program forking past it stops the sandbox
-    /// itself; gVisor's kernel refuses the fork (EAGAIN) at this limit first.
+    /// The service sends it only under gVisor, where the cgroup counts the
+    /// sandbox's own threads and stub processes too (a program forking past
+    /// it would stop the sandbox itself) and gVisor's kernel, which counts
+    /// a uid's processes in its sandbox alone, refuses the fork (EAGAIN) at
+    /// this limit first. Under runc the host's kernel counts a uid across
+    /// the host, where another service's program may share it.
     pub processes: Option<u64>,
     /// The largest file the command may write (`RLIMIT_FSIZE`: past it the
     /// write fails with SIGXFSZ), when the job sets one.

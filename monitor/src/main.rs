@@ -1132,10 +1132,11 @@ fn run(task: &Task, stdin: &[u8], out: &mut Output, input_fd: RawFd, input_read:
                 };
                 libc::setrlimit(resource, &limit);
             }
-            // Processes and threads of the program's uid (its own: no other
-            // program running here shares it), as the pids cgroup counts
-            // them; under gVisor the cgroup also counts the sandbox's own
-            // threads, and this is the limit a fork bomb meets first.
+            // Processes and threads of the program's uid, as the pids cgroup
+            // counts them: sent under gVisor only, whose kernel counts the
+            // uid in this sandbox alone, and where the cgroup also counts
+            // the sandbox's own threads: this is the limit a fork bomb
+            // meets first.
             if let Some(processes) = processes {
                 let limit = libc::rlimit {
                     rlim_cur: processes as libc::rlim_t,

@@ -133,6 +133,7 @@ impl Sandbox {
     ) -> Result<TaskOutcome, SandboxError> {
         // A secret of this container's run: every frame must carry it.
         request.task.nonce = *uuid::Uuid::new_v4().as_bytes();
+        super::spec::monitor_task(self.settings(), &request.limits, &mut request.task);
         let held = self.hold(&request, pool, observer).await?;
         let outcome = self
             .drive(

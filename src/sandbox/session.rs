@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::pool::{Taken, WarmPool};
 use super::run::{DEADLINE_GRACE, ReadEnd, Reading, RunObserver, TaskOutcome, TaskRequest};
-use super::spec::{ContainerLimits, limits_update};
+use super::spec::{ContainerLimits, limits_update, monitor_task};
 use super::{Sandbox, SandboxError};
 use crate::job::Phase;
 use crate::metrics;
@@ -91,6 +91,7 @@ impl Sandbox {
         observer: &dyn RunObserver,
     ) -> Result<CaseSession<'a>, SandboxError> {
         request.task.nonce = *uuid::Uuid::new_v4().as_bytes();
+        monitor_task(self.settings(), &request.limits, &mut request.task);
         let held = self.hold(&request, pool, observer).await?;
         if held.fresh
             && let Err(e) = self.start(&held.id).await
@@ -194,6 +195,7 @@ impl CaseSession<'_> {
             return false;
         }
         task.nonce = self.task.nonce;
+        monitor_task(self.sandbox.settings(), limits, &mut task);
         task.cases = true;
         task.then = false;
         task.stdin = Vec::new();

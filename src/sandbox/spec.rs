@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
+use monitor_protocol::Task;
 
 use super::{
     LABEL_DEPLOYMENT, LABEL_JOB, LABEL_MANAGED, LABEL_QUEUE, LABEL_STEP, LABEL_WORKER,
@@ -168,6 +169,21 @@ fn pids_limit(runtime: Option<&str>, limits: &ContainerLimits) -> i64 {
     match runtime {
         Some("runsc") => limits.processes + GVISOR_PIDS_ALLOWANCE,
         _ => limits.processes,
+    }
+}
+
+/// The task as the monitor in a container of `limits` gets it: the
+/// processes limit stays for the monitor to set as the program uid's
+/// `RLIMIT_NPROC` only under `runsc`, whose kernel counts a uid's processes
+/// in that sandbox alone (its pids cgroup also counts gVisor's own
+/// threads, so without it a fork bomb stops the sandbox rather than meets a
+/// limit). Under runc the host's kernel counts a uid's processes across the
+/// host, where another service's program may hold the same uid and would
+/// take this one's share: there the container's own pids cgroup is the
+/// limit.
+pub(super) fn monitor_task(settings: &SandboxSettings, limits: &ContainerLimits, task: &mut Task) {
+    if runtime(settings, limits).as_deref() != Some("runsc") {
+        task.processes = None;
     }
 }
 

@@ -200,6 +200,48 @@ async fn c_thread_bomb() {
     }
 }
 
+/// Two services on one host give their first slot's programs the same uid
+/// (`CODE_RUNNER_SANDBOX_UID_BASE`): one program's threads must not take
+/// the other's processes limit, which is its own container's (the host's
+/// kernel counts a uid's processes across every container; RLIMIT_NPROC
+/// would share them).
+#[tokio::test]
+async fn a_programs_processes_limit_is_its_own_not_its_uids_on_the_host() {
+    let adjust = |c: &mut code_runner::config::Config| {
+        c.wall_time_limit_ms = 10_000;
+        c.cpu_time_limit_ms = 5_000;
+    };
+    let holder = TestService::start_with(adjust).await;
+    let other = TestService::start_with(adjust).await;
+    assert_eq!(
+        holder.config.sandbox_uid_base,
+        other.config.sandbox_uid_base
+    );
+    // 50 threads of 64 held for 6 s under the shared uid.
+    let held = holder
+        .submit_v1(json!({
+            "language": "python",
+            "code": "import threading, time\nts = [threading.Thread(target=time.sleep, args=(6,)) for _ in range(50)]\nfor t in ts: t.start()\nfor t in ts: t.join()\nprint('held', len(ts))",
+        }))
+        .await;
+    holder
+        .wait_v1(&held, &["active"], Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Meanwhile 30 threads of 64 in the other service's container.
+    let code = "#include <pthread.h>\n#include <stdio.h>\n#include <unistd.h>\nstatic void *sleeper(void *a) { sleep(1); return a; }\nint main(void) { pthread_t t[30]; int n = 0; while (n < 30 && pthread_create(&t[n], 0, sleeper, 0) == 0) n++; printf(\"started %d\\n\", n); for (int i = 0; i < n; i++) pthread_join(t[i], 0); return 0; }";
+    let view = other.run_v1(json!({ "language": "c", "code": code })).await;
+    let holding = holder
+        .wait_v1(&held, &["completed", "failed"], Duration::from_secs(60))
+        .await;
+    assert_eq!(verdict(&holding), "accepted", "{holding}");
+    assert_eq!(stdout(&holding), "held 50\n", "{holding}");
+    assert_eq!(verdict(&view), "accepted", "{view}");
+    assert_eq!(stdout(&view), "started 30\n", "{view}");
+    holder.stop().await;
+    other.stop().await;
+}
+
 #[tokio::test]
 async fn killing_every_visible_process_and_the_parent() {
     let view = contained(
