@@ -445,13 +445,14 @@ pub struct PhaseMark {
 }
 
 impl JobResult {
-    /// A result that says what happened without any run.
-    pub fn without_run(verdict: Verdict, message: impl Into<String>) -> JobResult {
+    /// A result of `verdict` and nothing else yet: the one place a
+    /// result is made (its figures and cases are filled in after).
+    pub fn of(verdict: Verdict) -> JobResult {
         JobResult {
             verdict,
             status: status_of(verdict, None),
             time_limit: None,
-            message: Some(message.into()),
+            message: None,
             compile_output: None,
             compile: None,
             figures: RunFigures::default(),
@@ -465,6 +466,14 @@ impl JobResult {
             version: String::new(),
             worker_id: String::new(),
             timeline: Vec::new(),
+        }
+    }
+
+    /// A result that says what happened without any run.
+    pub fn without_run(verdict: Verdict, message: impl Into<String>) -> JobResult {
+        JobResult {
+            message: Some(message.into()),
+            ..JobResult::of(verdict)
         }
     }
 }

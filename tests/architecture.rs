@@ -8,8 +8,10 @@
 //! - Only `config` reads the environment (`std::env`, `EnvFilter`'s
 //!   default environment).
 //! - No language is named in a string of the service's code.
-//! - A `Verdict` is made only in `execute` (elsewhere it is compared or
-//!   matched, never constructed).
+//! - A `Verdict` is made only in `execute/verdict.rs` (elsewhere it is
+//!   compared or matched, never constructed).
+//! - No source file (of the service, the monitor, the load test or the
+//!   tests) holds more than 800 lines before its unit tests.
 //! - No cycle among the crate's modules: among `src/`'s top-level modules,
 //!   nor among the files of one module.
 
@@ -411,17 +413,64 @@ fn no_language_is_named_in_the_services_code() {
 }
 
 #[test]
-fn verdicts_are_made_only_in_execute() {
+fn verdicts_are_made_only_in_execute_verdict() {
     let mut violations = Vec::new();
     for (file, found) in sources() {
-        if file.module == ["execute"] {
+        if file.module == ["execute", "verdict"] {
             continue;
         }
         for (verdict, line) in &found.verdicts {
             violations.push(format!("src/{}:{line}: {verdict}", file.path.display()));
         }
     }
-    report("a Verdict is decided in src/execute.rs only", &violations);
+    report(
+        "a Verdict is decided in src/execute/verdict.rs only",
+        &violations,
+    );
+}
+
+/// Most lines a source file holds before its unit tests: a file past it
+/// holds more than one concern.
+const MAX_FILE_LINES: usize = 800;
+
+#[test]
+fn no_source_file_is_a_warehouse() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut violations = Vec::new();
+    let mut dirs: Vec<PathBuf> = ["src", "monitor/src", "loadtest/src", "tests"]
+        .iter()
+        .map(|d| root.join(d))
+        .collect();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                if !path.ends_with("node_modules") {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let lines = text
+                .lines()
+                .take_while(|line| !line.starts_with("#[cfg(test)]"))
+                .count();
+            if lines > MAX_FILE_LINES {
+                violations.push(format!(
+                    "{}: {lines} lines before its unit tests",
+                    path.strip_prefix(root).unwrap().display()
+                ));
+            }
+        }
+    }
+    violations.sort();
+    report(
+        &format!("no source file over {MAX_FILE_LINES} lines before its unit tests"),
+        &violations,
+    );
 }
 
 /// The module a path written in `from` refers to, if it is one of ours.

@@ -609,23 +609,12 @@ mod tests {
 
     fn result(verdict: Verdict, figures: RunFigures) -> JobResult {
         JobResult {
-            verdict,
             status: RunStatus::Success,
-            time_limit: None,
-            message: None,
-            compile_output: None,
-            compile: None,
             figures,
-            test_cases: Vec::new(),
-            figures_case: None,
-            score: None,
-            max_score: None,
-            groups: Vec::new(),
             encoding: "utf8".into(),
             language: "python".into(),
             version: "3.11.2".into(),
-            worker_id: String::new(),
-            timeline: Vec::new(),
+            ..JobResult::of(verdict)
         }
     }
 

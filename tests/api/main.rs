@@ -6,12 +6,15 @@
 
 use code_runner_testkit as helpers;
 
+mod abuse;
 mod admin;
+mod browsers;
 mod concurrency;
 mod faults;
 mod hardening;
 mod interop;
 mod judge0;
+mod judge0_requests;
 mod judging;
 mod languages;
 mod limits;

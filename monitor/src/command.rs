@@ -1,0 +1,609 @@
+//! Running the command: its child set up (privileges, limits, seccomp,
+//! signals), its pipes relayed in frames, its limits enforced, its figures
+//! read, every process reaped.
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use crate::{
+    DRAIN, MAX_PENDING_INPUT, Output, TICK,
+    cgroup::Cgroup,
+    failure,
+    files::resolve,
+    privileges::{capset, seccomp_filter},
+    sys::{close, errno, keep_from_children, pipe, set_nonblocking},
+};
+use monitor_protocol::{
+    FRAME_STDERR, FRAME_STDOUT, Input, InputReader, LimitHit, MAX_CHUNK, Report, Task, WORK_DIR,
+};
+
+/// The steps of starting the command, as the child reports a failure.
+pub(super) const STEP_EXEC: i32 = 0;
+
+pub(super) const STEP_OOM_SCORE: i32 = 1;
+
+pub(super) const STEP_UID: i32 = 2;
+
+pub(super) const STEP_SECCOMP: i32 = 3;
+
+pub(super) const STEP_CHDIR: i32 = 4;
+
+pub(super) struct Stream {
+    pub(super) fd: RawFd,
+    pub(super) open: bool,
+    pub(super) kind: u8,
+    pub(super) sent: u64,
+    pub(super) truncated: bool,
+}
+
+/// Runs the task's command on `stdin`. An interactive task's input frames
+/// are read from `input_fd`, starting with `input_read` (bytes of it
+/// already read).
+///
+/// The memory figure is the command's own: the larger of its process
+/// tree's peak resident set (`ru_maxrss` of the command, which counts the
+/// descendants it waited for) and the memory the container's programs
+/// hold (anonymous, and the files they write into the tmpfs, which count
+/// against the limit) above its level before the command started, sampled
+/// every tick (processes alive at once, orphans the monitor reaped, files
+/// written). Never the cgroup's usage or high-water mark: those count page
+/// cache the command (or a compilation before it in the same container)
+/// merely read, so a figure would depend on what happened to be cached;
+/// nor the task's own files, there before it started.
+pub(super) fn run(
+    task: &Task,
+    stdin: &[u8],
+    out: &mut Output,
+    input_fd: RawFd,
+    input_read: &[u8],
+) -> Report {
+    let cgroup = Cgroup::detect();
+    let held_before = cgroup.held_bytes();
+    let mut held_peak = 0u64;
+    let cpu_before = cgroup.cpu_ns();
+    let oom_before = cgroup.oom_kills().unwrap_or(0);
+    let is_init = std::process::id() == 1;
+
+    // Everything the child needs, allocated before fork.
+    let to_cstring = |bytes: &[u8]| CString::new(bytes.to_vec()).ok();
+    let Some(path) = to_cstring(&resolve(&task.argv[0], &task.env)) else {
+        return failure("the command contains a NUL byte".into());
+    };
+    let Some(argv) = task
+        .argv
+        .iter()
+        .map(|a| to_cstring(a))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return failure("an argument contains a NUL byte".into());
+    };
+    let Some(envp) = task
+        .env
+        .iter()
+        .map(|(k, v)| to_cstring(format!("{k}={v}").as_bytes()))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return failure("an environment variable contains a NUL byte".into());
+    };
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    let work_dir = CString::new(WORK_DIR).unwrap();
+    let oom_path = CString::new("/proc/self/oom_score_adj").unwrap();
+    let filter = seccomp_filter(std::fs::read_dir("/dev/mqueue").is_err());
+    let filter_program = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    let program_uid = task.uid;
+    let (stack_bytes, file_size_bytes) = (task.stack_bytes, task.file_size_bytes);
+    let processes = task.processes.filter(|_| task.uid.is_some());
+    let stderr_to_stdout = task.stderr_to_stdout;
+    let cpu_seconds = (task.cpu_ms.div_ceil(1000) + 1) as libc::rlim_t;
+
+    let (stdin_r, stdin_w) = pipe();
+    let (out_r, out_w) = pipe();
+    let (err_r, err_w) = pipe();
+    let (exec_r, exec_w) = pipe();
+
+    // The command's peak counts what it inherited at fork until its exec
+    // (the kernel keeps the larger): the monitor's large buffers, the
+    // task's files (a compiled program of megabytes) and its input, stay
+    // out of the child, which never touches them before exec.
+    for file in &task.files {
+        keep_from_children(&file.content);
+    }
+    keep_from_children(stdin);
+    keep_from_children(input_read);
+
+    let started = Instant::now();
+    // SAFETY: the monitor is single-threaded; the child only makes
+    // async-signal-safe calls before execve or _exit.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return failure(format!("fork failed: {}", std::io::Error::last_os_error()));
+    }
+    if child == 0 {
+        // SAFETY: see above; every pointer outlives the call.
+        unsafe {
+            // Tells the monitor which step failed, and why, then exits.
+            let fail = |step: i32, e: i32| -> ! {
+                let words = [step, e];
+                libc::write(exec_w, words.as_ptr().cast(), 8);
+                libc::_exit(127)
+            };
+            libc::setsid();
+            libc::dup2(stdin_r, 0);
+            libc::dup2(out_w, 1);
+            libc::dup2(if stderr_to_stdout { out_w } else { err_w }, 2);
+            // Every signal's disposition back to its default and none
+            // blocked: a program starts as if from a clean shell, whatever
+            // the monitor inherited (a service started with SIGINT ignored
+            // would pass that on through the engine) or set itself (Rust
+            // ignores SIGPIPE). Handlers are reset by execve anyway;
+            // ignored and blocked signals would not be.
+            // By the system calls themselves: the C library's wrappers
+            // refuse the signals it keeps for its threads (32, 33), which an
+            // inherited disposition may still ignore. A zeroed kernel
+            // `sigaction` is SIG_DFL with no flags and an empty mask.
+            let none = [0u64; 4];
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                none.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8,
+            );
+            for signal in 1..=64 {
+                if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        signal,
+                        none.as_ptr(),
+                        std::ptr::null_mut::<u64>(),
+                        8,
+                    );
+                }
+            }
+            // The OOM killer picks the job, never the monitor. The child
+            // inherited the monitor's non-dumpable flag, which makes its
+            // /proc files root's: dumpable again, the file is its own.
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+            let fd = libc::open(oom_path.as_ptr(), libc::O_WRONLY);
+            if fd < 0 || libc::write(fd, b"1000".as_ptr().cast(), 4) != 4 {
+                fail(STEP_OOM_SCORE, errno());
+            }
+            libc::close(fd);
+            let limit = libc::rlimit {
+                rlim_cur: cpu_seconds,
+                rlim_max: cpu_seconds + 1,
+            };
+            libc::setrlimit(libc::RLIMIT_CPU, &limit);
+            // The job's own stack and file-size limits, never above what
+            // the container allows (lowering a hard limit needs no privilege).
+            for (resource, bytes) in [
+                (libc::RLIMIT_STACK, stack_bytes),
+                (libc::RLIMIT_FSIZE, file_size_bytes),
+            ] {
+                let Some(bytes) = bytes else { continue };
+                let mut current = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::getrlimit(resource, &mut current);
+                let value = (bytes as libc::rlim_t).min(current.rlim_max);
+                let limit = libc::rlimit {
+                    rlim_cur: value,
+                    rlim_max: value,
+                };
+                libc::setrlimit(resource, &limit);
+            }
+            // Processes and threads of the program's uid, as the pids cgroup
+            // counts them: sent under gVisor only, whose kernel counts the
+            // uid in this sandbox alone, and where the cgroup also counts
+            // the sandbox's own threads: this is the limit a fork bomb
+            // meets first.
+            if let Some(processes) = processes {
+                let limit = libc::rlimit {
+                    rlim_cur: processes as libc::rlim_t,
+                    rlim_max: processes as libc::rlim_t,
+                };
+                libc::setrlimit(libc::RLIMIT_NPROC, &limit);
+            }
+            if let Some(uid) = program_uid {
+                // Its own uid and gid, no supplementary group, and no
+                // capability left (the monitor's uid is not root, so the
+                // change of uid does not drop them by itself).
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setresgid(uid, uid, uid) != 0
+                    || libc::setresuid(uid, uid, uid) != 0
+                    || !capset(0)
+                {
+                    fail(STEP_UID, errno());
+                }
+            }
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &filter_program as *const libc::sock_fprog,
+                ) != 0
+            {
+                fail(STEP_SECCOMP, errno());
+            }
+            if libc::chdir(work_dir.as_ptr()) != 0 {
+                fail(STEP_CHDIR, errno());
+            }
+            libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr());
+            fail(STEP_EXEC, errno());
+        }
+    }
+    close(stdin_r);
+    close(out_w);
+    close(err_w);
+    close(exec_w);
+    set_nonblocking(stdin_w);
+    set_nonblocking(out_r);
+    set_nonblocking(err_r);
+
+    let kill_all = |child: libc::pid_t| {
+        // SAFETY: signalling processes; as init, -1 means every process in
+        // the container but the monitor.
+        unsafe {
+            if is_init {
+                libc::kill(-1, libc::SIGKILL);
+            } else {
+                libc::kill(-child, libc::SIGKILL);
+            }
+        }
+    };
+
+    let mut streams = [
+        Stream {
+            fd: out_r,
+            open: true,
+            kind: FRAME_STDOUT,
+            sent: 0,
+            truncated: false,
+        },
+        Stream {
+            fd: err_r,
+            open: true,
+            kind: FRAME_STDERR,
+            sent: 0,
+            truncated: false,
+        },
+    ];
+    // The command's stdin: what is waiting for it, and whether it ends once
+    // that is written (a batch task's does; an interactive one's when the
+    // service says so).
+    let interactive = task.interactive.is_some();
+    let idle_limit = task
+        .interactive
+        .filter(|&ms| ms > 0)
+        .map(Duration::from_millis);
+    let mut pending: Vec<u8> = stdin.to_vec();
+    let mut stdin_pos = 0usize;
+    let mut stdin_ends = !interactive;
+    let mut stdin_open = true;
+    if stdin.is_empty() && !interactive {
+        close(stdin_w);
+        stdin_open = false;
+    }
+    let mut input_open = interactive;
+    let mut inputs = InputReader::default();
+    inputs.push(input_read);
+    if interactive {
+        set_nonblocking(input_fd);
+    }
+    let mut last_activity = Instant::now();
+    let mut exec_open = true;
+    let mut exec_error: Option<(i32, i32)> = None;
+    let mut status: Option<(i32, libc::rusage)> = None;
+    let mut limit: Option<LimitHit> = None;
+    let mut killed_at: Option<Instant> = None;
+    let deadline = started + Duration::from_millis(task.wall_ms);
+    let mut buffer = vec![0u8; MAX_CHUNK];
+
+    loop {
+        let mut fds = Vec::with_capacity(4);
+        for s in streams.iter().filter(|s| s.open) {
+            fds.push(libc::pollfd {
+                fd: s.fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if stdin_open && stdin_pos < pending.len() {
+            fds.push(libc::pollfd {
+                fd: stdin_w,
+                events: libc::POLLOUT,
+                revents: 0,
+            });
+        }
+        if input_open && pending.len() - stdin_pos < MAX_PENDING_INPUT {
+            fds.push(libc::pollfd {
+                fd: input_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if exec_open {
+            fds.push(libc::pollfd {
+                fd: exec_r,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        let timeout = TICK.as_millis() as libc::c_int;
+        // SAFETY: fds is a valid array of pollfd.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+
+        for s in streams.iter_mut().filter(|s| s.open) {
+            let before = s.sent;
+            if relay(s, &mut buffer, out, task.output_bytes) && limit.is_none() {
+                limit = Some(LimitHit::Output);
+            }
+            if s.sent != before {
+                last_activity = Instant::now();
+            }
+        }
+        if input_open && pending.len() - stdin_pos < MAX_PENDING_INPUT {
+            // SAFETY: reading into a live buffer from our own descriptor.
+            let n = unsafe { libc::read(input_fd, buffer.as_mut_ptr().cast(), buffer.len()) };
+            if n > 0 {
+                inputs.push(&buffer[..n as usize]);
+            } else if n == 0 || errno() != libc::EAGAIN && errno() != libc::EINTR {
+                // The service closed the command's input.
+                input_open = false;
+                stdin_ends = true;
+            }
+        }
+        loop {
+            match inputs.next_input() {
+                Ok(None) => break,
+                Ok(Some(input)) => {
+                    last_activity = Instant::now();
+                    match input {
+                        Input::Data(bytes) => {
+                            if stdin_pos > 0 && stdin_pos == pending.len() {
+                                pending.clear();
+                                stdin_pos = 0;
+                            }
+                            if !stdin_ends {
+                                pending.extend_from_slice(&bytes);
+                            }
+                        }
+                        Input::Close => stdin_ends = true,
+                        // SAFETY: signalling the command's process group
+                        // (it called setsid), with a signal the protocol
+                        // allows.
+                        Input::Signal(n) => unsafe {
+                            libc::kill(-child, n);
+                        },
+                        Input::ClientLeft => {
+                            if limit.is_none() {
+                                limit = Some(LimitHit::NoClient);
+                            }
+                        }
+                        // Cases come between runs, never during one: not
+                        // the service's frames; take no more input.
+                        Input::Case { .. } => {
+                            input_open = false;
+                            stdin_ends = true;
+                        }
+                    }
+                }
+                Err(_) => {
+                    // Not the service's frames: take no more input.
+                    input_open = false;
+                    stdin_ends = true;
+                    break;
+                }
+            }
+        }
+        if stdin_open && stdin_pos < pending.len() {
+            // SAFETY: writing from a live buffer to our own pipe.
+            let n = unsafe {
+                libc::write(
+                    stdin_w,
+                    pending[stdin_pos..].as_ptr().cast(),
+                    (pending.len() - stdin_pos).min(MAX_CHUNK),
+                )
+            };
+            if n > 0 {
+                stdin_pos += n as usize;
+            } else if n < 0 && errno() != libc::EAGAIN && errno() != libc::EINTR {
+                // The command closed its stdin: nothing more reaches it.
+                close(stdin_w);
+                stdin_open = false;
+            }
+        }
+        if stdin_open && stdin_ends && stdin_pos >= pending.len() {
+            close(stdin_w);
+            stdin_open = false;
+        }
+        if let Some(idle) = idle_limit
+            && limit.is_none()
+            && last_activity.elapsed() >= idle
+        {
+            limit = Some(LimitHit::Idle);
+        }
+        if exec_open {
+            let mut words = [0i32; 2];
+            // SAFETY: reading 8 bytes into two i32s.
+            let n = unsafe { libc::read(exec_r, words.as_mut_ptr().cast(), 8) };
+            if n == 8 {
+                exec_error = Some((words[0], words[1]));
+            }
+            if n == 0 || n == 8 {
+                close(exec_r);
+                exec_open = false;
+            }
+        }
+        if let (Some(before), Some(now)) = (held_before, cgroup.held_bytes()) {
+            held_peak = held_peak.max(now.saturating_sub(before));
+        }
+        reap(child, &mut status);
+        if status.is_some() {
+            break;
+        }
+        if limit.is_none() {
+            if Instant::now() >= deadline {
+                limit = Some(LimitHit::Wall);
+            } else if let (Some(before), Some(now)) = (cpu_before, cgroup.cpu_ns())
+                && now.saturating_sub(before) >= task.cpu_ms * 1_000_000
+            {
+                limit = Some(LimitHit::Cpu);
+            }
+        }
+        if limit.is_some() && killed_at.is_none() {
+            kill_all(child);
+            killed_at = Some(Instant::now());
+        }
+        if let Some(at) = killed_at
+            && at.elapsed() > Duration::from_secs(5)
+        {
+            // SIGKILL is not refused; a child still here is stuck in the
+            // kernel. Report what is known.
+            break;
+        }
+    }
+    let wall_ms = started.elapsed().as_millis() as u64;
+
+    // The command exited: take what it wrote, then stop whatever it left.
+    let drain_until = Instant::now() + DRAIN;
+    while streams.iter().any(|s| s.open) && Instant::now() < drain_until {
+        let mut progressed = false;
+        for s in streams.iter_mut().filter(|s| s.open) {
+            let before = s.sent;
+            if relay(s, &mut buffer, out, task.output_bytes) && limit.is_none() {
+                limit = Some(LimitHit::Output);
+            }
+            progressed |= s.sent != before || !s.open;
+        }
+        if !progressed {
+            kill_all(child);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        reap(child, &mut status);
+    }
+    kill_all(child);
+    reap(child, &mut status);
+    for s in streams.iter().filter(|s| s.open) {
+        close(s.fd);
+    }
+    if stdin_open {
+        close(stdin_w);
+    }
+    if exec_open {
+        close(exec_r);
+    }
+
+    let cpu_ms = match (cpu_before, cgroup.cpu_ns()) {
+        (Some(before), Some(after)) => after.saturating_sub(before) / 1_000_000,
+        _ => status.map_or(0, |(_, r)| rusage_ms(&r)),
+    };
+    let largest_process = status.map_or(0, |(_, r)| r.ru_maxrss as u64 * 1024);
+    let memory_peak_bytes = largest_process.max(held_peak);
+    let oom_killed = cgroup.oom_kills().unwrap_or(0) > oom_before;
+    let (exit_code, signal) = match status {
+        Some((s, _)) if libc::WIFEXITED(s) => (Some(libc::WEXITSTATUS(s)), None),
+        Some((s, _)) if libc::WIFSIGNALED(s) => (None, Some(libc::WTERMSIG(s))),
+        _ => (None, None),
+    };
+    if limit.is_none() && oom_killed {
+        limit = Some(LimitHit::Memory);
+    }
+    if limit.is_none() && signal == Some(libc::SIGXCPU) {
+        limit = Some(LimitHit::Cpu);
+    }
+    let error = exec_error.map(|(step, e)| {
+        let why = std::io::Error::from_raw_os_error(e);
+        match step {
+            STEP_EXEC => format!(
+                "cannot run {}: {why}",
+                String::from_utf8_lossy(&task.argv[0])
+            ),
+            STEP_OOM_SCORE => format!("cannot set the command's OOM score: {why}"),
+            STEP_UID => format!("cannot start the command under its own uid: {why}"),
+            STEP_SECCOMP => format!("cannot install the seccomp filter: {why}"),
+            _ => format!("cannot enter the work directory: {why}"),
+        }
+    });
+    let exec_failed = matches!(exec_error, Some((STEP_EXEC, _)));
+    Report {
+        exit_code,
+        signal,
+        wall_ms,
+        cpu_ms,
+        memory_peak_bytes,
+        oom_killed,
+        limit,
+        stdout_truncated: streams[0].truncated,
+        stderr_truncated: streams[1].truncated,
+        error,
+        artifacts_truncated: false,
+        exec_failed,
+        clean: false,
+    }
+}
+
+pub(super) fn rusage_ms(r: &libc::rusage) -> u64 {
+    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+    ms(r.ru_utime) + ms(r.ru_stime)
+}
+
+/// Reaps every exited process (the monitor is init); records the command's.
+pub(super) fn reap(child: libc::pid_t, status: &mut Option<(i32, libc::rusage)>) {
+    loop {
+        let mut s = 0;
+        // SAFETY: rusage is plain data, zero is a valid value.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointers to locals.
+        let pid = unsafe { libc::wait4(-1, &mut s, libc::WNOHANG, &mut usage) };
+        if pid <= 0 {
+            return;
+        }
+        if pid == child {
+            *status = Some((s, usage));
+        }
+    }
+}
+
+/// Moves what is readable from one output pipe into frames, up to the cap.
+/// Returns true when the stream passed its cap.
+pub(super) fn relay(stream: &mut Stream, buffer: &mut [u8], out: &mut Output, cap: u64) -> bool {
+    loop {
+        // SAFETY: reading into a live buffer from our own pipe.
+        let n = unsafe { libc::read(stream.fd, buffer.as_mut_ptr().cast(), buffer.len()) };
+        if n == 0 {
+            close(stream.fd);
+            stream.open = false;
+            return false;
+        }
+        if n < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            if errno() != libc::EAGAIN {
+                close(stream.fd);
+                stream.open = false;
+            }
+            return false;
+        }
+        let n = n as u64;
+        let room = cap.saturating_sub(stream.sent);
+        let keep = n.min(room);
+        if keep > 0 {
+            out.frame(stream.kind, &buffer[..keep as usize]);
+            stream.sent += keep;
+        }
+        if n > room {
+            stream.truncated = true;
+            return true;
+        }
+    }
+}
