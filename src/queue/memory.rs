@@ -38,6 +38,35 @@ pub struct RedisMemory {
 }
 
 impl RedisMemory {
+    /// The figures of one server's `INFO memory`.
+    fn of_info(info: &str) -> RedisMemory {
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        RedisMemory {
+            used: field("used_memory:").unwrap_or(0),
+            max: field("maxmemory:").unwrap_or(0),
+        }
+    }
+
+    /// The fullest of some servers' figures (none: nothing used).
+    fn fullest(servers: impl Iterator<Item = RedisMemory>) -> RedisMemory {
+        servers
+            .max_by(|a, b| a.fullness().total_cmp(&b.fullness()))
+            .unwrap_or(RedisMemory { used: 0, max: 0 })
+    }
+
+    /// How full it is: its share of its `maxmemory`, or (with none) its use.
+    fn fullness(&self) -> f64 {
+        if self.max > 0 {
+            self.used as f64 / self.max as f64
+        } else {
+            self.used as f64 / u64::MAX as f64
+        }
+    }
+
     /// The budget the service holds Redis to: `configured` (bytes), else
     /// nine tenths of Redis's own `maxmemory`, else `fallback`.
     pub fn budget(&self, configured: Option<u64>, fallback: u64) -> u64 {
@@ -50,19 +79,24 @@ impl RedisMemory {
 }
 
 impl JobQueue {
-    /// Redis's memory use and limit.
+    /// Redis's memory use and limit. A Redis Cluster answers `INFO` with
+    /// every primary's: the fullest of them (against its own limit) is the
+    /// one that refuses writes first.
     pub async fn redis_memory(&self) -> Result<RedisMemory, QueueError> {
-        let info: String =
+        let info: redis::Value =
             with_timeout(self.connection().cmd(redis::cmd("INFO").arg("memory"))).await?;
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().parse::<u64>().ok())
+        let texts: Vec<String> = match info {
+            redis::Value::Map(nodes) => nodes
+                .into_iter()
+                .filter_map(|(_, text)| redis::from_redis_value(text).ok())
+                .collect(),
+            one => vec![redis::from_redis_value(one).map_err(|e| {
+                QueueError::Unavailable(format!("INFO memory answered oddly: {e}"))
+            })?],
         };
-        Ok(RedisMemory {
-            used: field("used_memory:").unwrap_or(0),
-            max: field("maxmemory:").unwrap_or(0),
-        })
+        Ok(RedisMemory::fullest(
+            texts.iter().map(|text| RedisMemory::of_info(text)),
+        ))
     }
 
     /// Bounds BullMQ's event stream to its last `entries` (read by its
@@ -157,6 +191,25 @@ async fn trim(queue: &JobQueue, configured: Option<u64>, fallback: u64) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fullest_server_of_a_cluster_is_the_one_that_counts() {
+        let info = |used: u64, max: u64| {
+            RedisMemory::of_info(&format!(
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:x\r\nmaxmemory:{max}\r\n"
+            ))
+        };
+        assert_eq!(info(2100, 0), RedisMemory { used: 2100, max: 0 });
+        let nodes = [info(900, 1000), info(5000, 100_000), info(100, 0)];
+        assert_eq!(
+            RedisMemory::fullest(nodes.into_iter()),
+            RedisMemory {
+                used: 900,
+                max: 1000
+            }
+        );
+        assert!(info(10, 0).fullness() < info(20, 0).fullness());
+    }
 
     #[test]
     fn the_budget_is_the_setting_else_most_of_maxmemory_else_the_fallback() {
