@@ -478,6 +478,24 @@ impl JobResult {
     }
 }
 
+/// How a claimed job's attempt ended, as the dispatcher tells the queue.
+#[derive(Debug)]
+pub enum JobOutcome {
+    /// The code ran: the job is completed with this result.
+    Finished(Box<JobResult>),
+    /// Put the job back in the queue untouched (its run was stopped by a
+    /// shutdown); it does not count as an attempt.
+    Requeue,
+    /// This worker cannot run it yet (its language's image is still being
+    /// built): the job goes back to the queue, delayed by
+    /// `queue::worker::NOT_READY_DELAY`, without counting as an attempt.
+    NotReady(String),
+    /// The service could not run it. A `retryable` failure (infrastructure)
+    /// is retried with backoff while attempts remain; otherwise, or after
+    /// the last attempt, the job is failed with `reason`.
+    Failed { reason: String, retryable: bool },
+}
+
 /// The proof of concept's status for a verdict.
 pub fn status_of(verdict: Verdict, exit_code: Option<i32>) -> RunStatus {
     match verdict {

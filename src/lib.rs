@@ -36,6 +36,7 @@ pub mod callback;
 pub mod compare;
 pub mod compat;
 pub mod config;
+pub mod ending;
 pub mod execute;
 pub mod http;
 pub mod job;

@@ -32,8 +32,9 @@ use super::sweeper::{SWEEP_INTERVAL, SweepMode, Sweeper, SweeperMsg, sweep};
 use super::{AbortOnDrop, WorkerServices};
 use crate::backoff::Backoff;
 use crate::execute::{ExecutionSettings, prepare};
+use crate::job::JobOutcome;
 use crate::queue::cancel::watch_cancellations;
-use crate::queue::worker::{ClaimedJob, JobOutcome, QueueWorker};
+use crate::queue::worker::{ClaimedJob, QueueWorker};
 
 /// With fault injection on, a job whose code contains this makes its runner
 /// panic while the program runs (tests only).
@@ -175,22 +176,38 @@ impl Actor for Dispatcher {
             Actor::spawn_linked(None, Sweeper, services.clone(), myself.get_cell()).await?;
 
         let me = myself.clone();
+        let queue = services.queue.clone();
         let worker = QueueWorker::start(
             &services.queue,
             &services.worker_settings,
             move |job: ClaimedJob| {
                 let me = me.clone();
+                let queue = queue.clone();
                 async move {
-                    match me
-                        .call(|reply| DispatcherMsg::Run { job, reply }, None)
-                        .await
-                    {
-                        Ok(ractor::rpc::CallResult::Success(outcome)) => outcome,
-                        _ => JobOutcome::Failed {
-                            reason: "the worker's dispatcher stopped while the job ran".into(),
-                            retryable: true,
-                        },
-                    }
+                    let outcome = if job.cancel_requested {
+                        crate::ending::cancelled_before_it_ran()
+                    } else {
+                        let claimed = job.clone();
+                        match me
+                            .call(
+                                |reply| DispatcherMsg::Run {
+                                    job: claimed,
+                                    reply,
+                                },
+                                None,
+                            )
+                            .await
+                        {
+                            Ok(ractor::rpc::CallResult::Success(outcome)) => outcome,
+                            _ => JobOutcome::Failed {
+                                reason: "the worker's dispatcher stopped while the job ran".into(),
+                                retryable: true,
+                            },
+                        }
+                    };
+                    // Whatever ended it, its end is paid in one place.
+                    crate::ending::settle_claimed(&queue, &job, &outcome).await;
+                    outcome
                 }
             },
         )

@@ -34,10 +34,10 @@ use tracing::Instrument;
 use super::AbortOnDrop;
 use super::registry::{RegistryHandle, RegistryMsg};
 use crate::execute::{Execution, ExecutionSettings, PreparedJob, execute};
+use crate::job::JobOutcome;
 use crate::job::{Phase, PhaseMark};
 use crate::queue::JobQueue;
 use crate::queue::live::{LiveEvent, LiveSender};
-use crate::queue::worker::JobOutcome;
 use crate::sandbox::pool::WarmPool;
 use crate::sandbox::{RunObserver, Sandbox, SandboxError};
 

@@ -357,9 +357,7 @@ pub async fn admit_share(
 pub async fn return_share(state: &AppState, caller: &Caller, offset: Option<u32>, ids: &[Uuid]) {
     if offset.is_some() {
         let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-        if let Err(e) = state.queue.release_share(&caller.bucket, &ids).await {
-            tracing::warn!(error = %e, "could not give a share back (pruned later)");
-        }
+        crate::ending::give_share_back(&state.queue, &caller.bucket, &ids).await;
     }
 }
 

@@ -227,14 +227,14 @@ pub async fn cancel_job(
     let id = job_id(&id)?;
     // Another key's job does not exist for this caller.
     view_of(&state, &caller, &id).await?;
-    match state.queue.cancel(&id).await? {
+    match crate::ending::cancel(&state.queue, &id).await? {
         CancelOutcome::NotFound => Err(not_found(&id)),
         CancelOutcome::Finished(finished) => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("job {id} already ended ({})", state_name(finished)),
         )
         .with_field("id")),
-        CancelOutcome::Removed => Ok(Json(view_of(&state, &caller, &id).await?)),
+        CancelOutcome::Removed(_) => Ok(Json(view_of(&state, &caller, &id).await?)),
         CancelOutcome::Signalled => {
             let job = state
                 .queue

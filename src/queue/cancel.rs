@@ -56,8 +56,9 @@ return 0
 /// What a cancellation did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CancelOutcome {
-    /// The job was waiting: it was removed and will never run.
-    Removed,
+    /// The job was waiting: it was removed and will never run (with its
+    /// data, for what its end owes: see `crate::ending::cancel`).
+    Removed(Option<Box<JobSpec>>),
     /// The job is running: its worker was told to stop it.
     Signalled,
     /// The job had already ended in this state.
@@ -133,24 +134,12 @@ impl JobQueue {
                 )
                 .await?;
                 if with_timeout(self.queue.remove(&id)).await? {
-                    // It owes what every end of a job owes: counted, its
-                    // webhook (the job as it reads now: cancelled, no
-                    // result), its caller's share back.
-                    if let Some(spec) = &spec {
-                        super::worker::Ending {
-                            id: &id,
-                            spec,
-                            queue: self,
-                            attempts: 0,
-                            started_at_ms: None,
-                            added_at_ms: spec.submitted_at_ms,
-                        }
-                        .owe(PublicState::Cancelled, None, None)
-                        .await;
-                    } else {
+                    // What its end owes is paid by the caller (a job with
+                    // no data owes nothing but its record).
+                    if spec.is_none() {
                         self.record_cancelled(&id).await?;
                     }
-                    Ok(CancelOutcome::Removed)
+                    Ok(CancelOutcome::Removed(spec.map(Box::new)))
                 } else {
                     // Claimed meanwhile (locked): stop it where it runs.
                     let _: () =

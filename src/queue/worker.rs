@@ -14,28 +14,8 @@ use bullmq::types::{KeepJobs, RemoveOnFinish};
 use bullmq::{Job, Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
-use super::deliveries::Delivery;
-use super::{JobQueue, JobView, PublicState, QueueError};
-use crate::compat::judge0::{Stage, Submission};
-use crate::job::{JobResult, JobSpec, Verdict, now_ms};
-
-/// How a claimed job ended, as the dispatcher tells the queue.
-#[derive(Debug)]
-pub enum JobOutcome {
-    /// The code ran: the job is completed with this result.
-    Finished(Box<JobResult>),
-    /// Put the job back in the queue untouched (its run was stopped by a
-    /// shutdown); it does not count as an attempt.
-    Requeue,
-    /// This worker cannot run it yet (its language's image is still being
-    /// built): the job goes back to the queue, delayed by
-    /// [`NOT_READY_DELAY`], without counting as an attempt.
-    NotReady(String),
-    /// The service could not run it. A `retryable` failure (infrastructure)
-    /// is retried with backoff while attempts remain; otherwise, or after
-    /// the last attempt, the job is failed with `reason`.
-    Failed { reason: String, retryable: bool },
-}
+use super::{JobQueue, QueueError};
+use crate::job::{JobOutcome, JobSpec, now_ms};
 
 /// How long a job this worker cannot run yet waits before it is claimed
 /// again.
@@ -50,6 +30,13 @@ pub struct ClaimedJob {
     pub spec: Arc<JobSpec>,
     /// Attempts made before this one.
     pub attempts_made: u32,
+    /// Attempts it may have in all (infrastructure failures are retried).
+    pub attempts_allowed: u32,
+    /// When this attempt was claimed, and when the queue took the job.
+    pub started_at_ms: Option<u64>,
+    pub added_at_ms: u64,
+    /// A client asked to cancel it before it was claimed: it must not run.
+    pub cancel_requested: bool,
     /// Cancelled when the queue asks the job to stop.
     pub cancel: CancellationToken,
 }
@@ -88,175 +75,13 @@ fn since(from: u64, to: u64) -> Duration {
     Duration::from_millis(to.saturating_sub(from))
 }
 
-/// What a job's end owes besides BullMQ's own state, whatever ended it
-/// (finished, failed after its retries, cancelled while it waited, when it
-/// was claimed or while it ran): the metrics, the cancellation record, the
-/// webhook owed and the caller's share given back, paid in [`Ending::owe`].
-pub(super) struct Ending<'a> {
-    pub id: &'a str,
-    pub spec: &'a JobSpec,
-    pub queue: &'a JobQueue,
-    /// Attempts made, the last one included (0: it never ran).
-    pub attempts: u32,
-    /// When its last attempt was claimed.
-    pub started_at_ms: Option<u64>,
-    /// When BullMQ added it (for a job whose data has no submission time).
-    pub added_at_ms: u64,
-}
-
-impl Ending<'_> {
-    fn submitted_at_ms(&self) -> u64 {
-        match self.spec.submitted_at_ms {
-            0 => self.added_at_ms,
-            at => at,
-        }
-    }
-
-    /// Records what an end in `state` owes.
-    pub(super) async fn owe(
-        &self,
-        state: PublicState,
-        result: Option<&JobResult>,
-        error: Option<String>,
-    ) {
-        let id = self.id;
-        let verdict = result.map_or(
-            match state {
-                PublicState::Cancelled => "cancelled",
-                _ => "failed",
-            },
-            |r| r.verdict.as_str(),
-        );
-        crate::metrics::job_finished(&self.spec.language, verdict);
-        crate::metrics::job_duration(since(self.submitted_at_ms(), now_ms()));
-        if state == PublicState::Cancelled {
-            let _ = self.queue.record_cancelled(id).await;
-        }
-        if let Some(delivery) = self.delivery(state, result, error)
-            && let Err(e) = self
-                .queue
-                .owe_delivery(&delivery, self.queue.settings().callback_attempts)
-                .await
-        {
-            tracing::warn!(job = %id, error = %e, "could not record the webhook owed");
-        }
-        // Its caller's share of the queue comes back.
-        if let Some(bucket) = &self.spec.caller
-            && let Err(e) = self.queue.release_share(bucket, &[id.to_string()]).await
-        {
-            tracing::warn!(job = %id, error = %e,
-                "could not give the caller's share back (pruned later)");
-        }
-    }
-
-    /// The webhook this job owes, if it asked for one: the job as
-    /// `GET /v1/jobs/{id}` shows it.
-    fn delivery(
-        &self,
-        state: PublicState,
-        result: Option<&JobResult>,
-        error: Option<String>,
-    ) -> Option<Delivery> {
-        let url = self.spec.callback_url.as_ref()?;
-        if self.spec.judge0.is_some() {
-            return self.judge0_delivery(url, state, result, error);
-        }
-        let view = JobView {
-            id: self.id.to_string(),
-            state,
-            phase: None,
-            language: Some(self.spec.language.clone()),
-            attempts_made: self.attempts,
-            submitted_at_ms: (self.spec.submitted_at_ms != 0).then_some(self.spec.submitted_at_ms),
-            started_at_ms: self.started_at_ms,
-            finished_at_ms: Some(now_ms()),
-            result: result.cloned(),
-            error,
-        };
-        Some(Delivery {
-            job_id: self.id.to_string(),
-            url: url.clone(),
-            body: serde_json::to_string(&view).ok()?,
-            owner: self.spec.owner.clone(),
-            put: false,
-        })
-    }
-
-    /// A Judge0 submission's callback: PUT, the submission's default
-    /// attributes in base64, as Judge0 sends it.
-    fn judge0_delivery(
-        &self,
-        url: &str,
-        state: PublicState,
-        result: Option<&JobResult>,
-        error: Option<String>,
-    ) -> Option<Delivery> {
-        let job = Submission {
-            token: self.id.to_string(),
-            stage: Some(match state {
-                PublicState::Cancelled => Stage::Cancelled,
-                PublicState::Failed => Stage::Failed,
-                _ => Stage::Completed,
-            }),
-            spec: Some(self.spec.clone()),
-            result: result.cloned(),
-            failed_reason: error,
-            started_at_ms: self.started_at_ms,
-            finished_at_ms: Some(now_ms()),
-            execution_host: None,
-        };
-        let shown =
-            crate::compat::judge0::render(&job, &crate::compat::judge0::DEFAULT_FIELDS, true, None)
-                .ok()?;
-        Some(Delivery {
-            job_id: job.token,
-            url: url.to_string(),
-            body: serde_json::to_string(&shown).ok()?,
-            owner: self.spec.owner.clone(),
-            put: true,
-        })
-    }
-}
-
-/// The end of one claimed job: its outcome mapped onto what the end owes
-/// ([`Ending`]) and onto BullMQ.
+/// The end of one claimed job's attempt: its outcome mapped onto BullMQ
+/// (what the job's end owes is paid by the handler, see `crate::ending`).
 struct JobEnd<'a> {
     job: &'a Job,
-    spec: &'a JobSpec,
-    queue: &'a JobQueue,
 }
 
 impl JobEnd<'_> {
-    fn ending(&self) -> Ending<'_> {
-        Ending {
-            id: self.job.id(),
-            spec: self.spec,
-            queue: self.queue,
-            attempts: self.job.attempts_made() + 1,
-            started_at_ms: self.job.processed_on(),
-            added_at_ms: self.job.timestamp(),
-        }
-    }
-
-    /// Records what a final `outcome` owes; a retry or a re-queue owes
-    /// nothing yet.
-    async fn finish(&self, outcome: &JobOutcome) {
-        let attempts = self.job.opts().attempts.unwrap_or(1).max(1);
-        let (state, result, error) = match outcome {
-            JobOutcome::Finished(result) if result.verdict == Verdict::Cancelled => {
-                (PublicState::Cancelled, Some(&**result), None)
-            }
-            JobOutcome::Finished(result) => (PublicState::Completed, Some(&**result), None),
-            JobOutcome::Failed { reason, retryable }
-                if !retryable || self.job.attempts_made() + 1 >= attempts =>
-            {
-                (PublicState::Failed, None, Some(reason.clone()))
-            }
-            _ => return,
-        };
-        self.ending().owe(state, result, error).await;
-    }
-
     /// The outcome as BullMQ's processor answers it.
     async fn answer(&self, outcome: JobOutcome) -> Result<serde_json::Value, bullmq::Error> {
         match outcome {
@@ -352,22 +177,18 @@ impl QueueWorker {
                         )));
                     }
                 };
-                let end = JobEnd {
-                    job: &job,
-                    spec: &spec,
-                    queue: &queue,
+                let end = JobEnd { job: &job };
+                let submitted_at_ms = match spec.submitted_at_ms {
+                    0 => job.timestamp(),
+                    at => at,
                 };
-                // Cancelled before it was claimed: it never runs.
-                if queue.is_cancel_requested(job.id()).await.unwrap_or(false) {
-                    let result = crate::execute::cancelled(None, "", "cancelled before it ran");
-                    let outcome = JobOutcome::Finished(Box::new(result));
-                    end.finish(&outcome).await;
-                    return end.answer(outcome).await;
+                let cancel_requested = queue.is_cancel_requested(job.id()).await.unwrap_or(false);
+                if !cancel_requested {
+                    crate::metrics::queue_wait(since(
+                        submitted_at_ms,
+                        job.processed_on().unwrap_or_else(now_ms),
+                    ));
                 }
-                crate::metrics::queue_wait(since(
-                    end.ending().submitted_at_ms(),
-                    job.processed_on().unwrap_or_else(now_ms),
-                ));
                 let cancel = CancellationToken::new();
                 // Bridge BullMQ's token to ours for as long as the job runs.
                 let bridge = {
@@ -383,11 +204,14 @@ impl QueueWorker {
                     id: job.id().to_string(),
                     spec: spec.clone(),
                     attempts_made: job.attempts_made(),
+                    attempts_allowed: job.opts().attempts.unwrap_or(1).max(1),
+                    started_at_ms: job.processed_on(),
+                    added_at_ms: job.timestamp(),
+                    cancel_requested,
                     cancel: cancel.clone(),
                 };
                 let outcome = handle(claimed).await;
                 bridge.abort();
-                end.finish(&outcome).await;
                 end.answer(outcome).await
             }
         };

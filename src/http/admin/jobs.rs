@@ -207,10 +207,10 @@ pub(super) async fn cancel_job(
     PathText(id, _): PathText<ApiError>,
 ) -> Result<Json<Done>, ApiError> {
     let id = job_id(&id)?;
-    let acted = match state.queue.cancel(&id).await? {
+    let acted = match crate::ending::cancel(&state.queue, &id).await? {
         CancelOutcome::NotFound => Acted::NotFound,
         CancelOutcome::Finished(_) => Acted::Conflict,
-        CancelOutcome::Removed | CancelOutcome::Signalled => Acted::Done,
+        CancelOutcome::Removed(_) | CancelOutcome::Signalled => Acted::Done,
     };
     acted.answer(&id, "cancelled", "the job had already ended")
 }
