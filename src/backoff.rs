@@ -1,5 +1,8 @@
 //! Exponential backoff between attempts, for every loop that retries
-//! (reconnecting to Redis, removing a container, restarting an actor).
+//! (reconnecting to Redis, removing a container, restarting an actor),
+//! with jitter: each wait is a random point of the upper half of its delay,
+//! so processes that failed together (every worker when Redis went away)
+//! do not all retry at the same instant.
 
 use std::time::Duration;
 
@@ -34,15 +37,23 @@ impl Backoff {
         delay
     }
 
-    /// Sleeps for the next delay.
+    /// Sleeps for the next delay, jittered.
     pub async fn wait(&mut self) {
-        tokio::time::sleep(self.next_delay()).await;
+        tokio::time::sleep(jittered(self.next_delay())).await;
     }
 
     /// The next delay is `first` again (after a success).
     pub fn reset(&mut self) {
         self.next = self.first;
     }
+}
+
+/// A random point of `delay`'s upper half ("equal jitter"): at least half
+/// of it, so a backoff still backs off.
+pub fn jittered(delay: Duration) -> Duration {
+    let half = delay / 2;
+    let spread = u64::try_from(half.as_micros()).unwrap_or(u64::MAX);
+    half + Duration::from_micros(fastrand::u64(0..=spread))
 }
 
 #[cfg(test)]
@@ -60,5 +71,15 @@ mod tests {
         assert_eq!(b.nth(0), ms(100));
         assert_eq!(b.nth(2), ms(400));
         assert_eq!(b.nth(40), ms(500));
+    }
+
+    #[test]
+    fn jitter_stays_in_the_upper_half_and_spreads() {
+        let delay = Duration::from_millis(1000);
+        let waits: Vec<Duration> = (0..200).map(|_| jittered(delay)).collect();
+        assert!(waits.iter().all(|w| *w >= delay / 2 && *w <= delay));
+        let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
+        assert!(distinct.len() > 100, "{} distinct waits", distinct.len());
+        assert_eq!(jittered(Duration::ZERO), Duration::ZERO);
     }
 }

@@ -214,7 +214,7 @@ fn failed(
         recent.pop_front();
     }
     recent.push_back(now);
-    let delay = BACKOFF.nth((recent.len() as u32).saturating_sub(1));
+    let delay = crate::backoff::jittered(BACKOFF.nth((recent.len() as u32).saturating_sub(1)));
     tracing::warn!(
         child = child.name(),
         delay_ms = delay.as_millis() as u64,
