@@ -6,7 +6,8 @@
 //! - [`ApiError`], ours and the proof of concept's:
 //!   `{"error": "...", "field": "..."}` (`field` names the offending input
 //!   when there is one);
-//! - [`Judge0Error`]: Judge0's `{"error": "..."}`;
+//! - [`Judge0Error`]: Judge0's `{"error": "..."}`, and its validation
+//!   errors `422 {"attribute": ["message"]}`;
 //! - [`PistonError`]: Piston's `{"message": "..."}`.
 //!
 //! Extractor rejections answer the same way: [`PathText`] for path
@@ -142,7 +143,7 @@ impl Family {
     pub fn render(self, error: ApiError) -> Response {
         match self {
             Family::Ours => error.into_response(),
-            Family::Judge0 => Judge0Error(error).into_response(),
+            Family::Judge0 => Judge0Error::Api(error).into_response(),
             Family::Piston => PistonError(error).into_response(),
         }
     }
@@ -160,15 +161,52 @@ fn with_retry_after(error: &ApiError, body: serde_json::Value) -> Response {
     response
 }
 
-/// An error on Judge0's routes: `{"error": "..."}`, as Judge0 answers what
-/// is not a validation error (those are `422 {"attribute": ["message"]}`,
-/// answered by the handlers).
+/// An error on Judge0's routes, in one of Judge0's two shapes: a
+/// submission's validation errors as Rails renders them (`422
+/// {"attribute": ["message"]}`), anything else as `{"error": "..."}`.
 #[derive(Debug)]
-pub struct Judge0Error(pub ApiError);
+pub enum Judge0Error {
+    Api(ApiError),
+    Invalid(Judge0Invalid),
+}
+
+/// Judge0's validation errors (`422 {"attribute": ["message"]}`): one
+/// submission's, or a batch's (each submission's own, `{}` for a valid one).
+#[derive(Debug)]
+pub enum Judge0Invalid {
+    One(crate::compat::judge0::Errors),
+    Batch(Vec<serde_json::Value>),
+}
 
 impl IntoResponse for Judge0Error {
     fn into_response(self) -> Response {
-        with_retry_after(&self.0, serde_json::json!({ "error": self.0.message }))
+        match self {
+            Judge0Error::Api(e) => with_retry_after(&e, serde_json::json!({ "error": e.message })),
+            Judge0Error::Invalid(Judge0Invalid::One(errors)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, Json(errors)).into_response()
+            }
+            Judge0Error::Invalid(Judge0Invalid::Batch(answers)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, Json(answers)).into_response()
+            }
+        }
+    }
+}
+
+impl Judge0Error {
+    /// `{"error": message}` with `status`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Judge0Error::Api(ApiError::new(status, message))
+    }
+
+    /// Judge0's 404: `{"error": "Not Found"}`.
+    pub fn not_found() -> Self {
+        Judge0Error::new(StatusCode::NOT_FOUND, "Not Found")
+    }
+}
+
+impl From<crate::compat::judge0::Errors> for Judge0Error {
+    fn from(errors: crate::compat::judge0::Errors) -> Self {
+        Judge0Error::Invalid(Judge0Invalid::One(errors))
     }
 }
 
@@ -184,13 +222,13 @@ impl IntoResponse for PistonError {
 
 impl From<ApiError> for Judge0Error {
     fn from(e: ApiError) -> Self {
-        Judge0Error(e)
+        Judge0Error::Api(e)
     }
 }
 
 impl From<QueueError> for Judge0Error {
     fn from(e: QueueError) -> Self {
-        Judge0Error(e.into())
+        Judge0Error::Api(e.into())
     }
 }
 

@@ -15,7 +15,6 @@ use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::compat::piston::{self, Constraints, ExecuteParams, Translated};
@@ -26,8 +25,8 @@ use crate::http::request::{self, FileRequest, JobRequest, LimitsRequest};
 use crate::queue::PublicState;
 
 /// `{"message": message}` with `status`, as Piston answers an error.
-fn message(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "message": message.into() }))).into_response()
+fn message(status: StatusCode, message: impl Into<String>) -> PistonError {
+    PistonError(ApiError::new(status, message))
 }
 
 /// `GET /api/v2/runtimes` (Piston).
@@ -60,18 +59,18 @@ pub async fn packages(State(state): State<AppState>) -> Result<Response, PistonE
 /// `POST` or `DELETE /api/v2/packages`: not offered here.
 #[utoipa::path(post, path = "/api/v2/packages", tag = "piston",
     responses((status = 400, description = "Not offered: `{\"message\"}`", body = AnyJson)))]
-pub async fn manage_packages() -> Response {
+pub async fn manage_packages() -> PistonError {
     refuse_package_change()
 }
 
 /// `DELETE /api/v2/packages`: not offered here.
 #[utoipa::path(delete, path = "/api/v2/packages", tag = "piston",
     responses((status = 400, description = "Not offered: `{\"message\"}`", body = AnyJson)))]
-pub async fn remove_packages() -> Response {
+pub async fn remove_packages() -> PistonError {
     refuse_package_change()
 }
 
-fn refuse_package_change() -> Response {
+fn refuse_package_change() -> PistonError {
     message(
         StatusCode::BAD_REQUEST,
         "packages are not installed through this API: every language is built into the \
@@ -210,7 +209,7 @@ pub async fn execute(
     // A body that is JSON is read whatever its content type says (Piston's
     // npm client sends its JSON as text/plain); anything else is Piston's 415.
     if !declared_json && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
-        return Ok(message(
+        return Err(message(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "requests must be of type application/json",
         ));
@@ -231,7 +230,7 @@ pub async fn execute(
         .wait_finished(&state.events, &id, state.intake.max_wait)
         .await?;
     let Some(job) = finished else {
-        return Ok(message(
+        return Err(message(
             StatusCode::GATEWAY_TIMEOUT,
             format!(
                 "the job did not finish within {} s; its result will be at GET /v1/jobs/{id}",
@@ -252,7 +251,7 @@ pub async fn execute(
             ))
             .into_response())
         }
-        _ => Ok(message(
+        _ => Err(message(
             StatusCode::INTERNAL_SERVER_ERROR,
             job.failed_reason
                 .or_else(|| job.result.and_then(|r| r.message))

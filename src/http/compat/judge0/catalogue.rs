@@ -10,7 +10,7 @@ use crate::compat::judge0::{self};
 use crate::http::AppState;
 use crate::http::error::{AnyJson, Judge0Error, PathText};
 
-use super::{answer, not_found};
+use super::answer;
 
 /// `GET /languages`: every active language's id and name.
 #[utoipa::path(get, path = "/languages", tag = "judge0",
@@ -59,7 +59,7 @@ pub async fn language(
         .ok()
         .and_then(|id| state.languages.find_judge0(id).map(|l| (id, l)))
     else {
-        return Ok(not_found());
+        return Err(Judge0Error::not_found());
     };
     let versions = state.queue.language_versions().await?;
     let version = language.reported_version(&versions);

@@ -31,7 +31,7 @@ use crate::compat::judge0::{
 };
 use crate::http::AppState;
 use crate::http::auth::Caller;
-use crate::http::error::{AnyJson, ApiError, Judge0Error, PathText};
+use crate::http::error::{AnyJson, ApiError, Judge0Error, Judge0Invalid, PathText};
 use crate::http::request::{self, FileRequest, JobRequest, LimitsRequest, TestCaseRequest};
 use crate::job::JobSpec;
 use crate::queue::{PublicState, StoredJob};
@@ -43,8 +43,8 @@ pub(super) fn answer(status: StatusCode, body: impl serde::Serialize) -> Respons
 
 /// `{"error": message}` with `status`, as Judge0 answers what is not a
 /// validation error.
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    answer(status, json!({ "error": message.into() }))
+fn error(status: StatusCode, message: impl Into<String>) -> Judge0Error {
+    Judge0Error::new(status, message)
 }
 
 /// Query parameters, where a body's attribute of the same name wins (Rails
@@ -63,7 +63,7 @@ fn flag(value: Option<Scalar>) -> bool {
 fn parse_params<T: serde::de::DeserializeOwned + Default>(
     headers: &HeaderMap,
     bytes: &[u8],
-) -> Result<T, Box<Response>> {
+) -> Result<T, Judge0Error> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -72,12 +72,8 @@ fn parse_params<T: serde::de::DeserializeOwned + Default>(
         .to_ascii_lowercase()
         .starts_with("application/x-www-form-urlencoded")
     {
-        return serde_urlencoded::from_bytes(bytes).map_err(|e| {
-            Box::new(error(
-                StatusCode::BAD_REQUEST,
-                format!("malformed form: {e}"),
-            ))
-        });
+        return serde_urlencoded::from_bytes(bytes)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed form: {e}")));
     }
     // Rails reads attributes only from an object: anything else (an
     // array, a string) gives none.
@@ -85,10 +81,10 @@ fn parse_params<T: serde::de::DeserializeOwned + Default>(
         if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err()
             && !bytes.iter().all(u8::is_ascii_whitespace)
         {
-            return Err(Box::new(error(
+            return Err(error(
                 StatusCode::BAD_REQUEST,
                 "malformed JSON: the body is not JSON",
-            )));
+            ));
         }
         return Ok(T::default());
     }
@@ -99,20 +95,14 @@ fn parse_params<T: serde::de::DeserializeOwned + Default>(
         if inner.is_data() && path != "." {
             let mut errors = Errors::default();
             errors.add(path.split('.').next().unwrap_or(&path), "is invalid");
-            Box::new(answer(StatusCode::UNPROCESSABLE_ENTITY, errors))
+            Judge0Error::from(errors)
         } else {
-            Box::new(error(
-                StatusCode::BAD_REQUEST,
-                format!("malformed JSON: {inner}"),
-            ))
+            error(StatusCode::BAD_REQUEST, format!("malformed JSON: {inner}"))
         }
     })?;
-    deserializer.end().map_err(|e| {
-        Box::new(error(
-            StatusCode::BAD_REQUEST,
-            format!("malformed JSON: {e}"),
-        ))
-    })?;
+    deserializer
+        .end()
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))?;
     Ok(parsed)
 }
 
@@ -267,10 +257,7 @@ pub async fn create(
             super::super::admission::max_body_bytes(&state),
         )
         .await?;
-    let params: SubmissionParams = match parse_params(&headers, &bytes) {
-        Ok(params) => params,
-        Err(response) => return Ok(*response),
-    };
+    let params: SubmissionParams = parse_params(&headers, &bytes)?;
     drop(bytes);
     let fields = param(&query, params.fields.as_ref(), "fields").map(|f| match f {
         Scalar::Text(t) => t,
@@ -278,7 +265,7 @@ pub async fn create(
     });
     let fields = match judge0::parse_fields(fields.as_deref()) {
         Ok(fields) => fields,
-        Err(message) => return Ok(error(StatusCode::BAD_REQUEST, message)),
+        Err(message) => return Err(error(StatusCode::BAD_REQUEST, message)),
     };
     let base64_encoded = flag(param(
         &query,
@@ -288,7 +275,7 @@ pub async fn create(
     let wait = flag(param(&query, params.wait.as_ref(), "wait"));
     let spec = match accept(&state, &caller, &params, base64_encoded).await {
         Ok(spec) => spec,
-        Err(errors) => return Ok(answer(StatusCode::UNPROCESSABLE_ENTITY, errors)),
+        Err(errors) => return Err(errors.into()),
     };
     let id = Uuid::new_v4();
     super::super::admission::queue_jobs(&state, &caller, vec![(id, spec, 0)], "").await?;
@@ -331,10 +318,6 @@ fn token(text: &str) -> Option<Uuid> {
     Uuid::parse_str(text.trim()).ok()
 }
 
-pub(super) fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "Not Found")
-}
-
 /// A submission the caller may see.
 async fn load(state: &AppState, caller: &Caller, id: &Uuid) -> Result<Option<StoredJob>, ApiError> {
     Ok(super::super::jobs::load(state, Some(caller), id)
@@ -357,9 +340,9 @@ async fn load_token(
 /// `fields` and `base64_encoded` of a read.
 fn read_options(
     query: &HashMap<String, String>,
-) -> Result<(Vec<&'static str>, bool), Box<Response>> {
+) -> Result<(Vec<&'static str>, bool), Judge0Error> {
     let fields = judge0::parse_fields(query.get("fields").map(String::as_str))
-        .map_err(|message| Box::new(error(StatusCode::BAD_REQUEST, message)))?;
+        .map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
     let base64_encoded = flag(query.get("base64_encoded").map(|v| Scalar::Text(v.clone())));
     Ok((fields, base64_encoded))
 }
@@ -385,12 +368,9 @@ pub async fn show(
     PathText(token_text, _): PathText<Judge0Error>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Judge0Error> {
-    let (fields, base64_encoded) = match read_options(&query) {
-        Ok(options) => options,
-        Err(response) => return Ok(*response),
-    };
+    let (fields, base64_encoded) = read_options(&query)?;
     let Some(job) = load_token(&state, &caller, &token_text).await? else {
-        return Ok(not_found());
+        return Err(Judge0Error::not_found());
     };
     Ok(
         match judge0::render(
@@ -400,7 +380,7 @@ pub async fn show(
             Some(&state.languages),
         ) {
             Ok(shown) => answer(StatusCode::OK, shown),
-            Err(NotUtf8) => error(StatusCode::BAD_REQUEST, NOT_UTF8),
+            Err(NotUtf8) => return Err(error(StatusCode::BAD_REQUEST, NOT_UTF8)),
         },
     )
 }
@@ -427,12 +407,9 @@ pub async fn destroy(
     PathText(token_text, _): PathText<Judge0Error>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Judge0Error> {
-    let (fields, _) = match read_options(&query) {
-        Ok(options) => options,
-        Err(response) => return Ok(*response),
-    };
+    let (fields, _) = read_options(&query)?;
     let Some(job) = load_token(&state, &caller, &token_text).await? else {
-        return Ok(not_found());
+        return Err(Judge0Error::not_found());
     };
     let request = job
         .spec
@@ -445,7 +422,7 @@ pub async fn destroy(
             .iter()
             .find(|(i, _)| *i == status)
             .map_or("", |(_, d)| d);
-        return Ok(error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             format!("submission cannot be deleted because its status is {status} ({description})"),
         ));
@@ -453,7 +430,7 @@ pub async fn destroy(
     let shown =
         judge0::render(&(&job).into(), &fields, true, Some(&state.languages)).unwrap_or_default();
     if !state.queue.remove_job(&job.id).await? {
-        return Ok(error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "submission cannot be deleted because it is running",
         ));
@@ -481,10 +458,7 @@ pub async fn batch_show(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, Judge0Error> {
-    let (fields, base64_encoded) = match read_options(&query) {
-        Ok(options) => options,
-        Err(response) => return Ok(*response),
-    };
+    let (fields, base64_encoded) = read_options(&query)?;
     let tokens = headers
         .get("tokens")
         .and_then(|v| v.to_str().ok())
@@ -499,13 +473,13 @@ pub async fn batch_show(
         .collect();
     let most = state.intake.judge0_settings().max_submission_batch_size;
     if tokens.len() > most {
-        return Ok(error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             format!("number of submissions in a batch should be less than or equal to {most}"),
         ));
     }
     if tokens.is_empty() {
-        return Ok(error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "there should be at least one submission in a batch",
         ));
@@ -518,7 +492,7 @@ pub async fn batch_show(
             Some(job) => match judge0::render(&(&job).into(), &fields, base64_encoded, Some(&state.languages)) {
                 Ok(shown) => Value::Object(shown),
                 Err(NotUtf8) => {
-                    return Ok(error(
+                    return Err(error(
                         StatusCode::BAD_REQUEST,
                         "some attributes for one or more submissions cannot be converted to UTF-8, use base64_encoded=true query parameter",
                     ));
@@ -567,10 +541,7 @@ pub async fn batch_create(
         .bodies
         .any(&headers, body, state.intake.max_batch_bytes)
         .await?;
-    let batch: BatchParams = match parse_params(&headers, &bytes) {
-        Ok(batch) => batch,
-        Err(response) => return Ok(*response),
-    };
+    let batch: BatchParams = parse_params(&headers, &bytes)?;
     drop(bytes);
     let base64_encoded = flag(param(
         &query,
@@ -580,13 +551,13 @@ pub async fn batch_create(
     let submissions = batch.submissions.unwrap_or_default();
     let most = state.intake.judge0_settings().max_submission_batch_size;
     if submissions.len() > most {
-        return Ok(error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             format!("number of submissions in a batch should be less than or equal to {most}"),
         ));
     }
     if submissions.is_empty() {
-        return Ok(error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "there should be at least one submission in a batch",
         ));
@@ -604,7 +575,7 @@ pub async fn batch_create(
         }
     }
     if jobs.is_empty() {
-        return Ok(answer(StatusCode::UNPROCESSABLE_ENTITY, answers));
+        return Err(Judge0Error::Invalid(Judge0Invalid::Batch(answers)));
     }
     super::super::admission::queue_jobs(&state, &caller, jobs, "submissions").await?;
     Ok(answer(StatusCode::CREATED, answers))
