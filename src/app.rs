@@ -418,12 +418,21 @@ impl App {
                     browser,
                 }),
                 local: LocalView {
-                    sandbox: sandbox.clone(),
+                    engine: match (&sandbox, &worker_id) {
+                        (Some(sandbox), Some(worker)) => {
+                            Some(Arc::new(crate::sandbox::published::Published::new(
+                                sandbox.clone(),
+                                pool.clone(),
+                                worker.clone(),
+                            ))
+                                as Arc<dyn crate::status::EngineView>)
+                        }
+                        _ => None,
+                    },
                     supervisor: Some(supervisor.clone()),
                     worker: worker_id.clone().map(|id| (id, config.concurrency)),
                     runtime: config.runtime.clone(),
                     image_prefix: config.image_prefix.clone(),
-                    pool: pool.clone(),
                 },
             };
             let listener = tokio::net::TcpListener::bind(config.listen)

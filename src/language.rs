@@ -397,6 +397,11 @@ fn node_range(range: &str) -> Option<semver::VersionReq> {
     semver::VersionReq::parse(&cargo.join(", ")).ok()
 }
 
+/// The full name of language image folder `image` under `prefix`.
+pub fn image_name(prefix: &str, image: &str) -> String {
+    format!("{prefix}/{image}:latest")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

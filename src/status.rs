@@ -95,6 +95,33 @@ pub struct PoolStats {
     pub misses: u64,
 }
 
+/// What a worker process publishes of its engine for the API in the same
+/// process (`/readyz`, the dashboard's system view, `/metrics`): the API
+/// reads it and never drives the engine itself (it holds no engine client;
+/// the sandbox implements this).
+pub trait EngineView: Send + Sync {
+    /// The engine's versions, asked now (the caller bounds the wait).
+    fn probe(&self) -> BoxFuture<'_, Result<EngineSummary, String>>;
+    /// Whether a language image (its folder name) is on the engine.
+    fn has_image<'a>(&'a self, image: &'a str) -> BoxFuture<'a, bool>;
+    /// The job containers this worker runs now (its warm pool's idle ones
+    /// aside), or the kind of engine error that kept them from being
+    /// counted.
+    fn job_containers(&self) -> BoxFuture<'_, Result<usize, &'static str>>;
+    /// The warm pool's figures, when it has one.
+    fn pool(&self) -> Option<PoolStats>;
+}
+
+/// A future an [`EngineView`] answers with.
+pub type BoxFuture<'a, T> = futures_util::future::BoxFuture<'a, T>;
+
+/// The engine's versions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineSummary {
+    pub version: String,
+    pub api_version: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

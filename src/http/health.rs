@@ -36,9 +36,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Ok(()) => json!({ "ok": true }),
         Err(e) => json!({ "ok": false, "error": e.to_string() }),
     };
-    let docker = match &state.local.sandbox {
+    let docker = match &state.local.engine {
         None => json!({ "ok": true, "note": "this process runs no jobs" }),
-        Some(sandbox) => match tokio::time::timeout(CHECK_TIMEOUT, sandbox.engine_info()).await {
+        Some(engine) => match tokio::time::timeout(CHECK_TIMEOUT, engine.probe()).await {
             Ok(Ok(info)) => json!({ "ok": true, "version": info.version }),
             Ok(Err(e)) => json!({ "ok": false, "error": e.to_string() }),
             Err(_) => json!({ "ok": false, "error": "the engine did not answer in time" }),
@@ -85,6 +85,6 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
         "workers": workers,
         "registry": registry,
         "restarts": restarts,
-        "pool": state.local.pool.as_ref().map(|p| p.stats()),
+        "pool": state.local.engine.as_ref().and_then(|e| e.pool()),
     })))
 }

@@ -50,7 +50,7 @@ use crate::language::LanguageTable;
 use crate::limits::Limits;
 use crate::queue::events::JobEvents;
 use crate::queue::{EnqueueOptions, JobQueue};
-use crate::sandbox::Sandbox;
+use crate::status::EngineView;
 
 /// What every handler may use. Cheap to clone (all shared handles).
 #[derive(Clone)]
@@ -137,8 +137,9 @@ impl Intake {
 /// What this process runs besides its listeners.
 #[derive(Clone)]
 pub struct LocalView {
-    /// The engine, in processes that run jobs (for `/readyz`).
-    pub sandbox: Option<Sandbox>,
+    /// The engine as this process's worker publishes it, in processes that
+    /// run jobs (`/readyz`, the system view, `/metrics`).
+    pub engine: Option<Arc<dyn EngineView>>,
     /// The actor tree's root, for restart counts in `/v1/stats`.
     pub supervisor: Option<ActorRef<SupervisorMsg>>,
     /// This process's worker (id, concurrency cap), when it runs jobs.
@@ -147,8 +148,6 @@ pub struct LocalView {
     pub runtime: Option<String>,
     /// Images are `<image_prefix>/<language image>:latest`.
     pub image_prefix: String,
-    /// This process's warm pool, when it runs jobs.
-    pub pool: Option<Arc<crate::sandbox::pool::WarmPool>>,
 }
 
 /// The public listener: the job API (behind keys and rate limits when

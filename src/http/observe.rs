@@ -22,20 +22,14 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok(workers) = state.queue.live_workers(now_ms()).await {
         crate::metrics::workers_live(workers.len());
     }
-    if let (Some(sandbox), Some((worker, _))) = (&state.local.sandbox, &state.local.worker) {
-        match sandbox.list_managed(Some(worker)).await {
-            Ok(containers) => crate::metrics::containers_running(
-                containers
-                    .iter()
-                    .filter(|c| c.job_id != crate::sandbox::pool::POOL_JOB)
-                    .count(),
-            ),
-            Err(e) => crate::metrics::docker_error(e.kind()),
+    if let Some(engine) = &state.local.engine {
+        match engine.job_containers().await {
+            Ok(running) => crate::metrics::containers_running(running),
+            Err(kind) => crate::metrics::docker_error(kind),
         }
-    }
-    if let Some(pool) = &state.local.pool {
-        let stats = pool.stats();
-        crate::metrics::pool_sizes(&stats.idle, &stats.target);
+        if let Some(stats) = engine.pool() {
+            crate::metrics::pool_sizes(&stats.idle, &stats.target);
+        }
     }
     (
         [(

@@ -16,6 +16,7 @@
 pub mod images;
 pub mod overrides;
 pub mod pool;
+pub mod published;
 pub mod run;
 pub mod session;
 pub mod spec;
@@ -128,10 +129,7 @@ pub struct EngineInfo {
     pub api_version: String,
 }
 
-/// The full name of language image folder `image` under `prefix`.
-pub fn image_name(prefix: &str, image: &str) -> String {
-    format!("{prefix}/{image}:latest")
-}
+pub use crate::language::image_name;
 
 impl Sandbox {
     /// Connects to the engine named by `DOCKER_HOST`, or the local socket,

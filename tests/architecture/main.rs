@@ -15,6 +15,8 @@
 //! - No cycle among the crate's modules: among `src/`'s top-level modules,
 //!   nor among the files of one module; each module uses only the layers
 //!   before its own.
+//! - `http` uses no `sandbox` (it reads what a worker publishes); `queue`
+//!   uses neither `execute` nor `compat`.
 //! - Only `ending` pays for a job's end (the share given back, the webhook
 //!   owed, the job counted).
 
@@ -293,6 +295,44 @@ const LAYERS: &[&[&str]] = &[
     &["http"],
     &["app"],
 ];
+
+/// Pairs a layer above may still not use: the API reaches the engine only
+/// through what a worker publishes (`status::EngineView`), and the queue
+/// is an adapter that knows neither execution nor the foreign APIs.
+const APART: [(&str, &str); 3] = [
+    ("http", "sandbox"),
+    ("queue", "execute"),
+    ("queue", "compat"),
+];
+
+#[test]
+fn the_api_and_the_queue_keep_apart_from_what_is_not_theirs() {
+    let sources = sources();
+    let modules: BTreeSet<Vec<String>> = sources.iter().map(|(f, _)| f.module.clone()).collect();
+    let mut violations = Vec::new();
+    for (file, found) in &sources {
+        let Some(own) = file.module.first() else {
+            continue;
+        };
+        for (path, line) in &found.paths {
+            let Some(to) = resolve(&file.module, path, &modules).and_then(|t| t.first().cloned())
+            else {
+                continue;
+            };
+            if APART.contains(&(own.as_str(), to.as_str())) {
+                violations.push(format!(
+                    "src/{}:{line}: {own} uses {}",
+                    file.path.display(),
+                    path.join("::")
+                ));
+            }
+        }
+    }
+    report(
+        "http reaches no sandbox, the queue no execution or foreign API",
+        &violations,
+    );
+}
 
 /// What a job's end owes, each paid only by `ending` (ARCHITECTURE.md,
 /// rule 8): the share given back, the webhook owed, the job counted.

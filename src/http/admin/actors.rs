@@ -141,16 +141,16 @@ pub(super) async fn system(State(state): State<AppState>) -> Result<Json<Value>,
         Err(e) => json!({ "ok": false, "error": e.to_string() }),
     };
     let mut images = HashMap::new();
-    let docker = match &state.local.sandbox {
+    let docker = match &state.local.engine {
         None => json!({ "ok": null, "note": "this process runs no jobs; see the workers" }),
-        Some(sandbox) => {
-            match tokio::time::timeout(Duration::from_secs(2), sandbox.engine_info()).await {
+        Some(engine) => {
+            match tokio::time::timeout(Duration::from_secs(2), engine.probe()).await {
                 Ok(Ok(info)) => {
                     // One look per image (several languages share one).
                     for language in state.languages.all() {
                         if !images.contains_key(&language.image) {
-                            let present = sandbox.image_versions(&language.image).await;
-                            images.insert(language.image.clone(), present.ok().flatten().is_some());
+                            let present = engine.has_image(&language.image).await;
+                            images.insert(language.image.clone(), present);
                         }
                     }
                     json!({ "ok": true, "version": info.version, "api_version": info.api_version })
@@ -168,7 +168,7 @@ pub(super) async fn system(State(state): State<AppState>) -> Result<Json<Value>,
         .map(|l| {
             json!({
                 "id": l.id,
-                "image": crate::sandbox::image_name(&state.local.image_prefix, &l.image),
+                "image": crate::language::image_name(&state.local.image_prefix, &l.image),
                 "declared_version": l.version,
                 // Present on this process's engine (when it runs jobs).
                 "image_here": images.get(&l.image).copied(),

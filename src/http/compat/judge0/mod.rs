@@ -338,9 +338,7 @@ async fn load_token(
 }
 
 /// `fields` and `base64_encoded` of a read.
-fn read_options(
-    query: &HashMap<String, String>,
-) -> Result<(Vec<&'static str>, bool), Judge0Error> {
+fn read_options(query: &HashMap<String, String>) -> Result<(Vec<&'static str>, bool), Judge0Error> {
     let fields = judge0::parse_fields(query.get("fields").map(String::as_str))
         .map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
     let base64_encoded = flag(query.get("base64_encoded").map(|v| Scalar::Text(v.clone())));
