@@ -33,6 +33,7 @@ pub mod observe;
 pub mod openapi;
 pub mod origin;
 pub mod playground;
+pub mod query;
 pub mod request;
 pub mod serve;
 pub mod v1;

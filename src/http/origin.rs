@@ -29,7 +29,8 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::uri::Authority;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -96,9 +97,12 @@ impl BrowserPolicy {
     fn refusal(&self, host: Option<&str>, origin: Option<&str>) -> Option<(&'static str, String)> {
         if let (Some(hosts), Some(host)) = (&self.hosts, host) {
             let name = host_part(host);
-            let known = name == "localhost"
-                || name.parse::<std::net::IpAddr>().is_ok()
-                || hosts.contains(&name);
+            let known = name.as_ref().is_some_and(|name| {
+                name == "localhost"
+                    || name.parse::<std::net::IpAddr>().is_ok()
+                    || hosts.contains(name)
+            });
+            let name = name.unwrap_or_else(|| host.to_string());
             if !known {
                 return Some((
                     "Host",
@@ -112,8 +116,7 @@ impl BrowserPolicy {
             }
         }
         let origin = origin?;
-        let own =
-            host.is_some_and(|host| origin_authority(origin) == Some(host.to_ascii_lowercase()));
+        let own = host.is_some_and(|host| same_authority(origin, host));
         let listed = match &self.origins {
             CorsOrigins::Any => true,
             CorsOrigins::List(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin.trim())),
@@ -241,22 +244,30 @@ fn host_names(hosts: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The host part of a `Host` header or an origin's authority, lowercased.
-fn host_part(authority: &str) -> String {
-    let authority = authority.trim().to_ascii_lowercase();
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or("").to_string();
-    }
-    authority.split(':').next().unwrap_or("").to_string()
+/// The host of a `Host` header (an authority: `name[:port]`,
+/// `[v6]:port`), lowercased, without an IPv6 address's brackets; `None`
+/// when the header is not an authority.
+fn host_part(host: &str) -> Option<String> {
+    let authority: Authority = host.trim().parse().ok()?;
+    Some(
+        authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase(),
+    )
 }
 
-/// An origin's `host[:port]`, lowercased (what its page's requests carry
-/// in `Host`).
-fn origin_authority(origin: &str) -> Option<String> {
-    origin
-        .trim()
-        .split_once("://")
-        .map(|(_, authority)| authority.trim_end_matches('/').to_ascii_lowercase())
+/// Whether the page at `origin` (`scheme://host[:port]`) is this `Host`:
+/// its requests carry its own authority there (compared as `http` does,
+/// ignoring case).
+fn same_authority(origin: &str, host: &str) -> bool {
+    let origin = origin.trim().parse::<Uri>().ok();
+    let host = host.trim().parse::<Authority>().ok();
+    match (origin.as_ref().and_then(Uri::authority), host) {
+        (Some(origin), Some(host)) => *origin == host,
+        _ => false,
+    }
 }
 
 /// A refusal rendered without a request (for tests).
@@ -272,6 +283,31 @@ fn refused(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_header_is_read_as_an_authority() {
+        assert_eq!(host_part("LocalHost:3000").as_deref(), Some("localhost"));
+        assert_eq!(host_part(" 127.0.0.1 ").as_deref(), Some("127.0.0.1"));
+        assert_eq!(host_part("[::1]:3000").as_deref(), Some("::1"));
+        assert_eq!(
+            host_part("runner.internal").as_deref(),
+            Some("runner.internal")
+        );
+        assert_eq!(host_part("evil.example/path"), None);
+        assert_eq!(host_part("a b"), None);
+        assert_eq!(host_part(""), None);
+    }
+
+    #[test]
+    fn a_page_is_same_origin_when_its_authority_is_the_host() {
+        assert!(same_authority("http://127.0.0.1:3000", "127.0.0.1:3000"));
+        assert!(same_authority("http://LOCALHOST:3000/", "localhost:3000"));
+        assert!(same_authority("http://[::1]:3000", "[::1]:3000"));
+        assert!(!same_authority("http://127.0.0.1:3001", "127.0.0.1:3000"));
+        assert!(!same_authority("http://evil.example", "127.0.0.1:3000"));
+        assert!(!same_authority("null", "127.0.0.1:3000"));
+        assert!(!same_authority("http://127.0.0.1:3000", "not a host"));
+    }
 
     #[test]
     fn without_keys_only_known_hosts_and_own_or_listed_origins_pass() {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -20,6 +20,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody, PathText};
+use super::query::{TypedQuery, WaitQuery};
 use super::request::{AcceptedJob, BatchRequest, JobRequest, check};
 use crate::queue::cancel::{CancelOutcome, IdempotencyClaim};
 use crate::queue::{JobView, PublicState};
@@ -53,11 +54,10 @@ const CANCEL_WAIT: Duration = Duration::from_secs(15);
 pub async fn create_job(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Query(query): Query<HashMap<String, String>>,
+    TypedQuery(WaitQuery { wait }): TypedQuery<WaitQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let wait = wait_flag(&query)?;
     let request: JobRequest = state
         .intake
         .bodies
@@ -190,10 +190,9 @@ pub async fn get_job(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     PathText(id, _): PathText<ApiError>,
-    Query(query): Query<HashMap<String, String>>,
+    TypedQuery(WaitQuery { wait }): TypedQuery<WaitQuery>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = job_id(&id)?;
-    let wait = wait_flag(&query)?;
     let view = view_of(&state, &caller, &id).await?;
     let finished = view.state.has_ended();
     if !wait || finished {
@@ -443,25 +442,6 @@ fn accepted_response(status: StatusCode, id: &Uuid, state: PublicState) -> Respo
         Json(Created { id: *id, state }),
     )
         .into_response()
-}
-
-fn wait_flag(query: &HashMap<String, String>) -> Result<bool, ApiError> {
-    for key in query.keys() {
-        if key != "wait" {
-            return Err(ApiError::bad_field(
-                key.clone(),
-                format!("unknown query parameter {key:?}"),
-            ));
-        }
-    }
-    match query.get("wait").map(String::as_str) {
-        None | Some("false") | Some("0") => Ok(false),
-        Some("true") | Some("1") | Some("") => Ok(true),
-        Some(other) => Err(ApiError::bad_field(
-            "wait",
-            format!("wait must be true or false, not {other:?}"),
-        )),
-    }
 }
 
 pub(super) fn job_id(text: &str) -> Result<Uuid, ApiError> {
