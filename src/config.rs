@@ -716,6 +716,49 @@ mod tests {
     }
 
     #[test]
+    fn validate_names_the_setting_that_cannot_work() {
+        let refused = |change: &dyn Fn(&mut Config)| {
+            let mut c = config(&[]);
+            change(&mut c);
+            c.validate().unwrap_err()
+        };
+        assert!(config(&[]).validate().is_ok());
+        assert!(refused(&|c| c.cpus = 0.0).starts_with("CODE_RUNNER_CPUS"));
+        assert!(refused(&|c| c.cpus = f64::NAN).starts_with("CODE_RUNNER_CPUS"));
+        assert!(
+            refused(&|c| c.redis_prefix = "a:b".into()).starts_with("CODE_RUNNER_REDIS_PREFIX")
+        );
+        assert!(refused(&|c| c.queue_name = String::new()).starts_with("CODE_RUNNER_QUEUE"));
+        assert!(
+            refused(&|c| c.image_prefix = String::new()).starts_with("CODE_RUNNER_IMAGE_PREFIX")
+        );
+        assert!(
+            refused(&|c| c.callback_secret = Some("short".into()))
+                .starts_with("CODE_RUNNER_CALLBACK_SECRET")
+        );
+        assert!(
+            refused(&|c| c.callback_secret = Some("replace-me-with-a-secret".into()))
+                .starts_with("CODE_RUNNER_CALLBACK_SECRET")
+        );
+        let monitor = monitor_protocol::MONITOR_UID;
+        assert!(
+            refused(&|c| c.sandbox_uid_base = monitor - 1)
+                .starts_with("CODE_RUNNER_SANDBOX_UID_BASE")
+        );
+        assert_eq!(
+            refused(&|c| c.wall_time_limit_ms = c.max_wall_time_limit_ms + 1),
+            format!(
+                "CODE_RUNNER_WALL_TIME_LIMIT_MS ({}) is above CODE_RUNNER_MAX_WALL_TIME_LIMIT_MS ({})",
+                config(&[]).max_wall_time_limit_ms + 1,
+                config(&[]).max_wall_time_limit_ms
+            )
+        );
+        assert!(
+            !refused(&|c| c.container_overrides = Some("{\"Privileged\": true}".into())).is_empty()
+        );
+    }
+
+    #[test]
     fn rate_limits_are_on_by_default_only_where_callers_can_be_told_apart() {
         // Loopback without keys: this machine's own user, no limit.
         let local = config(&["--listen", "127.0.0.1:3000"]);

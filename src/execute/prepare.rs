@@ -226,3 +226,163 @@ pub fn prepare(
         base64: spec.base64,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{JudgeProgram, SourceFile, TestCase};
+    use crate::language::LanguageTable;
+
+    fn limits() -> Limits {
+        Limits {
+            wall_time_ms: 1_000,
+            cpu_time_ms: 1_000,
+            memory_bytes: 64 << 20,
+            processes: 16,
+            output_bytes: 1 << 16,
+            compile_wall_time_ms: 10_000,
+        }
+    }
+
+    fn python() -> Language {
+        LanguageTable::built_in().find("python").unwrap().clone()
+    }
+
+    fn prepared(spec: &JobSpec) -> Result<PreparedJob, String> {
+        prepare("j", spec, &python(), "3", limits(), None)
+    }
+
+    #[test]
+    fn code_becomes_the_languages_source_file_and_one_case() {
+        let spec = JobSpec {
+            code: Some("print(1)".into()),
+            stdin: "in".into(),
+            expected_output: Some("1\n".into()),
+            ..JobSpec::default()
+        };
+        let job = prepared(&spec).unwrap();
+        assert_eq!(job.files.len(), 1);
+        assert_eq!(job.files[0].name, python().source_file);
+        assert_eq!(job.files[0].content, b"print(1)");
+        assert_eq!(job.cases.len(), 1);
+        assert_eq!(job.cases[0].stdin, b"in");
+        assert_eq!(job.cases[0].expected.as_deref(), Some(&b"1\n"[..]));
+        assert!(!job.has_test_cases);
+    }
+
+    #[test]
+    fn base64_inputs_are_decoded_and_a_bad_one_names_its_field() {
+        let spec = JobSpec {
+            code: Some("cHJpbnQoMSk=".into()),
+            base64: true,
+            test_cases: vec![
+                TestCase {
+                    stdin: "AAE=".into(),
+                    points: Some(2.0),
+                    group: Some("g".into()),
+                    ..TestCase::default()
+                },
+                TestCase {
+                    stdin: "not base64!".into(),
+                    ..TestCase::default()
+                },
+            ],
+            ..JobSpec::default()
+        };
+        let error = prepared(&spec).unwrap_err();
+        assert!(
+            error.starts_with("test_cases[1].stdin is not valid base64"),
+            "{error}"
+        );
+        let mut good = spec.clone();
+        good.test_cases.truncate(1);
+        let job = prepared(&good).unwrap();
+        assert_eq!(job.files[0].content, b"print(1)");
+        assert_eq!(job.cases[0].stdin, [0, 1]);
+        assert_eq!(job.cases[0].points, 2.0);
+        assert_eq!(job.cases[0].group.as_deref(), Some("g"));
+        assert!(job.has_test_cases);
+    }
+
+    #[test]
+    fn what_the_api_refuses_is_refused_here_too() {
+        let file = |name: &str| SourceFile {
+            name: name.into(),
+            content: String::new(),
+        };
+        let no_source = JobSpec::default();
+        assert_eq!(
+            prepared(&no_source).unwrap_err(),
+            "the job has neither code nor files"
+        );
+        let bad_name = JobSpec {
+            files: vec![file("../x")],
+            ..JobSpec::default()
+        };
+        assert!(prepared(&bad_name).unwrap_err().contains("plain file name"));
+        let twice = JobSpec {
+            files: vec![file("a.py"), file("a.py")],
+            ..JobSpec::default()
+        };
+        assert_eq!(prepared(&twice).unwrap_err(), "files[1].name is used twice");
+        let interactive_cases = JobSpec {
+            code: Some("x".into()),
+            interactive: true,
+            test_cases: vec![TestCase::default()],
+            ..JobSpec::default()
+        };
+        assert!(prepared(&interactive_cases).is_err());
+        let checker = JudgeProgram {
+            language: "python".into(),
+            code: "pass".into(),
+            limits: None,
+        };
+        let both = JobSpec {
+            code: Some("x".into()),
+            checker: Some(checker.clone()),
+            interactor: Some(checker.clone()),
+            ..JobSpec::default()
+        };
+        assert!(prepared(&both).unwrap_err().contains("not both"));
+        // A checker whose language the worker could not resolve.
+        let unresolved = JobSpec {
+            code: Some("x".into()),
+            checker: Some(checker),
+            ..JobSpec::default()
+        };
+        assert_eq!(
+            prepared(&unresolved).unwrap_err(),
+            "the checker's language is not known here"
+        );
+    }
+
+    #[test]
+    fn a_checker_is_prepared_with_its_own_language_and_limits() {
+        let spec = JobSpec {
+            code: Some("x".into()),
+            checker: Some(JudgeProgram {
+                language: "python".into(),
+                code: "import sys".into(),
+                limits: None,
+            }),
+            ..JobSpec::default()
+        };
+        let own = Limits {
+            wall_time_ms: 5_000,
+            ..limits()
+        };
+        let job = prepare(
+            "j",
+            &spec,
+            &python(),
+            "3",
+            limits(),
+            Some((python(), "3".into(), own)),
+        )
+        .unwrap();
+        let judge = job.judge.unwrap();
+        assert_eq!(judge.role, Role::Checker);
+        assert_eq!(judge.limits.wall_time_ms, 5_000);
+        assert_eq!(judge.files[0].content, b"import sys");
+    }
+}

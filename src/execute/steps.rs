@@ -304,3 +304,80 @@ pub(super) fn files_bytes(task: &Task) -> u64 {
         .map(|f| (f.content.len() as u64).div_ceil(PAGE) * PAGE)
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use monitor_protocol::{LimitHit, Report};
+
+    use super::*;
+    use crate::execute::verdict::tests::{exited, output};
+
+    fn said(report: Report) -> (Option<String>, Option<String>) {
+        let compilation = Compilation::of(output(report));
+        (compilation.failure, compilation.broken)
+    }
+
+    #[test]
+    fn a_compilers_run_says_whether_the_code_compiled_and_why_not() {
+        assert_eq!(said(exited(0)), (None, None));
+        assert_eq!(
+            said(exited(1)),
+            (Some("the compiler exited with status 1".into()), None)
+        );
+        let limit = |limit| Report {
+            limit: Some(limit),
+            ..exited(1)
+        };
+        assert_eq!(
+            said(limit(LimitHit::Wall)).0.as_deref(),
+            Some("the compilation ran out of time")
+        );
+        assert_eq!(
+            said(limit(LimitHit::Memory)).0.as_deref(),
+            Some("the compilation ran out of memory")
+        );
+        assert_eq!(
+            said(limit(LimitHit::Output)).0.as_deref(),
+            Some("the compiler's output passed its cap")
+        );
+        let killed = Report {
+            exit_code: None,
+            signal: Some(9),
+            ..Report::default()
+        };
+        assert_eq!(
+            said(killed).0.as_deref(),
+            Some("the compiler was killed by SIGKILL")
+        );
+        let too_much = Report {
+            artifacts_truncated: true,
+            ..exited(0)
+        };
+        assert!(
+            said(too_much)
+                .0
+                .unwrap()
+                .contains("more than the sandbox can carry")
+        );
+    }
+
+    #[test]
+    fn a_compiler_that_could_not_run_is_the_services_failure_not_the_codes() {
+        let (failure, broken) = said(Report {
+            error: Some("exec: no such file".into()),
+            ..Report::default()
+        });
+        assert_eq!(failure, None);
+        assert_eq!(
+            broken.as_deref(),
+            Some("the compiler could not run: exec: no such file")
+        );
+        let mut lost = output(exited(0));
+        lost.lost = Some("the engine lost the compilation".into());
+        let compilation = Compilation::of(lost);
+        assert_eq!(
+            compilation.failure.as_deref(),
+            Some("the engine lost the compilation")
+        );
+    }
+}

@@ -281,3 +281,48 @@ pub async fn queue_jobs(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fair_priority_pushes_a_callers_jobs_back_by_its_share_within_bullmqs_range() {
+        // No share taken (fairness off): the priority asked for.
+        assert_eq!(fair_priority(7, None, 3), 7);
+        // Behind the caller's unfinished jobs, each job of a batch after
+        // the one before it.
+        assert_eq!(fair_priority(0, Some(10), 0), 10);
+        assert_eq!(fair_priority(0, Some(10), 2), 12);
+        assert_eq!(fair_priority(5, Some(10), 1), 16);
+        assert_eq!(fair_priority(u32::MAX, Some(u32::MAX), 1), 2_097_151);
+    }
+
+    #[test]
+    fn a_cached_depth_answers_only_while_fresh_and_far_from_the_cap() {
+        let depth = QueueDepth::default();
+        // Never read: Redis must be asked.
+        assert_eq!(depth.recent(1, 1_000), None);
+        depth.store(100);
+        assert_eq!(depth.recent(1, 1_000), Some(100));
+        // Within a tenth of the cap: asked again, whatever its age.
+        assert_eq!(depth.recent(850, 1_000), None);
+        depth.added(50);
+        assert_eq!(depth.recent(1, 1_000), Some(150));
+        // Stale: asked again.
+        std::thread::sleep(std::time::Duration::from_millis(
+            QueueDepth::MAX_AGE_MS + 20,
+        ));
+        assert_eq!(depth.recent(1, 1_000), None);
+    }
+
+    #[test]
+    fn redis_rooms_answer_only_while_fresh() {
+        let room = RedisRoom::new(Some(1), 2);
+        assert_eq!(room.recent(), None);
+        room.store(true);
+        assert_eq!(room.recent(), Some(true));
+        room.store(false);
+        assert_eq!(room.recent(), Some(false));
+    }
+}

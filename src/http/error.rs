@@ -300,3 +300,84 @@ impl utoipa::PartialSchema for AnyJson {
 }
 
 impl utoipa::ToSchema for AnyJson {}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::to_bytes;
+
+    use super::*;
+    use crate::compat::judge0::Errors;
+
+    async fn answered(response: Response) -> (StatusCode, Option<String>, serde_json::Value) {
+        let status = response.status();
+        let retry = response
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_string());
+        let body = to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        (status, retry, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn redis_errors_are_503_or_507_with_retry_after() {
+        let (status, retry, body) =
+            answered(ApiError::from(QueueError::Full("OOM".into())).into_response()).await;
+        assert_eq!(
+            (status, retry.as_deref()),
+            (StatusCode::INSUFFICIENT_STORAGE, Some("30"))
+        );
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("the job queue is full")
+        );
+        let down = QueueError::Timeout(std::time::Duration::from_secs(3));
+        let (status, retry, _) = answered(ApiError::from(down).into_response()).await;
+        assert_eq!(
+            (status, retry.as_deref()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("2"))
+        );
+    }
+
+    #[tokio::test]
+    async fn each_api_renders_its_own_shape() {
+        let error = ApiError::bad_field("wait", "wait must be true or false");
+        let (status, _, ours) = answered(error.clone().into_response()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            ours,
+            serde_json::json!({"error": "wait must be true or false", "field": "wait"})
+        );
+        let (_, _, judge0) = answered(Family::Judge0.render(error.clone())).await;
+        assert_eq!(
+            judge0,
+            serde_json::json!({"error": "wait must be true or false"})
+        );
+        let (_, _, piston) = answered(Family::Piston.render(error)).await;
+        assert_eq!(
+            piston,
+            serde_json::json!({"message": "wait must be true or false"})
+        );
+        let (status, _, invalid) = answered(
+            Judge0Error::from(Errors::one("source_code", "can't be blank")).into_response(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            invalid,
+            serde_json::json!({"source_code": ["can't be blank"]})
+        );
+        let (status, _, _) = answered(Judge0Error::not_found().into_response()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn a_path_names_its_api() {
+        assert_eq!(Family::of("/submissions/batch"), Family::Judge0);
+        assert_eq!(Family::of("/languages/71"), Family::Judge0);
+        assert_eq!(Family::of("/api/v2/execute"), Family::Piston);
+        assert_eq!(Family::of("/v1/jobs"), Family::Ours);
+        assert_eq!(Family::of("/submissionsx"), Family::Ours);
+    }
+}

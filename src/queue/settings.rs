@@ -169,6 +169,32 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_url_names_its_seed_nodes_with_their_credentials() {
+        assert_eq!(cluster_nodes("redis://127.0.0.1:6379/0"), Ok(Vec::new()));
+        assert_eq!(
+            cluster_nodes("redis+cluster://u:p@10.0.0.1:7000,10.0.0.2:7001/"),
+            Ok(vec![
+                "redis://u:p@10.0.0.1:7000".to_string(),
+                "redis://u:p@10.0.0.2:7001".to_string()
+            ])
+        );
+        assert_eq!(
+            cluster_nodes("redis+cluster://a:1,,b:2"),
+            Ok(vec!["redis://a:1".to_string(), "redis://b:2".to_string()])
+        );
+        assert!(
+            cluster_nodes("redis+cluster://a:1/2")
+                .unwrap_err()
+                .contains("one database")
+        );
+        assert!(
+            cluster_nodes("redis+cluster://")
+                .unwrap_err()
+                .contains("names no server")
+        );
+    }
+
+    #[test]
     fn a_deployment_is_its_redis_and_queue_without_credentials() {
         let with_password = settings("redis://user:s3cret@10.0.0.5:6380/2").deployment();
         assert_eq!(
