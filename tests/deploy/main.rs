@@ -170,15 +170,15 @@ async fn compose_brings_up_an_api_and_two_workers_that_run_jobs_and_leave_nothin
     }
     let mut workers_seen = std::collections::BTreeSet::new();
     for (i, id) in ids.iter().enumerate() {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let view = loop {
-            let view: Value = get_json(&client, format!("{url}/v1/jobs/{id}"), &key).await;
-            if view["state"] == "completed" || view["state"] == "failed" {
-                break view;
-            }
-            assert!(Instant::now() < deadline, "{view}\n{}", compose.logs());
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let view = helpers::poll_state(
+            &client,
+            &format!("{url}/v1/jobs/{id}"),
+            Some(&key),
+            helpers::ENDED,
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", compose.logs()));
         assert_eq!(view["state"], "completed", "{view}");
         assert_eq!(view["result"]["stdout"], format!("{}\n", i * 7), "{view}");
         let detail: Value = get_json(
@@ -201,16 +201,16 @@ async fn compose_brings_up_an_api_and_two_workers_that_run_jobs_and_leave_nothin
         .await
         .unwrap();
     let job_id = body["jobId"].as_str().expect("a job id").to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let view: Value = get_json(&client, format!("{url}/status/{job_id}"), &key).await;
-        if view["state"] == "completed" {
-            assert_eq!(view["result"]["stdout"], "Hello world", "{view}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{view}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let view = helpers::poll_state(
+        &client,
+        &format!("{url}/status/{job_id}"),
+        Some(&key),
+        &["completed"],
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", compose.logs()));
+    assert_eq!(view["result"]["stdout"], "Hello world", "{view}");
     let overview = client
         .get(format!("{admin_url}/admin/api/overview"))
         .bearer_auth(&admin_token)

@@ -87,16 +87,8 @@ async fn a_user_with_only_the_documented_acl_runs_everything() {
         .await;
     assert!(status < 300, "{status} {body}");
     let id = body["jobId"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (_, view) = service.get(&format!("/status/{id}")).await;
-        if view["state"] == "completed" {
-            assert_eq!(view["result"]["stdout"], "Hello world", "{view}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{view}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let view = service.wait_done(&id, Duration::from_secs(120)).await;
+    assert_eq!(view["result"]["stdout"], "Hello world", "{view}");
     // /v1, a batch, Judge0's and Piston's APIs.
     let done = service
         .run_v1(json!({ "language": "python", "code": "print(6 * 7)" }))

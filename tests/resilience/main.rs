@@ -151,7 +151,8 @@ async fn view(client: &reqwest::Client, url: &str, id: &str) -> Value {
         .unwrap()
 }
 
-/// Polls until the job is in one of `states`.
+/// Polls until the job is in one of `states` (through Redis's or the
+/// engine's outages).
 async fn wait_state(
     client: &reqwest::Client,
     url: &str,
@@ -159,18 +160,15 @@ async fn wait_state(
     states: &[&str],
     timeout: Duration,
 ) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let view = view(client, url, id).await;
-        if states.iter().any(|s| view["state"] == *s) {
-            return view;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id} not {states:?} within {timeout:?}: {view}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    helpers::poll_state(
+        client,
+        &format!("{url}/v1/jobs/{id}"),
+        None,
+        states,
+        timeout,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Containers of the test's queue on the engine (any deployment's).

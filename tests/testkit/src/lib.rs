@@ -168,21 +168,12 @@ impl TestService {
         body
     }
 
-    /// Polls until the job is completed or failed.
+    /// Polls `GET /status/{id}` until the job is completed or failed.
     pub async fn wait_done(&self, id: &str, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (code, body) = self.get(&format!("/status/{id}")).await;
-            assert_eq!(code, 200, "GET /status/{id} answered {code}: {body}");
-            if body["state"] == "completed" || body["state"] == "failed" {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {id} not done within {timeout:?}: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let url = format!("{}/status/{id}", self.url);
+        poll_state(&self.client, &url, self.bearer.as_deref(), ENDED, timeout)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A GET on the admin listener.
@@ -311,23 +302,50 @@ impl Drop for TestService {
 
 /// Polls `GET /status/{id}` until the job is completed or failed.
 pub async fn wait_done(client: &reqwest::Client, url: &str, id: &str, timeout: Duration) -> Value {
+    poll_state(client, &format!("{url}/status/{id}"), None, ENDED, timeout)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The states a job ends in, as `/status/{id}` and `/v1/jobs/{id}` say.
+pub const ENDED: &[&str] = &["completed", "failed"];
+
+/// The one submit-then-poll loop of the suites: polls `GET url` (a job's
+/// `/v1/jobs/{id}` or `/status/{id}`, with `bearer` when given) until its
+/// `state` is one of `states`, and answers the job. A 4xx is an error at
+/// once; a 5xx (Redis or the engine away, as the outage tests make them)
+/// is polled through until `timeout`. `Err` says what was last seen.
+pub async fn poll_state(
+    client: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+    states: &[&str],
+    timeout: Duration,
+) -> Result<Value, String> {
     let deadline = Instant::now() + timeout;
     loop {
-        let response = client
-            .get(format!("{url}/status/{id}"))
-            .send()
-            .await
-            .expect("GET /status");
-        let code = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        assert_eq!(code, 200, "GET /status/{id} answered {code}: {body}");
-        if body["state"] == "completed" || body["state"] == "failed" {
-            return body;
+        let mut request = client.get(url);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
         }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} not done within {timeout:?}: {body}"
-        );
+        let (status, view) = match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Err(e) => (0, Value::String(e.to_string())),
+        };
+        if (400..500).contains(&status) {
+            return Err(format!("GET {url} answered {status}: {view}"));
+        }
+        if status == 200 && states.iter().any(|s| view["state"] == *s) {
+            return Ok(view);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "GET {url} not {states:?} within {timeout:?}: {status} {view}"
+            ));
+        }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -384,19 +402,10 @@ impl TestService {
 
     /// Polls `GET /v1/jobs/{id}` until its state is one of `states`.
     pub async fn wait_v1(&self, id: &str, states: &[&str], timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (status, view) = self.get(&format!("/v1/jobs/{id}")).await;
-            assert_eq!(status, 200, "GET /v1/jobs/{id} answered {status}: {view}");
-            if states.iter().any(|s| view["state"] == *s) {
-                return view;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {id} not {states:?} in {timeout:?}: {view}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let url = format!("{}/v1/jobs/{id}", self.url);
+        poll_state(&self.client, &url, self.bearer.as_deref(), states, timeout)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The label value of this service's queue on its containers.
