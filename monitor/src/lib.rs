@@ -333,8 +333,7 @@ impl Task {
             out.push(b'\n');
         };
         line(&mut out, MAGIC.to_string());
-        let nonce: String = self.nonce.iter().map(|b| format!("{b:02x}")).collect();
-        line(&mut out, format!("nonce {nonce}"));
+        line(&mut out, format!("nonce {}", hex::encode(self.nonce)));
         line(&mut out, format!("wall_ms {}", self.wall_ms));
         line(&mut out, format!("cpu_ms {}", self.cpu_ms));
         line(&mut out, format!("output_bytes {}", self.output_bytes));
@@ -407,16 +406,8 @@ impl Task {
             let (key, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
             match key {
                 "nonce" => {
-                    // By bytes: a string slice at a byte offset would panic
-                    // inside a character that is not ASCII.
-                    let digits = rest.as_bytes();
-                    if digits.len() != 32 || !digits.iter().all(u8::is_ascii_hexdigit) {
-                        return Err("bad nonce".into());
-                    }
-                    for (byte, pair) in task.nonce.iter_mut().zip(digits.chunks(2)) {
-                        let hex = |d: u8| (d as char).to_digit(16).unwrap_or(0) as u8;
-                        *byte = hex(pair[0]) << 4 | hex(pair[1]);
-                    }
+                    hex::decode_to_slice(rest, &mut task.nonce)
+                        .map_err(|_| "bad nonce".to_string())?;
                 }
                 "wall_ms" => task.wall_ms = number(rest)?,
                 "cpu_ms" => task.cpu_ms = number(rest)?,
