@@ -1,8 +1,17 @@
 //! The OpenAPI document of the whole API, generated from the handlers and
-//! types (utoipa) and served at `GET /openapi.json`.
+//! types (utoipa) and served at `GET /openapi.json`, with what the service's
+//! checks accept written into it from its settings ([`document`]): the
+//! languages it serves, each limit's range, the sizes of lists, which
+//! fields go together. A client generated from it, or a fuzzer, sends
+//! requests the handlers take.
 
 use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
 use utoipa::OpenApi;
+
+use super::AppState;
+use super::request::{MAX_ARG_BYTES, MAX_ARGS, MAX_FILES, MAX_GROUP, MAX_POINTS};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -64,6 +73,113 @@ pub struct ApiDoc;
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI 3.1 document")))]
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn openapi_json(State(state): State<AppState>) -> Json<Value> {
+    Json(document(&state))
+}
+
+/// The document, with this service's rules written into its schemas.
+pub fn document(state: &AppState) -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let languages = &state.languages;
+    let names: Vec<&str> = languages
+        .all()
+        .iter()
+        .flat_map(|l| std::iter::once(l.id.as_str()).chain(l.aliases.iter().map(String::as_str)))
+        .collect();
+    let max = &state.intake.max_limits;
+    let schemas = &mut doc["components"]["schemas"];
+
+    // Ours.
+    let job = &mut schemas["JobRequest"];
+    job["properties"]["language"]["enum"] = json!(names);
+    job["properties"]["code"]["maxLength"] = json!(state.intake.max_code_bytes);
+    job["properties"]["files"]["maxItems"] = json!(MAX_FILES);
+    job["properties"]["files"]["minItems"] = json!(1);
+    job["properties"]["args"]["maxItems"] = json!(MAX_ARGS);
+    job["properties"]["args"]["items"]["maxLength"] = json!(MAX_ARG_BYTES);
+    job["properties"]["args"]["items"]["pattern"] = json!("^[^\\u0000]*$");
+    job["properties"]["test_cases"]["maxItems"] = json!(state.intake.max_test_cases);
+    job["properties"]["callback_url"]["format"] = json!("uri");
+    job["properties"]["callback_url"]["maxLength"] = json!(2048);
+    // `code` or `files`; a checker or an interactor, not both.
+    job["oneOf"] = json!([{ "required": ["code"] }, { "required": ["files"] }]);
+    job["not"] = json!({ "required": ["checker", "interactor"] });
+    schemas["ProgramRequest"]["properties"]["language"]["enum"] = json!(names);
+    schemas["ProgramRequest"]["properties"]["code"]["minLength"] = json!(1);
+    schemas["FileRequest"]["properties"]["name"]["pattern"] =
+        json!("^(?![-@])(?!\\.{1,2}$)[^/\\u0000-\\u001f]{1,255}$");
+    let case = &mut schemas["TestCaseRequest"]["properties"];
+    case["points"]["minimum"] = json!(0);
+    case["points"]["maximum"] = json!(MAX_POINTS);
+    case["group"]["minLength"] = json!(1);
+    case["group"]["maxLength"] = json!(MAX_GROUP);
+    case["group"]["pattern"] = json!("^[^\\u0000-\\u001f]*$");
+    let limits = &mut schemas["LimitsRequest"]["properties"];
+    for (name, most) in [
+        ("wall_time_ms", max.wall_time_ms),
+        ("cpu_time_ms", max.cpu_time_ms),
+        ("memory_mb", max.memory_bytes >> 20),
+        ("processes", max.processes.max(1) as u64),
+        ("output_bytes", max.output_bytes),
+        ("compile_wall_time_ms", max.compile_wall_time_ms),
+        ("idle_time_ms", max.wall_time_ms),
+    ] {
+        let least = if name == "memory_mb" {
+            crate::limits::MIN_MEMORY_MB
+        } else {
+            1
+        };
+        limits[name]["minimum"] = json!(least);
+        limits[name]["maximum"] = json!(most);
+    }
+
+    // Judge0's: its ids, and each number within Judge0's settings.
+    let settings = state.intake.judge0_settings();
+    let ids: Vec<u32> = languages.judge0_ids().map(|(id, _)| id).collect();
+    let judge0 = &mut schemas["SubmissionParams"]["properties"];
+    judge0["language_id"] = json!({ "type": "integer", "enum": ids });
+    for (name, least, most) in [
+        ("cpu_time_limit", 0.0, settings.max_cpu_time_limit),
+        ("cpu_extra_time", 0.0, settings.max_cpu_extra_time),
+        ("wall_time_limit", 1.0, settings.max_wall_time_limit),
+        (
+            "memory_limit",
+            settings.min_memory_limit as f64,
+            settings.max_memory_limit as f64,
+        ),
+        ("stack_limit", 0.0, settings.max_stack_limit as f64),
+        ("max_file_size", 0.0, settings.max_max_file_size as f64),
+    ] {
+        judge0[name] = json!({ "type": "number", "minimum": least, "maximum": most });
+    }
+    judge0["max_processes_and_or_threads"] = json!({ "type": "integer", "minimum": 1,
+        "maximum": settings.max_max_processes_and_or_threads });
+    judge0["number_of_runs"] = json!({ "type": "integer", "minimum": 1,
+        "maximum": settings.max_number_of_runs });
+    for never in [
+        "enable_per_process_and_thread_time_limit",
+        "enable_per_process_and_thread_memory_limit",
+        "enable_network",
+    ] {
+        judge0[never] = json!({ "type": "boolean", "enum": [false] });
+    }
+    for flag in ["redirect_stderr_to_stdout", "base64_encoded", "wait"] {
+        judge0[flag] = json!({ "type": "boolean" });
+    }
+    for text in ["compiler_options", "command_line_arguments"] {
+        judge0[text] = json!({ "type": "string", "maxLength": 512 });
+    }
+
+    // Piston's: its names and aliases.
+    let piston: Vec<&str> = languages
+        .all()
+        .iter()
+        .flat_map(|l| {
+            std::iter::once(crate::compat::piston::piston_name(l))
+                .chain(std::iter::once(l.id.as_str()))
+                .chain(l.aliases.iter().map(String::as_str))
+        })
+        .collect();
+    schemas["ExecuteParams"]["properties"]["language"]["enum"] = json!(piston);
+    doc
 }

@@ -219,3 +219,69 @@ fn with_params(path: &str, value: &str) -> String {
     out.push_str(rest);
     out
 }
+
+/// The document says what the checks accept, from the service's own
+/// settings: its languages, each limit's range, Judge0's ids and numbers,
+/// which fields go together. A value at a documented bound is taken, one
+/// past it refused.
+#[tokio::test]
+async fn the_documents_schemas_hold_the_services_rules() {
+    let service = TestService::start().await;
+    let (_, doc) = service.get("/openapi.json").await;
+    let schemas = &doc["components"]["schemas"];
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("an enum: {v}"))
+            .iter()
+            .map(|n| n.to_string().trim_matches('"').to_string())
+            .collect()
+    };
+    // Every schema written into existed (none made up by the writing).
+    for (schema, property) in [
+        ("JobRequest", "language"),
+        ("ProgramRequest", "language"),
+        ("LimitsRequest", "wall_time_ms"),
+        ("TestCaseRequest", "points"),
+        ("FileRequest", "name"),
+        ("SubmissionParams", "language_id"),
+        ("ExecuteParams", "language"),
+    ] {
+        assert!(
+            schemas[schema]["properties"][property].is_object(),
+            "{schema}.{property}"
+        );
+        assert!(schemas[schema]["type"].is_string() || schemas[schema]["properties"].is_object());
+    }
+    assert!(
+        names(&schemas["JobRequest"]["properties"]["language"]["enum"]).contains(&"python".into())
+    );
+    assert!(
+        names(&schemas["SubmissionParams"]["properties"]["language_id"]["enum"])
+            .contains(&"71".into())
+    );
+    assert!(
+        names(&schemas["ExecuteParams"]["properties"]["language"]["enum"]).contains(&"c++".into())
+    );
+    assert_eq!(
+        schemas["JobRequest"]["oneOf"],
+        serde_json::json!([{ "required": ["code"] }, { "required": ["files"] }])
+    );
+    let most = schemas["LimitsRequest"]["properties"]["wall_time_ms"]["maximum"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(most, service.config.max_wall_time_limit_ms);
+    let job = |wall: u64| {
+        serde_json::json!({ "language": "python", "code": "print(1)",
+            "limits": { "wall_time_ms": wall } })
+    };
+    let (status, answer) = service
+        .send(reqwest::Method::POST, "/v1/jobs", Some(job(most)))
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let (status, answer) = service
+        .send(reqwest::Method::POST, "/v1/jobs", Some(job(most + 1)))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["field"], "limits.wall_time_ms");
+    service.stop().await;
+}
