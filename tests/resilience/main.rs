@@ -196,36 +196,72 @@ async fn job_containers(queue: &str) -> Vec<code_runner::sandbox::sweep::Managed
     containers
 }
 
-/// Completed and failed events per job id, from the queue's event stream.
-async fn final_events(redis: &str, queue: &str) -> HashMap<String, (u32, u32)> {
-    let client = redis::Client::open(redis).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let key = format!("{TEST_PREFIX}:{queue}:events");
-    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(&key)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let mut out: HashMap<String, (u32, u32)> = HashMap::new();
-    for entry in entries.ids {
-        let field = |name: &str| -> Option<String> {
-            entry
-                .map
-                .get(name)
-                .and_then(|v| redis::from_redis_value(v.clone()).ok())
-        };
-        let (Some(event), Some(job)) = (field("event"), field("jobId")) else {
-            continue;
-        };
-        let counts = out.entry(job).or_default();
-        match event.as_str() {
-            "completed" => counts.0 += 1,
-            // A failed event with attempts left is a retry, not an end.
-            "failed" if field("prev").as_deref() != Some("waiting") => counts.1 += 1,
-            _ => {}
-        }
+/// Each job's `completed` and final `failed` events in the queue's
+/// BullMQ event stream, read as the stream grows from the start: the
+/// service keeps only its last entries (`queue::memory::EVENTS_KEPT`), so a
+/// run of more jobs than that is only seen whole by a reader that follows
+/// it. `finish` stops following and answers the counts.
+struct EventTally {
+    stop: tokio::sync::watch::Sender<bool>,
+    reader: tokio::task::JoinHandle<HashMap<String, (u32, u32)>>,
+}
+
+impl EventTally {
+    fn follow(redis: &str, queue: &str) -> EventTally {
+        let client = redis::Client::open(redis).unwrap();
+        let key = format!("{TEST_PREFIX}:{queue}:events");
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let reader = tokio::spawn(async move {
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let mut out: HashMap<String, (u32, u32)> = HashMap::new();
+            let mut last = "0-0".to_string();
+            loop {
+                let done = *stopped.borrow_and_update();
+                let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(1000)
+                    .arg("BLOCK")
+                    .arg(100)
+                    .arg("STREAMS")
+                    .arg(&key)
+                    .arg(&last)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                let entries: Vec<_> = reply
+                    .into_iter()
+                    .flat_map(|r| r.keys)
+                    .flat_map(|k| k.ids)
+                    .collect();
+                if entries.is_empty() && done {
+                    return out;
+                }
+                for entry in entries {
+                    last = entry.id.clone();
+                    let field = |name: &str| -> Option<String> {
+                        entry
+                            .map
+                            .get(name)
+                            .and_then(|v| redis::from_redis_value(v.clone()).ok())
+                    };
+                    let (Some(event), Some(job)) = (field("event"), field("jobId")) else {
+                        continue;
+                    };
+                    let counts = out.entry(job).or_default();
+                    match event.as_str() {
+                        "completed" => counts.0 += 1,
+                        // A failed event with attempts left is a retry, not an end.
+                        "failed" if field("prev").as_deref() != Some("waiting") => counts.1 += 1,
+                        _ => {}
+                    }
+                }
+            }
+        });
+        EventTally { stop, reader }
     }
-    out
+
+    async fn finish(self) -> HashMap<String, (u32, u32)> {
+        let _ = self.stop.send(true);
+        self.reader.await.unwrap()
+    }
 }

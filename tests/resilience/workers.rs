@@ -8,6 +8,7 @@ use super::*;
 async fn a_worker_killed_mid_job_has_its_jobs_taken_over_and_its_containers_reaped() {
     let _one = ONE_AT_A_TIME.lock().await;
     let queue = unique_queue();
+    let tally = EventTally::follow(&redis_url(), &queue);
     let base = base_env(&redis_url(), &queue);
     let fast_locks = [
         ("CODE_RUNNER_LOCK_DURATION_MS", "3000"),
@@ -77,7 +78,7 @@ async fn a_worker_killed_mid_job_has_its_jobs_taken_over_and_its_containers_reap
         assert_eq!(view["state"], "completed", "{view}");
         assert_eq!(view["result"]["stdout"], format!("job {i}\n"));
     }
-    let events = final_events(&redis_url(), &queue).await;
+    let events = tally.finish().await;
     for id in &ids {
         assert_eq!(events.get(id).copied(), Some((1, 0)), "{id}: {events:?}");
     }
@@ -325,6 +326,7 @@ async fn sigterm_lets_short_runs_finish_and_requeues_the_rest() {
 async fn a_thousand_jobs_survive_a_worker_killed_in_the_middle() {
     let _one = ONE_AT_A_TIME.lock().await;
     let queue = unique_queue();
+    let tally = EventTally::follow(&redis_url(), &queue);
     let base = base_env(&redis_url(), &queue);
     let env = [
         ("CODE_RUNNER_LOCK_DURATION_MS", "5000"),
@@ -397,7 +399,7 @@ async fn a_thousand_jobs_survive_a_worker_killed_in_the_middle() {
         assert_eq!(view["state"], "completed", "{view}");
         assert_eq!(view["result"]["stdout"], format!("job-{i}\n"), "{view}");
     }
-    let events = final_events(&redis_url(), &queue).await;
+    let events = tally.finish().await;
     for (_, id) in &ids {
         assert_eq!(
             events.get(id).copied(),
