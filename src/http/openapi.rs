@@ -181,5 +181,52 @@ pub fn document(state: &AppState) -> Value {
         })
         .collect();
     schemas["ExecuteParams"]["properties"]["language"]["enum"] = json!(piston);
+
+    // The proof of concept's `/run`.
+    doc["components"]["schemas"]["RunRequest"]["properties"]["language"]["enum"] = json!(names);
+    // Judge0's submission needs a language and (but for multi-file
+    // programs) a source.
+    let submission = &mut doc["components"]["schemas"]["SubmissionParams"];
+    submission["required"] = json!(["language_id", "source_code"]);
+    submission["properties"]["source_code"] = json!({ "type": "string", "minLength": 1 });
+    // A job's id, a token: a UUID.
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        let jobs = paths
+            .iter_mut()
+            .filter(|(path, _)| !path.starts_with("/languages"))
+            .filter_map(|(_, operations)| operations.as_object_mut());
+        for operations in jobs {
+            for operation in operations.values_mut() {
+                let Some(parameters) = operation["parameters"].as_array_mut() else {
+                    continue;
+                };
+                for parameter in parameters {
+                    let is_id = parameter["in"] == "path"
+                        && matches!(parameter["name"].as_str(), Some("id" | "jobId" | "token"));
+                    if is_id {
+                        parameter["schema"]["format"] = json!("uuid");
+                    }
+                }
+            }
+        }
+    }
+
+    // A server-sent event as it is on the wire (`event`, `id`, and `data`
+    // holding a `LiveMessage` as JSON), not the message alone.
+    doc["paths"]["/v1/jobs/{id}/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]
+        ["schema"] = json!({
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "event": { "type": "string" },
+            "id": { "type": "string" },
+            "retry": { "type": "integer" },
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": { "$ref": "#/components/schemas/LiveMessage" }
+            }
+        }
+    });
     doc
 }

@@ -37,7 +37,7 @@ pub struct JobRequest {
     #[serde(default)]
     pub code: Option<String>,
     /// The program as several files; the first is the entry point.
-    #[serde(default, deserialize_with = "at_most::<_, MAX_FILES, _>")]
+    #[serde(default, deserialize_with = "objects::<_, MAX_FILES, _>")]
     pub files: Option<Vec<FileRequest>>,
     /// Standard input of the run (without `test_cases`).
     #[serde(default)]
@@ -46,7 +46,7 @@ pub struct JobRequest {
     #[serde(default, deserialize_with = "at_most::<_, MAX_ARGS, _>")]
     pub args: Option<Vec<String>>,
     /// Limits of each run; each at most the server's maximum.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub limits: Option<LimitsRequest>,
     /// What the run must print: `wrong_answer` otherwise (compared after
     /// trimming trailing white space of each line and trailing empty lines).
@@ -54,7 +54,7 @@ pub struct JobRequest {
     pub expected_output: Option<String>,
     /// Runs against one compilation, each with its own stdin, expected
     /// output, verdict and figures.
-    #[serde(default, deserialize_with = "at_most::<_, MAX_LIST, _>")]
+    #[serde(default, deserialize_with = "objects::<_, MAX_LIST, _>")]
     pub test_cases: Option<Vec<TestCaseRequest>>,
     /// `code`, file contents, stdin and expected outputs are base64, and so
     /// are the outputs in the result (exact bytes).
@@ -94,7 +94,7 @@ pub struct JobRequest {
     /// output.txt answer.txt` (testlib's convention: exit 0 accepted, 1
     /// wrong answer, 2 presentation error, 7 partial points, anything else
     /// a failure of the checker). C++ checkers may `#include "testlib.h"`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub checker: Option<ProgramRequest>,
     /// An interactor: a program that talks with the solution, each in its
     /// own container, the solution's stdout relayed to its stdin and its
@@ -103,7 +103,7 @@ pub struct JobRequest {
     /// the case's `stdin` is its input, not the solution's) and its exit
     /// status judges the case as a checker's does. Not with `checker` nor
     /// `interactive`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub interactor: Option<ProgramRequest>,
 }
 
@@ -116,7 +116,7 @@ pub struct ProgramRequest {
     /// Its source (base64 when the job's `base64` is set).
     pub code: String,
     /// Its limits on each run (and its compilation's wall-clock time).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub limits: Option<LimitsRequest>,
 }
 
@@ -184,7 +184,7 @@ pub const MAX_GROUP: usize = 64;
 #[serde(untagged)]
 pub enum CompareRequest {
     Mode(CompareMode),
-    Full(CompareObject),
+    Full(Object<CompareObject>),
 }
 
 /// `compare` as an object: strict (an unknown field is a 400).
@@ -215,7 +215,7 @@ impl CompareRequest {
                 mode,
                 ..Compare::default()
             },
-            CompareRequest::Full(o) => Compare {
+            CompareRequest::Full(Object(o)) => Compare {
                 mode: o.mode,
                 case_insensitive: o.case_insensitive,
                 abs_error: o.abs_error,
@@ -234,7 +234,7 @@ impl CompareRequest {
 pub struct BatchRequest {
     /// Each one as `POST /v1/jobs` takes it (without `idempotency_key`).
     #[schema(min_items = 1)]
-    #[serde(deserialize_with = "at_most_required::<_, MAX_LIST, _>")]
+    #[serde(deserialize_with = "objects_required::<_, MAX_LIST, _>")]
     pub jobs: Vec<JobRequest>,
 }
 
@@ -276,6 +276,79 @@ where
         }
     }
     deserializer.deserialize_seq(Bounded::<T, N>(std::marker::PhantomData))
+}
+
+/// A value that must be a JSON object: serde reads a struct from an array
+/// too, field by field (`[null, null]` as a test case), which no client
+/// means. Errors inside keep their field's path.
+#[derive(Debug, Clone, Copy)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Only<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Only<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(Only(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
+/// Documented as the object it holds.
+impl<T: utoipa::PartialSchema> utoipa::PartialSchema for Object<T> {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        T::schema()
+    }
+}
+
+impl<T: utoipa::ToSchema> utoipa::ToSchema for Object<T> {
+    fn name() -> std::borrow::Cow<'static, str> {
+        T::name()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        T::schemas(schemas);
+    }
+}
+
+/// An optional object (see [`Object`]).
+fn object<'de, T, D>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<Object<T>>::deserialize(deserializer).map(|o| o.map(|o| o.0))
+}
+
+/// A list of at most `N` objects (see [`Object`]).
+fn objects<'de, T, const N: usize, D>(deserializer: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    objects_required::<T, N, D>(deserializer).map(Some)
+}
+
+fn objects_required<'de, T, const N: usize, D>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    at_most_required::<Object<T>, N, D>(deserializer)
+        .map(|items| items.into_iter().map(|o| o.0).collect())
 }
 
 /// What the checks need from the server.
@@ -392,6 +465,49 @@ mod tests {
     fn refused(body: serde_json::Value) -> (u16, String) {
         let error = checked(body, "").expect_err("refused");
         (error.status.as_u16(), error.field.unwrap_or_default())
+    }
+
+    #[test]
+    fn an_array_where_an_object_belongs_is_refused_at_its_place() {
+        let base = |extra: serde_json::Value| {
+            let mut body = serde_json::json!({ "language": "python", "code": "1" });
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            body
+        };
+        for (extra, field) in [
+            (
+                serde_json::json!({ "test_cases": [[null, null]] }),
+                "test_cases[0]",
+            ),
+            (serde_json::json!({ "limits": [1000] }), "limits"),
+            (
+                serde_json::json!({ "files": [["a.py", "1"]], "code": null }),
+                "files[0]",
+            ),
+            (serde_json::json!({ "checker": ["python", "1"] }), "checker"),
+            (serde_json::json!({ "compare": ["exact", true] }), "compare"),
+            (
+                serde_json::json!({ "test_cases": [{ "limits": 1 }] }),
+                "test_cases[0].limits",
+            ),
+        ] {
+            assert_eq!(
+                refused(base(extra.clone())),
+                (400, field.to_string()),
+                "{extra}"
+            );
+        }
+        // Objects still read, with their errors' paths.
+        assert_eq!(
+            refused(base(
+                serde_json::json!({ "test_cases": [{ "points": "x" }] })
+            )),
+            (400, "test_cases[0].points".to_string())
+        );
+        let batch: Result<BatchRequest, ApiError> = parse(br#"{"jobs": [["python", "1"]]}"#, "");
+        assert_eq!(batch.unwrap_err().field.as_deref(), Some("jobs[0]"));
     }
 
     #[test]
