@@ -197,7 +197,11 @@ pub fn document(state: &AppState) -> Value {
             .filter_map(|(_, operations)| operations.as_object_mut());
         for operations in jobs {
             for operation in operations.values_mut() {
-                let Some(parameters) = operation["parameters"].as_array_mut() else {
+                // `get_mut`: indexing would add a `null` where none is.
+                let Some(parameters) = operation
+                    .get_mut("parameters")
+                    .and_then(Value::as_array_mut)
+                else {
                     continue;
                 };
                 for parameter in parameters {
