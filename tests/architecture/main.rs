@@ -307,27 +307,11 @@ const APART: [(&str, &str); 3] = [
 
 #[test]
 fn the_api_and_the_queue_keep_apart_from_what_is_not_theirs() {
-    let sources = sources();
-    let modules: BTreeSet<Vec<String>> = sources.iter().map(|(f, _)| f.module.clone()).collect();
-    let mut violations = Vec::new();
-    for (file, found) in &sources {
-        let Some(own) = file.module.first() else {
-            continue;
-        };
-        for (path, line) in &found.paths {
-            let Some(to) = resolve(&file.module, path, &modules).and_then(|t| t.first().cloned())
-            else {
-                continue;
-            };
-            if APART.contains(&(own.as_str(), to.as_str())) {
-                violations.push(format!(
-                    "src/{}:{line}: {own} uses {}",
-                    file.path.display(),
-                    path.join("::")
-                ));
-            }
-        }
-    }
+    let violations: Vec<String> = module_uses()
+        .into_iter()
+        .filter(|u| APART.contains(&(u.from.as_str(), u.to.as_str())))
+        .map(|u| u.place)
+        .collect();
     report(
         "http reaches no sandbox, the queue no execution or foreign API",
         &violations,
@@ -364,40 +348,63 @@ fn only_ending_pays_for_a_jobs_end() {
 #[test]
 fn each_module_uses_only_the_layers_before_it() {
     let layer = |module: &str| LAYERS.iter().position(|l| l.contains(&module));
-    let sources = sources();
-    let modules: BTreeSet<Vec<String>> = sources.iter().map(|(f, _)| f.module.clone()).collect();
-    let mut violations = Vec::new();
-    for (file, found) in &sources {
-        let Some(own) = file.module.first() else {
-            continue;
-        };
-        let Some(own_layer) = layer(own) else {
-            violations.push(format!("src/{}: {own} is in no layer", file.path.display()));
-            continue;
-        };
-        for (path, line) in &found.paths {
-            let Some(target) = resolve(&file.module, path, &modules) else {
-                continue;
-            };
-            let Some(to) = target.first() else {
-                continue;
-            };
-            if to == own {
-                continue;
-            }
-            if layer(to).is_none_or(|l| l >= own_layer) {
-                violations.push(format!(
-                    "src/{}:{line}: {own} uses {}",
-                    file.path.display(),
-                    path.join("::")
-                ));
-            }
-        }
-    }
+    let mut violations: Vec<String> = sources()
+        .iter()
+        .filter_map(|(file, _)| file.module.first())
+        .filter(|own| layer(own).is_none())
+        .map(|own| format!("{own} is in no layer"))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    violations.extend(
+        module_uses()
+            .into_iter()
+            .filter(|u| layer(&u.to).is_none_or(|to| layer(&u.from).is_some_and(|from| to >= from)))
+            .map(|u| u.place),
+    );
     report(
         "each module uses only the layers before its own",
         &violations,
     );
+}
+
+/// One top-level module of `src/` using another, and where.
+struct ModuleUse {
+    from: String,
+    to: String,
+    /// `src/<file>:<line>: <from> uses <path>`.
+    place: String,
+}
+
+/// Every use of one top-level module by another (a module's own paths
+/// aside), for the rules on which may use which.
+fn module_uses() -> Vec<ModuleUse> {
+    let sources = sources();
+    let modules: BTreeSet<Vec<String>> = sources.iter().map(|(f, _)| f.module.clone()).collect();
+    let mut uses = Vec::new();
+    for (file, found) in &sources {
+        let Some(from) = file.module.first() else {
+            continue;
+        };
+        for (path, line) in &found.paths {
+            let Some(to) = resolve(&file.module, path, &modules).and_then(|t| t.first().cloned())
+            else {
+                continue;
+            };
+            if &to != from {
+                uses.push(ModuleUse {
+                    place: format!(
+                        "src/{}:{line}: {from} uses {}",
+                        file.path.display(),
+                        path.join("::")
+                    ),
+                    from: from.clone(),
+                    to,
+                });
+            }
+        }
+    }
+    uses
 }
 
 /// The rules above are only as good as their reading of the source: make
