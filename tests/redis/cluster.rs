@@ -57,6 +57,11 @@ async fn the_service_runs_on_a_redis_cluster_through_a_slot_migration() {
         args.extend(
             ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"].map(String::from),
         );
+        // The cluster bus listens too, by default on port + 10000: a port
+        // `free_port` may hand to another test of this binary, whose server
+        // then fails to bind while its readiness check reaches this bus. So
+        // the bus gets a port of its own from the same allocator.
+        args.extend(["--cluster-port".to_string(), free_port().to_string()]);
         nodes.push(RedisServer::with_args(&dir, *port, &args));
     }
     let mut create = Command::new("redis-cli");

@@ -50,7 +50,7 @@ impl RedisServer {
     }
 
     fn spawn(mut command: Command, port: u16, dir: &Path) -> RedisServer {
-        let child = command
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -59,6 +59,12 @@ impl RedisServer {
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not listen");
             std::thread::sleep(Duration::from_millis(50));
+        }
+        // Something listening is not proof it is this server: one that could
+        // not bind exits, while the port answers for someone else.
+        std::thread::sleep(Duration::from_millis(100));
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("redis-server on port {port} exited ({status}): the port was taken");
         }
         RedisServer {
             child,
