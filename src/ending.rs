@@ -9,7 +9,8 @@
 //! back. The queue stores what it is handed (the result BullMQ keeps, the
 //! delivery, the share) and knows neither execution nor the foreign APIs;
 //! the live stream is ended by the runner that fed it (`end` when a result
-//! follows, `reset` when the job runs again).
+//! follows, `reset` when the job runs again), or here when that runner's
+//! worker died ([`settle_swept`]).
 
 use uuid::Uuid;
 
@@ -17,7 +18,8 @@ use crate::compat::judge0::{DEFAULT_FIELDS, Stage, Submission, render};
 use crate::job::{JobOutcome, JobResult, JobSpec, Verdict, now_ms};
 use crate::queue::cancel::CancelOutcome;
 use crate::queue::deliveries::Delivery;
-use crate::queue::worker::ClaimedJob;
+use crate::queue::live::LiveEvent;
+use crate::queue::worker::{ClaimedJob, SweptJob};
 use crate::queue::{JobQueue, JobView, PublicState, QueueError};
 
 /// A job at its end: what its end owes is computed from this.
@@ -177,6 +179,22 @@ pub async fn settle_claimed(queue: &JobQueue, job: &ClaimedJob, outcome: &JobOut
         added_at_ms: job.added_at_ms,
     }
     .settle(queue, state, result, error)
+    .await;
+}
+
+/// Pays what a job the queue failed by itself owes (its worker died holding
+/// it once too often, see [`SweptJob`]): the end its own worker never
+/// reached, the live stream it fed closed.
+pub async fn settle_swept(queue: &JobQueue, job: &SweptJob) {
+    queue.live_sender(&job.id, false).finish(LiveEvent::End);
+    Ending {
+        id: &job.id,
+        spec: &job.spec,
+        attempts: job.attempts_made,
+        started_at_ms: job.started_at_ms,
+        added_at_ms: job.spec.submitted_at_ms,
+    }
+    .settle(queue, PublicState::Failed, None, Some(job.reason.clone()))
     .await;
 }
 

@@ -34,7 +34,7 @@ use crate::backoff::Backoff;
 use crate::execute::{ExecutionSettings, prepare};
 use crate::job::JobOutcome;
 use crate::queue::cancel::watch_cancellations;
-use crate::queue::worker::{ClaimedJob, QueueWorker};
+use crate::queue::worker::{ClaimedJob, QueueWorker, SweptJob};
 
 /// With fault injection on, a job whose code contains this makes its runner
 /// panic while the program runs (tests only).
@@ -208,6 +208,13 @@ impl Actor for Dispatcher {
                     // Whatever ended it, its end is paid in one place.
                     crate::ending::settle_claimed(&queue, &job, &outcome).await;
                     outcome
+                }
+            },
+            {
+                let queue = services.queue.clone();
+                move |job: SweptJob| {
+                    let queue = queue.clone();
+                    async move { crate::ending::settle_swept(&queue, &job).await }
                 }
             },
         )

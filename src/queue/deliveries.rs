@@ -190,8 +190,9 @@ impl DeliveryWorker {
         let worker = Worker::with_options(&queue_name(&queue_settings), processor, options)
             .await
             .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+        // A delivery's failures are logged by its processor already.
         Ok(DeliveryWorker {
-            worker: ClosingWorker(Arc::new(worker)),
+            worker: ClosingWorker::following(worker, |_, _| {}),
         })
     }
 

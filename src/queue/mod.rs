@@ -392,6 +392,31 @@ impl JobQueue {
 /// dropped, so an owner that dies (even by panic) takes no more jobs.
 struct ClosingWorker(std::sync::Arc<bullmq::Worker>);
 
+impl ClosingWorker {
+    /// Wraps `worker`, reading its events for as long as it runs: BullMQ's
+    /// worker sends each one (a completed job's return value among them)
+    /// into an unbounded channel that only grows while nobody reads it.
+    /// `failed` hears each failure (a job's id, the reason), once per
+    /// attempt that failed.
+    fn following(
+        worker: bullmq::Worker,
+        failed: impl Fn(String, String) + Send + 'static,
+    ) -> ClosingWorker {
+        let worker = std::sync::Arc::new(worker);
+        let events = worker.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.next_event().await {
+                match event {
+                    bullmq::worker::WorkerEvent::Failed { job_id, error } => failed(job_id, error),
+                    bullmq::worker::WorkerEvent::Closed => break,
+                    _ => {}
+                }
+            }
+        });
+        ClosingWorker(worker)
+    }
+}
+
 impl std::ops::Deref for ClosingWorker {
     type Target = bullmq::Worker;
     fn deref(&self) -> &bullmq::Worker {

@@ -41,6 +41,21 @@ pub struct ClaimedJob {
     pub cancel: CancellationToken,
 }
 
+/// A job BullMQ failed with no handler seeing the attempt: its worker died
+/// holding it more often than `max_stalls` allows, and the worker that
+/// claimed it next failed it at once ("job stalled more than allowable
+/// limit"). Its end is still owed (see `crate::ending`).
+#[derive(Debug, Clone)]
+pub struct SweptJob {
+    pub id: String,
+    pub spec: JobSpec,
+    /// Attempts made, the failed one included.
+    pub attempts_made: u32,
+    /// When its last attempt was claimed.
+    pub started_at_ms: Option<u64>,
+    pub reason: String,
+}
+
 /// Settings of a worker process's BullMQ worker.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -118,6 +133,34 @@ impl JobEnd<'_> {
     }
 }
 
+/// Job ids whose attempt the processor failed, each once per attempt.
+#[derive(Default, Clone)]
+struct Answered(Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>);
+
+impl Answered {
+    fn add(&self, id: String) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id)
+            .or_default() += 1;
+    }
+
+    /// True (and forgotten) when the processor failed an attempt of `id`.
+    fn take(&self, id: &str) -> bool {
+        let mut ids = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match ids.get_mut(id) {
+            Some(1) => ids.remove(id).is_some(),
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// A running BullMQ worker of the jobs' queue. Dropping it stops claiming
 /// jobs (see [`super::ClosingWorker`]).
 pub struct QueueWorker {
@@ -125,18 +168,20 @@ pub struct QueueWorker {
 }
 
 impl QueueWorker {
-    /// Starts claiming jobs; each goes to `handle`, unless a client
-    /// cancelled it before it was claimed. A finished job with a
-    /// `callback_url` owes a webhook delivery (see [`super::deliveries`]),
-    /// recorded before the job is.
-    pub async fn start<F, Fut>(
+    /// Starts claiming jobs; each goes to `handle` (a job a client
+    /// cancelled before it was claimed says so). A job BullMQ fails without
+    /// asking the processor goes to `swept` once it is recorded failed.
+    pub async fn start<F, Fut, S, SFut>(
         queue: &JobQueue,
         settings: &WorkerSettings,
         handle: F,
+        swept: S,
     ) -> Result<Self, QueueError>
     where
         F: Fn(ClaimedJob) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = JobOutcome> + Send + 'static,
+        S: Fn(SweptJob) -> SFut + Send + Sync + 'static,
+        SFut: Future<Output = ()> + Send + 'static,
     {
         let keep = |age: u64, count: usize| {
             RemoveOnFinish::Options(KeepJobs {
@@ -164,63 +209,127 @@ impl QueueWorker {
             // Completed and failed jobs per minute, for the dashboard.
             .metrics(bullmq::MetricsOptions::default());
         let handle = Arc::new(handle);
+        // Attempts the processor failed, until BullMQ's event for each is
+        // read: a failure not among them was BullMQ's own.
+        let answered = Answered::default();
         let reader = queue.clone();
+        let failures = answered.clone();
         let processor = move |job: Job, token: bullmq::worker::CancellationToken| {
             let handle = handle.clone();
             let queue = reader.clone();
+            let failures = failures.clone();
             async move {
-                let spec: Arc<JobSpec> = match serde::Deserialize::deserialize(job.data()) {
-                    Ok(spec) => Arc::new(spec),
-                    Err(e) => {
-                        return Err(bullmq::Error::Unrecoverable(format!(
-                            "the job's data is not a valid job: {e}"
-                        )));
-                    }
-                };
-                let end = JobEnd { job: &job };
-                let submitted_at_ms = match spec.submitted_at_ms {
-                    0 => job.timestamp(),
-                    at => at,
-                };
-                let cancel_requested = queue.is_cancel_requested(job.id()).await.unwrap_or(false);
-                if !cancel_requested {
-                    crate::metrics::queue_wait(since(
-                        submitted_at_ms,
-                        job.processed_on().unwrap_or_else(now_ms),
-                    ));
+                let id = job.id().to_string();
+                let answer = Self::process(queue, job, token, handle).await;
+                // Every error but those that moved the job already is a
+                // failure BullMQ records (and tells of).
+                if let Err(e) = &answer
+                    && !matches!(
+                        e,
+                        bullmq::Error::Delayed
+                            | bullmq::Error::WaitingChildren
+                            | bullmq::Error::RateLimited { .. }
+                    )
+                {
+                    failures.add(id);
                 }
-                let cancel = CancellationToken::new();
-                // Bridge BullMQ's token to ours for as long as the job runs.
-                let bridge = {
-                    let cancel = cancel.clone();
-                    tokio::spawn(async move {
-                        tokio::select! {
-                            _ = token.cancelled() => cancel.cancel(),
-                            _ = cancel.cancelled() => {}
-                        }
-                    })
-                };
-                let claimed = ClaimedJob {
-                    id: job.id().to_string(),
-                    spec: spec.clone(),
-                    attempts_made: job.attempts_made(),
-                    attempts_allowed: job.opts().attempts.unwrap_or(1).max(1),
-                    started_at_ms: job.processed_on(),
-                    added_at_ms: job.timestamp(),
-                    cancel_requested,
-                    cancel: cancel.clone(),
-                };
-                let outcome = handle(claimed).await;
-                bridge.abort();
-                end.answer(outcome).await
+                answer
             }
         };
         let worker = Worker::with_options(&queue_settings.queue_name, processor, options)
             .await
             .map_err(|e| QueueError::Unavailable(e.to_string()))?;
-        Ok(QueueWorker {
-            worker: super::ClosingWorker(Arc::new(worker)),
-        })
+        let swept = Arc::new(swept);
+        let reader = queue.clone();
+        let worker = super::ClosingWorker::following(worker, move |id, reason| {
+            if answered.take(&id) {
+                return;
+            }
+            let (queue, swept) = (reader.clone(), swept.clone());
+            tokio::spawn(async move {
+                match queue.get_raw(&id).await {
+                    Ok(Some(super::StoredJob {
+                        state: super::PublicState::Failed,
+                        spec: Some(spec),
+                        attempts_made,
+                        started_at_ms,
+                        ..
+                    })) => {
+                        tracing::warn!(job = %id, %reason, "job failed by the queue");
+                        swept(SweptJob {
+                            id,
+                            spec,
+                            attempts_made,
+                            started_at_ms,
+                            reason,
+                        })
+                        .await
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(job = %id, error = %e, "could not read a job the queue failed")
+                    }
+                }
+            });
+        });
+        Ok(QueueWorker { worker })
+    }
+
+    /// One claimed job, from BullMQ's processor to `handle` and back.
+    async fn process<F, Fut>(
+        queue: JobQueue,
+        job: Job,
+        token: bullmq::worker::CancellationToken,
+        handle: Arc<F>,
+    ) -> Result<serde_json::Value, bullmq::Error>
+    where
+        F: Fn(ClaimedJob) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = JobOutcome> + Send + 'static,
+    {
+        let spec: Arc<JobSpec> = match serde::Deserialize::deserialize(job.data()) {
+            Ok(spec) => Arc::new(spec),
+            Err(e) => {
+                return Err(bullmq::Error::Unrecoverable(format!(
+                    "the job's data is not a valid job: {e}"
+                )));
+            }
+        };
+        let end = JobEnd { job: &job };
+        let submitted_at_ms = match spec.submitted_at_ms {
+            0 => job.timestamp(),
+            at => at,
+        };
+        let cancel_requested = queue.is_cancel_requested(job.id()).await.unwrap_or(false);
+        if !cancel_requested {
+            crate::metrics::queue_wait(since(
+                submitted_at_ms,
+                job.processed_on().unwrap_or_else(now_ms),
+            ));
+        }
+        let cancel = CancellationToken::new();
+        // Bridge BullMQ's token to ours for as long as the job runs.
+        let bridge = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = token.cancelled() => cancel.cancel(),
+                    _ = cancel.cancelled() => {}
+                }
+            })
+        };
+        let claimed = ClaimedJob {
+            id: job.id().to_string(),
+            spec: spec.clone(),
+            attempts_made: job.attempts_made(),
+            attempts_allowed: job.opts().attempts.unwrap_or(1).max(1),
+            started_at_ms: job.processed_on(),
+            added_at_ms: job.timestamp(),
+            cancel_requested,
+            cancel: cancel.clone(),
+        };
+        let outcome = handle(claimed).await;
+        bridge.abort();
+        end.answer(outcome).await
     }
 
     /// Stops claiming new jobs; jobs in flight go on.
@@ -244,5 +353,26 @@ impl QueueWorker {
         if let Err(e) = self.worker.close(timeout.as_millis() as u64).await {
             tracing::warn!(error = %e, "closing the queue worker");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Answered;
+
+    /// Each failed attempt the processor answered is matched by one of
+    /// BullMQ's failure events; a failure beyond them is BullMQ's own.
+    #[test]
+    fn each_answered_failure_is_taken_once() {
+        let answered = Answered::default();
+        answered.add("a".into());
+        answered.add("a".into());
+        answered.add("b".into());
+        assert!(answered.take("a"));
+        assert!(answered.take("b"));
+        assert!(answered.take("a"));
+        assert!(!answered.take("a"), "a third failure of a was BullMQ's own");
+        assert!(!answered.take("c"));
+        assert!(answered.0.lock().unwrap().is_empty(), "nothing kept");
     }
 }

@@ -135,6 +135,9 @@ async fn a_webhook_owed_by_a_killed_worker_is_delivered_by_another_exactly_once(
     let queue = unique_queue();
     let mut base = base_env(&redis_url(), &queue);
     base.push(("CODE_RUNNER_CALLBACK_ALLOW".into(), "127.0.0.0/8".into()));
+    // Shares are kept when callers have a cap (on loopback without keys
+    // they have none by default).
+    base.push(("CODE_RUNNER_MAX_JOBS_PER_CALLER".into(), "10".into()));
     base.push((
         "CODE_RUNNER_CALLBACK_SECRET".into(),
         "durable-webhook-secret".into(),
@@ -216,15 +219,98 @@ async fn a_webhook_owed_by_a_killed_worker_is_delivered_by_another_exactly_once(
     assert!(survivor.terminate().success());
 }
 
+/// A webhook receiver on loopback: each body it gets, in order.
+async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let app = {
+        let got = got.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let got = got.clone();
+                async move {
+                    got.lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                    "ok"
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+/// The ids in every caller's share of the queue (its unfinished jobs).
+async fn shares(queue: &str) -> Vec<String> {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{TEST_PREFIX}:{queue}:cr:share:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for key in keys {
+        let some: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        ids.extend(some);
+    }
+    ids
+}
+
+/// The kind of the last entry of job `id`'s live stream, and how long the
+/// stream is kept (ms).
+async fn live_stream_end(queue: &str, id: &str) -> (Option<String>, i64) {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("{TEST_PREFIX}:{queue}:cr:live:{id}");
+    let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(&key)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let kind = last
+        .ids
+        .first()
+        .and_then(|entry| entry.get::<String>("kind"));
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    (kind, ttl)
+}
+
+/// A job whose workers die holding it once too often is failed by the queue
+/// itself, no processor seeing that attempt; its end is still paid: the
+/// webhook (failed, with the reason) sent once, the caller's share given
+/// back, the live stream closed.
 #[tokio::test]
 async fn a_job_stalled_too_often_fails_with_a_clear_reason() {
     let _one = ONE_AT_A_TIME.lock().await;
     let queue = unique_queue();
-    let base = base_env(&redis_url(), &queue);
+    let mut base = base_env(&redis_url(), &queue);
+    base.push(("CODE_RUNNER_CALLBACK_ALLOW".into(), "127.0.0.0/8".into()));
+    // Shares are kept when callers have a cap (on loopback without keys
+    // they have none by default).
+    base.push(("CODE_RUNNER_MAX_JOBS_PER_CALLER".into(), "10".into()));
     let env = [
         ("CODE_RUNNER_LOCK_DURATION_MS", "2000"),
         ("CODE_RUNNER_MAX_STALLS", "0"),
     ];
+    let (hook, received) = receiver().await;
     let api = Process::spawn("api", base.clone());
     let mut first = Process::spawn("worker", worker_env(&base, "first", &env));
     api.ready().await;
@@ -232,10 +318,15 @@ async fn a_job_stalled_too_often_fails_with_a_clear_reason() {
     let id = helpers::submit_to(
         &client,
         &api.url,
-        json!({ "language": "python", "code": "import time\ntime.sleep(5)" }),
+        json!({ "language": "python", "code": "import time\nprint('started', flush=True)\ntime.sleep(5)", "callback_url": hook }),
     )
     .await;
     wait_state(&client, &api.url, &id, &["active"], Duration::from_secs(60)).await;
+    assert_eq!(
+        shares(&queue).await,
+        vec![id.clone()],
+        "the job holds its share"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     first.kill9();
     let mut second = Process::spawn("worker", worker_env(&base, "second", &env));
@@ -252,10 +343,43 @@ async fn a_job_stalled_too_often_fails_with_a_clear_reason() {
         view["error"].as_str().unwrap().contains("stalled"),
         "{view}"
     );
+    // Its end was paid: the webhook, the share, the live stream.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received.lock().unwrap().is_empty() || !shares(&queue).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "webhooks {:?}, shares {:?}",
+            received.lock().unwrap(),
+            shares(&queue).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The stream the dead worker fed ends, and goes with ended jobs' streams.
+    let (last, ttl_ms) = loop {
+        let (last, ttl_ms) = live_stream_end(&queue, &id).await;
+        if last.as_deref() == Some("end") || Instant::now() > deadline {
+            break (last, ttl_ms);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(last.as_deref(), Some("end"));
+    assert!(
+        (1..=300_000).contains(&ttl_ms),
+        "kept {ttl_ms} ms, as a running job's"
+    );
     assert!(second.terminate().success());
     first.start();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(first.terminate().success());
+    // Once, whatever else ran meanwhile.
+    let calls = received.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["id"], id.as_str(), "{calls:?}");
+    assert_eq!(calls[0]["state"], "failed", "{calls:?}");
+    assert!(
+        calls[0]["error"].as_str().unwrap().contains("stalled"),
+        "{calls:?}"
+    );
     assert!(queue_containers(&queue).await.is_empty(), "containers left");
 }
 
