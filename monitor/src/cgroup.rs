@@ -97,10 +97,14 @@ impl Cgroup {
 /// CPU time of every other process, live (from /proc) or reaped by the
 /// monitor (its children's rusage), in nanoseconds.
 pub(super) fn processes_cpu_ns() -> u64 {
-    // SAFETY: sysconf and getrusage write only to locals.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let ticks = rustix::param::clock_ticks_per_second().max(1);
+    // SAFETY: rusage is plain data (zero is a value); getrusage writes it.
+    // (Neither std nor rustix reads the children's usage.)
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
     let mut total = rusage_ms(&usage) * 1_000_000;
     let me = std::process::id().to_string();
     if let Ok(entries) = std::fs::read_dir("/proc") {

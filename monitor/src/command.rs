@@ -3,16 +3,19 @@
 //! read, every process reaped.
 
 use std::ffi::CString;
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
+use rustix::process::{Pid, Resource, Rlimit, Signal};
 
 use crate::{
     DRAIN, MAX_PENDING_INPUT, Output, TICK,
     cgroup::Cgroup,
     failure,
     files::resolve,
-    privileges::{capset, seccomp_filter},
-    sys::{close, errno, keep_from_children, pipe, set_nonblocking},
+    privileges::{become_uid, capset, seccomp_filter},
+    sys::{exit_child, keep_from_children, kill_everyone_else, pipe, set_nonblocking, write_all},
 };
 use monitor_protocol::{
     FRAME_STDERR, FRAME_STDOUT, Input, InputReader, LimitHit, MAX_CHUNK, Report, Task, WORK_DIR,
@@ -30,8 +33,8 @@ pub(super) const STEP_SECCOMP: i32 = 3;
 pub(super) const STEP_CHDIR: i32 = 4;
 
 pub(super) struct Stream {
-    pub(super) fd: RawFd,
-    pub(super) open: bool,
+    /// The pipe's read end, until it is closed.
+    pub(super) fd: Option<OwnedFd>,
     pub(super) kind: u8,
     pub(super) sent: u64,
     pub(super) truncated: bool,
@@ -55,7 +58,7 @@ pub(super) fn run(
     task: &Task,
     stdin: &[u8],
     out: &mut Output,
-    input_fd: RawFd,
+    input_fd: BorrowedFd<'_>,
     input_read: &[u8],
 ) -> Report {
     let cgroup = Cgroup::detect();
@@ -93,15 +96,11 @@ pub(super) fn run(
     let work_dir = CString::new(WORK_DIR).unwrap();
     let oom_path = CString::new("/proc/self/oom_score_adj").unwrap();
     let filter = seccomp_filter(std::fs::read_dir("/dev/mqueue").is_err());
-    let filter_program = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut libc::sock_filter,
-    };
     let program_uid = task.uid;
     let (stack_bytes, file_size_bytes) = (task.stack_bytes, task.file_size_bytes);
     let processes = task.processes.filter(|_| task.uid.is_some());
     let stderr_to_stdout = task.stderr_to_stdout;
-    let cpu_seconds = (task.cpu_ms.div_ceil(1000) + 1) as libc::rlim_t;
+    let cpu_seconds = task.cpu_ms.div_ceil(1000) + 1;
 
     let (stdin_r, stdin_w) = pipe();
     let (out_r, out_w) = pipe();
@@ -119,158 +118,129 @@ pub(super) fn run(
     keep_from_children(input_read);
 
     let started = Instant::now();
-    // SAFETY: the monitor is single-threaded; the child only makes
-    // async-signal-safe calls before execve or _exit.
+    // SAFETY: the monitor is single-threaded; the child makes only raw
+    // system calls (async-signal-safe) before execve or _exit, and
+    // allocates nothing.
     let child = unsafe { libc::fork() };
     if child < 0 {
         return failure(format!("fork failed: {}", std::io::Error::last_os_error()));
     }
     if child == 0 {
-        // SAFETY: see above; every pointer outlives the call.
-        unsafe {
-            // Tells the monitor which step failed, and why, then exits.
-            let fail = |step: i32, e: i32| -> ! {
-                let words = [step, e];
-                libc::write(exec_w, words.as_ptr().cast(), 8);
-                libc::_exit(127)
-            };
-            libc::setsid();
-            libc::dup2(stdin_r, 0);
-            libc::dup2(out_w, 1);
-            libc::dup2(if stderr_to_stdout { out_w } else { err_w }, 2);
-            // Every signal's disposition back to its default and none
-            // blocked: a program starts as if from a clean shell, whatever
-            // the monitor inherited (a service started with SIGINT ignored
-            // would pass that on through the engine) or set itself (Rust
-            // ignores SIGPIPE). Handlers are reset by execve anyway;
-            // ignored and blocked signals would not be.
-            // By the system calls themselves: the C library's wrappers
-            // refuse the signals it keeps for its threads (32, 33), which an
-            // inherited disposition may still ignore. A zeroed kernel
-            // `sigaction` is SIG_DFL with no flags and an empty mask.
-            let none = [0u64; 4];
-            libc::syscall(
-                libc::SYS_rt_sigprocmask,
-                libc::SIG_SETMASK,
-                none.as_ptr(),
-                std::ptr::null_mut::<u64>(),
-                8,
-            );
-            for signal in 1..=64 {
-                if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                    libc::syscall(
-                        libc::SYS_rt_sigaction,
-                        signal,
-                        none.as_ptr(),
-                        std::ptr::null_mut::<u64>(),
-                        8,
-                    );
-                }
-            }
-            // The OOM killer picks the job, never the monitor. The child
-            // inherited the monitor's non-dumpable flag, which makes its
-            // /proc files root's: dumpable again, the file is its own.
-            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-            let fd = libc::open(oom_path.as_ptr(), libc::O_WRONLY);
-            if fd < 0 || libc::write(fd, b"1000".as_ptr().cast(), 4) != 4 {
-                fail(STEP_OOM_SCORE, errno());
-            }
-            libc::close(fd);
-            let limit = libc::rlimit {
-                rlim_cur: cpu_seconds,
-                rlim_max: cpu_seconds + 1,
-            };
-            libc::setrlimit(libc::RLIMIT_CPU, &limit);
-            // The job's own stack and file-size limits, never above what
-            // the container allows (lowering a hard limit needs no privilege).
-            for (resource, bytes) in [
-                (libc::RLIMIT_STACK, stack_bytes),
-                (libc::RLIMIT_FSIZE, file_size_bytes),
-            ] {
-                let Some(bytes) = bytes else { continue };
-                let mut current = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                libc::getrlimit(resource, &mut current);
-                let value = (bytes as libc::rlim_t).min(current.rlim_max);
-                let limit = libc::rlimit {
-                    rlim_cur: value,
-                    rlim_max: value,
-                };
-                libc::setrlimit(resource, &limit);
-            }
-            // Processes and threads of the program's uid, as the pids cgroup
-            // counts them: sent under gVisor only, whose kernel counts the
-            // uid in this sandbox alone, and where the cgroup also counts
-            // the sandbox's own threads: this is the limit a fork bomb
-            // meets first.
-            if let Some(processes) = processes {
-                let limit = libc::rlimit {
-                    rlim_cur: processes as libc::rlim_t,
-                    rlim_max: processes as libc::rlim_t,
-                };
-                libc::setrlimit(libc::RLIMIT_NPROC, &limit);
-            }
-            if let Some(uid) = program_uid {
-                // Its own uid and gid, no supplementary group, and no
-                // capability left (the monitor's uid is not root, so the
-                // change of uid does not drop them by itself).
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setresgid(uid, uid, uid) != 0
-                    || libc::setresuid(uid, uid, uid) != 0
-                    || !capset(0)
-                {
-                    fail(STEP_UID, errno());
-                }
-            }
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                || libc::prctl(
-                    libc::PR_SET_SECCOMP,
-                    libc::SECCOMP_MODE_FILTER,
-                    &filter_program as *const libc::sock_fprog,
-                ) != 0
-            {
-                fail(STEP_SECCOMP, errno());
-            }
-            if libc::chdir(work_dir.as_ptr()) != 0 {
-                fail(STEP_CHDIR, errno());
-            }
-            libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr());
-            fail(STEP_EXEC, errno());
+        // Tells the monitor which step failed, and why, then exits.
+        let fail = |step: i32, e: Errno| -> ! {
+            let mut words = [0u8; 8];
+            words[..4].copy_from_slice(&step.to_ne_bytes());
+            words[4..].copy_from_slice(&e.raw_os_error().to_ne_bytes());
+            let _ = write_all(&exec_w, &words);
+            exit_child(127)
+        };
+        let _ = rustix::process::setsid();
+        let _ = rustix::stdio::dup2_stdin(&stdin_r);
+        let _ = rustix::stdio::dup2_stdout(&out_w);
+        let _ = rustix::stdio::dup2_stderr(if stderr_to_stdout { &out_w } else { &err_w });
+        reset_signals();
+        // The OOM killer picks the job, never the monitor. The child
+        // inherited the monitor's non-dumpable flag, which makes its /proc
+        // files root's: dumpable again, the file is its own.
+        let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::Dumpable);
+        let oom_score = rustix::fs::open(
+            oom_path.as_c_str(),
+            rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .and_then(|fd| rustix::io::write(&fd, b"1000"));
+        match oom_score {
+            Ok(4) => {}
+            Ok(_) => fail(STEP_OOM_SCORE, Errno::IO),
+            Err(e) => fail(STEP_OOM_SCORE, e),
         }
-    }
-    close(stdin_r);
-    close(out_w);
-    close(err_w);
-    close(exec_w);
-    set_nonblocking(stdin_w);
-    set_nonblocking(out_r);
-    set_nonblocking(err_r);
-
-    let kill_all = |child: libc::pid_t| {
-        // SAFETY: signalling processes; as init, -1 means every process in
-        // the container but the monitor.
-        unsafe {
-            if is_init {
-                libc::kill(-1, libc::SIGKILL);
-            } else {
-                libc::kill(-child, libc::SIGKILL);
+        let _ = rustix::process::setrlimit(
+            Resource::Cpu,
+            Rlimit {
+                current: Some(cpu_seconds),
+                maximum: Some(cpu_seconds + 1),
+            },
+        );
+        // The job's own stack and file-size limits, never above what the
+        // container allows (lowering a hard limit needs no privilege).
+        for (resource, bytes) in [
+            (Resource::Stack, stack_bytes),
+            (Resource::Fsize, file_size_bytes),
+        ] {
+            let Some(bytes) = bytes else { continue };
+            let allowed = rustix::process::getrlimit(resource).maximum;
+            let value = Some(allowed.map_or(bytes, |max| bytes.min(max)));
+            let _ = rustix::process::setrlimit(
+                resource,
+                Rlimit {
+                    current: value,
+                    maximum: value,
+                },
+            );
+        }
+        // Processes and threads of the program's uid, as the pids cgroup
+        // counts them: sent under gVisor only, whose kernel counts the uid
+        // in this sandbox alone, and where the cgroup also counts the
+        // sandbox's own threads: this is the limit a fork bomb meets first.
+        if let Some(processes) = processes {
+            let limit = Some(processes);
+            let _ = rustix::process::setrlimit(
+                Resource::Nproc,
+                Rlimit {
+                    current: limit,
+                    maximum: limit,
+                },
+            );
+        }
+        if let Some(uid) = program_uid {
+            // Its own uid and gid, no supplementary group, and no
+            // capability left (the monitor's uid is not root, so the change
+            // of uid does not drop them by itself).
+            if let Err(e) = become_uid(uid).and_then(|()| capset(0)) {
+                fail(STEP_UID, e);
             }
+        }
+        // No new privileges, then the filter.
+        if let Err(e) = seccompiler::apply_filter(&filter) {
+            let errno = match &e {
+                seccompiler::Error::Prctl(e) | seccompiler::Error::Seccomp(e) => e
+                    .raw_os_error()
+                    .map_or(Errno::INVAL, Errno::from_raw_os_error),
+                _ => Errno::INVAL,
+            };
+            fail(STEP_SECCOMP, errno);
+        }
+        if let Err(e) = rustix::process::chdir(work_dir.as_c_str()) {
+            fail(STEP_CHDIR, e);
+        }
+        // SAFETY: every pointer is to a live, NUL-terminated string, each
+        // array ends with a null pointer.
+        unsafe { libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
+        fail(STEP_EXEC, Errno::from_raw_os_error(crate::sys::errno()));
+    }
+    let child_group = Pid::from_raw(child).expect("a child's pid");
+    drop((stdin_r, out_w, err_w, exec_w));
+    set_nonblocking(&stdin_w);
+    set_nonblocking(&out_r);
+    set_nonblocking(&err_r);
+
+    let kill_all = || {
+        if is_init {
+            kill_everyone_else();
+        } else {
+            let _ = rustix::process::kill_process_group(child_group, Signal::KILL);
         }
     };
 
     let mut streams = [
         Stream {
-            fd: out_r,
-            open: true,
+            fd: Some(out_r),
             kind: FRAME_STDOUT,
             sent: 0,
             truncated: false,
         },
         Stream {
-            fd: err_r,
-            open: true,
+            fd: Some(err_r),
             kind: FRAME_STDERR,
             sent: 0,
             truncated: false,
@@ -287,11 +257,8 @@ pub(super) fn run(
     let mut pending: Vec<u8> = stdin.to_vec();
     let mut stdin_pos = 0usize;
     let mut stdin_ends = !interactive;
-    let mut stdin_open = true;
-    if stdin.is_empty() && !interactive {
-        close(stdin_w);
-        stdin_open = false;
-    }
+    // The command's stdin, until it is closed.
+    let mut stdin_w = Some(stdin_w).filter(|_| !stdin.is_empty() || interactive);
     let mut input_open = interactive;
     let mut inputs = InputReader::default();
     inputs.push(input_read);
@@ -299,7 +266,7 @@ pub(super) fn run(
         set_nonblocking(input_fd);
     }
     let mut last_activity = Instant::now();
-    let mut exec_open = true;
+    let mut exec_r = Some(exec_r);
     let mut exec_error: Option<(i32, i32)> = None;
     let mut status: Option<(i32, libc::rusage)> = None;
     let mut limit: Option<LimitHit> = None;
@@ -308,40 +275,31 @@ pub(super) fn run(
     let mut buffer = vec![0u8; MAX_CHUNK];
 
     loop {
-        let mut fds = Vec::with_capacity(4);
-        for s in streams.iter().filter(|s| s.open) {
-            fds.push(libc::pollfd {
-                fd: s.fd,
-                events: libc::POLLIN,
-                revents: 0,
-            });
+        {
+            use rustix::event::{PollFd, PollFlags};
+            let mut fds = Vec::with_capacity(4);
+            for fd in streams.iter().filter_map(|s| s.fd.as_ref()) {
+                fds.push(PollFd::new(fd, PollFlags::IN));
+            }
+            if let Some(fd) = &stdin_w
+                && stdin_pos < pending.len()
+            {
+                fds.push(PollFd::new(fd, PollFlags::OUT));
+            }
+            if input_open && pending.len() - stdin_pos < MAX_PENDING_INPUT {
+                fds.push(PollFd::new(&input_fd, PollFlags::IN));
+            }
+            if let Some(fd) = &exec_r {
+                fds.push(PollFd::new(fd, PollFlags::IN));
+            }
+            let tick = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: TICK.as_nanos() as i64,
+            };
+            let _ = rustix::event::poll(&mut fds, Some(&tick));
         }
-        if stdin_open && stdin_pos < pending.len() {
-            fds.push(libc::pollfd {
-                fd: stdin_w,
-                events: libc::POLLOUT,
-                revents: 0,
-            });
-        }
-        if input_open && pending.len() - stdin_pos < MAX_PENDING_INPUT {
-            fds.push(libc::pollfd {
-                fd: input_fd,
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
-        if exec_open {
-            fds.push(libc::pollfd {
-                fd: exec_r,
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
-        let timeout = TICK.as_millis() as libc::c_int;
-        // SAFETY: fds is a valid array of pollfd.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
 
-        for s in streams.iter_mut().filter(|s| s.open) {
+        for s in streams.iter_mut().filter(|s| s.fd.is_some()) {
             let before = s.sent;
             if relay(s, &mut buffer, out, task.output_bytes) && limit.is_none() {
                 limit = Some(LimitHit::Output);
@@ -351,14 +309,18 @@ pub(super) fn run(
             }
         }
         if input_open && pending.len() - stdin_pos < MAX_PENDING_INPUT {
-            // SAFETY: reading into a live buffer from our own descriptor.
-            let n = unsafe { libc::read(input_fd, buffer.as_mut_ptr().cast(), buffer.len()) };
-            if n > 0 {
-                inputs.push(&buffer[..n as usize]);
-            } else if n == 0 || errno() != libc::EAGAIN && errno() != libc::EINTR {
-                // The service closed the command's input.
-                input_open = false;
-                stdin_ends = true;
+            match rustix::io::read(input_fd, &mut buffer[..]) {
+                Ok(0) => {
+                    // The service closed the command's input.
+                    input_open = false;
+                    stdin_ends = true;
+                }
+                Ok(n) => inputs.push(&buffer[..n]),
+                Err(Errno::AGAIN | Errno::INTR) => {}
+                Err(_) => {
+                    input_open = false;
+                    stdin_ends = true;
+                }
             }
         }
         loop {
@@ -377,12 +339,13 @@ pub(super) fn run(
                             }
                         }
                         Input::Close => stdin_ends = true,
-                        // SAFETY: signalling the command's process group
-                        // (it called setsid), with a signal the protocol
-                        // allows.
-                        Input::Signal(n) => unsafe {
-                            libc::kill(-child, n);
-                        },
+                        // The command's process group (it called setsid),
+                        // a signal the protocol allows.
+                        Input::Signal(n) => {
+                            if let Some(signal) = Signal::from_named_raw(n) {
+                                let _ = rustix::process::kill_process_group(child_group, signal);
+                            }
+                        }
                         Input::ClientLeft => {
                             if limit.is_none() {
                                 limit = Some(LimitHit::NoClient);
@@ -404,26 +367,19 @@ pub(super) fn run(
                 }
             }
         }
-        if stdin_open && stdin_pos < pending.len() {
-            // SAFETY: writing from a live buffer to our own pipe.
-            let n = unsafe {
-                libc::write(
-                    stdin_w,
-                    pending[stdin_pos..].as_ptr().cast(),
-                    (pending.len() - stdin_pos).min(MAX_CHUNK),
-                )
-            };
-            if n > 0 {
-                stdin_pos += n as usize;
-            } else if n < 0 && errno() != libc::EAGAIN && errno() != libc::EINTR {
+        if let Some(fd) = &stdin_w
+            && stdin_pos < pending.len()
+        {
+            let end = pending.len().min(stdin_pos + MAX_CHUNK);
+            match rustix::io::write(fd, &pending[stdin_pos..end]) {
+                Ok(n) => stdin_pos += n,
+                Err(Errno::AGAIN | Errno::INTR) => {}
                 // The command closed its stdin: nothing more reaches it.
-                close(stdin_w);
-                stdin_open = false;
+                Err(_) => stdin_w = None,
             }
         }
-        if stdin_open && stdin_ends && stdin_pos >= pending.len() {
-            close(stdin_w);
-            stdin_open = false;
+        if stdin_ends && stdin_pos >= pending.len() {
+            stdin_w = None;
         }
         if let Some(idle) = idle_limit
             && limit.is_none()
@@ -431,16 +387,18 @@ pub(super) fn run(
         {
             limit = Some(LimitHit::Idle);
         }
-        if exec_open {
-            let mut words = [0i32; 2];
-            // SAFETY: reading 8 bytes into two i32s.
-            let n = unsafe { libc::read(exec_r, words.as_mut_ptr().cast(), 8) };
-            if n == 8 {
-                exec_error = Some((words[0], words[1]));
-            }
-            if n == 0 || n == 8 {
-                close(exec_r);
-                exec_open = false;
+        if let Some(fd) = &exec_r {
+            let mut words = [0u8; 8];
+            match rustix::io::read(fd, &mut words) {
+                Ok(8) => {
+                    let word =
+                        |at: usize| i32::from_ne_bytes(words[at..at + 4].try_into().unwrap());
+                    exec_error = Some((word(0), word(4)));
+                    exec_r = None;
+                }
+                // Closed at the command's exec.
+                Ok(0) => exec_r = None,
+                _ => {}
             }
         }
         if let (Some(before), Some(now)) = (held_before, cgroup.held_bytes()) {
@@ -460,7 +418,7 @@ pub(super) fn run(
             }
         }
         if limit.is_some() && killed_at.is_none() {
-            kill_all(child);
+            kill_all();
             killed_at = Some(Instant::now());
         }
         if let Some(at) = killed_at
@@ -475,32 +433,27 @@ pub(super) fn run(
 
     // The command exited: take what it wrote, then stop whatever it left.
     let drain_until = Instant::now() + DRAIN;
-    while streams.iter().any(|s| s.open) && Instant::now() < drain_until {
+    while streams.iter().any(|s| s.fd.is_some()) && Instant::now() < drain_until {
         let mut progressed = false;
-        for s in streams.iter_mut().filter(|s| s.open) {
+        for s in streams.iter_mut().filter(|s| s.fd.is_some()) {
             let before = s.sent;
             if relay(s, &mut buffer, out, task.output_bytes) && limit.is_none() {
                 limit = Some(LimitHit::Output);
             }
-            progressed |= s.sent != before || !s.open;
+            progressed |= s.sent != before || s.fd.is_none();
         }
         if !progressed {
-            kill_all(child);
+            kill_all();
             std::thread::sleep(Duration::from_millis(2));
         }
         reap(child, &mut status);
     }
-    kill_all(child);
+    kill_all();
     reap(child, &mut status);
-    for s in streams.iter().filter(|s| s.open) {
-        close(s.fd);
+    for s in &mut streams {
+        s.fd = None;
     }
-    if stdin_open {
-        close(stdin_w);
-    }
-    if exec_open {
-        close(exec_r);
-    }
+    drop((stdin_w, exec_r));
 
     let cpu_ms = match (cpu_before, cgroup.cpu_ns()) {
         (Some(before), Some(after)) => after.saturating_sub(before) / 1_000_000,
@@ -509,11 +462,11 @@ pub(super) fn run(
     let largest_process = status.map_or(0, |(_, r)| r.ru_maxrss as u64 * 1024);
     let memory_peak_bytes = largest_process.max(held_peak);
     let oom_killed = cgroup.oom_kills().unwrap_or(0) > oom_before;
-    let (exit_code, signal) = match status {
-        Some((s, _)) if libc::WIFEXITED(s) => (Some(libc::WEXITSTATUS(s)), None),
-        Some((s, _)) if libc::WIFSIGNALED(s) => (None, Some(libc::WTERMSIG(s))),
-        _ => (None, None),
-    };
+    let (exit_code, signal) = status.map_or((None, None), |(s, _)| {
+        use std::os::unix::process::ExitStatusExt;
+        let status = std::process::ExitStatus::from_raw(s);
+        (status.code(), status.signal())
+    });
     if limit.is_none() && oom_killed {
         limit = Some(LimitHit::Memory);
     }
@@ -560,10 +513,12 @@ pub(super) fn rusage_ms(r: &libc::rusage) -> u64 {
 pub(super) fn reap(child: libc::pid_t, status: &mut Option<(i32, libc::rusage)>) {
     loop {
         let mut s = 0;
-        // SAFETY: rusage is plain data, zero is a valid value.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: valid pointers to locals.
-        let pid = unsafe { libc::wait4(-1, &mut s, libc::WNOHANG, &mut usage) };
+        // SAFETY: rusage is plain data (zero is a value); wait4 writes it
+        // and `s`. (Neither std nor rustix waits with the usage.)
+        let (pid, usage) = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            (libc::wait4(-1, &mut s, libc::WNOHANG, &mut usage), usage)
+        };
         if pid <= 0 {
             return;
         }
@@ -577,24 +532,22 @@ pub(super) fn reap(child: libc::pid_t, status: &mut Option<(i32, libc::rusage)>)
 /// Returns true when the stream passed its cap.
 pub(super) fn relay(stream: &mut Stream, buffer: &mut [u8], out: &mut Output, cap: u64) -> bool {
     loop {
-        // SAFETY: reading into a live buffer from our own pipe.
-        let n = unsafe { libc::read(stream.fd, buffer.as_mut_ptr().cast(), buffer.len()) };
-        if n == 0 {
-            close(stream.fd);
-            stream.open = false;
+        let Some(fd) = &stream.fd else {
             return false;
-        }
-        if n < 0 {
-            if errno() == libc::EINTR {
-                continue;
+        };
+        let n = match rustix::io::read(fd, &mut *buffer) {
+            Ok(0) => {
+                stream.fd = None;
+                return false;
             }
-            if errno() != libc::EAGAIN {
-                close(stream.fd);
-                stream.open = false;
+            Ok(n) => n as u64,
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return false,
+            Err(_) => {
+                stream.fd = None;
+                return false;
             }
-            return false;
-        }
-        let n = n as u64;
+        };
         let room = cap.saturating_sub(stream.sent);
         let keep = n.min(room);
         if keep > 0 {
@@ -604,6 +557,42 @@ pub(super) fn relay(stream: &mut Stream, buffer: &mut [u8], out: &mut Output, ca
         if n > room {
             stream.truncated = true;
             return true;
+        }
+    }
+}
+
+/// Every signal's disposition back to its default and none blocked: a
+/// program starts as if from a clean shell, whatever the monitor inherited
+/// (a service started with SIGINT ignored would pass that on through the
+/// engine) or set itself (Rust ignores SIGPIPE). Handlers are reset by
+/// execve anyway; ignored and blocked signals would not be. By the system
+/// calls themselves (the child calls this between fork and execve): the C
+/// library's wrappers refuse the signals it keeps for its threads (32, 33),
+/// which an inherited disposition may still ignore, and rustix has no
+/// public call for a signal's disposition. A zeroed kernel `sigaction` is
+/// SIG_DFL with no flags and an empty mask.
+fn reset_signals() {
+    let none = [0u64; 4];
+    // SAFETY: the kernel reads `none` (a live, zeroed sigset and
+    // sigaction) and writes nothing back (null old values).
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            none.as_ptr(),
+            std::ptr::null_mut::<u64>(),
+            8,
+        );
+        for signal in 1..=64 {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    none.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8,
+                );
+            }
         }
     }
 }

@@ -2,7 +2,6 @@
 //! left sent back, and the command's path resolved.
 
 use std::io::Write;
-use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 
@@ -13,17 +12,11 @@ pub(super) fn write_files(task: &Task) -> std::io::Result<()> {
     std::fs::create_dir_all(WORK_DIR)?;
     // The command's uid owns its work directory and files, as a user owns
     // what they write (the monitor's uid is not theirs).
-    let give = |fd: RawFd| -> std::io::Result<()> {
-        if let Some(uid) = task.uid {
-            // SAFETY: fchown on a descriptor we own.
-            if unsafe { libc::fchown(fd, uid, uid) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok(())
+    let give = |file: &std::fs::File| match task.uid {
+        Some(uid) => std::os::unix::fs::fchown(file, Some(uid), Some(uid)),
+        None => Ok(()),
     };
     for file in &task.files {
-        use std::os::fd::AsRawFd;
         let path = std::path::Path::new(WORK_DIR).join(&file.name);
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -31,13 +24,12 @@ pub(super) fn write_files(task: &Task) -> std::io::Result<()> {
             .mode(file.mode)
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)?;
-        give(f.as_raw_fd())?;
+        give(&f)?;
         f.write_all(&file.content)?;
     }
     // The directory last: once it is the command's, the monitor may no
     // longer write into it.
-    use std::os::fd::AsRawFd;
-    give(std::fs::File::open(WORK_DIR)?.as_raw_fd())
+    give(&std::fs::File::open(WORK_DIR)?)
 }
 
 /// Sends the work dir's regular files; true when some did not fit in `max`.

@@ -29,7 +29,7 @@ mod restore;
 mod sys;
 
 use std::io::BufReader;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use monitor_protocol::{FRAME_REPORT, Input, InputReader, MAX_CHUNK, Report, Task, encode_frame};
@@ -38,7 +38,7 @@ use command::run;
 use files::{send_artifacts, write_files};
 use privileges::become_monitor;
 use restore::{clear, nothing_left, restore};
-use sys::{LARGE_ALLOCATION, errno};
+use sys::{LARGE_ALLOCATION, write_all};
 
 /// How often limits are checked while the command runs.
 const TICK: Duration = Duration::from_millis(10);
@@ -52,28 +52,30 @@ const DRAIN: Duration = Duration::from_millis(200);
 const MAX_PENDING_INPUT: usize = 256 * 1024;
 
 fn main() {
-    // SAFETY: plain syscalls with constant arguments.
-    unsafe {
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-        libc::umask(0o022);
-        // Allocations of LARGE_ALLOCATION or more become mappings of their
-        // own, unmapped when freed (glibc would otherwise raise the
-        // threshold as it goes), so `keep_from_children` finds them.
-        libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE_ALLOCATION as libc::c_int);
-    }
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    // Allocations of LARGE_ALLOCATION or more become mappings of their
+    // own, unmapped when freed (glibc would otherwise raise the threshold
+    // as it goes), so `keep_from_children` finds them.
+    // SAFETY: sets an allocator parameter, with constant arguments.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE_ALLOCATION as libc::c_int) };
     let mut out = Output {
-        fd: 1,
+        fd: std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .expect("the container's stdout"),
         nonce: [0; 16],
     };
     // Read straight from fd 0 (no buffer of std's own): whatever follows
     // the task (an interactive command's input) is the monitor's to read.
-    // SAFETY: fd 0 is open for the monitor's whole life; ManuallyDrop never
-    // closes it.
-    let stdin = std::mem::ManuallyDrop::new(unsafe {
-        <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(0)
-    });
+    let stdin = std::fs::File::from(
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .expect("the container's stdin"),
+    );
     let (task, after_task) = {
-        let mut input = BufReader::with_capacity(1 << 16, &*stdin);
+        let mut input = BufReader::with_capacity(1 << 16, &stdin);
         let task = Task::decode(&mut input);
         (task, input.buffer().to_vec())
     };
@@ -87,11 +89,11 @@ fn main() {
         }) {
             Err(e) => failure(e),
             Ok(()) if task.cases => {
-                serve_cases(&task, &mut out, &after_task);
+                serve_cases(&task, &mut out, stdin.as_fd(), &after_task);
                 std::process::exit(0);
             }
             Ok(()) => {
-                let mut report = run(&task, &task.stdin, &mut out, 0, &after_task);
+                let mut report = run(&task, &task.stdin, &mut out, stdin.as_fd(), &after_task);
                 if let Some(max) = task.artifacts
                     && report.error.is_none()
                 {
@@ -138,9 +140,9 @@ fn serve_next(first: &Task, out: &mut Output, stdin: &std::fs::File, read: Vec<u
         Err(e) => failure(format!("bad next task: {e}")),
         Ok(next) => match write_files(&next) {
             Err(e) => failure(format!("cannot write the job's files: {e}")),
-            Ok(()) if next.cases => return serve_cases(&next, out, &after_task),
+            Ok(()) if next.cases => return serve_cases(&next, out, stdin.as_fd(), &after_task),
             Ok(()) => {
-                let mut report = run(&next, &next.stdin, out, 0, &after_task);
+                let mut report = run(&next, &next.stdin, out, stdin.as_fd(), &after_task);
                 if let Some(max) = next.artifacts
                     && report.error.is_none()
                 {
@@ -162,12 +164,12 @@ const RESTORE_KILL: Duration = Duration::from_secs(2);
 /// on a container restored to the task's start, and reports each case.
 /// Returns at the end of stdin, on a frame that is not the service's, or
 /// after a restore that failed.
-fn serve_cases(task: &Task, out: &mut Output, after_task: &[u8]) {
+fn serve_cases(task: &Task, out: &mut Output, input: BorrowedFd<'_>, after_task: &[u8]) {
     let mut inputs = InputReader::default();
     inputs.push(after_task);
     let mut buffer = vec![0u8; MAX_CHUNK];
-    while let Some((stdin, last)) = next_case(0, &mut inputs, &mut buffer) {
-        let mut report = run(task, &stdin, out, 0, &[]);
+    while let Some((stdin, last)) = next_case(input, &mut inputs, &mut buffer) {
+        let mut report = run(task, &stdin, out, input, &[]);
         if !last && report.error.is_none() {
             match restore(task) {
                 Ok(()) => report.clean = true,
@@ -185,7 +187,11 @@ fn serve_cases(task: &Task, out: &mut Output, after_task: &[u8]) {
 /// Reads the next case from `fd` (blocking): its [`Input::Case`] frame,
 /// its stdin's data frames and their close. `None` at the end of input or
 /// on anything else.
-fn next_case(fd: RawFd, inputs: &mut InputReader, buffer: &mut [u8]) -> Option<(Vec<u8>, bool)> {
+fn next_case(
+    fd: BorrowedFd<'_>,
+    inputs: &mut InputReader,
+    buffer: &mut [u8],
+) -> Option<(Vec<u8>, bool)> {
     let mut case: Option<(Vec<u8>, bool)> = None;
     loop {
         loop {
@@ -206,13 +212,11 @@ fn next_case(fd: RawFd, inputs: &mut InputReader, buffer: &mut [u8]) -> Option<(
                 }
             }
         }
-        // SAFETY: reading into a live buffer from our own descriptor.
-        let n = unsafe { libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len()) };
-        if n == 0 || (n < 0 && errno() != libc::EINTR) {
-            return None;
-        }
-        if n > 0 {
-            inputs.push(&buffer[..n as usize]);
+        match rustix::io::read(fd, &mut *buffer) {
+            Ok(0) => return None,
+            Ok(n) => inputs.push(&buffer[..n]),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return None,
         }
     }
 }
@@ -226,31 +230,16 @@ fn failure(error: String) -> Report {
 
 /// The container's stdout, written only by the monitor.
 struct Output {
-    fd: RawFd,
+    fd: OwnedFd,
     nonce: [u8; 16],
 }
 
 impl Output {
     fn frame(&mut self, kind: u8, payload: &[u8]) {
         let bytes = encode_frame(&self.nonce, kind, payload);
-        let mut written = 0;
-        while written < bytes.len() {
-            // SAFETY: writing from a live buffer to our own descriptor.
-            let n = unsafe {
-                libc::write(
-                    self.fd,
-                    bytes[written..].as_ptr().cast(),
-                    bytes.len() - written,
-                )
-            };
-            if n < 0 {
-                if errno() == libc::EINTR {
-                    continue;
-                }
-                // Nobody is reading: the service gave up on this container.
-                std::process::exit(1);
-            }
-            written += n as usize;
+        if write_all(&self.fd, &bytes).is_err() {
+            // Nobody is reading: the service gave up on this container.
+            std::process::exit(1);
         }
     }
 }
@@ -263,7 +252,7 @@ mod tests {
     use monitor_protocol::{LimitHit, WORK_DIR};
 
     use super::*;
-    use crate::sys::{close, pipe};
+    use crate::sys::pipe;
 
     fn task(argv: &[&str], stdin: &str) -> Task {
         Task {
@@ -307,7 +296,7 @@ mod tests {
         ));
         let frames = std::fs::File::create(&path).unwrap();
         let mut out = Output {
-            fd: std::os::fd::AsRawFd::as_raw_fd(&frames),
+            fd: frames.try_clone().unwrap().into(),
             nonce: [7; 16],
         };
         let (input_r, input_w) = pipe();
@@ -316,15 +305,14 @@ mod tests {
             std::thread::spawn(move || {
                 for (delay, bytes) in input {
                     std::thread::sleep(delay);
-                    // SAFETY: writing a live buffer to our own pipe.
-                    unsafe { libc::write(input_w, bytes.as_ptr().cast(), bytes.len()) };
+                    write_all(&input_w, &bytes).unwrap();
                 }
-                close(input_w);
+                drop(input_w);
             })
         };
-        let report = run(task, &task.stdin, &mut out, input_r, &[]);
+        let report = run(task, &task.stdin, &mut out, input_r.as_fd(), &[]);
         feeder.join().unwrap();
-        close(input_r);
+        drop(input_r);
         let bytes = std::fs::read(&path).unwrap_or_default();
         let _ = std::fs::remove_file(&path);
         let mut reader = monitor_protocol::FrameReader::new([7; 16]);
@@ -394,30 +382,28 @@ mod tests {
         .collect();
         let writer = std::thread::spawn(move || {
             for chunk in frames.chunks(1000) {
-                // SAFETY: writing a live buffer to our own pipe.
-                unsafe { libc::write(w, chunk.as_ptr().cast(), chunk.len()) };
+                write_all(&w, chunk).unwrap();
             }
-            close(w);
+            drop(w);
         });
         let mut inputs = InputReader::default();
         let mut buffer = vec![0u8; MAX_CHUNK];
-        let (first, last) = next_case(r, &mut inputs, &mut buffer).unwrap();
+        let (first, last) = next_case(r.as_fd(), &mut inputs, &mut buffer).unwrap();
         assert_eq!(
             (first.len(), &first[..6], last),
             (MAX_CHUNK + 9, &b"first "[..], false)
         );
         assert_eq!(
-            next_case(r, &mut inputs, &mut buffer),
+            next_case(r.as_fd(), &mut inputs, &mut buffer),
             Some((Vec::new(), true))
         );
         // The end of input: no more cases.
-        assert_eq!(next_case(r, &mut inputs, &mut buffer), None);
+        assert_eq!(next_case(r.as_fd(), &mut inputs, &mut buffer), None);
         writer.join().unwrap();
-        close(r);
         // Data before any case frame is not the service's.
         let mut stray = InputReader::default();
         stray.push(&monitor_protocol::encode_input(&Input::Data(b"x".to_vec())));
-        assert_eq!(next_case(-1, &mut stray, &mut buffer), None);
+        assert_eq!(next_case(r.as_fd(), &mut stray, &mut buffer), None);
     }
 
     #[test]

@@ -25,76 +25,60 @@ pub(super) const MONITOR_CAPS: u64 =
 /// `capset(2)` of this thread: effective and permitted both `caps`,
 /// nothing inheritable. A raw system call: async-signal-safe, so the child
 /// may call it between `fork` and `execve`.
-pub(super) fn capset(caps: u64) -> bool {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: libc::c_int,
-    }
-    #[repr(C)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-    let header = Header {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let data = [
-        Data {
-            effective: caps as u32,
-            permitted: caps as u32,
-            inheritable: 0,
+pub(super) fn capset(caps: u64) -> rustix::io::Result<()> {
+    use rustix::thread::{CapabilitySet, CapabilitySets, set_capabilities};
+    let caps = CapabilitySet::from_bits_retain(caps);
+    set_capabilities(
+        None,
+        CapabilitySets {
+            effective: caps,
+            permitted: caps,
+            inheritable: CapabilitySet::empty(),
         },
-        Data {
-            effective: (caps >> 32) as u32,
-            permitted: (caps >> 32) as u32,
-            inheritable: 0,
-        },
-    ];
-    // SAFETY: both pointers are to live, correctly laid out locals.
-    unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) == 0 }
+    )
+}
+
+/// This process's groups, gids and uids all `uid` (its gid is its uid), no
+/// supplementary group. By the system calls themselves, of this thread:
+/// the monitor (and the child that calls this between `fork` and
+/// `execve`) has no other.
+pub(super) fn become_uid(uid: u32) -> rustix::io::Result<()> {
+    use rustix::thread::{set_thread_groups, set_thread_res_gid, set_thread_res_uid};
+    let (uid, gid) = (
+        rustix::process::Uid::from_raw(uid),
+        rustix::process::Gid::from_raw(uid),
+    );
+    set_thread_groups(&[])?;
+    set_thread_res_gid(gid, gid, gid)?;
+    set_thread_res_uid(uid, uid, uid)
 }
 
 /// When the task names the command's uid: from root to [`MONITOR_UID`],
 /// keeping only [`MONITOR_CAPS`]. A monitor that is not root cannot keep
 /// the command off its own uid, and refuses to run it.
 pub(super) fn become_monitor(task: &Task) -> Result<(), String> {
+    use rustix::process::{DumpableBehavior, set_dumpable_behavior};
     let Some(_) = task.uid else {
         return Ok(());
     };
-    let os_error = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
-    // SAFETY: plain system calls on this process, with valid arguments.
-    unsafe {
-        if libc::geteuid() != 0 {
-            return Err(
-                "the monitor is not root: it cannot run the command under a uid of \
-                 its own (the container must start as root with its capabilities)"
-                    .into(),
-            );
-        }
-        if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
-            return Err(os_error("keeping capabilities"));
-        }
-        if libc::setgroups(0, std::ptr::null()) != 0 {
-            return Err(os_error("dropping groups"));
-        }
-        if libc::setresgid(MONITOR_UID, MONITOR_UID, MONITOR_UID) != 0
-            || libc::setresuid(MONITOR_UID, MONITOR_UID, MONITOR_UID) != 0
-        {
-            return Err(os_error("becoming the monitor's uid"));
-        }
-        libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
-        // The uid change was made with the capabilities kept in the
-        // permitted set only; raise those the monitor uses, drop the rest.
-        if !capset(MONITOR_CAPS) {
-            return Err(os_error("keeping the monitor's capabilities"));
-        }
-        // Changing uid made it dumpable again.
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if !rustix::process::geteuid().is_root() {
+        return Err(
+            "the monitor is not root: it cannot run the command under a uid of \
+             its own (the container must start as root with its capabilities)"
+                .into(),
+        );
     }
+    fn failed(what: &str) -> impl Fn(rustix::io::Errno) -> String + '_ {
+        move |e| format!("{what}: {e}")
+    }
+    rustix::thread::set_keep_capabilities(true).map_err(failed("keeping capabilities"))?;
+    become_uid(MONITOR_UID).map_err(failed("becoming the monitor's uid"))?;
+    let _ = rustix::thread::set_keep_capabilities(false);
+    // The uid change was made with the capabilities kept in the permitted
+    // set only; raise those the monitor uses, drop the rest.
+    capset(MONITOR_CAPS).map_err(failed("keeping the monitor's capabilities"))?;
+    // Changing uid made it dumpable again.
+    let _ = set_dumpable_behavior(DumpableBehavior::NotDumpable);
     Ok(())
 }
 
@@ -114,19 +98,26 @@ pub(super) fn become_monitor(task: &Task) -> Result<(), String> {
 ///   the only one.)
 ///
 /// x32 sets bit 30 of the number, masked off here.
-pub(super) fn seccomp_filter(deny_mqueues: bool) -> Vec<libc::sock_filter> {
+///
+/// The program is written here and installed by `seccompiler` (its
+/// `apply_filter`, which sets no-new-privileges first). Its own compiler is
+/// not used: its programs kill any system call of another architecture
+/// than the native one (a program's `int 0x80` reaches the 32-bit table,
+/// which assembly tutorials use and the engine's profile allows) and match
+/// numbers exactly (an x32 call would pass).
+pub(super) fn seccomp_filter(deny_mqueues: bool) -> seccompiler::BpfProgram {
     const IO_URING: (u32, u32) = (425, 427);
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
     const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
     const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
     let mq_open = libc::SYS_mq_open as u32;
-    let statement = |code: u32, k: u32| libc::sock_filter {
+    let statement = |code: u32, k: u32| seccompiler::sock_filter {
         code: code as u16,
         jt: 0,
         jf: 0,
         k,
     };
-    let jump = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+    let jump = |code: u32, k: u32, jt: u8, jf: u8| seccompiler::sock_filter {
         code: code as u16,
         jt,
         jf,

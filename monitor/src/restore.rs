@@ -3,7 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{RESTORE_KILL, files::write_files, privileges::capset, sys::errno};
+use rustix::process::{Pid, WaitOptions};
+
+use crate::{
+    RESTORE_KILL,
+    files::write_files,
+    privileges::{become_uid, capset},
+    sys::{errno, exit_child, kill_everyone_else},
+};
 use monitor_protocol::{Task, WORK_DIR};
 
 /// Restores the container to the task's start after a case: every other
@@ -119,12 +126,9 @@ pub(super) fn clear(uid: Option<u32>) -> Result<(), String> {
     }
     let until = Instant::now() + RESTORE_KILL;
     loop {
-        // SAFETY: as init, -1 signals every process in the container but
-        // the monitor; then every exited child (all are ours) is reaped.
-        unsafe {
-            libc::kill(-1, libc::SIGKILL);
-            while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
-        }
+        kill_everyone_else();
+        // Every exited child (all are ours) reaped.
+        while let Ok(Some(_)) = rustix::process::waitpid(None, WaitOptions::NOHANG) {}
         let others = other_processes();
         if others == 0 {
             break;
@@ -144,32 +148,25 @@ pub(super) fn clear(uid: Option<u32>) -> Result<(), String> {
                 return Err(format!("fork failed: {}", std::io::Error::last_os_error()));
             }
             if child == 0 {
-                // SAFETY: changing this (child) process's own ids and
-                // capabilities.
-                let dropped = unsafe {
-                    libc::setgroups(0, std::ptr::null()) == 0
-                        && libc::setresgid(uid, uid, uid) == 0
-                        && libc::setresuid(uid, uid, uid) == 0
-                        && capset(0)
-                };
-                let code = match dropped.then(|| empty_scratch(Some(uid))) {
-                    Some(Ok(())) => 0,
-                    Some(Err(e)) => {
+                let dropped = become_uid(uid).and_then(|()| capset(0));
+                let code = match dropped.map(|()| empty_scratch(Some(uid))) {
+                    Ok(Ok(())) => 0,
+                    Ok(Err(e)) => {
                         eprintln!("code-runner-monitor: {e}");
                         1
                     }
-                    None => 2,
+                    Err(_) => 2,
                 };
-                // SAFETY: ends the cleaner.
-                unsafe { libc::_exit(code) };
+                exit_child(code);
             }
-            let mut status = 0;
-            // SAFETY: waiting for our own child.
-            unsafe { libc::waitpid(child, &mut status, 0) };
-            if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-                return Err(format!(
-                    "emptying the scratch space as the command's uid failed (status {status})"
-                ));
+            let cleaner = Pid::from_raw(child).expect("a child's pid");
+            match rustix::process::waitpid(Some(cleaner), WaitOptions::empty()) {
+                Ok(Some((_, status))) if status.exit_status() == Some(0) => {}
+                status => {
+                    return Err(format!(
+                        "emptying the scratch space as the command's uid failed ({status:?})"
+                    ));
+                }
             }
         }
         None => empty_scratch(None)?,

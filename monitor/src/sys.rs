@@ -1,7 +1,7 @@
 //! Small system calls: pipes, descriptors, errno, and memory kept from
 //! children.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 /// Allocations at least this large get mappings of their own (see `main`).
 pub(super) const LARGE_ALLOCATION: usize = 128 * 1024;
@@ -21,23 +21,19 @@ pub(super) fn keep_from_children(bytes: &[u8]) {
     }
     const CHUNK_HEADER: usize = 16;
     const IS_MMAPPED: usize = 0x2;
-    // SAFETY: sysconf reads a constant. The word read lies in the page
-    // that holds the buffer's first byte (the chunk's header, when the
-    // chunk starts that page). madvise only changes how fork treats whole
-    // pages inside this live buffer.
+    let page = rustix::param::page_size().max(4096);
+    let start = bytes.as_ptr() as usize;
+    if start < CHUNK_HEADER || !(start - CHUNK_HEADER).is_multiple_of(page) {
+        return;
+    }
+    // SAFETY: the word read lies in the page that holds the buffer's first
+    // byte (the chunk's header, as the chunk starts that page). madvise
+    // only changes how fork treats whole pages inside this live buffer.
     unsafe {
-        let page = libc::sysconf(libc::_SC_PAGESIZE).max(4096) as usize;
-        let start = bytes.as_ptr() as usize;
-        if start < CHUNK_HEADER || !(start - CHUNK_HEADER).is_multiple_of(page) {
-            return;
-        }
         let size_word = std::ptr::read_volatile((start - 8) as *const usize);
-        if size_word & IS_MMAPPED == 0 {
-            return;
-        }
         let first = start.div_ceil(page) * page;
         let end = (start + bytes.len()) / page * page;
-        if end > first {
+        if size_word & IS_MMAPPED != 0 && end > first {
             libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_DONTFORK);
         }
     }
@@ -48,26 +44,41 @@ pub(super) fn errno() -> i32 {
 }
 
 /// A pipe whose ends close on exec.
-pub(super) fn pipe() -> (RawFd, RawFd) {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid two-element array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        panic!("pipe2 failed: {}", std::io::Error::last_os_error());
-    }
-    (fds[0], fds[1])
+pub(super) fn pipe() -> (OwnedFd, OwnedFd) {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .unwrap_or_else(|e| panic!("pipe2 failed: {e}"))
 }
 
-pub(super) fn set_nonblocking(fd: RawFd) {
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+pub(super) fn set_nonblocking(fd: impl AsFd) {
+    use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
+    if let Ok(flags) = fcntl_getfl(&fd) {
+        let _ = fcntl_setfl(&fd, flags | OFlags::NONBLOCK);
     }
 }
 
-pub(super) fn close(fd: RawFd) {
-    // SAFETY: closing a descriptor we own, once.
-    unsafe {
-        libc::close(fd);
+/// Writes all of `bytes` to `fd` (a pipe or file), going on after
+/// interruptions.
+pub(super) fn write_all(fd: impl AsFd, mut bytes: &[u8]) -> rustix::io::Result<()> {
+    while !bytes.is_empty() {
+        match rustix::io::write(&fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
     }
+    Ok(())
+}
+
+/// SIGKILL to every process in the container but the monitor (as init,
+/// pid -1 means those; rustix has no call for it).
+pub(super) fn kill_everyone_else() {
+    // SAFETY: a signal, no memory involved.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+}
+
+/// Ends a child forked by the monitor, without running the monitor's own
+/// exit (its buffers and handlers are the monitor's).
+pub(super) fn exit_child(code: i32) -> ! {
+    // SAFETY: ends this process; nothing runs after it.
+    unsafe { libc::_exit(code) }
 }

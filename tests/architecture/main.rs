@@ -19,6 +19,8 @@
 //!   uses neither `execute` nor `compat`.
 //! - Only `ending` pays for a job's end (the share given back, the webhook
 //!   owed, the job counted).
+//! - The monitor calls from `libc` only what no crate offers
+//!   ([`MONITOR_LIBC_CALLS`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -486,4 +488,97 @@ fn the_rules_see_what_they_look_for() {
         find_cycle(&edges),
         Some(vec!["a".into(), "b".into(), "a".into()])
     );
+}
+
+/// What the monitor may still call from `libc`: what neither std, `rustix`
+/// nor `seccompiler` offers (fork and exec, `kill(-1)`, the usage of
+/// reaped children, the signal reset before exec, System V IPC, the
+/// allocator's threshold and the fork mark).
+const MONITOR_LIBC_CALLS: [&str; 12] = [
+    "fork",
+    "execve",
+    "_exit",
+    "kill",
+    "wait4",
+    "getrusage",
+    "syscall",
+    "shmctl",
+    "msgctl",
+    "semctl",
+    "mallopt",
+    "madvise",
+];
+
+/// The `libc` functions called in a file, outside its unit tests: (line,
+/// name).
+fn unsafe_calls(syntax: &syn::File) -> Vec<(usize, String)> {
+    #[derive(Default)]
+    struct Calls {
+        found: Vec<(usize, String)>,
+    }
+    impl<'a> Visit<'a> for Calls {
+        fn visit_item(&mut self, item: &'a syn::Item) {
+            let attrs = match item {
+                syn::Item::Mod(m) => &m.attrs,
+                syn::Item::Fn(f) => &f.attrs,
+                _ => return syn::visit::visit_item(self, item),
+            };
+            if !reading::is_test_only(attrs) {
+                syn::visit::visit_item(self, item);
+            }
+        }
+        fn visit_expr_call(&mut self, call: &'a syn::ExprCall) {
+            if let syn::Expr::Path(path) = &*call.func
+                && path
+                    .path
+                    .segments
+                    .first()
+                    .is_some_and(|s| s.ident == "libc")
+                && let Some(last) = path.path.segments.last()
+            {
+                let line = last.ident.span().start().line;
+                self.found.push((line, last.ident.to_string()));
+            }
+            syn::visit::visit_expr_call(self, call);
+        }
+    }
+    let mut calls = Calls::default();
+    calls.visit_file(syntax);
+    calls.found
+}
+
+#[test]
+fn the_monitor_calls_libc_only_where_no_crate_has_the_call() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("monitor/src");
+    let mut violations = Vec::new();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let syntax = syn::parse_file(&text).unwrap();
+        for (line, name) in unsafe_calls(&syntax) {
+            seen += 1;
+            if !MONITOR_LIBC_CALLS.contains(&name.as_str()) {
+                violations.push(format!(
+                    "{}:{line}: {name} (rustix or std has it: use theirs)",
+                    path.file_name().unwrap().to_string_lossy()
+                ));
+            }
+        }
+    }
+    assert!(seen > 5, "the monitor's unsafe blocks were not found");
+    violations.sort();
+    report(
+        "the monitor calls from libc only what no crate offers",
+        &violations,
+    );
+    // The rule sees what it looks for: a read that rustix offers is caught,
+    // one in a unit test is not, nor what is not libc's.
+    let example = syn::parse_file(
+        "fn f() { unsafe { libc::read(0, p, 1); libc::fork(); std::ptr::null_mut::<u8>(); } }
+         #[cfg(test)] mod tests { fn g() { unsafe { libc::write(1, p, 1) }; } }",
+    )
+    .unwrap();
+    let names: Vec<String> = unsafe_calls(&example).into_iter().map(|(_, n)| n).collect();
+    assert_eq!(names, ["read", "fork"]);
 }

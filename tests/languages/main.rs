@@ -291,3 +291,31 @@ async fn python_imports_numpy_scipy_pandas_sympy_and_networkx() {
     );
     service.stop().await;
 }
+
+/// An assembly program may reach the kernel through `int 0x80` (the 32-bit
+/// table, which assembly tutorials use and the engine's profile allows):
+/// the monitor's own seccomp filter refuses io_uring, not another
+/// architecture's calls (a filter that killed those would kill this).
+#[tokio::test]
+async fn assembly_reaches_the_kernel_through_int_0x80() {
+    let service = TestService::start().await;
+    let code = "section .data\n\
+                msg db \"int 0x80\", 10\n\
+                section .text\n\
+                global _start\n\
+                _start:\n\
+                \x20   mov eax, 4      ; write (32-bit table)\n\
+                \x20   mov ebx, 1\n\
+                \x20   mov ecx, msg\n\
+                \x20   mov edx, 9\n\
+                \x20   int 0x80\n\
+                \x20   mov eax, 1      ; exit\n\
+                \x20   xor ebx, ebx\n\
+                \x20   int 0x80\n";
+    let view = service
+        .run_v1(json!({ "language": "assembly", "code": code }))
+        .await;
+    assert_eq!(view["result"]["verdict"], "accepted", "{view}");
+    assert_eq!(view["result"]["stdout"], "int 0x80\n", "{view}");
+    service.stop().await;
+}
