@@ -16,7 +16,7 @@ run: setup
 
 test: setup-test
 	scripts/check-no-containers.sh --remove-stale
-	$(CARGO) test --workspace --all-targets
+	CARGO="$(CARGO)" scripts/test-suites.sh
 	scripts/check-no-containers.sh
 
 # Refresh the README's screenshots (docs/dashboard.png, docs/playground.png).
@@ -37,7 +37,7 @@ bench:
 # The hostile-program suite again, with every job under gVisor (runsc).
 test-gvisor: setup-test
 	scripts/setup.sh --gvisor
-	CODE_RUNNER_TEST_RUNTIME=runsc $(CARGO) test --test hostile --test fairness
+	CODE_RUNNER_TEST_RUNTIME=runsc CARGO="$(CARGO)" scripts/test-suites.sh hostile fairness
 	scripts/check-no-containers.sh
 
 setup:

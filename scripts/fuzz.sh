@@ -8,7 +8,10 @@
 # as JSON): its "filtered too much" health check is off, the others on.
 #
 #   scripts/fuzz.sh [st options]   FUZZ_EXAMPLES (default 25) per operation,
-#                                  FUZZ_SEED (default fixed, for repeatable CI);
+#                                  FUZZ_SEED (default fixed, for repeatable CI),
+#                                  FUZZ_WORKERS (default 4: operations fuzzed
+#                                  at once; the service mostly waits on its
+#                                  containers);
 #                                  options go to `st run` (e.g.
 #                                  --include-path-regex '^/submissions')
 set -euo pipefail
@@ -19,7 +22,9 @@ if [ ! -x "$venv/bin/st" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet 'schemathesis==4.32.5'
 fi
-cargo build --quiet --bin code-runner
+# The service's binary as the test suites build it (the same features: a
+# `cargo build` of the binary alone would build it again with fewer).
+"${CARGO:-cargo}" test --workspace --all-targets --no-run --quiet
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port="$(free_port)"
@@ -56,7 +61,7 @@ cd "$work"
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance,negative_data_rejection,missing_required_header,unsupported_method \
     --max-examples "${FUZZ_EXAMPLES:-25}" \
     --seed "${FUZZ_SEED:-20261126}" \
-    --workers 1 \
+    --workers "${FUZZ_WORKERS:-4}" \
     --request-timeout 60 \
     --suppress-health-check=filter_too_much \
     --no-shrink "$@" || status=$?

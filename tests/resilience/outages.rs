@@ -246,7 +246,7 @@ async fn a_docker_outage_pauses_the_worker_and_work_resumes_after() {
     );
     serve.ready().await;
     let client = reqwest::Client::new();
-    let running = helpers::submit_to(&client, &serve.url, json!({ "language": "python", "code": "import time\ntime.sleep(3)\nprint('survived the outage')" })).await;
+    let running = helpers::submit_to(&client, &serve.url, json!({ "language": "python", "code": "import time\ntime.sleep(6)\nprint('survived the outage')" })).await;
     wait_state(
         &client,
         &serve.url,
@@ -255,6 +255,17 @@ async fn a_docker_outage_pauses_the_worker_and_work_resumes_after() {
         Duration::from_secs(60),
     )
     .await;
+    // Its program started (a job still being created when the engine goes
+    // away goes back to the queue without spending an attempt).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = view(&client, &serve.url, &running).await;
+        if view["phase"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never running: {view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The running job's container and the warm pool's, before the outage.
     let before_cut: Vec<String> = queue_containers(&queue)
