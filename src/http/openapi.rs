@@ -215,6 +215,26 @@ pub fn document(state: &AppState) -> Value {
         }
     }
 
+    // Links from what makes a job to what reads it, so that a generated
+    // client (and the fuzzer's stateful phase) follows a real id; the
+    // inferred ones cover `/v1/jobs` but for its input.
+    let link = |path: &str, method: &str, parameter: &str, from: &str| {
+        json!({
+            "operationRef": format!("#/paths/{}/{method}", path.replace('~', "~0").replace('/', "~1")),
+            "parameters": { parameter: format!("$response.body#/{from}") },
+        })
+    };
+    doc["paths"]["/run"]["post"]["responses"]["200"]["links"] = json!({
+        "status": link("/status/{jobId}", "get", "jobId", "jobId"),
+    });
+    doc["paths"]["/submissions"]["post"]["responses"]["201"]["links"] = json!({
+        "show": link("/submissions/{token}", "get", "token", "token"),
+        "delete": link("/submissions/{token}", "delete", "token", "token"),
+        "batch": link("/submissions/batch", "get", "tokens", "token"),
+    });
+    doc["paths"]["/v1/jobs"]["post"]["responses"]["201"]["links"]["input"] =
+        link("/v1/jobs/{id}/input", "post", "id", "id");
+
     // A server-sent event as it is on the wire (`event`, `id`, and `data`
     // holding a `LiveMessage` as JSON), not the message alone.
     doc["paths"]["/v1/jobs/{id}/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]
