@@ -170,6 +170,12 @@ pub fn document(state: &AppState) -> Value {
         judge0[text] = json!({ "type": "string", "maxLength": 512 });
     }
 
+    // A batch: one to Judge0's most submissions.
+    let batch = &mut schemas["BatchParams"];
+    batch["required"] = json!(["submissions"]);
+    batch["properties"]["submissions"]["minItems"] = json!(1);
+    batch["properties"]["submissions"]["maxItems"] = json!(settings.max_submission_batch_size);
+
     // Piston's: its names and aliases.
     let piston: Vec<&str> = languages
         .all()
@@ -180,7 +186,51 @@ pub fn document(state: &AppState) -> Value {
                 .chain(l.aliases.iter().map(String::as_str))
         })
         .collect();
-    schemas["ExecuteParams"]["properties"]["language"]["enum"] = json!(piston);
+    let execute = &mut schemas["ExecuteParams"]["properties"];
+    execute["language"]["enum"] = json!(piston);
+    // A SemVer selector (`*`, `3.11`, `^3.10.0`, ...) the language's version
+    // must match: not a pattern a schema can say; `*` always matches.
+    execute["version"] = json!({ "type": "string", "minLength": 1, "examples": ["*"] });
+    execute["files"]["minItems"] = json!(1);
+    // One file at least is UTF-8 (the program).
+    execute["files"]["contains"] = json!({ "anyOf": [
+        { "not": { "required": ["encoding"] } },
+        { "properties": { "encoding": { "enum": ["utf8", null] } } },
+    ] });
+    // -1 or 0 take the default; else at most the most (and a run's memory
+    // at least the least a run may have).
+    let constraints = crate::compat::piston::Constraints::new(max);
+    for (name, least, most) in [
+        ("compile_timeout", 0, constraints.compile_timeout),
+        ("run_timeout", 0, constraints.run_timeout),
+        ("compile_cpu_time", 0, constraints.compile_cpu_time),
+        ("run_cpu_time", 0, constraints.run_cpu_time),
+        ("compile_memory_limit", 0, constraints.compile_memory_limit),
+        (
+            "run_memory_limit",
+            crate::limits::MIN_MEMORY_MB << 20,
+            constraints.run_memory_limit,
+        ),
+    ] {
+        let within = if least == 0 {
+            json!({ "type": "number", "exclusiveMinimum": 0, "maximum": most })
+        } else {
+            json!({ "type": "number", "minimum": least, "maximum": most })
+        };
+        execute[name] = json!({ "anyOf": [{ "type": "number", "enum": [-1, 0] }, within] });
+    }
+    // Its content as its encoding says.
+    schemas["FileParams"]["allOf"] = json!([
+        {
+            "if": { "required": ["encoding"], "properties": { "encoding": { "const": "base64" } } },
+            "then": { "properties": { "content": { "pattern":
+                "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$" } } },
+        },
+        {
+            "if": { "required": ["encoding"], "properties": { "encoding": { "const": "hex" } } },
+            "then": { "properties": { "content": { "pattern": "^(?:[0-9a-fA-F]{2})*$" } } },
+        },
+    ]);
 
     // The proof of concept's `/run`.
     doc["components"]["schemas"]["RunRequest"]["properties"]["language"]["enum"] = json!(names);

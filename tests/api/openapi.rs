@@ -256,6 +256,9 @@ async fn the_documents_schemas_hold_the_services_rules() {
         ("FileRequest", "name"),
         ("SubmissionParams", "language_id"),
         ("ExecuteParams", "language"),
+        ("ExecuteParams", "run_memory_limit"),
+        ("FileParams", "content"),
+        ("BatchParams", "submissions"),
     ] {
         assert!(
             schemas[schema]["properties"][property].is_object(),
@@ -294,5 +297,35 @@ async fn the_documents_schemas_hold_the_services_rules() {
         .await;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["field"], "limits.wall_time_ms");
+    // Each link names an operation of the document and its parameter.
+    let mut links = 0;
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                let Some(found) = response["links"].as_object() else {
+                    continue;
+                };
+                for (name, link) in found {
+                    links += 1;
+                    let target = link["operationRef"].as_str().unwrap();
+                    let pointer = target.strip_prefix('#').unwrap();
+                    let operation = doc
+                        .pointer(pointer)
+                        .unwrap_or_else(|| panic!("{method} {path} {status} {name}: no {target}"));
+                    for parameter in link["parameters"].as_object().unwrap().keys() {
+                        assert!(
+                            operation["parameters"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .any(|p| p["name"] == parameter.as_str()),
+                            "{method} {path} {status} {name}: {target} has no {parameter}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(links >= 5, "{links} links");
     service.stop().await;
 }
