@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # `make test`'s suites: every test target of the workspace (what
-# `cargo test --workspace --all-targets` runs), built once, then run two at
-# a time, the longest first. A suite spends most of its time waiting on
-# containers, Redis and timeouts (the CPU stays mostly idle, measured with
-# vmstat during the API and hostile suites), so two side by side take about
-# half as long. The fairness suite measures CPU time and runs alone, after
-# the others. Each suite's output is printed whole when it ends, with its
-# time.
+# `cargo test --workspace --all-targets` runs), built once, then run
+# TEST_LANES at a time (default 1), the longest first, the fairness suite
+# alone after the others (it measures CPU time). Each suite's output is
+# printed whole when it ends, with its time.
+#
+# A suite spends most of its time waiting on containers, Redis and timeouts
+# (the CPU ~90 % idle during the API and hostile suites, measured with
+# vmstat), so TEST_LANES=2 takes `make test` from 25 to 13 minutes; it is
+# not the default yet: in one of three runs beside the hostile suite, the
+# API suite's interactor test ended without its test cases (see the
+# issue's note).
 #
 #   scripts/test-suites.sh [name...]   only the named targets (`api`,
 #                                      `hostile`, `code_runner`, ...)
-#   TEST_LANES=1 scripts/test-suites.sh   one at a time
+#   TEST_LANES=2 scripts/test-suites.sh   two at a time
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-lanes="${TEST_LANES:-2}"
+lanes="${TEST_LANES:-1}"
 # Suites that must run with nothing beside them.
 alone=" fairness "
 # The longest first (seconds measured on CI's machine, run alone); a suite

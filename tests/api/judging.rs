@@ -19,7 +19,7 @@ async fn assert_refused(service: &TestService, body: Value, field: &str) {
 fn case_verdicts(view: &Value) -> Vec<String> {
     view["result"]["test_cases"]
         .as_array()
-        .unwrap()
+        .unwrap_or_else(|| panic!("no test cases: {view}"))
         .iter()
         .map(|c| c["verdict"].as_str().unwrap().to_string())
         .collect()
