@@ -57,7 +57,9 @@ pub(super) fn set_nonblocking(fd: impl AsFd) {
 }
 
 /// Writes all of `bytes` to `fd` (a pipe or file), going on after
-/// interruptions.
+/// interruptions. Raw system calls only, allocating nothing: the child
+/// reports a failed start with it between `fork` and `execve`, where std's
+/// `Write` on a `File` would need the descriptor moved into one.
 pub(super) fn write_all(fd: impl AsFd, mut bytes: &[u8]) -> rustix::io::Result<()> {
     while !bytes.is_empty() {
         match rustix::io::write(&fd, bytes) {

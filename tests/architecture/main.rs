@@ -511,7 +511,7 @@ const MONITOR_LIBC_CALLS: [&str; 12] = [
 
 /// The `libc` functions called in a file, outside its unit tests: (line,
 /// name).
-fn unsafe_calls(syntax: &syn::File) -> Vec<(usize, String)> {
+fn libc_calls(syntax: &syn::File) -> Vec<(usize, String)> {
     #[derive(Default)]
     struct Calls {
         found: Vec<(usize, String)>,
@@ -556,7 +556,7 @@ fn the_monitor_calls_libc_only_where_no_crate_has_the_call() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
         let syntax = syn::parse_file(&text).unwrap();
-        for (line, name) in unsafe_calls(&syntax) {
+        for (line, name) in libc_calls(&syntax) {
             seen += 1;
             if !MONITOR_LIBC_CALLS.contains(&name.as_str()) {
                 violations.push(format!(
@@ -579,6 +579,6 @@ fn the_monitor_calls_libc_only_where_no_crate_has_the_call() {
          #[cfg(test)] mod tests { fn g() { unsafe { libc::write(1, p, 1) }; } }",
     )
     .unwrap();
-    let names: Vec<String> = unsafe_calls(&example).into_iter().map(|(_, n)| n).collect();
+    let names: Vec<String> = libc_calls(&example).into_iter().map(|(_, n)| n).collect();
     assert_eq!(names, ["read", "fork"]);
 }
