@@ -17,6 +17,7 @@ run: setup
 test: setup-test
 	scripts/check-no-containers.sh --remove-stale
 	CARGO="$(CARGO)" scripts/test-suites.sh
+	CODE_RUNNER_RECYCLE=all CARGO="$(CARGO)" scripts/test-suites.sh hostile
 	scripts/check-no-containers.sh
 
 # Refresh the README's screenshots (docs/dashboard.png, docs/playground.png).
@@ -34,10 +35,11 @@ fuzz: setup-test
 bench:
 	loadtest/bench.sh
 
-# The hostile-program suite again, with every job under gVisor (runsc).
+# The hostile-program suite again, with every job under gVisor (runsc) and
+# containers recycled between jobs (make test runs it under runc both ways).
 test-gvisor: setup-test
 	scripts/setup.sh --gvisor
-	CODE_RUNNER_TEST_RUNTIME=runsc CARGO="$(CARGO)" scripts/test-suites.sh hostile fairness
+	CODE_RUNNER_TEST_RUNTIME=runsc CODE_RUNNER_RECYCLE=all CARGO="$(CARGO)" scripts/test-suites.sh hostile fairness
 	scripts/check-no-containers.sh
 
 setup:

@@ -286,6 +286,25 @@ pub struct Config {
           value_parser = parse_pool_sizes)]
     pub pool_sizes: std::collections::HashMap<String, usize>,
 
+    /// Who may run in a container another job ran in before them, once
+    /// its monitor restored it and checked it fit: `off` (a fresh container
+    /// per job), `per-caller` (consecutive jobs of one API key, or of one
+    /// client address when keys are off) or `all`. Plain jobs only (no
+    /// checker, interactor or interaction; a compiled job's run when it has
+    /// a container of its own).
+    #[arg(long, env = "CODE_RUNNER_RECYCLE", default_value = "off")]
+    pub recycle: crate::sandbox::pool::Recycle,
+
+    /// Most jobs one recycled container serves before it is replaced.
+    #[arg(long, env = "CODE_RUNNER_RECYCLE_MAX_JOBS", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub recycle_max_jobs: u32,
+
+    /// Oldest a recycled container may be, in seconds, and still take a job.
+    #[arg(long, env = "CODE_RUNNER_RECYCLE_MAX_SECONDS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub recycle_max_seconds: u64,
+
     /// First uid of this worker's jobs: the job in worker slot N runs its
     /// programs as this + N (and the same gid), so jobs running at once never
     /// share a uid (nor its kernel quotas) and none shares the monitor's

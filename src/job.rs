@@ -126,6 +126,11 @@ pub struct JobSpec {
     /// back when the job ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
+    /// Who submitted it: its API key (`key:<name>`), or without keys its
+    /// client address (`addr:<address>`). With `CODE_RUNNER_RECYCLE=per-caller`
+    /// only one client's jobs share a container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     /// The trace of the request that submitted it: the worker's spans for
     /// the job carry the same id, so its logs join up across processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

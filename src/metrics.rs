@@ -30,6 +30,9 @@ pub const CONTAINERS_RUNNING: &str = "code_runner_containers_running";
 pub const POOL_IDLE: &str = "code_runner_pool_idle_containers";
 pub const POOL_TARGET: &str = "code_runner_pool_target_containers";
 pub const POOL_TAKES: &str = "code_runner_pool_takes_total";
+pub const RECYCLES: &str = "code_runner_containers_recycled_total";
+pub const RECYCLE_DISCARDS: &str = "code_runner_recycle_discards_total";
+pub const JOBS_PER_CONTAINER: &str = "code_runner_jobs_per_container";
 pub const ACTOR_RESTARTS: &str = "code_runner_actor_restarts_total";
 pub const RUNNER_PANICS: &str = "code_runner_runner_panics_total";
 pub const REDIS_ERRORS: &str = "code_runner_redis_errors_total";
@@ -117,6 +120,18 @@ fn describe() {
         "Runs that looked in the warm pool, by result (hit, miss)"
     );
     describe_counter!(
+        RECYCLES,
+        "Containers restored after a job and kept for the next (CODE_RUNNER_RECYCLE)"
+    );
+    describe_counter!(
+        RECYCLE_DISCARDS,
+        "Containers removed after a job instead of recycled, by reason"
+    );
+    describe_histogram!(
+        JOBS_PER_CONTAINER,
+        "Jobs a recyclable container served before it was removed"
+    );
+    describe_counter!(
         ACTOR_RESTARTS,
         "Supervised actors restarted, by actor and reason"
     );
@@ -165,6 +180,22 @@ pub fn containers_running(count: usize) {
 
 pub fn pool_take(hit: bool) {
     counter!(POOL_TAKES, "result" => if hit { "hit" } else { "miss" }).increment(1);
+}
+
+/// A container was restored and kept for another job.
+pub fn recycled() {
+    counter!(RECYCLES).increment(1);
+}
+
+/// A recyclable container was removed: `reason` is a kind (`unfit`,
+/// `timeout`, `jobs`, `aged`, `full`, `stopped`, `engine`).
+pub fn recycle_discard(reason: &'static str) {
+    counter!(RECYCLE_DISCARDS, "reason" => reason).increment(1);
+}
+
+/// A recyclable container served `jobs` jobs in all.
+pub fn jobs_per_container(jobs: u32) {
+    histogram!(JOBS_PER_CONTAINER).record(f64::from(jobs));
 }
 
 pub fn pool_sizes(

@@ -93,6 +93,13 @@ pub struct PoolStats {
     pub hits: u64,
     /// Runs that found none and created a fresh one.
     pub misses: u64,
+    /// Containers that served a job, restored and waiting for the next,
+    /// per image (`CODE_RUNNER_RECYCLE`).
+    #[serde(default)]
+    pub recycled: HashMap<String, usize>,
+    /// Jobs those containers served so far, in all.
+    #[serde(default)]
+    pub recycled_jobs_served: u64,
 }
 
 /// What a worker process publishes of its engine for the API in the same

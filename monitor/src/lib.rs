@@ -20,6 +20,8 @@
 //! cases\n                     (optional) the command runs once per test case, each
 //!                             case sent after `go` as input frames (see below)
 //! then\n                      (optional) another task follows this one (see below)
+//! recycle\n                   (optional) the container serves another job after
+//!                             this one's last report, once restored (see below)
 //! env <NAME>=<value>\n        (repeated) the command's whole environment
 //! file <size> <mode> <name length>\n<name><size bytes>   (repeated) written to the work dir
 //! arg <len>\n<len bytes>      (repeated) the command, argv[0] first
@@ -56,10 +58,28 @@
 //! and OOM kills as counter deltas, the peak memory sampled). An unclear
 //! container, or the end of stdin instead of a task, ends the monitor.
 //!
+//! **Recycle** (batch tasks with `recycle`; never interactive): after the
+//! task's last report (the command's, the last case's, or the second
+//! task's after `then`, which carries `recycle` itself), the monitor
+//! restores the container for another job: every process killed and
+//! reaped, `/tmp` (the work directory with it), `/dev/shm` and
+//! `/dev/mqueue` emptied and the command's System V IPC objects removed;
+//! then checks it, never assuming it: no process but the monitor, nothing
+//! in any of those places, no System V object of any owner, no OOM kill
+//! since the container started, and the memory the container's programs
+//! hold (anonymous and shared, as the cgroup counts it) back within
+//! [`RECYCLE_MEMORY_SLACK`] of what it held when the monitor started. It
+//! then sends one [`FRAME_READY`] frame (still under the finished task's
+//! nonce): an empty payload when the container is fit for another job,
+//! else why not (the monitor then exits). A fit container waits for the
+//! next task on stdin, with a nonce of its own and any uid, and serves it
+//! as if it were the first; the end of stdin ends the monitor.
+//!
 //! **Out** (the container's stdout, written only by the monitor): frames of
 //! `[nonce: 16 bytes][kind: u8][length: u32 big-endian][payload]`: [`FRAME_STDOUT`] and
 //! [`FRAME_STDERR`] chunks of the command's output, [`FRAME_FILE`] artifacts,
-//! and one final [`FRAME_REPORT`] (JSON [`Report`]). The command never holds
+//! and one final [`FRAME_REPORT`] (JSON [`Report`]) per run, then, for a task with
+//! `recycle`, one [`FRAME_READY`]. The command never holds
 //! the container's stdout (its output goes through pipes the monitor reads),
 //! and the monitor is non-dumpable PID 1, so the command can neither forge a
 //! frame nor kill the monitor. Where a runtime does not keep those promises
@@ -83,6 +103,15 @@ pub const FRAME_STDERR: u8 = b'E';
 /// Payload: `[name length: u16][name][mode: u32][bytes]`.
 pub const FRAME_FILE: u8 = b'F';
 pub const FRAME_REPORT: u8 = b'R';
+/// After a recyclable task's last report: empty when the container was
+/// restored and checked fit for another job, else why it is not.
+pub const FRAME_READY: u8 = b'Y';
+/// How much more memory than at its start (anonymous and shared, as the
+/// container's cgroup counts it) a recycled container may hold once
+/// restored: the monitor's own allocator keeps some of what it freed; a
+/// program's leftovers (a tmpfs file, a shared memory segment) are gone
+/// by then or the restore fails.
+pub const RECYCLE_MEMORY_SLACK: u64 = 8 << 20;
 /// Largest frame payload the monitor writes.
 pub const MAX_CHUNK: usize = 64 * 1024;
 
@@ -194,6 +223,9 @@ pub struct Task {
     /// Another task follows this one in the same container (a compilation
     /// and then its program's runs), the container cleared between them.
     pub then: bool,
+    /// After this task's last report, the container is restored for
+    /// another job (see the module's doc).
+    pub recycle: bool,
 }
 
 /// Input frame kinds (interactive tasks).
@@ -258,6 +290,11 @@ pub struct InputReader {
 impl InputReader {
     pub fn push(&mut self, bytes: &[u8]) {
         self.buffer.extend_from_slice(bytes);
+    }
+
+    /// What was received past the last frame read.
+    pub fn into_rest(self) -> Vec<u8> {
+        self.buffer
     }
 
     /// The next whole input frame, if one has arrived.
@@ -366,6 +403,9 @@ impl Task {
         if self.then {
             line(&mut out, "then".to_string());
         }
+        if self.recycle {
+            line(&mut out, "recycle".to_string());
+        }
         for (name, value) in &self.env {
             line(&mut out, format!("env {name}={value}"));
         }
@@ -428,6 +468,7 @@ impl Task {
                 "interactive" => task.interactive = Some(number(rest)?),
                 "cases" => task.cases = true,
                 "then" => task.then = true,
+                "recycle" => task.recycle = true,
                 "env" => {
                     let (name, value) = rest.split_once('=').ok_or("bad env line")?;
                     if !valid_env_name(name) {
@@ -476,6 +517,9 @@ impl Task {
         if task.then && (task.cases || task.interactive.is_some()) {
             return Err("only a batch task can be followed by another".into());
         }
+        if task.recycle && task.interactive.is_some() {
+            return Err("an interactive task's container is not recycled".into());
+        }
         Ok(task)
     }
 }
@@ -513,6 +557,9 @@ pub enum Frame {
     Stderr(Vec<u8>),
     File(FileSpec),
     Report(Report),
+    /// After a recyclable task: `Ok` when the container is fit for another
+    /// job, else why not.
+    Ready(Result<(), String>),
 }
 
 /// Bytes before a frame's payload.
@@ -557,9 +604,19 @@ impl FrameReader {
         self.buffer.extend_from_slice(bytes);
     }
 
+    /// What was received past the last frame read.
+    pub fn into_rest(self) -> Vec<u8> {
+        self.buffer
+    }
+
     /// Bytes received but not yet a whole frame.
     pub fn pending(&self) -> usize {
         self.buffer.len()
+    }
+
+    /// The bytes received but not yet a whole frame, taken.
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buffer)
     }
 
     /// The next whole frame, if one has arrived.
@@ -586,6 +643,8 @@ impl FrameReader {
         let frame = match kind {
             FRAME_STDOUT => Frame::Stdout(payload),
             FRAME_STDERR => Frame::Stderr(payload),
+            FRAME_READY if payload.is_empty() => Frame::Ready(Ok(())),
+            FRAME_READY => Frame::Ready(Err(String::from_utf8_lossy(&payload).into_owned())),
             FRAME_REPORT => Frame::Report(
                 serde_json::from_slice(&payload).map_err(|e| format!("bad report: {e}"))?,
             ),
@@ -689,6 +748,7 @@ mod tests {
             interactive: Some(5000),
             cases: false,
             then: false,
+            recycle: false,
         };
         let bytes = task.encode();
         let decoded = Task::decode(&mut std::io::Cursor::new(bytes)).unwrap();
@@ -753,6 +813,7 @@ mod tests {
             argv: vec![b"gcc".to_vec()],
             uid: Some(60_001),
             then: true,
+            recycle: false,
             ..Task::default()
         };
         let decoded = Task::decode(&mut std::io::Cursor::new(task.encode())).unwrap();
@@ -768,6 +829,45 @@ mod tests {
             },
         ] {
             assert!(Task::decode(&mut std::io::Cursor::new(bad.encode())).is_err());
+        }
+    }
+
+    #[test]
+    fn a_recyclable_task_round_trips_is_never_interactive_and_ends_with_a_ready_frame() {
+        let task = Task {
+            nonce: [5; 16],
+            wall_ms: 1000,
+            cpu_ms: 1000,
+            output_bytes: 10,
+            argv: vec![b"python3".to_vec()],
+            uid: Some(60_001),
+            cases: true,
+            recycle: true,
+            ..Task::default()
+        };
+        let decoded = Task::decode(&mut std::io::Cursor::new(task.encode())).unwrap();
+        assert_eq!(decoded, task);
+        let interactive = Task {
+            cases: false,
+            interactive: Some(0),
+            ..task.clone()
+        };
+        assert!(Task::decode(&mut std::io::Cursor::new(interactive.encode())).is_err());
+
+        let mut reader = FrameReader::new([5; 16]);
+        reader.push(&encode_frame(&[5; 16], FRAME_READY, b""));
+        reader.push(&encode_frame(
+            &[5; 16],
+            FRAME_READY,
+            b"/tmp still holds [\"x\"]",
+        ));
+        assert!(matches!(
+            reader.next_frame(),
+            Ok(Some(Frame::Ready(Ok(()))))
+        ));
+        match reader.next_frame() {
+            Ok(Some(Frame::Ready(Err(why)))) => assert!(why.contains("/tmp"), "{why}"),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -1,13 +1,14 @@
 //! `code-runner-monitor`: PID 1 of every job container.
 //!
-//! It reads one task from stdin (see the protocol in `lib.rs`), writes the
+//! It reads a task from stdin (see the protocol in `lib.rs`), writes the
 //! files into the work directory, runs the command as its child with pipes
 //! for stdin, stdout and stderr, relays the output in frames while counting
 //! it, enforces the wall-clock, CPU-time (from the cgroup) and output
 //! limits, reaps every process (it is the container's init), and reports
 //! exit status, signal, wall time, CPU time and the command's own peak
 //! memory (not the page cache it read: see `run`) as the kernel counted
-//! them.
+//! them. A task with `recycle` is followed, once the monitor restored the
+//! container and checked it fit, by another job's task (see `recycle`).
 //!
 //! It starts as root with a handful of capabilities (the container's only
 //! ones: CHOWN, DAC_READ_SEARCH, KILL, SETGID, SETUID), reads its task, then
@@ -32,8 +33,12 @@ use std::io::BufReader;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use monitor_protocol::{FRAME_REPORT, Input, InputReader, MAX_CHUNK, Report, Task, encode_frame};
+use monitor_protocol::{
+    FRAME_READY, FRAME_REPORT, Input, InputReader, MAX_CHUNK, RECYCLE_MEMORY_SLACK, Report, Task,
+    encode_frame,
+};
 
+use cgroup::Cgroup;
 use command::run;
 use files::{send_artifacts, write_files};
 use privileges::become_monitor;
@@ -74,57 +79,152 @@ fn main() {
             .try_clone_to_owned()
             .expect("the container's stdin"),
     );
-    let (task, after_task) = {
-        let mut input = BufReader::with_capacity(1 << 16, &stdin);
-        let task = Task::decode(&mut input);
-        (task, input.buffer().to_vec())
+    let cgroup = Cgroup::detect();
+    let idle = Idle {
+        held_bytes: cgroup.held_bytes(),
+        oom_kills: cgroup.oom_kills(),
     };
-    if let Ok(task) = &task {
-        out.nonce = task.nonce;
-    }
-    let report = match task {
-        Err(e) => failure(format!("bad task: {e}")),
-        Ok(task) => match become_monitor(&task).and_then(|()| {
-            write_files(&task).map_err(|e| format!("cannot write the job's files: {e}"))
-        }) {
-            Err(e) => failure(e),
-            Ok(()) if task.cases => {
-                serve_cases(&task, &mut out, stdin.as_fd(), &after_task);
+    // Bytes of stdin read past the last task (none before the first).
+    let mut read: Vec<u8> = Vec::new();
+    let mut first = true;
+    loop {
+        let (task, after_task) = {
+            let mut input =
+                BufReader::with_capacity(1 << 16, std::io::Read::chain(&read[..], &stdin));
+            // A recycled container's stdin ends when the service lets it
+            // go: that is not a bad task.
+            if !first && std::io::BufRead::fill_buf(&mut input).is_ok_and(<[u8]>::is_empty) {
                 std::process::exit(0);
             }
-            Ok(()) => {
-                let mut report = run(&task, &task.stdin, &mut out, stdin.as_fd(), &after_task);
-                if let Some(max) = task.artifacts
-                    && report.error.is_none()
-                {
-                    report.artifacts_truncated = send_artifacts(&mut out, max);
-                }
-                if task.then && report.error.is_none() {
-                    match clear(task.uid).and_then(|()| nothing_left(&[])) {
-                        Ok(()) => report.clean = true,
-                        Err(e) => eprintln!("code-runner-monitor: cannot clear the container: {e}"),
-                    }
-                }
-                if report.clean {
-                    let json = serde_json::to_vec(&report).unwrap_or_default();
-                    out.frame(FRAME_REPORT, &json);
-                    serve_next(&task, &mut out, &stdin, after_task);
-                    std::process::exit(0);
-                }
-                report
+            let task = Task::decode(&mut input);
+            let mut after_task = input.buffer().to_vec();
+            let (unread, _) = input.into_inner().into_inner();
+            after_task.extend_from_slice(unread);
+            (task, after_task)
+        };
+        if let Ok(task) = &task {
+            out.nonce = task.nonce;
+        }
+        let prepared = task.map_err(|e| format!("bad task: {e}")).and_then(|task| {
+            if first {
+                become_monitor(&task)?;
             }
-        },
-    };
+            write_files(&task).map_err(|e| format!("cannot write the job's files: {e}"))?;
+            Ok(task)
+        });
+        let task = match prepared {
+            Ok(task) => task,
+            Err(e) => {
+                let json = serde_json::to_vec(&failure(e)).unwrap_or_default();
+                out.frame(FRAME_REPORT, &json);
+                std::process::exit(0);
+            }
+        };
+        let Some((done, rest)) = serve(task, &mut out, &stdin, after_task) else {
+            std::process::exit(0);
+        };
+        if !done.recycle {
+            std::process::exit(0);
+        }
+        let fit = recycle(&done, &cgroup, &idle);
+        drop(done);
+        out.frame(
+            FRAME_READY,
+            fit.as_ref().err().map_or(&[][..], |e| e.as_bytes()),
+        );
+        if let Err(e) = fit {
+            eprintln!("code-runner-monitor: the container cannot serve another job: {e}");
+            std::process::exit(0);
+        }
+        read = rest;
+        first = false;
+    }
+}
+
+/// What the container held when the monitor started, before any job.
+struct Idle {
+    held_bytes: Option<u64>,
+    oom_kills: Option<u64>,
+}
+
+/// Restores the container for another job after `task`'s last report
+/// (see the protocol's **Recycle**), then checks it: no process but the
+/// monitor, nothing in `/tmp`, `/dev/shm` or `/dev/mqueue`, no System V
+/// object of any owner, no OOM kill since the monitor started, and the
+/// memory its programs hold back within [`RECYCLE_MEMORY_SLACK`] of its
+/// idle level.
+fn recycle(task: &Task, cgroup: &Cgroup, idle: &Idle) -> Result<(), String> {
+    clear(task.uid)?;
+    nothing_left(&[])?;
+    if let (Some(before), Some(now)) = (idle.oom_kills, cgroup.oom_kills())
+        && now > before
+    {
+        return Err(format!(
+            "the OOM killer killed {} processes in it",
+            now - before
+        ));
+    }
+    if let (Some(before), Some(now)) = (idle.held_bytes, cgroup.held_bytes())
+        && now > before + RECYCLE_MEMORY_SLACK
+    {
+        return Err(format!(
+            "its programs' memory is {now} bytes, {before} when it started"
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `task` (case by case, or once and then the task that follows a
+/// `then`) and sends its reports. Returns the task that ran last and the
+/// bytes of stdin read past it when it ended as a job may (its last report
+/// sent, no monitor error), so that its container may be recycled; `None`
+/// when the monitor should exit.
+fn serve(
+    task: Task,
+    out: &mut Output,
+    stdin: &std::fs::File,
+    after_task: Vec<u8>,
+) -> Option<(Task, Vec<u8>)> {
+    if task.cases {
+        let rest = serve_cases(&task, out, stdin.as_fd(), &after_task)?;
+        return Some((task, rest));
+    }
+    let mut report = run(&task, &task.stdin, out, stdin.as_fd(), &after_task);
+    if let Some(max) = task.artifacts
+        && report.error.is_none()
+    {
+        report.artifacts_truncated = send_artifacts(out, max);
+    }
+    if task.then && report.error.is_none() {
+        match clear(task.uid).and_then(|()| nothing_left(&[])) {
+            Ok(()) => report.clean = true,
+            Err(e) => eprintln!("code-runner-monitor: cannot clear the container: {e}"),
+        }
+    }
     let json = serde_json::to_vec(&report).unwrap_or_default();
     out.frame(FRAME_REPORT, &json);
-    std::process::exit(0);
+    if task.then {
+        return if report.clean {
+            serve_next(&task, out, stdin, after_task)
+        } else {
+            None
+        };
+    }
+    // An interactive task read its input past the task: never recycled.
+    (report.error.is_none() && task.interactive.is_none()).then_some((task, after_task))
 }
 
 /// After a task with `then` and a clear of the container: reads the next
 /// task (after `read`, the bytes of stdin already read), which must carry
 /// the first's nonce and uid and no `then`, writes its files and runs it
-/// (case by case, if it has cases), every figure its own.
-fn serve_next(first: &Task, out: &mut Output, stdin: &std::fs::File, read: Vec<u8>) {
+/// (case by case, if it has cases), every figure its own. Returns as
+/// [`serve`] does.
+fn serve_next(
+    first: &Task,
+    out: &mut Output,
+    stdin: &std::fs::File,
+    read: Vec<u8>,
+) -> Option<(Task, Vec<u8>)> {
     let mut input = BufReader::with_capacity(1 << 16, std::io::Read::chain(&read[..], stdin));
     let next = Task::decode(&mut input).and_then(|next| {
         if next.nonce != first.nonce || next.uid != first.uid || next.then {
@@ -136,24 +236,19 @@ fn serve_next(first: &Task, out: &mut Output, stdin: &std::fs::File, read: Vec<u
     let mut after_task = input.buffer().to_vec();
     let (unread, _) = input.into_inner().into_inner();
     after_task.extend_from_slice(unread);
-    let report = match next {
-        Err(e) => failure(format!("bad next task: {e}")),
-        Ok(next) => match write_files(&next) {
-            Err(e) => failure(format!("cannot write the job's files: {e}")),
-            Ok(()) if next.cases => return serve_cases(&next, out, stdin.as_fd(), &after_task),
-            Ok(()) => {
-                let mut report = run(&next, &next.stdin, out, stdin.as_fd(), &after_task);
-                if let Some(max) = next.artifacts
-                    && report.error.is_none()
-                {
-                    report.artifacts_truncated = send_artifacts(out, max);
-                }
-                report
-            }
-        },
+    let next = match next.and_then(|next| {
+        write_files(&next).map_err(|e| format!("cannot write the job's files: {e}"))?;
+        Ok(next)
+    }) {
+        Ok(next) => next,
+        Err(e) => {
+            let json =
+                serde_json::to_vec(&failure(format!("bad next task: {e}"))).unwrap_or_default();
+            out.frame(FRAME_REPORT, &json);
+            return None;
+        }
     };
-    let json = serde_json::to_vec(&report).unwrap_or_default();
-    out.frame(FRAME_REPORT, &json);
+    serve(next, out, stdin, after_task)
 }
 
 /// How long a restore between cases waits for the case's processes to die
@@ -162,9 +257,15 @@ const RESTORE_KILL: Duration = Duration::from_secs(2);
 
 /// A task with `cases`: runs the command once per case sent on stdin, each
 /// on a container restored to the task's start, and reports each case.
-/// Returns at the end of stdin, on a frame that is not the service's, or
-/// after a restore that failed.
-fn serve_cases(task: &Task, out: &mut Output, input: BorrowedFd<'_>, after_task: &[u8]) {
+/// Returns what was read of stdin past the last case once a case marked
+/// the last ran without a monitor error; `None` at the end of stdin, on a
+/// frame that is not the service's, or after a restore that failed.
+fn serve_cases(
+    task: &Task,
+    out: &mut Output,
+    input: BorrowedFd<'_>,
+    after_task: &[u8],
+) -> Option<Vec<u8>> {
     let mut inputs = InputReader::default();
     inputs.push(after_task);
     let mut buffer = vec![0u8; MAX_CHUNK];
@@ -178,10 +279,14 @@ fn serve_cases(task: &Task, out: &mut Output, input: BorrowedFd<'_>, after_task:
         }
         let json = serde_json::to_vec(&report).unwrap_or_default();
         out.frame(FRAME_REPORT, &json);
+        if last {
+            return report.error.is_none().then(|| inputs.into_rest());
+        }
         if !report.clean {
-            return;
+            return None;
         }
     }
+    None
 }
 
 /// Reads the next case from `fd` (blocking): its [`Input::Case`] frame,

@@ -85,6 +85,7 @@ pub async fn execute(
         sandbox,
         pool,
         job_id: &job.job_id,
+        client: job.client.as_deref(),
         settings,
         cancel,
         observer,
@@ -230,6 +231,7 @@ pub async fn execute(
             },
             cases: false,
             then: false,
+            recycle: false,
         };
         let (output, interaction) = if let Some(interactor) = interactor {
             let Some((output, interaction, first)) =

@@ -33,6 +33,8 @@ pub struct PreparedJob {
     pub base64: bool,
     /// The trace of the request that submitted it (empty if none).
     pub trace_id: String,
+    /// Who submitted it (its key, or its client address), if known.
+    pub client: Option<String>,
     /// Interactive: its one run's stdin comes from its clients while it
     /// runs, and it stops after this long without input or output (`0`:
     /// the server's idle limit).
@@ -219,6 +221,7 @@ pub fn prepare(
         cases,
         has_test_cases: !spec.test_cases.is_empty(),
         trace_id: spec.trace_id.clone().unwrap_or_default(),
+        client: spec.client.clone(),
         interactive: spec
             .interactive
             .then(|| spec.limits.and_then(|l| l.idle_time_ms).unwrap_or(0)),

@@ -21,6 +21,8 @@ pub(super) struct Steps<'a> {
     pub(super) sandbox: &'a Sandbox,
     pub(super) pool: Option<&'a std::sync::Arc<WarmPool>>,
     pub(super) job_id: &'a str,
+    /// Who submitted the job (see `TaskRequest::client`).
+    pub(super) client: Option<&'a str>,
     pub(super) settings: &'a ExecutionSettings,
     pub(super) cancel: &'a CancellationToken,
     pub(super) observer: &'a dyn RunObserver,
@@ -96,6 +98,7 @@ impl Steps<'_> {
             running_phase: phase,
             step,
             input,
+            client: self.client.map(str::to_string),
         }
     }
 

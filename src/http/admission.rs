@@ -261,6 +261,7 @@ pub async fn queue_jobs(
     let offset = super::auth::admit_share(state, caller, &ids).await?;
     for (index, (_, spec, priority)) in jobs.iter_mut().enumerate() {
         spec.caller = offset.map(|_| caller.bucket.clone());
+        spec.client = Some(caller.bucket.clone());
         *priority = fair_priority(*priority, offset, index as u32);
     }
     let options = &state.intake.enqueue;

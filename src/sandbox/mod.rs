@@ -17,12 +17,22 @@ pub mod images;
 pub mod overrides;
 pub mod pool;
 pub mod published;
+pub mod recycle;
 pub mod run;
 pub mod session;
 pub mod spec;
 pub mod sweep;
 
 use bollard::Docker;
+
+/// A container's output as the engine's attach stream gives it.
+pub(crate) type OutputStream = std::pin::Pin<
+    Box<
+        dyn futures_util::Stream<
+                Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
+            > + Send,
+    >,
+>;
 
 pub use run::{RunObserver, TaskOutcome, TaskOutput, TaskRequest, Unreported};
 pub use session::CaseSession;

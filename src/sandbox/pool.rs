@@ -2,7 +2,15 @@
 //! each waiting (its monitor blocked on stdin, nothing of any job inside)
 //! for one task. A run takes one instead of creating a container, which
 //! moves the engine's create and start (most of a run's cost) off the
-//! critical path. A container is used once and removed; it is never reused.
+//! critical path.
+//!
+//! With recycling on ([`Recycle`]), a plain job's container is not removed
+//! after its last case: its monitor restores it and checks it fit, and the
+//! pool keeps it (under a pool name again) for the next job of its key and
+//! of its caller (`per-caller`) or of anyone (`all`), up to
+//! [`PoolSettings::recycle_jobs`] jobs and [`PoolSettings::recycle_age`]
+//! of age. Anything else (a monitor that does not say fit in time, frames
+//! out of place, the pool full or stopping) removes it.
 //!
 //! Containers are pooled per [`PoolKey`] (image, every host limit, and the
 //! CPU a pinned run gets: one key per CPU), so a warm container has exactly
@@ -19,8 +27,13 @@ use std::time::{Duration, Instant};
 
 use bollard::container::AttachContainerResults;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
+use bollard::query_parameters::RenameContainerOptionsBuilder;
+
+use super::OutputStream;
+use super::recycle::{RECYCLE_WAIT, ready, reason};
+pub use super::recycle::{Recycle, Recycled};
 use super::spec::{ContainerLimits, container_spec};
 use super::{Sandbox, SandboxError};
 use crate::status::PoolStats;
@@ -50,6 +63,12 @@ pub struct PoolSettings {
     /// Most job containers alive at once, counting those being removed
     /// (the worker's concurrency cap); 0 means no bound.
     pub slots: usize,
+    /// Who may share a container, one job after another.
+    pub recycle: Recycle,
+    /// Most jobs one container serves.
+    pub recycle_jobs: u32,
+    /// Oldest a container may be and still take a job.
+    pub recycle_age: Duration,
 }
 
 impl PoolSettings {
@@ -130,6 +149,25 @@ pub struct Warm {
     pub io: AttachContainerResults,
 }
 
+/// A job's container handed back after its last case, its monitor
+/// restoring it (see [`WarmPool::give_back`]).
+pub struct Returning {
+    pub id: String,
+    pub key: PoolKey,
+    pub client: Option<String>,
+    pub output: OutputStream,
+    /// Bytes read past the job's last report.
+    pub leftover: Vec<u8>,
+    pub nonce: [u8; 16],
+    pub input: tokio::sync::mpsc::Sender<Vec<u8>>,
+    pub writer: tokio::task::JoinHandle<()>,
+    pub served: u32,
+    pub born: Instant,
+    pub slot: Option<OwnedSemaphorePermit>,
+    /// Limits to give it back before it is kept (see `CaseSession`).
+    pub restore: Option<bollard::models::ContainerUpdateBody>,
+}
+
 /// How many containers a key wants: it starts at one when a run of the key
 /// finds none, grows by one each time a run finds the key empty (up to the
 /// key's maximum) and drops to zero after [`IDLE_TTL`] without a run.
@@ -146,6 +184,9 @@ struct Demand {
 #[derive(Default)]
 struct PoolState {
     idle: HashMap<PoolKey, VecDeque<Warm>>,
+    recycled: HashMap<PoolKey, VecDeque<Recycled>>,
+    /// Recycled containers of keys emptied by a refill's plan, to remove.
+    unwanted: Vec<Recycled>,
     demand: HashMap<PoolKey, Demand>,
     /// Created for the pool, not idle yet (being attached and started).
     pending: HashSet<String>,
@@ -195,6 +236,8 @@ impl PoolState {
         for key in &stale {
             self.demand.remove(key);
             expired.extend(self.idle.remove(key).into_iter().flatten());
+            let recycled = self.recycled.remove(key);
+            self.unwanted.extend(recycled.into_iter().flatten());
         }
         let mut starts = Vec::new();
         if !self.paused {
@@ -253,7 +296,7 @@ impl WarmPool {
             })),
             settings,
         });
-        if pool.enabled() {
+        if pool.enabled() || pool.settings.recycle != Recycle::Off {
             // The refiller holds the pool only while refilling, so a pool
             // nobody uses any more ends it.
             let refiller = Arc::downgrade(&pool);
@@ -309,6 +352,168 @@ impl WarmPool {
         warm
     }
 
+    /// Whether a job of `client` may run in a recycled container and have
+    /// its own recycled: `None` when not (recycling off, or `per-caller`
+    /// and the job names no caller), else whose jobs the container may
+    /// serve (`Some(None)`: anyone's).
+    pub fn recycles(&self, client: Option<&str>) -> Option<Option<String>> {
+        match self.settings.recycle {
+            Recycle::Off => None,
+            Recycle::All => Some(None),
+            Recycle::PerCaller => client.map(|c| Some(c.to_string())),
+        }
+    }
+
+    /// A recycled container of `key` that may serve `client`'s job (see
+    /// [`WarmPool::recycles`]), young enough; counted as served once more.
+    pub fn take_recycled(&self, key: &PoolKey, client: &Option<String>) -> Option<Recycled> {
+        let mut state = self.lock();
+        if state.stopped {
+            return None;
+        }
+        let age = self.settings.recycle_age;
+        // The most recently restored first: the others age out.
+        let queue = state.recycled.get_mut(key)?;
+        let at = queue
+            .iter()
+            .rposition(|r| &r.client == client && r.born.elapsed() < age)?;
+        let mut recycled = queue.remove(at)?;
+        recycled.served += 1;
+        state.taken.insert(recycled.id.clone());
+        state.hits += 1;
+        crate::metrics::pool_take(true);
+        if let Some(demand) = state.demand.get_mut(key) {
+            demand.last_used = Some(Instant::now());
+        }
+        Some(recycled)
+    }
+
+    /// Takes back a job's container after its last case: waits (in the
+    /// background) for its monitor to say it restored it and found it fit,
+    /// names it as a pool container again and keeps it for the next job of
+    /// its key and client; removes it instead when the monitor says
+    /// otherwise or does not say in time, sends anything else, or the
+    /// container served its most jobs, is too old, or the pool is full,
+    /// paused or stopping. The slot is held until then.
+    pub fn give_back(self: &Arc<Self>, back: Returning) {
+        let pool = self.clone();
+        self.lock().taken.insert(back.id.clone());
+        self.tasks
+            .spawn(tracing::Instrument::in_current_span(async move {
+                let Returning {
+                    id,
+                    key,
+                    client,
+                    mut output,
+                    leftover,
+                    nonce,
+                    input,
+                    writer,
+                    served,
+                    born,
+                    slot,
+                    restore,
+                } = back;
+                let fit = tokio::time::timeout(RECYCLE_WAIT, ready(&mut output, nonce, leftover))
+                    .await
+                    .unwrap_or_else(|_| Err("no word from the monitor in time".into()));
+                let verdict = fit.and_then(|()| {
+                    if served >= pool.settings.recycle_jobs {
+                        Err("served its most jobs")
+                    } else if born.elapsed() >= pool.settings.recycle_age {
+                        Err("too old")
+                    } else {
+                        Ok(())
+                    }
+                    .map_err(String::from)
+                });
+                let kept = match verdict {
+                    Err(why) => {
+                        writer.abort();
+                        Err(why)
+                    }
+                    Ok(()) => {
+                        let recycled = Recycled {
+                            id: id.clone(),
+                            output,
+                            input,
+                            writer: AbortOnDropHandle::new(writer),
+                            client,
+                            served,
+                            born,
+                        };
+                        pool.keep(key, recycled, restore).await
+                    }
+                };
+                if let Err(why) = kept {
+                    tracing::debug!(container = %id, why, "not recycling a container");
+                    crate::metrics::recycle_discard(reason(&why));
+                    crate::metrics::jobs_per_container(served);
+                    pool.release(&id);
+                    if pool.sandbox.remove(&id).await {
+                        tracing::debug!(container = %id, "container removed");
+                    }
+                }
+                drop(slot);
+            }));
+    }
+
+    /// Names a fit recycled container as the pool's again and keeps it.
+    async fn keep(
+        &self,
+        key: PoolKey,
+        recycled: Recycled,
+        restore: Option<bollard::models::ContainerUpdateBody>,
+    ) -> Result<(), String> {
+        let room = self.settings.max_for(&key.image).max(1);
+        {
+            let state = self.lock();
+            if state.stopped || state.paused {
+                return Err("the pool is stopping".into());
+            }
+            if state.recycled.get(&key).map_or(0, VecDeque::len) >= room {
+                return Err("the pool is full".into());
+            }
+        }
+        if let Some(update) = restore {
+            self.sandbox
+                .docker()
+                .update_container(&recycled.id, update)
+                .await
+                .map_err(|e| format!("cannot update it: {e}"))?;
+        }
+        // The finished job's name off it first: a clean-up of that job by
+        // name must not find the container serving another.
+        let name = format!(
+            "{POOL_NAME_PREFIX}{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let options = RenameContainerOptionsBuilder::new().name(&name).build();
+        self.sandbox
+            .docker()
+            .rename_container(&recycled.id, options)
+            .await
+            .map_err(|e| format!("cannot rename it: {e}"))?;
+        let mut state = self.lock();
+        if state.stopped || state.paused {
+            return Err("the pool is stopping".into());
+        }
+        state.taken.remove(&recycled.id);
+        crate::metrics::recycled();
+        state.recycled.entry(key).or_default().push_back(recycled);
+        Ok(())
+    }
+
+    /// Removes a recycled container nobody will use.
+    async fn discard(&self, recycled: Recycled, why: &'static str) {
+        crate::metrics::recycle_discard(why);
+        crate::metrics::jobs_per_container(recycled.served);
+        let id = recycled.id.clone();
+        drop(recycled);
+        tracing::debug!(container = %id, why, "removing a recycled container");
+        self.sandbox.remove(&id).await;
+    }
+
     /// A taken container is removed (or its run was dropped, and the
     /// runner's clean-up or the sweep removes it by its job's name).
     pub fn release(&self, id: &str) {
@@ -355,6 +560,9 @@ impl WarmPool {
         for queue in state.idle.values() {
             ids.extend(queue.iter().map(|w| w.id.clone()));
         }
+        for queue in state.recycled.values() {
+            ids.extend(queue.iter().map(|r| r.id.clone()));
+        }
         ids
     }
 
@@ -368,6 +576,10 @@ impl WarmPool {
         };
         for (key, queue) in &state.idle {
             *stats.idle.entry(key.image.clone()).or_default() += queue.len();
+        }
+        for (key, queue) in &state.recycled {
+            *stats.recycled.entry(key.image.clone()).or_default() += queue.len();
+            stats.recycled_jobs_served += queue.iter().map(|r| u64::from(r.served)).sum::<u64>();
         }
         for (key, demand) in &state.demand {
             *stats.target.entry(key.image.clone()).or_default() += demand.target;
@@ -389,12 +601,18 @@ impl WarmPool {
     }
 
     async fn discard_idle(&self) {
-        let idle: Vec<Warm> = {
+        let (idle, recycled): (Vec<Warm>, Vec<Recycled>) = {
             let mut state = self.lock();
-            state.idle.drain().flat_map(|(_, q)| q).collect()
+            (
+                state.idle.drain().flat_map(|(_, q)| q).collect(),
+                state.recycled.drain().flat_map(|(_, q)| q).collect(),
+            )
         };
         for warm in idle {
             self.destroy(warm).await;
+        }
+        for recycled in recycled {
+            self.discard(recycled, "stopped").await;
         }
     }
 
@@ -436,6 +654,21 @@ impl WarmPool {
         };
         for warm in expired {
             self.destroy(warm).await;
+        }
+        let aged: Vec<Recycled> = {
+            let mut state = self.lock();
+            let age = self.settings.recycle_age;
+            let mut aged = std::mem::take(&mut state.unwanted);
+            for queue in state.recycled.values_mut() {
+                let (old, young): (VecDeque<Recycled>, VecDeque<Recycled>) =
+                    queue.drain(..).partition(|r| r.born.elapsed() >= age);
+                *queue = young;
+                aged.extend(old);
+            }
+            aged
+        };
+        for recycled in aged {
+            self.discard(recycled, "aged").await;
         }
         for key in starts {
             let pool = self.clone();

@@ -22,7 +22,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::pool::{PoolKey, Taken, WarmPool};
+use super::pool::{POOL_JOB, PoolKey, Taken, WarmPool};
 use super::spec::{ContainerLimits, container_spec};
 use super::{Sandbox, SandboxError};
 use crate::job::Phase;
@@ -51,6 +51,9 @@ pub struct TaskRequest<'a> {
     /// An interactive task's input, fed to the monitor as it comes (the
     /// container's stdin stays open until this ends).
     pub input: Option<tokio::sync::mpsc::Receiver<Input>>,
+    /// Who submitted the job (its key, or its client address): with
+    /// recycling `per-caller`, only that caller's jobs share a container.
+    pub client: Option<String>,
 }
 
 /// Hears a container's run as it goes: each phase (with the container's
@@ -134,16 +137,14 @@ impl Sandbox {
         // A secret of this container's run: every frame must carry it.
         request.task.nonce = *uuid::Uuid::new_v4().as_bytes();
         super::spec::monitor_task(self.settings(), &request.limits, &mut request.task);
+        // One task and its container removed: never a recycled one.
+        request.task.recycle = false;
         let held = self.hold(&request, pool, observer).await?;
+        let HeldIo::Attached(io) = held.io else {
+            unreachable!("hold gives a recycled container only to a recyclable task")
+        };
         let outcome = self
-            .drive(
-                &held.id,
-                held.io,
-                held.fresh,
-                &mut request,
-                cancel,
-                observer,
-            )
+            .drive(&held.id, io, held.fresh, &mut request, cancel, observer)
             .await;
         self.let_go(&held.id, pool, held.slot, held.taken).await;
         outcome
@@ -174,6 +175,40 @@ impl Sandbox {
         // the engine more than the rename (BENCHMARKS.md), and gVisor
         // cannot make it at all.
         let key = PoolKey::pinned(request.image, &request.limits);
+        if request.task.recycle
+            && let Some(pool) = pool
+            && let Some(sharers) = pool.recycles(request.client.as_deref())
+            && let Some(recycled) = pool.take_recycled(&key, &sharers)
+        {
+            let taken = Taken::new(pool, &recycled.id);
+            let options = RenameContainerOptionsBuilder::new().name(&name).build();
+            match self.docker().rename_container(&recycled.id, options).await {
+                Ok(()) => {
+                    tracing::debug!(container = %recycled.id, served = recycled.served,
+                        "took a recycled container");
+                    observer.phase(Phase::Created, &recycled.id);
+                    let reuse = Reuse {
+                        served: recycled.served,
+                        born: recycled.born,
+                    };
+                    return Ok(Held {
+                        id: recycled.id.clone(),
+                        io: HeldIo::Recycled(recycled),
+                        fresh: false,
+                        slot,
+                        taken: Some(taken),
+                        reuse: Some(reuse),
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(container = %recycled.id, error = %e,
+                        "cannot take a recycled container");
+                    let id = recycled.id.clone();
+                    drop(recycled);
+                    self.remove(&id).await;
+                }
+            }
+        }
         if let Some(pool) = pool
             && let Some(warm) = pool.take(&key)
         {
@@ -189,10 +224,11 @@ impl Sandbox {
                     observer.phase(Phase::Created, &warm.id);
                     return Ok(Held {
                         id: warm.id.clone(),
-                        io: warm.io,
+                        io: HeldIo::Attached(warm.io),
                         fresh: false,
                         slot,
                         taken: Some(taken),
+                        reuse: request.task.recycle.then(Reuse::new),
                     });
                 }
                 Err(e) => {
@@ -204,12 +240,19 @@ impl Sandbox {
             }
         }
         let image = self.image_name(request.image);
+        // A container that may serve other jobs after this one is labelled
+        // as the pool's (labels cannot change), named after its job.
+        let (job_label, step_label) = if request.task.recycle {
+            (POOL_JOB, POOL_JOB)
+        } else {
+            (request.job_id, request.step.as_str())
+        };
         let body = container_spec(
             self.settings(),
             image.clone(),
             &request.limits,
-            request.job_id,
-            &request.step,
+            job_label,
+            step_label,
         );
         let id = self.create(&name, image, body).await?;
         tracing::debug!(container = %id, "created a container");
@@ -217,10 +260,11 @@ impl Sandbox {
         match self.attach(&id).await {
             Ok(io) => Ok(Held {
                 id,
-                io,
+                io: HeldIo::Attached(io),
                 fresh: true,
                 slot,
                 taken: None,
+                reuse: request.task.recycle.then(Reuse::new),
             }),
             Err(e) => {
                 self.let_go(&id, pool, slot, None).await;
@@ -519,11 +563,38 @@ impl Outgoing for Vec<u8> {
 /// A container held for a job's step, and how to let it go.
 pub(super) struct Held<'p> {
     pub(super) id: String,
-    pub(super) io: bollard::container::AttachContainerResults,
+    pub(super) io: HeldIo,
     /// Created for this step (to be started), not a warm one waiting.
     pub(super) fresh: bool,
     pub(super) slot: Option<OwnedSemaphorePermit>,
     pub(super) taken: Option<Taken<'p>>,
+    /// Set when the container may serve another job after this one.
+    pub(super) reuse: Option<Reuse>,
+}
+
+/// How the service talks to a held container's monitor.
+pub(super) enum HeldIo {
+    /// Attached, nothing written yet.
+    Attached(bollard::container::AttachContainerResults),
+    /// Recycled: its stdin's writer still running, fed by a channel.
+    Recycled(super::recycle::Recycled),
+}
+
+/// A recyclable container's story so far.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reuse {
+    /// Jobs it served, this one included.
+    pub(super) served: u32,
+    pub(super) born: std::time::Instant,
+}
+
+impl Reuse {
+    fn new() -> Reuse {
+        Reuse {
+            served: 1,
+            born: std::time::Instant::now(),
+        }
+    }
 }
 
 /// How reading a container's frames up to its monitor's report ended.
@@ -551,9 +622,7 @@ pub(super) struct Reading {
     files_cap: usize,
 }
 
-pub(super) type OutputStream = std::pin::Pin<
-    Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
->;
+pub(super) use super::OutputStream;
 
 impl Reading {
     pub(super) fn new(id: &str, task: &Task) -> Reading {
@@ -568,6 +637,12 @@ impl Reading {
             output_cap: task.output_bytes as usize + 64 * 1024,
             files_cap: task.artifacts.unwrap_or(0) as usize + 64 * 1024,
         }
+    }
+
+    /// What was read past the last whole frame (after a report: what the
+    /// monitor sent next, for a recycled container's pool to read).
+    pub(super) fn rest(&mut self) -> Vec<u8> {
+        self.reader.take_pending()
     }
 
     /// Reads frames (relaying output to `observer`) until the monitor's
@@ -604,6 +679,11 @@ impl Reading {
                                 // The report is the monitor's last word
                                 // for this run: no need to wait for more.
                                 Ok(Some(Frame::Report(r))) => return ReadEnd::Report(r),
+                                Ok(Some(Frame::Ready(_))) => {
+                                    return ReadEnd::Tampered(
+                                        "a recycling frame before the report".into(),
+                                    );
+                                }
                                 Ok(None) => break,
                                 Err(e) => return ReadEnd::Tampered(e),
                             }

@@ -24,8 +24,10 @@ use monitor_protocol::{Input, Task, encode_input};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::pool::{Taken, WarmPool};
-use super::run::{DEADLINE_GRACE, ReadEnd, Reading, RunObserver, TaskOutcome, TaskRequest};
+use super::pool::{PoolKey, Returning, Taken, WarmPool};
+use super::run::{
+    DEADLINE_GRACE, HeldIo, ReadEnd, Reading, Reuse, RunObserver, TaskOutcome, TaskRequest,
+};
 use super::spec::{ContainerLimits, limits_update, monitor_task};
 use super::{Sandbox, SandboxError};
 use crate::job::Phase;
@@ -50,6 +52,19 @@ pub struct CaseSession<'a> {
     /// A first task (a compilation) ran and the container was cleared:
     /// the run's task is awaited ([`CaseSession::then_cases`]).
     awaiting_task: bool,
+    /// Set when the container may serve another job after the last case.
+    recycling: Option<Recycling>,
+}
+
+/// What the pool needs to keep a recyclable session's container.
+struct Recycling {
+    key: PoolKey,
+    /// Whose jobs it may serve next (`None`: anyone's).
+    sharers: Option<String>,
+    reuse: Reuse,
+    /// The limits it was created with, given back before it is kept (a
+    /// compilation's container ran its program under the run's).
+    restore: Option<bollard::models::ContainerUpdateBody>,
 }
 
 impl Sandbox {
@@ -66,7 +81,7 @@ impl Sandbox {
         request.task.cases = true;
         request.task.stdin = Vec::new();
         request.task.interactive = None;
-        self.open_session(request, pool, observer).await
+        self.open_recyclable(request, pool, observer).await
     }
 
     /// Holds a container for a compilation followed by its program's cases
@@ -81,7 +96,29 @@ impl Sandbox {
         request.task.then = true;
         request.task.cases = false;
         request.task.interactive = None;
-        self.open_session(request, pool, observer).await
+        let restore = limits_update(self.settings(), &request.limits);
+        let mut session = self.open_recyclable(request, pool, observer).await?;
+        if let Some(recycling) = session.recycling.as_mut() {
+            recycling.restore = Some(restore);
+        }
+        Ok(session)
+    }
+
+    /// Opens a session whose container may serve other jobs after this
+    /// one's last case, when the pool recycles this job's containers.
+    async fn open_recyclable<'a>(
+        &'a self,
+        mut request: TaskRequest<'_>,
+        pool: Option<&'a Arc<WarmPool>>,
+        observer: &dyn RunObserver,
+    ) -> Result<CaseSession<'a>, SandboxError> {
+        let sharers = pool.and_then(|p| p.recycles(request.client.as_deref()));
+        request.task.recycle = sharers.is_some();
+        let mut session = self.open_session(request, pool, observer).await?;
+        if let (Some(recycling), Some(sharers)) = (session.recycling.as_mut(), sharers) {
+            recycling.sharers = sharers;
+        }
+        Ok(session)
     }
 
     async fn open_session<'a>(
@@ -101,8 +138,40 @@ impl Sandbox {
             metrics::docker_error(e.kind());
             return Err(e);
         }
-        let (input, inputs) = tokio::sync::mpsc::channel(4);
-        let writer = super::run::spawn_writer(held.io.input, request.task.encode(), Some(inputs));
+        let recycling = held.reuse.map(|reuse| Recycling {
+            key: PoolKey::pinned(request.image, &request.limits),
+            sharers: None,
+            reuse,
+            restore: None,
+        });
+        // A first task followed by another (`then`) leaves recycling to
+        // the second.
+        request.task.recycle &= !request.task.then;
+        let (input, writer, output) = match held.io {
+            HeldIo::Attached(io) => {
+                let (input, inputs) = tokio::sync::mpsc::channel(4);
+                let writer =
+                    super::run::spawn_writer(io.input, request.task.encode(), Some(inputs));
+                (input, writer, io.output)
+            }
+            HeldIo::Recycled(mut recycled) => {
+                // The writer of its stdin goes on, fed the new task.
+                let sent = recycled.input.send(request.task.encode()).await;
+                let output = std::mem::replace(
+                    &mut recycled.output,
+                    Box::pin(futures_util::stream::empty()),
+                );
+                let (input, writer) = recycled.into_writer();
+                if sent.is_err() {
+                    writer.abort();
+                    self.let_go(&held.id, pool, held.slot, held.taken).await;
+                    return Err(SandboxError::Monitor(
+                        "a recycled container's monitor stopped reading".into(),
+                    ));
+                }
+                (input, writer, output)
+            }
+        };
         Ok(CaseSession {
             sandbox: self,
             pool,
@@ -111,11 +180,12 @@ impl Sandbox {
                 slot: held.slot,
                 taken: held.taken,
             }),
-            output: held.io.output,
+            output,
             input,
             writer,
             task: request.task,
             awaiting_task: false,
+            recycling,
         })
     }
 }
@@ -198,6 +268,7 @@ impl CaseSession<'_> {
         monitor_task(self.sandbox.settings(), limits, &mut task);
         task.cases = true;
         task.then = false;
+        task.recycle = self.recycling.is_some();
         task.stdin = Vec::new();
         task.interactive = None;
         if self.input.send(task.encode()).await.is_err() {
@@ -246,21 +317,60 @@ impl CaseSession<'_> {
             .await;
         metrics::container_phase("run", started.elapsed());
         let clean = matches!(&end, ReadEnd::Report(report) if report.clean);
+        // After the last case, a recyclable container whose monitor
+        // reported, with no error and no OOM kill, goes back to the pool
+        // (which waits for the monitor's word that it restored it).
+        let recyclable =
+            last && matches!(&end, ReadEnd::Report(r) if r.error.is_none() && !r.oom_killed);
+        let leftover = reading.rest();
         let outcome = self
             .sandbox
             .conclude(&id, reading, end, started, observer)
             .await;
-        if !clean {
+        if recyclable && self.recycling.is_some() {
+            self.give_back(leftover);
+        } else if !clean {
             self.close().await;
         }
         super::run::count(&outcome);
         outcome
     }
 
+    /// Hands the container, its monitor restoring it, back to the pool.
+    fn give_back(&mut self, leftover: Vec<u8>) {
+        let (Some(pool), Some(held), Some(recycling)) =
+            (self.pool, self.held.take(), self.recycling.take())
+        else {
+            return;
+        };
+        drop(held.taken);
+        let (input, _) = tokio::sync::mpsc::channel(1);
+        let input = std::mem::replace(&mut self.input, input);
+        let writer = std::mem::replace(&mut self.writer, tokio::spawn(async {}));
+        let output = std::mem::replace(&mut self.output, Box::pin(futures_util::stream::empty()));
+        pool.give_back(Returning {
+            id: held.id,
+            key: recycling.key,
+            client: recycling.sharers,
+            output,
+            leftover,
+            nonce: self.task.nonce,
+            input,
+            writer,
+            served: recycling.reuse.served,
+            born: recycling.reuse.born,
+            slot: held.slot,
+            restore: recycling.restore,
+        });
+    }
+
     /// Ends the session: the container is removed (in the background, its
     /// slot held until it is gone, with a pool).
     pub async fn close(&mut self) {
         self.writer.abort();
+        if let Some(recycling) = self.recycling.take() {
+            metrics::jobs_per_container(recycling.reuse.served);
+        }
         if let Some(held) = self.held.take() {
             self.sandbox
                 .let_go(&held.id, self.pool, held.slot, held.taken)

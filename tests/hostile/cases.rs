@@ -7,7 +7,7 @@ use super::*;
 /// /tmp, in the work directory and in /dev/shm, System V shared memory and
 /// a message queue, 150 MB touched just before it exits); `look` counts
 /// what it finds of them.
-const LEAVE_AND_LOOK: &str = r#"#define _GNU_SOURCE
+pub(crate) const LEAVE_AND_LOOK: &str = r#"#define _GNU_SOURCE
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,7 +217,7 @@ async fn a_compiled_jobs_cases_get_the_runs_limits_and_figures_not_the_compilers
 /// POSIX shared memory, FIFOs and a socket in every writable place.
 /// `look` says what it finds of them: a line that must read
 /// `shm none msg none sem none mq none shm_open none files 0 counts 0 0 0`.
-const IPC_LEAVE_AND_LOOK: &str = r#"#define _GNU_SOURCE
+pub(crate) const IPC_LEAVE_AND_LOOK: &str = r#"#define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
 #include <mqueue.h>
@@ -300,7 +300,7 @@ int main(void) {
 "#;
 
 /// What `look` prints when nothing of an earlier run is left.
-const NOTHING_LEFT: &str =
+pub(crate) const NOTHING_LEFT: &str =
     "shm none msg none sem none mq none shm_open none files 0 counts 0 0 0\n";
 
 #[tokio::test]

@@ -172,12 +172,18 @@ function renderActors(a) {
       el("td", {}, Object.entries(w.restarts || {}).map(([n, r]) => `${n}: ${r.count}`).join(", ") || "–")))));
 }
 
-// A worker's warm pool: idle/wanted per image, and hits vs misses.
+// A worker's warm pool: idle/wanted per image, and hits vs misses; with
+// recycling, the containers waiting for another job and the jobs they served.
 function poolText(pool) {
   if (!pool || !pool.enabled) return "off";
   const images = Object.keys(pool.target || {}).sort()
     .map((image) => `${image} ${(pool.idle || {})[image] || 0}/${pool.target[image]}`);
-  return `${images.join(", ") || "empty"} · hits ${pool.hits}, misses ${pool.misses}`;
+  const recycled = Object.keys(pool.recycled || {}).sort()
+    .map((image) => `${image} ${pool.recycled[image]}`);
+  const reuse = recycled.length
+    ? ` · recycled ${recycled.join(", ")} (${pool.recycledJobsServed} jobs served)`
+    : "";
+  return `${images.join(", ") || "empty"} · hits ${pool.hits}, misses ${pool.misses}${reuse}`;
 }
 
 async function loadSystem() {

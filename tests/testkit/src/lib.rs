@@ -49,6 +49,43 @@ pub fn runtime() -> Option<String> {
         .filter(|r| !r.is_empty() && r != "runc")
 }
 
+/// True when the tests' services recycle containers between jobs
+/// (`CODE_RUNNER_RECYCLE` set to `all` or `per-caller` in the environment,
+/// which every test service's configuration reads).
+pub fn recycling() -> bool {
+    matches!(
+        std::env::var("CODE_RUNNER_RECYCLE").as_deref(),
+        Ok("all" | "per-caller")
+    )
+}
+
+/// The containers a job's steps ran in, in order (from its timeline).
+pub fn containers_of(view: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for event in view["result"]["timeline"].as_array().into_iter().flatten() {
+        if let Some(id) = event["container_id"].as_str()
+            && ids.last().map(String::as_str) != Some(id)
+        {
+            ids.push(id.to_string());
+        }
+    }
+    ids
+}
+
+/// The containers a job's program ran in (phase `running`), in order.
+pub fn run_containers_of(view: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for event in view["result"]["timeline"].as_array().into_iter().flatten() {
+        if event["phase"] == "running"
+            && let Some(id) = event["container_id"].as_str()
+            && ids.last().map(String::as_str) != Some(id)
+        {
+            ids.push(id.to_string());
+        }
+    }
+    ids
+}
+
 /// True when the tests run jobs under gVisor.
 pub fn under_gvisor() -> bool {
     runtime().as_deref() == Some("runsc")
@@ -254,6 +291,42 @@ impl TestService {
             assert!(
                 Instant::now() < deadline,
                 "the pool never warmed {image}: {pool}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the pool holds a recycled container of `image` (a job's
+    /// container restored for the next).
+    pub async fn wait_recycled(&self, image: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let pool = self.pool_stats().await;
+            if pool["recycled"][image].as_u64().unwrap_or(0) >= 1 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no container of {image} was recycled: {pool}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until container `id` is either back in the pool, recycled
+    /// (`true`: named as the pool's again), or gone from the engine
+    /// (`false`).
+    pub async fn recycled_or_gone(&self, id: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.containers().await.iter().find(|c| c.id == id) {
+                None => return false,
+                Some(c) if c.job_id == code_runner::sandbox::pool::POOL_JOB => return true,
+                Some(_) => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "container {id} was neither recycled nor removed"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
