@@ -81,7 +81,7 @@ impl Sandbox {
         request.task.cases = true;
         request.task.stdin = Vec::new();
         request.task.interactive = None;
-        self.open_recyclable(request, pool, observer).await
+        self.open_session(request, pool, observer, None).await
     }
 
     /// Holds a container for a compilation followed by its program's cases
@@ -97,36 +97,22 @@ impl Sandbox {
         request.task.cases = false;
         request.task.interactive = None;
         let restore = limits_update(self.settings(), &request.limits);
-        let mut session = self.open_recyclable(request, pool, observer).await?;
-        if let Some(recycling) = session.recycling.as_mut() {
-            recycling.restore = Some(restore);
-        }
-        Ok(session)
+        self.open_session(request, pool, observer, Some(restore))
+            .await
     }
 
-    /// Opens a session whose container may serve other jobs after this
-    /// one's last case, when the pool recycles this job's containers.
-    async fn open_recyclable<'a>(
-        &'a self,
-        mut request: TaskRequest<'_>,
-        pool: Option<&'a Arc<WarmPool>>,
-        observer: &dyn RunObserver,
-    ) -> Result<CaseSession<'a>, SandboxError> {
-        let sharers = pool.and_then(|p| p.recycles(request.client.as_deref()));
-        request.task.recycle = sharers.is_some();
-        let mut session = self.open_session(request, pool, observer).await?;
-        if let (Some(recycling), Some(sharers)) = (session.recycling.as_mut(), sharers) {
-            recycling.sharers = sharers;
-        }
-        Ok(session)
-    }
-
+    /// Opens a session; its container may serve other jobs after this
+    /// one's last case when the pool recycles this job's containers (a
+    /// chain's given back `restore`, its creation limits, first).
     async fn open_session<'a>(
         &'a self,
         mut request: TaskRequest<'_>,
         pool: Option<&'a Arc<WarmPool>>,
         observer: &dyn RunObserver,
+        restore: Option<bollard::models::ContainerUpdateBody>,
     ) -> Result<CaseSession<'a>, SandboxError> {
+        let sharers = pool.and_then(|p| p.recycles(request.client.as_deref()));
+        request.task.recycle = sharers.is_some();
         request.task.nonce = *uuid::Uuid::new_v4().as_bytes();
         monitor_task(self.settings(), &request.limits, &mut request.task);
         let held = self.hold(&request, pool, observer).await?;
@@ -138,11 +124,11 @@ impl Sandbox {
             metrics::docker_error(e.kind());
             return Err(e);
         }
-        let recycling = held.reuse.map(|reuse| Recycling {
+        let recycling = held.reuse.zip(sharers).map(|(reuse, sharers)| Recycling {
             key: PoolKey::pinned(request.image, &request.limits),
-            sharers: None,
+            sharers,
             reuse,
-            restore: None,
+            restore,
         });
         // A first task followed by another (`then`) leaves recycling to
         // the second.
@@ -343,7 +329,6 @@ impl CaseSession<'_> {
         else {
             return;
         };
-        drop(held.taken);
         let (input, _) = tokio::sync::mpsc::channel(1);
         let input = std::mem::replace(&mut self.input, input);
         let writer = std::mem::replace(&mut self.writer, tokio::spawn(async {}));
@@ -362,6 +347,9 @@ impl CaseSession<'_> {
             slot: held.slot,
             restore: recycling.restore,
         });
+        // Released only now that the pool counts it as taken again (the
+        // sweep leaves either alone).
+        drop(held.taken);
     }
 
     /// Ends the session: the container is removed (in the background, its
