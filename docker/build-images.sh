@@ -230,10 +230,18 @@ print(json.dumps(versions, sort_keys=True))')"; then
     fi
     # The labels that mark the image current and say its versions (a layer
     # of metadata only).
+    local previous
+    previous="$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)"
     printf 'FROM %s\n' "$tag.building" | docker build -q \
         --label "code-runner.image=$image" --label "code-runner.versions=$versions" \
         --label "code-runner.build-hash=$want" -t "$tag" - >/dev/null
     docker rmi -f "$tag.building" >/dev/null 2>&1 || true
+    # The image this one replaces, untagged now: removed unless a container
+    # still uses it (each monitor change would otherwise leave one image per
+    # recipe behind, gigabytes after a few rebuilds).
+    if [ -n "$previous" ]; then
+        docker rmi "$previous" >/dev/null 2>&1 || true
+    fi
     log "built $tag in $((SECONDS - started)) s: $versions"
 }
 
