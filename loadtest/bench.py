@@ -33,7 +33,13 @@ Measures, on this machine, in this order:
   7. live runs: one `api` process and two `worker` processes (cap 25
      each), 50 interactive sessions at once over WebSockets, each echoing
      100 lines (`loadtest --interactive 50 --lines 100`): each line's round
-     trip, next to batch jobs run meanwhile.
+     trip, next to batch jobs run meanwhile;
+  8. recycled containers (issue 33): `serve` on its defaults with
+     CODE_RUNNER_RECYCLE off and all, under runc and (when the engine has
+     it) gVisor: a lone job, hello worlds at the cap and the CPU they cost
+     against the job-CPU ceiling, the 20-case C++ job, an idle recycled
+     container's memory, the RSS after 10,000 recycled jobs.
+     BENCH_ONLY=recycle runs this step alone and prints it (no report).
 
 Prints each figure and writes BENCHMARKS.md. Speed is reported, never
 asserted; a lost or wrong job in any run fails the benchmark.
@@ -199,8 +205,6 @@ def service(role, pool_size, name, listen=API, admin=ADMIN, cap=CAP, wait=True, 
         "CODE_RUNNER_REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}",
         "CODE_RUNNER_LISTEN": listen,
         "CODE_RUNNER_ADMIN_LISTEN": admin,
-        "CODE_RUNNER_CONCURRENCY": str(cap),
-        "CODE_RUNNER_POOL_SIZE": str(pool_size),
         "CODE_RUNNER_DATA_DIR": str(work / name),
         # No admission limits: the point is the service's own speed.
         "CODE_RUNNER_MAX_QUEUE_DEPTH": "10000000",
@@ -208,6 +212,11 @@ def service(role, pool_size, name, listen=API, admin=ADMIN, cap=CAP, wait=True, 
         "CODE_RUNNER_REQUEST_RATE_LIMIT_PER_MINUTE": "0",
         "RUST_LOG": "warn",
     })
+    # None: the service's own default (one job per CPU, its pool's size).
+    if cap is not None:
+        env["CODE_RUNNER_CONCURRENCY"] = str(cap)
+    if pool_size is not None:
+        env["CODE_RUNNER_POOL_SIZE"] = str(pool_size)
     env.update(extra_env or {})
     log = open(work / f"{name}.log", "w")
     process = subprocess.Popen([BIN / "code-runner", role], env=env, stdout=log, stderr=log)
@@ -418,6 +427,113 @@ def ceiling_runs(redis_process):
         say(f"proof of concept's workload, cap {cap}: {poc['jobs_per_second']:.2f} jobs/s "
             f"(its {POC_JOBS_PER_SECOND} then)")
         stop(process)
+    return result
+
+
+N_RECYCLE = 60 if QUICK else 300
+N_RSS = 1000 if QUICK else 10000
+
+
+def runsc_registered():
+    """Whether the engine has gVisor (`scripts/setup.sh --gvisor`)."""
+    out = subprocess.run(["docker", "info", "--format", "{{json .Runtimes}}"],
+                         capture_output=True, text=True).stdout
+    return "runsc" in out
+
+
+def raw_runtime_run(runtime, runs):
+    """Median of a raw `docker run --rm --network none` of the Python
+    hello world under `runtime`."""
+    def once():
+        started = time.monotonic()
+        subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", "--runtime", runtime,
+             "--entrypoint", "python3", "code-runner/python:latest", "-c", "print(1)"],
+            check=True, capture_output=True,
+        )
+        return (time.monotonic() - started) * 1000
+
+    once()
+    times = [once() for _ in range(runs)]
+    say(f"raw docker run ({runtime}): median {statistics.median(times):.0f} ms")
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "runs": runs}
+
+
+def memory_mb(text):
+    """`docker stats`' `3.5MiB / 256MiB` → 3.5 (MB of 2^20 bytes)."""
+    number, unit = re.match(r"([\d.]+)\s*([KMG]i?B|B)", text.split("/")[0].strip()).groups()
+    scale = {"B": 1 / 2**20, "KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "kB": 1 / 1024, "MB": 1, "GB": 1024}
+    return float(number) * scale.get(unit, 1)
+
+
+def idle_recycled_mb():
+    """The memory each recycled container waiting in the pool holds
+    (`docker stats`: its cgroup's charge), and how many there were."""
+    with urllib.request.urlopen(f"http://{ADMIN}/v1/stats") as answer:
+        pool = json.load(answer).get("pool") or {}
+    ids = [c["container"] for c in pool.get("recycledContainers", [])]
+    if not ids:
+        return None
+    out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", *ids],
+                         check=True, capture_output=True, text=True).stdout
+    sizes = [memory_mb(line) for line in out.splitlines() if line.strip()]
+    return {"containers": len(sizes), "mean_mb": statistics.mean(sizes), "max_mb": max(sizes)}
+
+
+def recycle_runs(redis_process, runtime=None):
+    """Issue 33: the service on its defaults (cap = the CPUs, each job
+    pinned; the pool's own size), a fresh container per job
+    (`CODE_RUNNER_RECYCLE=off`, the default) and recycled containers
+    (`all`): a lone job, hello worlds at the cap with the CPU they cost,
+    the 20-case C++ job; with recycling, the memory of an idle recycled
+    container and (runc) the service's RSS after N_RSS jobs."""
+    tag = runtime or "runc"
+    result = {}
+    for mode in ("off", "all"):
+        say(f"recycling {mode}, {tag}, the service's defaults")
+        env = {"CODE_RUNNER_RECYCLE": mode}
+        if runtime:
+            env["CODE_RUNNER_RUNTIME"] = runtime
+        process = service("serve", None, f"recycle-{mode}-{tag}", cap=None, extra_env=env)
+        loadtest("--jobs", 32, "--concurrency", 16)  # warm-up, not counted
+        lone = loadtest("--rate", 2, "--duration", 10 if QUICK else 15, "--concurrency", 1)
+        say(f"  lone job: p50 {lone['end_to_end']['p50_ms']:.1f} ms")
+        burst = cpu_per_job(lambda: loadtest("--jobs", N_RECYCLE, "--concurrency", 16),
+                            N_RECYCLE, process, redis_process)
+        say(f"  {N_RECYCLE} jobs, 16 at a time: {burst['jobs_per_second']:.2f}/s, "
+            f"{burst['cpu_ms_per_job']['machine']:.1f} ms CPU per job, job's own {burst['job_cpu_mean_ms']:.1f} ms")
+        entry = {"lone": lone["end_to_end"], "burst": burst}
+        if mode == "all":
+            time.sleep(2)
+            entry["idle_container"] = idle_recycled_mb()
+            if entry["idle_container"]:
+                say(f"  idle recycled container: {entry['idle_container']['mean_mb']:.1f} MB "
+                    f"({entry['idle_container']['containers']} of them)")
+        loadtest("--jobs", 4, "--concurrency", 4, "--language", "cpp", "--cases", 2)  # warm-up
+        many = loadtest("--jobs", N_CASES_SERIAL, "--concurrency", 1, "--language", "cpp", "--cases", CASES)
+        cap = loadtest("--jobs", N_CASES_CAP, "--concurrency", 16, "--language", "cpp", "--cases", CASES)
+        entry["cases"] = {"serial": many["end_to_end"], "cap_jobs_per_second": cap["jobs_per_second"],
+                          "cap_job_cpu_ms": cap["job_cpu_mean_ms"]}
+        say(f"  {CASES}-case C++ job: p50 {many['end_to_end']['p50_ms']:.0f} ms, "
+            f"at the cap {cap['jobs_per_second']:.2f} jobs/s")
+        if mode == "all" and runtime is None:
+            rss = loadtest("--jobs", N_RSS, "--concurrency", 16)
+            entry["rss"] = {"jobs": N_RSS, "jobs_per_second": rss["jobs_per_second"],
+                            "rss_mb": rss_mb(process)}
+            say(f"  RSS after {N_RSS} more jobs ({rss['jobs_per_second']:.2f}/s): {entry['rss']['rss_mb']:.1f} MB")
+        with urllib.request.urlopen(f"http://{ADMIN}/v1/stats") as answer:
+            entry["pool_stats"] = json.load(answer).get("pool")
+        stop(process)
+        result[mode] = entry
+    if runtime:
+        result["raw"] = raw_runtime_run(runtime, 5 if QUICK else 15)
+        out = subprocess.run(
+            [BIN / "engine-cycles", "--cycles", str(60 if QUICK else 200), "--parallel", str(CAP),
+             "--runtime", runtime, "--json"],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        result["engine_4"] = json.loads(out)
+        say(f"engine ({runtime}): {result['engine_4']['cycles_per_second']:.2f} cycles/s, {CAP} at a time")
     return result
 
 
@@ -782,11 +898,83 @@ def write_report(f):
          f"{poc_best:.2f} jobs/s = {poc_best / poc_today:.2f}×",
          poc_best >= 1.3 * poc_today),
     ]
-    lines += ["## Targets (issues 7, 17 and 19)", "", "| target | measured | |", "|---|---|---|"]
+    rec_lines, rec_targets = recycle_report(f)
+    lines += rec_lines
+    targets += rec_targets
+    lines += ["## Targets (issues 7, 17, 19 and 33)", "", "| target | measured | |", "|---|---|---|"]
     lines += [f"| {t} | {m_} | {verdict(ok)} |" for t, m_, ok in targets]
     lines += ["", "## Why", "", "<!-- notes -->", ""]
     figures["targets"] = [{"target": t, "measured": m_, "met": ok} for t, m_, ok in targets]
     return "\n".join(lines)
+
+
+def recycle_report(f):
+    """The section of issue 33 and its targets."""
+    cores = f["machine"]["cores"]
+    lines = [
+        "## Recycled containers (issue 33)",
+        "",
+        "`serve` on its defaults, as `make run` starts it: the cap is the machine's CPUs "
+        f"({cores}), each job pinned to its slot's CPU, the pool at its own size; "
+        "`CODE_RUNNER_RECYCLE=off` (a fresh container per job) against `all` (a container serves "
+        "job after job, restored and checked between them). Python hello worlds: a lone job (one "
+        f"every 0.5 s), then {N_RECYCLE} jobs 16 at a time; the engine's own limit beside them is its "
+        f"bare create-start-wait-remove cycle with no network sandbox, {CAP} at a time. The job-CPU "
+        "ceiling is what the cores allow when a job costs only its own CPU (cores × 1000 ÷ the job's "
+        f"CPU ms, as its sandbox measured it). The {CASES}-case C++ job: {N_CASES_SERIAL} one after "
+        f"another, then {N_CASES_CAP} 16 at a time.",
+        "",
+        "| runtime | recycling | lone p50 | × raw `docker run` | jobs/s at the cap | × engine cycles/s | "
+        "job's CPU | job-CPU ceiling | of it | CPU per job (service, Redis, client, dockerd, containerd, rest) | "
+        f"{CASES}-case C++ p50 | {CASES}-case jobs/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    targets = []
+    for runtime, key in (("runc", "recycle_runc"), ("gVisor (runsc)", "recycle_runsc")):
+        r = f.get(key)
+        if not r:
+            continue
+        raw = r["raw"]["median_ms"] if "raw" in r else f["raw_docker_run"]["none"]["median_ms"]
+        engine = r["engine_4"]["cycles_per_second"] if "engine_4" in r else f["engine_4"]["cycles_per_second"]
+        for mode in ("off", "all"):
+            v = r[mode]
+            b = v["burst"]
+            c = b["cpu_ms_per_job"]
+            ceiling = cores * 1000 / b["job_cpu_mean_ms"]
+            v["ceiling"] = ceiling
+            lines.append(
+                f"| {runtime} | {mode} | {v['lone']['p50_ms']:.1f} ms | {v['lone']['p50_ms'] / raw:.3f}× {raw:.0f} ms | "
+                f"{b['jobs_per_second']:.2f} | {b['jobs_per_second'] / engine:.2f}× {engine:.2f} | "
+                f"{b['job_cpu_mean_ms']:.1f} ms | {ceiling:.0f} jobs/s | {b['jobs_per_second'] / ceiling:.0%} | "
+                f"{c['machine']:.1f} ms ({c['service']:.1f}, {c['redis']:.1f}, {c['client']:.1f}, {c['dockerd']:.1f}, "
+                f"{c['containerd']:.1f}, {c['rest']:.1f}) | {v['cases']['serial']['p50_ms']:.0f} ms | "
+                f"{v['cases']['cap_jobs_per_second']:.2f} |")
+        a = r["all"]
+        b = a["burst"]
+        targets += [
+            (f"{runtime}, recycled: hello worlds at the default cap ≥ 3× the engine's lifecycles/s (issue 33)",
+             f"{b['jobs_per_second']:.2f} jobs/s = {b['jobs_per_second'] / engine:.2f}× {engine:.2f}",
+             b["jobs_per_second"] >= 3 * engine),
+            (f"{runtime}, recycled: a lone job's p50 ≤ 0.10× a raw `docker run --rm --network none` (issue 33)",
+             f"{a['lone']['p50_ms']:.1f} ms = {a['lone']['p50_ms'] / raw:.3f}× {raw:.0f} ms",
+             a["lone"]["p50_ms"] <= 0.10 * raw),
+            (f"{runtime}, recycled: ≥ 60% of the job-CPU ceiling (issue 33)",
+             f"{b['jobs_per_second']:.2f} of {a['ceiling']:.0f} jobs/s = {b['jobs_per_second'] / a['ceiling']:.0%}",
+             b["jobs_per_second"] >= 0.6 * a["ceiling"]),
+        ]
+    r = f.get("recycle_runc", {}).get("all", {})
+    idle, rss = r.get("idle_container"), r.get("rss")
+    lines.append("")
+    if idle:
+        lines.append(f"An idle recycled container (runc) holds {idle['mean_mb']:.1f} MB on average "
+                     f"({idle['max_mb']:.1f} MB the most; {idle['containers']} waiting; `docker stats`, its cgroup's charge).")
+    if rss:
+        lines.append(f"The service's RSS after {rss['jobs']:,} more recycled jobs ({rss['jobs_per_second']:.2f} jobs/s): "
+                     f"{rss['rss_mb']:.1f} MB.")
+        targets.append((f"`serve` RSS < 100 MB after {rss['jobs']:,} recycled jobs (issue 33)",
+                        f"{rss['rss_mb']:.1f} MB", rss["rss_mb"] < 100))
+    lines.append("")
+    return lines, targets
 
 
 def main():
@@ -798,7 +986,26 @@ def main():
     figures["engine_1"] = engine_cycles(1, 30 if QUICK else 60)
     figures["engine_4"] = engine_cycles(CAP, 60 if QUICK else 200)
     figures["engine_knobs"] = engine_knobs(40 if QUICK else 150)
+    only = os.environ.get("BENCH_ONLY")  # "recycle": that section alone, printed, no report
     redis = start_redis()
+    if only == "recycle":
+        try:
+            figures["raw_docker_run"] = raw_docker_run(5 if QUICK else 15)
+            figures["engine_4"] = engine_cycles(CAP, 60 if QUICK else 200)
+            figures["recycle_runc"] = recycle_runs(redis)
+            if runsc_registered():
+                figures["recycle_runsc"] = recycle_runs(redis, "runsc")
+        finally:
+            for process in list(RUNNING):
+                stop(process)
+            redis.terminate()
+            redis.wait()
+        lines, targets = recycle_report(figures)
+        print("\n".join(lines))
+        for t, m_, ok in targets:
+            say(f"{'met    ' if ok else 'NOT MET'} {t}: {m_}")
+        (work / "figures.json").write_text(json.dumps(figures, indent=2))
+        return
     try:
         figures["pool_off"] = service_runs(0, "off")
         figures["pool_on"] = service_runs(4, "on")
@@ -806,6 +1013,9 @@ def main():
         figures["ceiling"] = ceiling_runs(redis)
         figures["api"] = api_runs()
         figures["interactive"] = interactive_runs()
+        figures["recycle_runc"] = recycle_runs(redis)
+        if runsc_registered():
+            figures["recycle_runsc"] = recycle_runs(redis, "runsc")
     finally:
         for process in list(RUNNING):
             stop(process)

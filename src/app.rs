@@ -252,13 +252,37 @@ impl App {
             tracing::info!(version = %engine.version, api = %engine.api_version, "Docker engine");
             // A CPU of its own per worker slot, where that is possible:
             // neighbours' processes then never run on a job's CPU.
-            let engine_cpus = sandbox.engine_cpus().await.unwrap_or(0);
-            let pinned_cpus = config.cpus == 1.0
-                && config.concurrency <= engine_cpus
-                && !sandbox.settings().overrides.contains_key("CpusetCpus");
+            // Workers sharing the engine each claim CPUs no other holds.
+            let engine = sandbox.engine_machine().await.unwrap_or_default();
+            let slot_cpus = if config.cpus == 1.0
+                && config.concurrency <= engine.cpus
+                && !sandbox.settings().overrides.contains_key("CpusetCpus")
+            {
+                let claimed = queue
+                    .claim_cpus(
+                        &engine.id,
+                        &worker_id,
+                        config.concurrency,
+                        engine.cpus,
+                        crate::job::now_ms(),
+                    )
+                    .await?;
+                if claimed.is_empty() {
+                    tracing::warn!(
+                        engine_cpus = engine.cpus,
+                        concurrency = config.concurrency,
+                        "other workers on this Docker engine hold its CPUs: this worker's \
+                         jobs are not pinned to CPUs of their own (lower \
+                         CODE_RUNNER_CONCURRENCY on the workers sharing it)"
+                    );
+                }
+                claimed
+            } else {
+                Vec::new()
+            };
             tracing::info!(
-                pinned_cpus,
-                engine_cpus,
+                cpus = ?slot_cpus,
+                engine_cpus = engine.cpus,
                 concurrency = config.concurrency,
                 "CPU pinning (a CPU of its own per worker slot)"
             );
@@ -329,7 +353,7 @@ impl App {
                     cases_share_container: config.cases_share_container,
                 },
                 interactive_grace: std::time::Duration::from_millis(config.interactive_grace_ms),
-                pinned_cpus,
+                slot_cpus,
                 images,
                 pool: WarmPool::start(
                     sandbox.clone(),

@@ -19,6 +19,9 @@ pub struct WorkerInfo {
     pub concurrency: u32,
     /// Jobs it is running now.
     pub running: usize,
+    /// The CPU each of its slots' jobs is pinned to (empty: not pinned).
+    #[serde(default)]
+    pub cpus: Vec<u32>,
     /// Whether its Docker engine answers (it claims no jobs while not).
     #[serde(default = "yes")]
     pub engine_ok: bool,
@@ -100,6 +103,20 @@ pub struct PoolStats {
     /// Jobs those containers served so far, in all.
     #[serde(default)]
     pub recycled_jobs_served: u64,
+    /// Each of those containers: its image, the jobs it served, its age.
+    #[serde(default)]
+    pub recycled_containers: Vec<RecycledContainer>,
+}
+
+/// A recycled container waiting for its next job.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecycledContainer {
+    pub image: String,
+    /// Its engine id, shortened as `docker ps` shows it.
+    pub container: String,
+    pub jobs_served: u32,
+    pub age_ms: u64,
 }
 
 /// What a worker process publishes of its engine for the API in the same
@@ -139,6 +156,7 @@ mod tests {
             host: "h".into(),
             concurrency: 1,
             running: 0,
+            cpus: Vec::new(),
             engine_ok: true,
             started_at_ms: 0,
             heartbeat_at_ms: 0,

@@ -41,8 +41,9 @@ pub(super) struct Stream {
 }
 
 /// Runs the task's command on `stdin`. An interactive task's input frames
-/// are read from `input_fd`, starting with `input_read` (bytes of it
-/// already read).
+/// are read from `input_fd` through `inputs` (which may hold bytes of it
+/// already read, and holds what was read past the frames it took when the
+/// command ended).
 ///
 /// The memory figure is the command's own: the larger of its process
 /// tree's peak resident set (`ru_maxrss` of the command, which counts the
@@ -59,7 +60,7 @@ pub(super) fn run(
     stdin: &[u8],
     out: &mut Output,
     input_fd: BorrowedFd<'_>,
-    input_read: &[u8],
+    inputs: &mut InputReader,
 ) -> Report {
     let cgroup = Cgroup::detect();
     let held_before = cgroup.held_bytes();
@@ -115,7 +116,7 @@ pub(super) fn run(
         keep_from_children(&file.content);
     }
     keep_from_children(stdin);
-    keep_from_children(input_read);
+    keep_from_children(inputs.pending());
 
     let started = Instant::now();
     // SAFETY: the monitor is single-threaded; the child makes only raw
@@ -260,8 +261,6 @@ pub(super) fn run(
     // The command's stdin, until it is closed.
     let mut stdin_w = Some(stdin_w).filter(|_| !stdin.is_empty() || interactive);
     let mut input_open = interactive;
-    let mut inputs = InputReader::default();
-    inputs.push(input_read);
     if interactive {
         set_nonblocking(input_fd);
     }
@@ -351,9 +350,10 @@ pub(super) fn run(
                                 limit = Some(LimitHit::NoClient);
                             }
                         }
-                        // Cases come between runs, never during one: not
-                        // the service's frames; take no more input.
-                        Input::Case { .. } => {
+                        // Cases come between runs and an end after the
+                        // report, never during one: not the service's
+                        // frames; take no more input.
+                        Input::Case { .. } | Input::End => {
                             input_open = false;
                             stdin_ends = true;
                         }

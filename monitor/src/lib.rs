@@ -58,9 +58,11 @@
 //! and OOM kills as counter deltas, the peak memory sampled). An unclear
 //! container, or the end of stdin instead of a task, ends the monitor.
 //!
-//! **Recycle** (batch tasks with `recycle`; never interactive): after the
-//! task's last report (the command's, the last case's, or the second
-//! task's after `then`, which carries `recycle` itself), the monitor
+//! **Recycle** (tasks with `recycle`): after the task's last report (the
+//! command's, the last case's, or the second task's after `then`, which
+//! carries `recycle` itself), and for an interactive task once the service
+//! sent [`Input::End`] after the report (every input frame before it is
+//! read and dropped, so none is taken for the next task), the monitor
 //! restores the container for another job: every process killed and
 //! reaped, `/tmp` (the work directory with it), `/dev/shm` and
 //! `/dev/mqueue` emptied and the command's System V IPC objects removed;
@@ -234,6 +236,7 @@ pub const INPUT_CLOSE: u8 = b'C';
 pub const INPUT_SIGNAL: u8 = b'S';
 pub const INPUT_LEFT: u8 = b'L';
 pub const INPUT_CASE: u8 = b'K';
+pub const INPUT_END: u8 = b'E';
 /// Largest input frame payload.
 pub const MAX_INPUT_CHUNK: usize = 64 * 1024;
 
@@ -252,6 +255,9 @@ pub enum Input {
     /// data frames, ended by a close frame); `last` says no case follows it,
     /// so the container needs no restore after it.
     Case { last: bool },
+    /// A recycled interactive task's last frame, sent after its report:
+    /// the service sends nothing more for it (see **Recycle**).
+    End,
 }
 
 /// The signals a client may send (as a terminal's keys and a supervisor
@@ -277,6 +283,7 @@ pub fn encode_input(input: &Input) -> Vec<u8> {
         Input::Signal(n) => frame(&mut out, INPUT_SIGNAL, &[*n as u8]),
         Input::ClientLeft => frame(&mut out, INPUT_LEFT, &[]),
         Input::Case { last } => frame(&mut out, INPUT_CASE, &[u8::from(*last)]),
+        Input::End => frame(&mut out, INPUT_END, &[]),
     }
     out
 }
@@ -295,6 +302,11 @@ impl InputReader {
     /// What was received past the last frame read.
     pub fn into_rest(self) -> Vec<u8> {
         self.buffer
+    }
+
+    /// What was received past the last frame read, still held.
+    pub fn pending(&self) -> &[u8] {
+        &self.buffer
     }
 
     /// The next whole input frame, if one has arrived.
@@ -320,6 +332,7 @@ impl InputReader {
             INPUT_DATA => Input::Data(payload),
             INPUT_CLOSE => Input::Close,
             INPUT_LEFT => Input::ClientLeft,
+            INPUT_END => Input::End,
             INPUT_CASE => match payload[..] {
                 [flag @ (0 | 1)] => Input::Case { last: flag == 1 },
                 _ => return Err("a bad case frame".into()),
@@ -516,9 +529,6 @@ impl Task {
         }
         if task.then && (task.cases || task.interactive.is_some()) {
             return Err("only a batch task can be followed by another".into());
-        }
-        if task.recycle && task.interactive.is_some() {
-            return Err("an interactive task's container is not recycled".into());
         }
         Ok(task)
     }
@@ -881,6 +891,7 @@ mod tests {
             Input::ClientLeft,
             Input::Case { last: false },
             Input::Case { last: true },
+            Input::End,
         ];
         let bytes: Vec<u8> = inputs.iter().flat_map(encode_input).collect();
         for split in [1, 3, 5, 4096, bytes.len()] {

@@ -43,7 +43,7 @@ use command::run;
 use files::{send_artifacts, write_files};
 use privileges::become_monitor;
 use restore::{clear, nothing_left, restore};
-use sys::{LARGE_ALLOCATION, write_all};
+use sys::{LARGE_ALLOCATION, set_blocking, write_all};
 
 /// How often limits are checked while the command runs.
 const TICK: Duration = Duration::from_millis(10);
@@ -189,7 +189,9 @@ fn serve(
         let rest = serve_cases(&task, out, stdin.as_fd(), &after_task)?;
         return Some((task, rest));
     }
-    let mut report = run(&task, &task.stdin, out, stdin.as_fd(), &after_task);
+    let mut inputs = InputReader::default();
+    inputs.push(&after_task);
+    let mut report = run(&task, &task.stdin, out, stdin.as_fd(), &mut inputs);
     if let Some(max) = task.artifacts
         && report.error.is_none()
     {
@@ -210,8 +212,46 @@ fn serve(
             None
         };
     }
-    // An interactive task read its input past the task: never recycled.
-    (report.error.is_none() && task.interactive.is_none()).then_some((task, after_task))
+    if report.error.is_some() {
+        return None;
+    }
+    if task.interactive.is_none() {
+        return Some((task, inputs.into_rest()));
+    }
+    // An interactive task's input goes on past its report until the
+    // service's end frame; the next task follows that.
+    if !task.recycle {
+        return None;
+    }
+    set_blocking(stdin);
+    let rest = input_end(stdin.as_fd(), &mut inputs)?;
+    Some((task, rest))
+}
+
+/// Reads input frames (blocking) and drops them until [`Input::End`]; the
+/// bytes read past it. `None` at the end of input or on a frame that is
+/// not the service's.
+fn input_end(fd: BorrowedFd<'_>, inputs: &mut InputReader) -> Option<Vec<u8>> {
+    let mut buffer = vec![0u8; MAX_CHUNK];
+    loop {
+        loop {
+            match inputs.next_input() {
+                Ok(None) => break,
+                Ok(Some(Input::End)) => return Some(std::mem::take(inputs).into_rest()),
+                Ok(Some(_)) => {}
+                Err(e) => {
+                    eprintln!("code-runner-monitor: bad input after an interactive task: {e}");
+                    return None;
+                }
+            }
+        }
+        match rustix::io::read(fd, &mut buffer) {
+            Ok(0) => return None,
+            Ok(n) => inputs.push(&buffer[..n]),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return None,
+        }
+    }
 }
 
 /// After a task with `then` and a clear of the container: reads the next
@@ -270,7 +310,7 @@ fn serve_cases(
     inputs.push(after_task);
     let mut buffer = vec![0u8; MAX_CHUNK];
     while let Some((stdin, last)) = next_case(input, &mut inputs, &mut buffer) {
-        let mut report = run(task, &stdin, out, input, &[]);
+        let mut report = run(task, &stdin, out, input, &mut InputReader::default());
         if !last && report.error.is_none() {
             match restore(task) {
                 Ok(()) => report.clean = true,
@@ -415,7 +455,13 @@ mod tests {
                 drop(input_w);
             })
         };
-        let report = run(task, &task.stdin, &mut out, input_r.as_fd(), &[]);
+        let report = run(
+            task,
+            &task.stdin,
+            &mut out,
+            input_r.as_fd(),
+            &mut InputReader::default(),
+        );
         feeder.join().unwrap();
         drop(input_r);
         let bytes = std::fs::read(&path).unwrap_or_default();

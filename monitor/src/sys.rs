@@ -56,6 +56,15 @@ pub(super) fn set_nonblocking(fd: impl AsFd) {
     }
 }
 
+/// Clears `O_NONBLOCK` on `fd` (stdin after an interactive task, before
+/// the next task is read from it).
+pub(super) fn set_blocking(fd: impl AsFd) {
+    use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
+    if let Ok(flags) = fcntl_getfl(&fd) {
+        let _ = fcntl_setfl(&fd, flags - OFlags::NONBLOCK);
+    }
+}
+
 /// Writes all of `bytes` to `fd` (a pipe or file), going on after
 /// interruptions. Raw system calls only, allocating nothing: the child
 /// reports a failed start with it between `fork` and `execve`, where std's

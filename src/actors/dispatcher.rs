@@ -494,7 +494,7 @@ async fn start_job(
         job: prepared,
         settings: ExecutionSettings {
             uid: services.execution.uid + slot,
-            cpuset: services.pinned_cpus.then_some(slot),
+            cpuset: services.slot_cpus.get(slot as usize).copied(),
             ..services.execution
         },
         sandbox: services.sandbox.clone(),

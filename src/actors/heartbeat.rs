@@ -88,6 +88,7 @@ fn worker_info(services: &WorkerServices, vitals: &WorkerVitals) -> WorkerInfo {
         host: crate::config::hostname(),
         concurrency: services.worker_settings.concurrency,
         running: vitals.running.load(Ordering::Relaxed),
+        cpus: services.slot_cpus.clone(),
         engine_ok: vitals.engine_ok.load(Ordering::Relaxed),
         started_at_ms: vitals.started_at_ms,
         heartbeat_at_ms: now_ms(),

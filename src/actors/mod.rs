@@ -55,10 +55,11 @@ pub struct WorkerServices {
     pub shutdown_grace: Duration,
     /// How long an interactive job runs with no client connected.
     pub interactive_grace: Duration,
-    /// Each job runs on its worker slot's own CPU (slot N on CPU N): jobs
-    /// of one CPU each, no more of them than the engine has CPUs, and no
-    /// operator cpuset of its own.
-    pub pinned_cpus: bool,
+    /// The CPU each worker slot's jobs run on (slot N on `slot_cpus[N]`),
+    /// claimed from those no other worker on the engine holds; empty when
+    /// jobs are not pinned (more than one CPU each, more slots than free
+    /// CPUs, or an operator cpuset).
+    pub slot_cpus: Vec<u32>,
     /// Test-only fault hooks enabled.
     pub fault_injection: bool,
 }

@@ -149,12 +149,17 @@ pub(super) async fn interact(
         claim_first(&ended_first, SOLUTION);
         run
     };
-    // The interactor's container takes no worker slot of its own (nor a
-    // warm one): the job holds its slot through the solution's, and two
-    // slots per job could leave every job at the cap holding one and
-    // waiting for another while their solutions idle.
+    // The interactor's container takes no worker slot of its own: the job
+    // holds its slot through the solution's, and two slots per job could
+    // leave every job at the cap holding one and waiting for another while
+    // their solutions idle. Nor a warm container, unless this caller's
+    // containers are recycled: it may then take a recycled one and be
+    // recycled itself.
     let unslotted = Steps {
-        pool: None,
+        pool: steps
+            .pool
+            .filter(|pool| pool.recycles(steps.client).is_some()),
+        slotless: true,
         ..*steps
     };
     let interactor_side = async {

@@ -86,6 +86,7 @@ pub async fn execute(
         pool,
         job_id: &job.job_id,
         client: job.client.as_deref(),
+        slotless: false,
         settings,
         cancel,
         observer,

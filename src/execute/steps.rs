@@ -23,6 +23,9 @@ pub(super) struct Steps<'a> {
     pub(super) job_id: &'a str,
     /// Who submitted the job (see `TaskRequest::client`).
     pub(super) client: Option<&'a str>,
+    /// Its containers hold none of the cap's slots (see
+    /// `TaskRequest::slotless`).
+    pub(super) slotless: bool,
     pub(super) settings: &'a ExecutionSettings,
     pub(super) cancel: &'a CancellationToken,
     pub(super) observer: &'a dyn RunObserver,
@@ -99,6 +102,7 @@ impl Steps<'_> {
             step,
             input,
             client: self.client.map(str::to_string),
+            slotless: self.slotless,
         }
     }
 

@@ -20,7 +20,7 @@ impl JobQueue {
         self.settings.own_key("workers")
     }
 
-    fn expiry_key(&self) -> String {
+    pub(super) fn expiry_key(&self) -> String {
         self.settings.own_key("workers:expiry")
     }
 
@@ -37,7 +37,8 @@ impl JobQueue {
         with_timeout(self.connection().pipe::<()>(&pipe)).await
     }
 
-    /// Removes a worker's heartbeat (it is stopping).
+    /// Removes a worker's heartbeat and gives back the CPUs it held (it is
+    /// stopping, or found dead).
     pub async fn forget_worker(&self, id: &str) -> Result<(), QueueError> {
         let mut pipe = redis::pipe();
         pipe.atomic()
@@ -45,7 +46,8 @@ impl JobQueue {
             .ignore()
             .zrem(self.expiry_key(), id)
             .ignore();
-        with_timeout(self.connection().pipe::<()>(&pipe)).await
+        with_timeout(self.connection().pipe::<()>(&pipe)).await?;
+        self.release_cpus(id).await
     }
 
     /// True when the worker's heartbeat has not expired.

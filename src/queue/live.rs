@@ -217,9 +217,9 @@ impl JobQueue {
             Input::Close => ("close", Vec::new()),
             Input::Signal(n) => ("signal", n.to_string().into_bytes()),
             Input::ClientLeft => ("left", Vec::new()),
-            // The service's own frame between a job's test cases, never a
-            // client's input: nothing to store.
-            Input::Case { .. } => return Ok(false),
+            // The service's own frames (between a job's test cases, after
+            // a recycled task), never a client's input: nothing to store.
+            Input::Case { .. } | Input::End => return Ok(false),
         };
         let size = if kind == "data" { data.len() } else { 0 };
         let mut cmd = redis::cmd("EVAL");

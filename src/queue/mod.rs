@@ -8,6 +8,7 @@
 //! - [`worker`]: the BullMQ `Worker` a dispatcher owns (claims jobs only
 //!   while it has a free slot, renews their locks, recovers stalled jobs).
 //! - [`heartbeat`]: live worker processes, for the orphan sweep and stats.
+//! - [`cpus`]: the CPUs each worker pins its slots to, per engine.
 //! - [`cancel`]: cancellation, idempotency keys, language versions.
 //! - [`events`]: waiting for jobs to finish, from the queue's event stream.
 //! - [`deliveries`]: webhooks owed, in a BullMQ queue of their own.
@@ -19,6 +20,7 @@
 
 pub mod admin;
 pub mod cancel;
+pub mod cpus;
 pub mod deliveries;
 pub mod embedded;
 pub mod events;

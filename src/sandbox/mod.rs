@@ -139,6 +139,13 @@ pub struct EngineInfo {
     pub api_version: String,
 }
 
+/// The engine's machine, for CPU claims.
+#[derive(Debug, Clone, Default)]
+pub struct EngineMachine {
+    pub id: String,
+    pub cpus: u32,
+}
+
 pub use crate::language::image_name;
 
 impl Sandbox {
@@ -174,10 +181,14 @@ impl Sandbox {
         })
     }
 
-    /// How many CPUs the engine's machine has.
-    pub async fn engine_cpus(&self) -> Result<u32, SandboxError> {
+    /// The engine's id (the same for every worker that shares it) and how
+    /// many CPUs its machine has.
+    pub async fn engine_machine(&self) -> Result<EngineMachine, SandboxError> {
         let info = self.docker.info().await?;
-        Ok(info.ncpu.unwrap_or(0).max(0) as u32)
+        Ok(EngineMachine {
+            id: info.id.unwrap_or_default(),
+            cpus: info.ncpu.unwrap_or(0).max(0) as u32,
+        })
     }
 
     /// The full image name of a language image folder.

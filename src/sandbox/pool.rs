@@ -32,11 +32,11 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use bollard::query_parameters::RenameContainerOptionsBuilder;
 
 use super::OutputStream;
-use super::recycle::{RECYCLE_WAIT, ready, reason};
+use super::recycle::{Discard, RECYCLE_WAIT, ready};
 pub use super::recycle::{Recycle, Recycled};
 use super::spec::{ContainerLimits, container_spec};
 use super::{Sandbox, SandboxError};
-use crate::status::PoolStats;
+use crate::status::{PoolStats, RecycledContainer};
 
 /// A key not taken from for this long is emptied.
 pub const IDLE_TTL: Duration = Duration::from_secs(300);
@@ -414,18 +414,21 @@ impl WarmPool {
                     slot,
                     restore,
                 } = back;
-                let fit = tokio::time::timeout(RECYCLE_WAIT, ready(&mut output, nonce, leftover))
-                    .await
-                    .unwrap_or_else(|_| Err("no word from the monitor in time".into()));
+                let fit =
+                    match tokio::time::timeout(RECYCLE_WAIT, ready(&mut output, nonce, leftover))
+                        .await
+                    {
+                        Ok(fit) => fit.map_err(Discard::Unfit),
+                        Err(_) => Err(Discard::Timeout),
+                    };
                 let verdict = fit.and_then(|()| {
                     if served >= pool.settings.recycle_jobs {
-                        Err("served its most jobs")
+                        Err(Discard::Jobs)
                     } else if born.elapsed() >= pool.settings.recycle_age {
-                        Err("too old")
+                        Err(Discard::Aged)
                     } else {
                         Ok(())
                     }
-                    .map_err(String::from)
                 });
                 let kept = match verdict {
                     Err(why) => {
@@ -446,8 +449,8 @@ impl WarmPool {
                     }
                 };
                 if let Err(why) = kept {
-                    tracing::debug!(container = %id, why, "not recycling a container");
-                    crate::metrics::recycle_discard(reason(&why));
+                    tracing::debug!(container = %id, %why, "not recycling a container");
+                    crate::metrics::recycle_discard(why.metric());
                     crate::metrics::jobs_per_container(served);
                     pool.release(&id);
                     if pool.sandbox.remove(&id).await {
@@ -464,15 +467,15 @@ impl WarmPool {
         key: PoolKey,
         recycled: Recycled,
         restore: Option<bollard::models::ContainerUpdateBody>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Discard> {
         let room = self.settings.max_for(&key.image).max(1);
         {
             let state = self.lock();
             if state.stopped || state.paused {
-                return Err("the pool is stopping".into());
+                return Err(Discard::Stopped);
             }
             if state.recycled.get(&key).map_or(0, VecDeque::len) >= room {
-                return Err("the pool is full".into());
+                return Err(Discard::Full);
             }
         }
         if let Some(update) = restore {
@@ -480,7 +483,7 @@ impl WarmPool {
                 .docker()
                 .update_container(&recycled.id, update)
                 .await
-                .map_err(|e| format!("cannot update it: {e}"))?;
+                .map_err(|e| Discard::Engine(format!("cannot update it: {e}")))?;
         }
         // The finished job's name off it first: a clean-up of that job by
         // name must not find the container serving another.
@@ -493,10 +496,10 @@ impl WarmPool {
             .docker()
             .rename_container(&recycled.id, options)
             .await
-            .map_err(|e| format!("cannot rename it: {e}"))?;
+            .map_err(|e| Discard::Engine(format!("cannot rename it: {e}")))?;
         let mut state = self.lock();
         if state.stopped || state.paused {
-            return Err("the pool is stopping".into());
+            return Err(Discard::Stopped);
         }
         state.taken.remove(&recycled.id);
         crate::metrics::recycled();
@@ -505,12 +508,12 @@ impl WarmPool {
     }
 
     /// Removes a recycled container nobody will use.
-    async fn discard(&self, recycled: Recycled, why: &'static str) {
-        crate::metrics::recycle_discard(why);
+    async fn discard(&self, recycled: Recycled, why: Discard) {
+        crate::metrics::recycle_discard(why.metric());
         crate::metrics::jobs_per_container(recycled.served);
         let id = recycled.id.clone();
         drop(recycled);
-        tracing::debug!(container = %id, why, "removing a recycled container");
+        tracing::debug!(container = %id, %why, "removing a recycled container");
         self.sandbox.remove(&id).await;
     }
 
@@ -580,7 +583,18 @@ impl WarmPool {
         for (key, queue) in &state.recycled {
             *stats.recycled.entry(key.image.clone()).or_default() += queue.len();
             stats.recycled_jobs_served += queue.iter().map(|r| u64::from(r.served)).sum::<u64>();
+            stats
+                .recycled_containers
+                .extend(queue.iter().map(|r| RecycledContainer {
+                    image: key.image.clone(),
+                    container: r.id.chars().take(12).collect(),
+                    jobs_served: r.served,
+                    age_ms: r.born.elapsed().as_millis() as u64,
+                }));
         }
+        stats
+            .recycled_containers
+            .sort_by(|a, b| (&a.image, b.jobs_served).cmp(&(&b.image, a.jobs_served)));
         for (key, demand) in &state.demand {
             *stats.target.entry(key.image.clone()).or_default() += demand.target;
         }
@@ -612,7 +626,7 @@ impl WarmPool {
             self.destroy(warm).await;
         }
         for recycled in recycled {
-            self.discard(recycled, "stopped").await;
+            self.discard(recycled, Discard::Stopped).await;
         }
     }
 
@@ -668,7 +682,7 @@ impl WarmPool {
             aged
         };
         for recycled in aged {
-            self.discard(recycled, "aged").await;
+            self.discard(recycled, Discard::Aged).await;
         }
         for key in starts {
             let pool = self.clone();

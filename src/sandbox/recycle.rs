@@ -94,16 +94,39 @@ pub(super) async fn ready(
     }
 }
 
-/// The metrics' word for why a container was not recycled.
-pub(super) fn reason(why: &str) -> &'static str {
-    match why {
-        "served its most jobs" => "jobs",
-        "too old" => "aged",
-        "the pool is full" => "full",
-        "the pool is stopping" => "stopped",
-        "no word from the monitor in time" => "timeout",
-        _ if why.starts_with("cannot rename") || why.starts_with("cannot update") => "engine",
-        _ => "unfit",
+/// Why a container was not recycled: what the log says, and its word in
+/// the metrics (`code_runner_recycle_discards_total{reason}`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum Discard {
+    #[error("served its most jobs")]
+    Jobs,
+    #[error("too old")]
+    Aged,
+    #[error("the pool is full")]
+    Full,
+    #[error("the pool is stopping")]
+    Stopped,
+    #[error("no word from the monitor in time")]
+    Timeout,
+    /// The engine refused a rename or an update.
+    #[error("{0}")]
+    Engine(String),
+    /// The monitor found it unfit, or its output said something else.
+    #[error("{0}")]
+    Unfit(String),
+}
+
+impl Discard {
+    pub(super) fn metric(&self) -> &'static str {
+        match self {
+            Discard::Jobs => "jobs",
+            Discard::Aged => "aged",
+            Discard::Full => "full",
+            Discard::Stopped => "stopped",
+            Discard::Timeout => "timeout",
+            Discard::Engine(_) => "engine",
+            Discard::Unfit(_) => "unfit",
+        }
     }
 }
 
@@ -166,14 +189,19 @@ mod tests {
     }
 
     #[test]
-    fn every_reason_a_container_is_not_kept_has_a_metrics_word() {
-        assert_eq!(reason("served its most jobs"), "jobs");
-        assert_eq!(reason("too old"), "aged");
-        assert_eq!(reason("the pool is full"), "full");
-        assert_eq!(reason("the pool is stopping"), "stopped");
-        assert_eq!(reason("no word from the monitor in time"), "timeout");
-        assert_eq!(reason("cannot rename it: gone"), "engine");
-        assert_eq!(reason("cannot update it: gone"), "engine");
-        assert_eq!(reason("/dev/shm still holds [\"x\"]"), "unfit");
+    fn every_reason_a_container_is_not_kept_has_a_metrics_word_of_its_own() {
+        let reasons = [
+            Discard::Jobs,
+            Discard::Aged,
+            Discard::Full,
+            Discard::Stopped,
+            Discard::Timeout,
+            Discard::Engine("cannot rename it: gone".into()),
+            Discard::Unfit("/dev/shm still holds [\"x\"]".into()),
+        ];
+        let words: std::collections::HashSet<&str> = reasons.iter().map(Discard::metric).collect();
+        assert_eq!(words.len(), reasons.len());
+        assert_eq!(reasons[5].to_string(), "cannot rename it: gone");
+        assert_eq!(reasons[6].metric(), "unfit");
     }
 }

@@ -54,6 +54,9 @@ pub struct TaskRequest<'a> {
     /// Who submitted the job (its key, or its client address): with
     /// recycling `per-caller`, only that caller's jobs share a container.
     pub client: Option<String>,
+    /// Holds none of the cap's slots (an interactor: its job holds one
+    /// through its solution's container).
+    pub slotless: bool,
 }
 
 /// Hears a container's run as it goes: each phase (with the container's
@@ -134,10 +137,21 @@ impl Sandbox {
         cancel: &CancellationToken,
         observer: &dyn RunObserver,
     ) -> Result<TaskOutcome, SandboxError> {
+        // A task whose container may serve other jobs (a checker, a
+        // compilation of its own, an interactor, a live run) runs as a
+        // session of one task, which gives the container back to the pool
+        // after it.
+        if pool.is_some_and(|p| p.recycles(request.client.as_deref()).is_some()) {
+            let phase = request.running_phase;
+            let live = request.input.take();
+            let session = self.open_once(request, pool, observer).await?;
+            return session.once(phase, live, cancel, observer).await;
+        }
         // A secret of this container's run: every frame must carry it.
         request.task.nonce = *uuid::Uuid::new_v4().as_bytes();
         super::spec::monitor_task(self.settings(), &request.limits, &mut request.task);
-        // One task and its container removed: never a recycled one.
+        // One task and its container removed (this caller's containers are
+        // not recycled).
         request.task.recycle = false;
         let held = self.hold(&request, pool, observer).await?;
         let HeldIo::Attached(io) = held.io else {
@@ -167,77 +181,59 @@ impl Sandbox {
         // With a pool, the container is removed in the background (the
         // result does not wait for it), holding one of the cap's slots.
         let slot = match pool {
-            Some(pool) => Some(pool.slot().await),
-            None => None,
+            Some(pool) if !request.slotless => Some(pool.slot().await),
+            _ => None,
         };
         // A pinned run's warm container was created pinned to its CPU (the
         // pool keeps one key per CPU): an update when taking one would cost
         // the engine more than the rename (BENCHMARKS.md), and gVisor
         // cannot make it at all.
         let key = PoolKey::pinned(request.image, &request.limits);
+        // Labels cannot change: a taken container carries its job in its
+        // name before anything of the job enters it, so that people, the
+        // sweep and a failed runner's clean-up can tell whose it is.
         if request.task.recycle
             && let Some(pool) = pool
             && let Some(sharers) = pool.recycles(request.client.as_deref())
             && let Some(recycled) = pool.take_recycled(&key, &sharers)
         {
             let taken = Taken::new(pool, &recycled.id);
-            let options = RenameContainerOptionsBuilder::new().name(&name).build();
-            match self.docker().rename_container(&recycled.id, options).await {
-                Ok(()) => {
-                    tracing::debug!(container = %recycled.id, served = recycled.served,
-                        "took a recycled container");
-                    observer.phase(Phase::Created, &recycled.id);
-                    let reuse = Reuse {
-                        served: recycled.served,
-                        born: recycled.born,
-                    };
-                    return Ok(Held {
-                        id: recycled.id.clone(),
-                        io: HeldIo::Recycled(recycled),
-                        fresh: false,
-                        slot,
-                        taken: Some(taken),
-                        reuse: Some(reuse),
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(container = %recycled.id, error = %e,
-                        "cannot take a recycled container");
-                    let id = recycled.id.clone();
-                    drop(recycled);
-                    self.remove(&id).await;
-                }
+            if self.rename_taken(&recycled.id, &name, "recycled").await {
+                observer.phase(Phase::Created, &recycled.id);
+                let reuse = Reuse {
+                    served: recycled.served,
+                    born: recycled.born,
+                };
+                return Ok(Held {
+                    id: recycled.id.clone(),
+                    io: HeldIo::Recycled(recycled),
+                    fresh: false,
+                    slot,
+                    taken: Some(taken),
+                    reuse: Some(reuse),
+                });
             }
+            let id = recycled.id.clone();
+            drop(recycled);
+            self.remove(&id).await;
         }
         if let Some(pool) = pool
             && let Some(warm) = pool.take(&key)
         {
             let taken = Taken::new(pool, &warm.id);
-            // Labels cannot change: a taken container carries its job in its
-            // name before anything of the job enters it, so that people, the
-            // sweep and a failed runner's clean-up can tell whose it is.
-            let options = RenameContainerOptionsBuilder::new().name(&name).build();
-            let renamed = self.docker().rename_container(&warm.id, options).await;
-            match renamed {
-                Ok(()) => {
-                    tracing::debug!(container = %warm.id, "took a warm container");
-                    observer.phase(Phase::Created, &warm.id);
-                    return Ok(Held {
-                        id: warm.id.clone(),
-                        io: HeldIo::Attached(warm.io),
-                        fresh: false,
-                        slot,
-                        taken: Some(taken),
-                        reuse: request.task.recycle.then(Reuse::new),
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(container = %warm.id, error = %e,
-                        "cannot take a warm container; creating one");
-                    drop(warm.io);
-                    self.remove(&warm.id).await;
-                }
+            if self.rename_taken(&warm.id, &name, "warm").await {
+                observer.phase(Phase::Created, &warm.id);
+                return Ok(Held {
+                    id: warm.id.clone(),
+                    io: HeldIo::Attached(warm.io),
+                    fresh: false,
+                    slot,
+                    taken: Some(taken),
+                    reuse: request.task.recycle.then(Reuse::new),
+                });
             }
+            drop(warm.io);
+            self.remove(&warm.id).await;
         }
         let image = self.image_name(request.image);
         // A container that may serve other jobs after this one is labelled
@@ -269,6 +265,24 @@ impl Sandbox {
             Err(e) => {
                 self.let_go(&id, pool, slot, None).await;
                 Err(e.into())
+            }
+        }
+    }
+
+    /// Names a container taken from the pool (`kind`: warm or recycled)
+    /// after its job; false (said in the log) when the engine refused, and
+    /// the caller removes it and creates one.
+    async fn rename_taken(&self, id: &str, name: &str, kind: &str) -> bool {
+        let options = RenameContainerOptionsBuilder::new().name(name).build();
+        match self.docker().rename_container(id, options).await {
+            Ok(()) => {
+                tracing::debug!(container = %id, kind, "took a container from the pool");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(container = %id, kind, error = %e,
+                    "cannot take a container from the pool; creating one");
+                false
             }
         }
     }

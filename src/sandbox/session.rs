@@ -9,6 +9,10 @@
 //! frames) ends the session: its container is removed, and the caller opens
 //! a fresh one for the next case.
 //!
+//! A batch task run alone ([`Sandbox::open_once`]: a checker, a compilation
+//! in a container of its own) whose container may serve other jobs is a
+//! session of one task, so that its container goes back to the pool too.
+//!
 //! A session may begin with a compilation ([`Sandbox::open_chain`]): the
 //! compiler runs first, under the compilation's limits, and the monitor
 //! clears the container after it; the container's memory and processes
@@ -99,6 +103,20 @@ impl Sandbox {
         let restore = limits_update(self.settings(), &request.limits);
         self.open_session(request, pool, observer, Some(restore))
             .await
+    }
+
+    /// Holds a container for one task, batch or interactive, run by
+    /// [`CaseSession::once`] (a task run alone whose container may serve
+    /// other jobs after it).
+    pub(super) async fn open_once<'a>(
+        &'a self,
+        mut request: TaskRequest<'_>,
+        pool: Option<&'a Arc<WarmPool>>,
+        observer: &dyn RunObserver,
+    ) -> Result<CaseSession<'a>, SandboxError> {
+        request.task.then = false;
+        request.task.cases = false;
+        self.open_session(request, pool, observer, None).await
     }
 
     /// Opens a session; its container may serve other jobs after this
@@ -228,6 +246,66 @@ impl CaseSession<'_> {
             self.close().await;
         }
         super::run::count(&outcome);
+        outcome
+    }
+
+    /// Runs the task of a session opened by [`Sandbox::open_once`] (heard
+    /// as `phase`) and ends the session: the container goes back to the
+    /// pool if its monitor reported with no error and no OOM kill (the
+    /// pool waits for its word that it restored it), else it is removed.
+    ///
+    /// An interactive task's `live` input is passed on as it comes (its
+    /// end as the end of the command's stdin) until the report; then, for
+    /// a container going back, [`Input::End`] tells the monitor that
+    /// nothing more of this task follows.
+    pub async fn once(
+        mut self,
+        phase: Phase,
+        live: Option<tokio::sync::mpsc::Receiver<Input>>,
+        cancel: &CancellationToken,
+        observer: &dyn RunObserver,
+    ) -> Result<TaskOutcome, SandboxError> {
+        let Some(id) = self.held.as_ref().map(|h| h.id.clone()) else {
+            return Err(SandboxError::Monitor(
+                "a task was asked of a session that had ended".into(),
+            ));
+        };
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(self.task.wall_ms) + DEADLINE_GRACE;
+        let forward = live.map(|mut live| {
+            let input = self.input.clone();
+            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+                while let Some(frame) = live.recv().await {
+                    if input.send(encode_input(&frame)).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = input.send(encode_input(&Input::Close)).await;
+            }))
+        });
+        observer.phase(phase, &id);
+        let mut reading = Reading::new(&id, &self.task);
+        let end = reading
+            .until_report(&mut self.output, deadline, cancel, observer)
+            .await;
+        drop(forward);
+        metrics::container_phase("run", started.elapsed());
+        let recyclable = matches!(&end, ReadEnd::Report(r) if r.error.is_none() && !r.oom_killed);
+        let leftover = reading.rest();
+        let outcome = self
+            .sandbox
+            .conclude(&id, reading, end, started, observer)
+            .await;
+        let recyclable = recyclable
+            && self.recycling.is_some()
+            && (self.task.interactive.is_none()
+                || self.input.send(encode_input(&Input::End)).await.is_ok());
+        if recyclable {
+            self.give_back(leftover);
+        } else {
+            self.close().await;
+        }
+        // Counted by `run_task`, its only caller.
         outcome
     }
 

@@ -281,3 +281,170 @@ async fn per_caller_recycling_never_hands_one_callers_container_to_another() {
     assert_same_container(&bobs, &again);
     service.stop().await;
 }
+
+/// The containers a job's steps in `phase` ran in (from its timeline).
+fn phase_containers(view: &Value, phase: &str) -> Vec<String> {
+    view["result"]["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|event| event["phase"] == phase)
+        .filter_map(|event| event["container_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_checkers_container_is_recycled_and_the_next_job_finds_nothing_of_it() {
+    let service = recycling_service(Recycle::All, |_| {}).await;
+    let canary = recycled_canary("python");
+    // The checker plants files everywhere it may write and leaves a
+    // process of its own session behind, then accepts.
+    let planting = "import os, subprocess\n\
+        for p in ('/tmp/planted', '/tmp/box/planted', '/dev/shm/planted'):\n\
+        \x20   open(p, 'w').write('x')\n\
+        subprocess.Popen(['sleep', '1000'], start_new_session=True)\n";
+    let first = service
+        .run_v1(json!({ "language": "python", "code": canary,
+            "checker": { "language": "python", "code": planting },
+            "test_cases": [{ "stdin": "" }] }))
+        .await;
+    assert_eq!(first["result"]["verdict"], "accepted", "{first}");
+    let checked = phase_containers(&first, "checking");
+    let checker = checked
+        .last()
+        .unwrap_or_else(|| panic!("no checking container: {first}"));
+    assert!(
+        service.recycled_or_gone(checker).await,
+        "the checker's container was not recycled: {first}"
+    );
+    // The next job's program and checker both look (whichever of them
+    // gets the checker's container); the checker also reads what the
+    // program saw.
+    let looking = "import os, sys\nme = os.getpid()\n\
+        left = [f for f in os.listdir('/tmp') if f != 'box']\n\
+        left += [f for f in os.listdir('/tmp/box') if 'planted' in f]\n\
+        left += os.listdir('/dev/shm')\n\
+        left += ['pid ' + p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, me)]\n\
+        seen = open(sys.argv[2]).read().strip()\n\
+        if left or seen != 'clean':\n\
+        \x20   print(f'checker found {left}, program found {seen}', file=sys.stderr)\n\
+        \x20   sys.exit(1)\n";
+    let next = service
+        .run_v1(json!({ "language": "python", "code": canary,
+            "checker": { "language": "python", "code": looking },
+            "test_cases": [{ "stdin": "" }] }))
+        .await;
+    assert_eq!(next["result"]["verdict"], "accepted", "{next}");
+    assert!(
+        containers_of(&next).contains(checker),
+        "the next job did not run in the checker's recycled container: {next}"
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn an_interactions_containers_are_recycled_and_the_next_jobs_find_nothing_of_them() {
+    // One slot: both containers of an interaction are pinned to its CPU, so
+    // that the next interaction may take both.
+    let service = recycling_service(Recycle::All, |c| {
+        c.wall_time_limit_ms = 10_000;
+        c.concurrency = 1;
+    })
+    .await;
+    // Both sides plant files and leave a process behind; the interactor
+    // sends more than the solution reads, and the solution writes lines
+    // after the interactor stopped reading: input still in flight when
+    // the interaction ends must not reach a later job.
+    let plant = "import os, subprocess\n\
+        for p in ('/tmp/planted', '/dev/shm/planted'):\n\
+        \x20   open(p, 'w').write('x')\n\
+        subprocess.Popen(['sleep', '1000'], start_new_session=True)\n";
+    let interactor = format!(
+        "{plant}import sys\n\
+         for i in range(3):\n\
+         \x20   print(f'ping {{i}}', flush=True)\n\
+         \x20   assert sys.stdin.readline().strip() == f'pong {{i}}'\n\
+         print('spare line ' * 1000, flush=True)\n\
+         print('ok three round trips', file=sys.stderr)\n"
+    );
+    let solution = format!(
+        "{plant}import sys\n\
+         for i in range(3):\n\
+         \x20   assert input() == f'ping {{i}}'\n\
+         \x20   print(f'pong {{i}}', flush=True)\n\
+         for _ in range(100):\n\
+         \x20   try: print('late line', flush=True)\n\
+         \x20   except BrokenPipeError: break\n"
+    );
+    let first = service
+        .run_v1(json!({ "language": "python", "code": solution,
+            "interactor": { "language": "python", "code": interactor },
+            "test_cases": [{ "stdin": "" }] }))
+        .await;
+    assert_eq!(first["result"]["verdict"], "accepted", "{first}");
+    // Both containers (the interactor's is not in the job's timeline) wait
+    // in the pool, restored.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let recycled: Vec<String> = loop {
+        let stats = service.pool_stats().await;
+        let waiting: Vec<String> = stats["recycledContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["container"].as_str().map(str::to_string))
+            .collect();
+        if waiting.len() >= 2 {
+            break waiting;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the interaction's containers were not both recycled: {stats} ({first})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // The next interaction takes both (its solution the newest, its
+    // interactor the other), and each side finds nothing.
+    let look = "import os\n\
+        def look():\n\
+        \x20   me = os.getpid()\n\
+        \x20   left = [f for f in os.listdir('/tmp') if f != 'box'] + os.listdir('/dev/shm')\n\
+        \x20   left += ['pid ' + p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, me)]\n\
+        \x20   return 'clean' if not left else ' '.join(left)\n";
+    let judging = format!(
+        "{look}import sys\n\
+         mine = look()\n\
+         print('ping', flush=True)\n\
+         theirs = sys.stdin.readline().strip()\n\
+         if mine != 'clean' or theirs != 'clean':\n\
+         \x20   print(f'interactor found {{mine}}, solution found {{theirs}}', file=sys.stderr)\n\
+         \x20   sys.exit(1)\n\
+         print('ok both clean', file=sys.stderr)\n"
+    );
+    let next = service
+        .run_v1(json!({ "language": "python", "code": format!("{look}input()\nprint(look(), flush=True)\n"),
+            "interactor": { "language": "python", "code": judging },
+            "test_cases": [{ "stdin": "" }] }))
+        .await;
+    assert_eq!(next["result"]["verdict"], "accepted", "next job: {next}");
+    // Both served their second job, and went back again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats = service.pool_stats().await;
+        let twice: Vec<&str> = stats["recycledContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["jobsServed"] == 2)
+            .filter_map(|c| c["container"].as_str())
+            .collect();
+        if recycled.iter().all(|short| twice.contains(&short.as_str())) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the next interaction did not run in both recycled containers: {stats} ({next})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    service.stop().await;
+}

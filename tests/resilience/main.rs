@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 
 use helpers::{TEST_PREFIX, free_port, redis_url, unique_queue};
 
+mod cpus;
 mod outages;
 mod workers;
 

@@ -10,14 +10,59 @@ async fn a_worker_killed_mid_job_has_its_jobs_taken_over_and_its_containers_reap
     let queue = unique_queue();
     let tally = EventTally::follow(&redis_url(), &queue);
     let base = base_env(&redis_url(), &queue);
+    // Containers recycled between jobs: a dead worker's recycled ones are
+    // reaped as its others are.
     let fast_locks = [
         ("CODE_RUNNER_LOCK_DURATION_MS", "3000"),
         ("CODE_RUNNER_CONCURRENCY", "2"),
+        ("CODE_RUNNER_RECYCLE", "all"),
     ];
     let api = Process::spawn("api", base.clone());
     let mut doomed = Process::spawn("worker", worker_env(&base, "doomed", &fast_locks));
     api.ready().await;
     let client = reqwest::Client::new();
+    // A job first, whose container the worker keeps for the next.
+    let warm = helpers::submit_to(
+        &client,
+        &api.url,
+        json!({ "language": "bash", "code": "echo warm" }),
+    )
+    .await;
+    let view = wait_state(
+        &client,
+        &api.url,
+        &warm,
+        &["completed", "failed"],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(view["result"]["stdout"], "warm\n", "{view}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let workers: Value = client
+            .get(format!("{}/v1/workers", api.admin_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let recycled: u64 = workers["workers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|w| w["pool"]["recycled"].as_object().into_iter().flatten())
+            .map(|(_, n)| n.as_u64().unwrap_or(0))
+            .sum();
+        if recycled > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker kept no recycled container: {workers}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let mut ids = Vec::new();
     for i in 0..2 {
         ids.push(

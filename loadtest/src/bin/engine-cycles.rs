@@ -92,6 +92,9 @@ struct Args {
     /// send the monitor its task (closed at once here).
     #[arg(long)]
     attach_stdin: bool,
+    /// The OCI runtime (`runsc` for gVisor); the engine's default if unset.
+    #[arg(long)]
+    runtime: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -207,6 +210,7 @@ async fn cycle(docker: &Docker, args: &Args, removals: &Removals) -> anyhow::Res
                 typ: Some(args.log_driver.clone()),
                 config: None,
             }),
+            runtime: args.runtime.clone(),
             ..Default::default()
         }),
         ..Default::default()

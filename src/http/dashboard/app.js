@@ -165,7 +165,7 @@ function renderActors(a) {
   $("#workers").replaceChildren(el("table", {},
     el("tr", {}, el("th", {}, "worker"), el("th", {}, "host"), el("th", {}, "slots"), el("th", {}, "engine"), el("th", {}, "runners"), el("th", {}, "warm pool"), el("th", {}, "restarts")),
     ...a.workers.map((w) => el("tr", { "data-worker": w.id },
-      el("td", { class: "mono" }, w.id), el("td", {}, w.host), el("td", {}, `${w.running}/${w.concurrency}`),
+      el("td", { class: "mono" }, w.id), el("td", {}, w.host), el("td", {}, `${w.running}/${w.concurrency}${(w.cpus || []).length ? ` · CPUs ${w.cpus.join(", ")}` : " · not pinned"}`),
       el("td", { class: w.engineOk ? "ok" : "bad" }, w.engineOk ? "ok" : "down"),
       el("td", {}, (w.jobs || []).map((j) => `${short(j.jobId)} ${j.phase}`).join(", ") || "–"),
       el("td", {}, poolText(w.pool)),
@@ -180,8 +180,11 @@ function poolText(pool) {
     .map((image) => `${image} ${(pool.idle || {})[image] || 0}/${pool.target[image]}`);
   const recycled = Object.keys(pool.recycled || {}).sort()
     .map((image) => `${image} ${pool.recycled[image]}`);
+  // Each recycled container: the jobs it served so far.
+  const served = (pool.recycledContainers || [])
+    .map((c) => `${c.container} ${c.jobsServed}`).join(", ");
   const reuse = recycled.length
-    ? ` · recycled ${recycled.join(", ")} (${pool.recycledJobsServed} jobs served)`
+    ? ` · recycled ${recycled.join(", ")} (${pool.recycledJobsServed} jobs served: ${served})`
     : "";
   return `${images.join(", ") || "empty"} · hits ${pool.hits}, misses ${pool.misses}${reuse}`;
 }
