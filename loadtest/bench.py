@@ -983,15 +983,14 @@ def main():
             raise SystemExit(f"bench: {tool} is missing (loadtest/bench.sh installs it)")
     figures["machine"] = machine()
     figures["raw_docker_run"] = raw_docker_run(5 if QUICK else 15)
-    figures["engine_1"] = engine_cycles(1, 30 if QUICK else 60)
     figures["engine_4"] = engine_cycles(CAP, 60 if QUICK else 200)
-    figures["engine_knobs"] = engine_knobs(40 if QUICK else 150)
     only = os.environ.get("BENCH_ONLY")  # "recycle": that section alone, printed, no report
+    if only != "recycle":
+        figures["engine_1"] = engine_cycles(1, 30 if QUICK else 60)
+        figures["engine_knobs"] = engine_knobs(40 if QUICK else 150)
     redis = start_redis()
     if only == "recycle":
         try:
-            figures["raw_docker_run"] = raw_docker_run(5 if QUICK else 15)
-            figures["engine_4"] = engine_cycles(CAP, 60 if QUICK else 200)
             figures["recycle_runc"] = recycle_runs(redis)
             if runsc_registered():
                 figures["recycle_runsc"] = recycle_runs(redis, "runsc")
