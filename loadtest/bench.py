@@ -1020,6 +1020,8 @@ def main():
             stop(process)
         redis.terminate()
         redis.wait()
+    # The figures first: a report that fails to render loses no run.
+    (work / "figures.json").write_text(json.dumps(figures, indent=2))
     report = write_report(figures)
     out = Path(os.environ.get("BENCH_OUT", ROOT / "BENCHMARKS.md"))
     notes = ""

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark (see loadtest/bench.py): installs what it needs (the Docker
 # engine, gVisor and the images through scripts/setup.sh, Redis, wrk), builds the
-# release binaries, measures, and writes BENCHMARKS.md. About 25 minutes on a
+# release binaries, measures, and writes BENCHMARKS.md. About 40 minutes on a
 # 2-core machine; BENCH_QUICK=1 runs smaller numbers to try it out (and
 # BENCH_OUT=path writes the report elsewhere).
 set -euo pipefail
