@@ -76,6 +76,7 @@ impl Ending<'_> {
         if let Some(bucket) = &self.spec.caller {
             give_share_back(queue, bucket, &[id.to_string()]).await;
         }
+        queue.job_ended();
     }
 
     /// The webhook this job owes, if it asked for one: the job as

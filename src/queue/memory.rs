@@ -15,7 +15,10 @@ use super::{JobQueue, QueueError, with_timeout};
 pub const TRIM_AT: f64 = 0.6;
 /// Share it removes them down to.
 const TRIM_TO: f64 = 0.5;
-/// Finished jobs removed per step (then Redis's use is read again).
+/// Most finished jobs removed per step (then Redis's use is read again);
+/// steps start at one job and double, so large results are removed a few
+/// at a time (never more than twice what had to go) and small ones by
+/// hundreds.
 const TRIM_STEP: u32 = 200;
 /// How often retention looks at Redis's memory.
 const EVERY: Duration = Duration::from_millis(500);
@@ -110,6 +113,12 @@ impl JobQueue {
             .map(|_| ())
     }
 
+    /// Says a job ended (its result stored or about to be): retention
+    /// looks at Redis's memory at once.
+    pub fn job_ended(&self) {
+        self.ended.notify_one();
+    }
+
     /// Removes up to `limit` of the finished jobs that finished first,
     /// completed ones before failed ones; how many.
     pub async fn remove_oldest_finished(&self, limit: u32) -> Result<usize, QueueError> {
@@ -127,7 +136,8 @@ impl JobQueue {
 
 /// Retention by bytes: while Redis holds [`TRIM_AT`] of the budget or more,
 /// the oldest finished jobs are removed, step by step, until it holds
-/// [`TRIM_TO`] or none is left. Every process that runs jobs runs one (they
+/// [`TRIM_TO`] or none is left; looked at every [`EVERY`] and at each job's
+/// end ([`JobQueue::job_ended`]), so how fast jobs end does not matter. Every process that runs jobs runs one (they
 /// agree: removing a job twice removes it once).
 pub struct Retention {
     task: tokio::task::JoinHandle<()>,
@@ -142,7 +152,11 @@ impl Retention {
                 tracing::warn!(error = %e, "cannot bound BullMQ's event stream");
             }
             loop {
-                tokio::time::sleep(EVERY).await;
+                // Jobs ending in a burst are looked at once.
+                tokio::select! {
+                    () = tokio::time::sleep(EVERY) => {}
+                    () = queue.ended.notified() => {}
+                }
                 if let Err(e) = trim(&queue, configured, fallback).await {
                     tracing::debug!(error = %e, "retention by bytes: Redis did not answer");
                 }
@@ -165,14 +179,16 @@ async fn trim(queue: &JobQueue, configured: Option<u64>, fallback: u64) -> Resul
         return Ok(());
     }
     let mut total = 0;
+    let mut step = 1;
     loop {
         // BullMQ's event stream (its completed events copy results) and
         // the live streams of ended jobs first (views: the results are
-        // stored), then the finished jobs themselves.
+        // stored), then the finished jobs themselves, oldest first.
         with_timeout(queue.queue.trim_events(0)).await?;
         let mut removed = queue.remove_ended_live_streams(TRIM_STEP as usize).await?;
         if removed == 0 {
-            removed = queue.remove_oldest_finished(TRIM_STEP).await?;
+            removed = queue.remove_oldest_finished(step).await?;
+            step = (step * 2).min(TRIM_STEP);
         }
         total += removed;
         let now = queue.redis_memory().await?;

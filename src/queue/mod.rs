@@ -99,6 +99,10 @@ pub struct JobQueue {
     /// timed out, for `REPLICATION_RETRY`, so a primary left without its
     /// replicas (after a failover) slows one submission, not all of them.
     replication_degraded_until: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Rung at each job's end: retention by bytes looks at Redis then, not
+    /// only on its timer, so a fast stream of large results cannot fill
+    /// the budget between two looks.
+    ended: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl JobQueue {
@@ -121,6 +125,7 @@ impl JobQueue {
             settings,
             deliveries: Default::default(),
             replication_degraded_until: Default::default(),
+            ended: Default::default(),
         })
     }
 
