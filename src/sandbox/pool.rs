@@ -34,7 +34,8 @@ use bollard::query_parameters::RenameContainerOptionsBuilder;
 use super::OutputStream;
 use super::recycle::{Discard, RECYCLE_WAIT, ready};
 pub use super::recycle::{Recycle, Recycled};
-use super::spec::{ContainerLimits, container_spec};
+pub use super::spec::PoolKey;
+use super::spec::container_spec;
 use super::{Sandbox, SandboxError};
 use crate::status::{PoolStats, RecycledContainer};
 
@@ -93,56 +94,6 @@ impl PoolSettings {
     }
 }
 
-/// What makes two containers interchangeable.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PoolKey {
-    pub image: String,
-    pub memory_bytes: u64,
-    pub processes: i64,
-    pub millicpus: u64,
-    pub tmpfs_bytes: u64,
-    pub runtime: Option<String>,
-    /// The CPUs a container is created pinned to (a worker slot's own CPU,
-    /// when jobs are pinned): one key per CPU, so that taking one needs no
-    /// update (see `Sandbox::hold`).
-    pub cpuset: Option<String>,
-}
-
-impl PoolKey {
-    /// The key of `limits`, with no CPU pin.
-    pub fn new(image: &str, limits: &ContainerLimits) -> PoolKey {
-        PoolKey {
-            image: image.to_string(),
-            memory_bytes: limits.memory_bytes,
-            processes: limits.processes,
-            millicpus: (limits.cpus * 1000.0).round() as u64,
-            tmpfs_bytes: limits.tmpfs_bytes,
-            runtime: limits.runtime.clone(),
-            cpuset: None,
-        }
-    }
-
-    /// The key of `limits` with its CPU pin: containers created pinned
-    /// (what a run takes).
-    pub fn pinned(image: &str, limits: &ContainerLimits) -> PoolKey {
-        PoolKey {
-            cpuset: limits.cpuset.clone(),
-            ..PoolKey::new(image, limits)
-        }
-    }
-
-    fn limits(&self) -> ContainerLimits {
-        ContainerLimits {
-            cpuset: self.cpuset.clone(),
-            memory_bytes: self.memory_bytes,
-            processes: self.processes,
-            cpus: self.millicpus as f64 / 1000.0,
-            tmpfs_bytes: self.tmpfs_bytes,
-            runtime: self.runtime.clone(),
-        }
-    }
-}
-
 /// A started container waiting for its task, already attached.
 pub struct Warm {
     pub id: String,
@@ -166,6 +117,9 @@ pub struct Returning {
     pub slot: Option<OwnedSemaphorePermit>,
     /// Limits to give it back before it is kept (see `CaseSession`).
     pub restore: Option<bollard::models::ContainerUpdateBody>,
+    /// Its rename after the job it served, if still under way: awaited
+    /// before it is named the pool's again; refused, it is removed.
+    pub naming: Option<tokio::task::JoinHandle<bool>>,
 }
 
 /// How many containers a key wants: it starts at one when a run of the key
@@ -392,9 +346,11 @@ impl WarmPool {
     /// background) for its monitor to say it restored it and found it fit,
     /// names it as a pool container again and keeps it for the next job of
     /// its key and client; removes it instead when the monitor says
-    /// otherwise or does not say in time, sends anything else, or the
-    /// container served its most jobs, is too old, or the pool is full,
-    /// paused or stopping. The slot is held until then.
+    /// otherwise or does not say in time, sends anything else, the engine
+    /// did not name it after the job it served, or the container served
+    /// its most jobs, is too old, or the pool is full, paused or stopping.
+    /// The slot is held until then: until it is named the pool's, it still
+    /// carries its job's name, and job containers never outnumber the cap.
     pub fn give_back(self: &Arc<Self>, back: Returning) {
         let pool = self.clone();
         self.lock().taken.insert(back.id.clone());
@@ -413,6 +369,7 @@ impl WarmPool {
                     born,
                     slot,
                     restore,
+                    naming,
                 } = back;
                 let fit =
                     match tokio::time::timeout(RECYCLE_WAIT, ready(&mut output, nonce, leftover))
@@ -421,8 +378,14 @@ impl WarmPool {
                         Ok(fit) => fit.map_err(Discard::Unfit),
                         Err(_) => Err(Discard::Timeout),
                     };
+                let named = match naming {
+                    Some(naming) => naming.await.unwrap_or(false),
+                    None => true,
+                };
                 let verdict = fit.and_then(|()| {
-                    if served >= pool.settings.recycle_jobs {
+                    if !named {
+                        Err(Discard::Engine("cannot name it after its job".into()))
+                    } else if served >= pool.settings.recycle_jobs {
                         Err(Discard::Jobs)
                     } else if born.elapsed() >= pool.settings.recycle_age {
                         Err(Discard::Aged)
@@ -503,6 +466,7 @@ impl WarmPool {
         }
         state.taken.remove(&recycled.id);
         crate::metrics::recycled();
+        tracing::debug!(container = %recycled.id, "container recycled");
         state.recycled.entry(key).or_default().push_back(recycled);
         Ok(())
     }
@@ -796,6 +760,7 @@ impl Drop for Taken<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::spec::ContainerLimits;
 
     fn key(image: &str) -> PoolKey {
         PoolKey::new(

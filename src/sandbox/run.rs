@@ -28,6 +28,7 @@ use super::{Sandbox, SandboxError};
 use crate::job::Phase;
 use crate::metrics;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinHandle;
 
 /// How long past a run's wall-clock limit the service waits for the
 /// monitor's report before killing the container itself.
@@ -189,51 +190,45 @@ impl Sandbox {
         // the engine more than the rename (BENCHMARKS.md), and gVisor
         // cannot make it at all.
         let key = PoolKey::pinned(request.image, &request.limits);
-        // Labels cannot change: a taken container carries its job in its
-        // name before anything of the job enters it, so that people, the
-        // sweep and a failed runner's clean-up can tell whose it is.
+        // Labels cannot change: a taken container is named after its job
+        // (beside the job, see `rename_beside`), so that people, the sweep
+        // and a failed runner's clean-up can tell whose it is; until then
+        // the pool counts it taken, and the sweep leaves it alone.
         if request.task.recycle
             && let Some(pool) = pool
             && let Some(sharers) = pool.recycles(request.client.as_deref())
             && let Some(recycled) = pool.take_recycled(&key, &sharers)
         {
             let taken = Taken::new(pool, &recycled.id);
-            if self.rename_taken(&recycled.id, &name, "recycled").await {
-                observer.phase(Phase::Created, &recycled.id);
-                let reuse = Reuse {
-                    served: recycled.served,
-                    born: recycled.born,
-                };
-                return Ok(Held {
-                    id: recycled.id.clone(),
-                    io: HeldIo::Recycled(recycled),
-                    fresh: false,
-                    slot,
-                    taken: Some(taken),
-                    reuse: Some(reuse),
-                });
-            }
-            let id = recycled.id.clone();
-            drop(recycled);
-            self.remove(&id).await;
+            observer.phase(Phase::Created, &recycled.id);
+            let reuse = Reuse {
+                served: recycled.served,
+                born: recycled.born,
+            };
+            return Ok(Held {
+                id: recycled.id.clone(),
+                naming: Some(self.rename_beside(&recycled.id, name, "recycled")),
+                io: HeldIo::Recycled(recycled),
+                fresh: false,
+                slot,
+                taken: Some(taken),
+                reuse: Some(reuse),
+            });
         }
         if let Some(pool) = pool
             && let Some(warm) = pool.take(&key)
         {
             let taken = Taken::new(pool, &warm.id);
-            if self.rename_taken(&warm.id, &name, "warm").await {
-                observer.phase(Phase::Created, &warm.id);
-                return Ok(Held {
-                    id: warm.id.clone(),
-                    io: HeldIo::Attached(warm.io),
-                    fresh: false,
-                    slot,
-                    taken: Some(taken),
-                    reuse: request.task.recycle.then(Reuse::new),
-                });
-            }
-            drop(warm.io);
-            self.remove(&warm.id).await;
+            observer.phase(Phase::Created, &warm.id);
+            return Ok(Held {
+                naming: Some(self.rename_beside(&warm.id, name, "warm")),
+                id: warm.id,
+                io: HeldIo::Attached(warm.io),
+                fresh: false,
+                slot,
+                taken: Some(taken),
+                reuse: request.task.recycle.then(Reuse::new),
+            });
         }
         let image = self.image_name(request.image);
         // A container that may serve other jobs after this one is labelled
@@ -261,6 +256,7 @@ impl Sandbox {
                 slot,
                 taken: None,
                 reuse: request.task.recycle.then(Reuse::new),
+                naming: None,
             }),
             Err(e) => {
                 self.let_go(&id, pool, slot, None).await;
@@ -270,21 +266,30 @@ impl Sandbox {
     }
 
     /// Names a container taken from the pool (`kind`: warm or recycled)
-    /// after its job; false (said in the log) when the engine refused, and
-    /// the caller removes it and creates one.
-    async fn rename_taken(&self, id: &str, name: &str, kind: &str) -> bool {
-        let options = RenameContainerOptionsBuilder::new().name(name).build();
-        match self.docker().rename_container(id, options).await {
-            Ok(()) => {
-                tracing::debug!(container = %id, kind, "took a container from the pool");
-                true
+    /// after its job, beside the job: its monitor is waiting for a task,
+    /// which goes in at once instead of after the engine's rename. True
+    /// once named; false (said in the log) when the engine refused, and the
+    /// container is then removed after the job, never given back. A runner
+    /// that dies meanwhile drops its hold, which removes the container by
+    /// its id.
+    fn rename_beside(&self, id: &str, name: String, kind: &'static str) -> JoinHandle<bool> {
+        let sandbox = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let options = RenameContainerOptionsBuilder::new().name(&name).build();
+            match sandbox.docker().rename_container(&id, options).await {
+                Ok(()) => {
+                    tracing::debug!(container = %id, kind, "took a container from the pool");
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(container = %id, kind, error = %e,
+                        "cannot name a container taken from the pool after its job; \
+                         it is removed after the job");
+                    false
+                }
             }
-            Err(e) => {
-                tracing::warn!(container = %id, kind, error = %e,
-                    "cannot take a container from the pool; creating one");
-                false
-            }
-        }
+        })
     }
 
     /// Removes a held container: in the background with a pool (its slot
@@ -538,7 +543,7 @@ pub(super) fn spawn_writer<T: Outgoing>(
     mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
     first: Vec<u8>,
     mut live: Option<tokio::sync::mpsc::Receiver<T>>,
-) -> tokio::task::JoinHandle<()> {
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         if input.write_all(&first).await.is_err() || input.flush().await.is_err() {
             return;
@@ -584,6 +589,9 @@ pub(super) struct Held<'p> {
     pub(super) taken: Option<Taken<'p>>,
     /// Set when the container may serve another job after this one.
     pub(super) reuse: Option<Reuse>,
+    /// A pool container's rename after the job, made beside it (see
+    /// [`Sandbox::rename_beside`]).
+    pub(super) naming: Option<JoinHandle<bool>>,
 }
 
 /// How the service talks to a held container's monitor.

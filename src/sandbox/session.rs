@@ -183,6 +183,7 @@ impl Sandbox {
                 id: held.id,
                 slot: held.slot,
                 taken: held.taken,
+                naming: held.naming,
             }),
             output,
             input,
@@ -199,6 +200,8 @@ struct Holding<'a> {
     id: String,
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
     taken: Option<Taken<'a>>,
+    /// A pool container's rename after the job, under way.
+    naming: Option<tokio::task::JoinHandle<bool>>,
 }
 
 impl CaseSession<'_> {
@@ -424,6 +427,7 @@ impl CaseSession<'_> {
             born: recycling.reuse.born,
             slot: held.slot,
             restore: recycling.restore,
+            naming: held.naming,
         });
         // Released only now that the pool counts it as taken again (the
         // sweep leaves either alone).

@@ -228,6 +228,57 @@ fn with_overrides(
     serde_json::from_value(value).unwrap_or(host_config)
 }
 
+/// What makes two containers interchangeable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub image: String,
+    pub memory_bytes: u64,
+    pub processes: i64,
+    pub millicpus: u64,
+    pub tmpfs_bytes: u64,
+    pub runtime: Option<String>,
+    /// The CPUs a container is created pinned to (a worker slot's own CPU,
+    /// when jobs are pinned): one key per CPU, so that taking one needs no
+    /// update (see `Sandbox::hold`).
+    pub cpuset: Option<String>,
+}
+
+impl PoolKey {
+    /// The key of `limits`, with no CPU pin.
+    pub fn new(image: &str, limits: &ContainerLimits) -> PoolKey {
+        PoolKey {
+            image: image.to_string(),
+            memory_bytes: limits.memory_bytes,
+            processes: limits.processes,
+            millicpus: (limits.cpus * 1000.0).round() as u64,
+            tmpfs_bytes: limits.tmpfs_bytes,
+            runtime: limits.runtime.clone(),
+            cpuset: None,
+        }
+    }
+
+    /// The key of `limits` with its CPU pin: containers created pinned
+    /// (what a run takes).
+    pub fn pinned(image: &str, limits: &ContainerLimits) -> PoolKey {
+        PoolKey {
+            cpuset: limits.cpuset.clone(),
+            ..PoolKey::new(image, limits)
+        }
+    }
+
+    /// The limits its containers are created with.
+    pub(super) fn limits(&self) -> ContainerLimits {
+        ContainerLimits {
+            cpuset: self.cpuset.clone(),
+            memory_bytes: self.memory_bytes,
+            processes: self.processes,
+            cpus: self.millicpus as f64 / 1000.0,
+            tmpfs_bytes: self.tmpfs_bytes,
+            runtime: self.runtime.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
