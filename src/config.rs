@@ -289,10 +289,11 @@ pub struct Config {
     /// Who may run in a container another job ran in before them, once
     /// its monitor restored it and checked it fit: `off` (a fresh container
     /// per job), `per-caller` (consecutive jobs of one API key, or of one
-    /// client address when keys are off) or `all`. Plain jobs only (no
-    /// checker, interactor or interaction; a compiled job's run when it has
-    /// a container of its own).
-    #[arg(long, env = "CODE_RUNNER_RECYCLE", default_value = "off")]
+    /// client address when keys are off) or `all`. `per-caller` by default:
+    /// callers never share a container, and the restore between one
+    /// caller's jobs is the one the hostile suite proves (README, "Security
+    /// model").
+    #[arg(long, env = "CODE_RUNNER_RECYCLE", default_value = "per-caller")]
     pub recycle: crate::sandbox::pool::Recycle,
 
     /// Most jobs one recycled container serves before it is replaced.

@@ -12,11 +12,14 @@ use serde_json::json;
 
 use crate::helpers::{TestService, unique_queue};
 
+/// A container created for its job (no warm pool, nothing recycled): its
+/// labels name the job and its step.
 #[tokio::test]
 async fn a_running_jobs_container_has_every_hardening_setting() {
     let service = TestService::start_with(|c| {
         c.wall_time_limit_ms = 20_000;
         c.pool_size = 0;
+        c.recycle = code_runner::sandbox::pool::Recycle::Off;
     })
     .await;
     let id = service

@@ -49,14 +49,12 @@ pub fn runtime() -> Option<String> {
         .filter(|r| !r.is_empty() && r != "runc")
 }
 
-/// True when the tests' services recycle containers between jobs
-/// (`CODE_RUNNER_RECYCLE` set to `all` or `per-caller` in the environment,
-/// which every test service's configuration reads).
+/// True when the tests' services recycle containers between jobs: unless
+/// `CODE_RUNNER_RECYCLE` is `off` in the environment, which every test
+/// service's configuration reads (`per-caller` is the default; the tests'
+/// jobs all come from one caller).
 pub fn recycling() -> bool {
-    matches!(
-        std::env::var("CODE_RUNNER_RECYCLE").as_deref(),
-        Ok("all" | "per-caller")
-    )
+    std::env::var("CODE_RUNNER_RECYCLE").as_deref() != Ok("off")
 }
 
 /// The containers a job's steps ran in, in order (from its timeline).
