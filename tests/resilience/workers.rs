@@ -250,14 +250,15 @@ async fn a_webhook_owed_by_a_killed_worker_is_delivered_by_another_exactly_once(
         assert_eq!(sent["result"]["stdout"], "owed\n");
     }
     // Nothing left: a container the dead worker was still removing in the
-    // background when it was killed is swept by the survivor once the dead
-    // worker's heartbeat has expired.
+    // background when it was killed, or had recycled and kept for its next
+    // job, is swept by the survivor once the dead worker's heartbeat has
+    // expired.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while !job_containers(&queue).await.is_empty() {
+    while !queue_containers(&queue).await.is_empty() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "containers left: {:?}",
-            job_containers(&queue).await
+            queue_containers(&queue).await
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
