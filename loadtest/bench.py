@@ -990,29 +990,14 @@ def main():
         figures["engine_1"] = engine_cycles(1, 30 if QUICK else 60)
         figures["engine_knobs"] = engine_knobs(40 if QUICK else 150)
     redis = start_redis()
-    if only == "recycle":
-        try:
-            figures["recycle_runc"] = recycle_runs(redis)
-            if runsc_registered():
-                figures["recycle_runsc"] = recycle_runs(redis, "runsc")
-        finally:
-            for process in list(RUNNING):
-                stop(process)
-            redis.terminate()
-            redis.wait()
-        lines, targets = recycle_report(figures)
-        print("\n".join(lines))
-        for t, m_, ok in targets:
-            say(f"{'met    ' if ok else 'NOT MET'} {t}: {m_}")
-        (work / "figures.json").write_text(json.dumps(figures, indent=2))
-        return
     try:
-        figures["pool_off"] = service_runs(0, "off")
-        figures["pool_on"] = service_runs(4, "on")
-        figures["cases"] = cases_runs()
-        figures["ceiling"] = ceiling_runs(redis)
-        figures["api"] = api_runs()
-        figures["interactive"] = interactive_runs()
+        if only != "recycle":
+            figures["pool_off"] = service_runs(0, "off")
+            figures["pool_on"] = service_runs(4, "on")
+            figures["cases"] = cases_runs()
+            figures["ceiling"] = ceiling_runs(redis)
+            figures["api"] = api_runs()
+            figures["interactive"] = interactive_runs()
         figures["recycle_runc"] = recycle_runs(redis)
         if runsc_registered():
             figures["recycle_runsc"] = recycle_runs(redis, "runsc")
@@ -1023,6 +1008,12 @@ def main():
         redis.wait()
     # The figures first: a report that fails to render loses no run.
     (work / "figures.json").write_text(json.dumps(figures, indent=2))
+    if only == "recycle":
+        lines, targets = recycle_report(figures)
+        print("\n".join(lines))
+        for t, m_, ok in targets:
+            say(f"{'met    ' if ok else 'NOT MET'} {t}: {m_}")
+        return
     report = write_report(figures)
     out = Path(os.environ.get("BENCH_OUT", ROOT / "BENCHMARKS.md"))
     notes = ""

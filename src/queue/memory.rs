@@ -137,8 +137,9 @@ impl JobQueue {
 /// Retention by bytes: while Redis holds [`TRIM_AT`] of the budget or more,
 /// the oldest finished jobs are removed, step by step, until it holds
 /// [`TRIM_TO`] or none is left; looked at every [`EVERY`] and at each job's
-/// end ([`JobQueue::job_ended`]), so how fast jobs end does not matter. Every process that runs jobs runs one (they
-/// agree: removing a job twice removes it once).
+/// end ([`JobQueue::job_ended`]), so how fast jobs end does not matter.
+/// Every process that runs jobs runs one (they agree: removing a job twice
+/// removes it once).
 pub struct Retention {
     task: tokio::task::JoinHandle<()>,
 }
